@@ -1,0 +1,160 @@
+"""Artifact I/O: canonical JSON, hashing, atomic writes and schema validation.
+
+Every artifact a rule writes goes through :func:`write_json` / :func:`write_text` /
+:func:`write_jsonl`: the content is validated first (when a schema is named), then
+written to a temporary file in the same directory and renamed into place, so a killed
+job never leaves a half-written file that looks finished.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Iterable
+
+import jsonschema
+from referencing import Registry, Resource
+
+SCHEMA_VERSION = 1
+
+#: Root of the workflow checkout (Snakefile, schemas/, rules/ ...).
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SCHEMAS_DIR = Path(os.environ.get("AGENTSKILLER_SCHEMAS_DIR", REPO_ROOT / "schemas"))
+
+
+class ArtifactValidationError(ValueError):
+    """An artifact does not match its JSON Schema."""
+
+
+# --------------------------------------------------------------------------- JSON
+def canonical_json(obj: Any) -> str:
+    """One canonical serialization: sorted keys, no whitespace, UTF-8 kept."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def sha256_text(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def sha256_json(obj: Any) -> str:
+    return sha256_text(canonical_json(obj))
+
+
+def sha256_file(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 16), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def read_json(path: str | Path) -> Any:
+    with open(path, encoding="utf-8") as fh:
+        return json.load(fh)
+
+
+def read_jsonl(path: str | Path) -> list[Any]:
+    with open(path, encoding="utf-8") as fh:
+        return [json.loads(line) for line in fh if line.strip()]
+
+
+def read_text(path: str | Path) -> str:
+    return Path(path).read_text(encoding="utf-8")
+
+
+# ----------------------------------------------------------------- atomic writes
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` via a temp file + fsync + rename in the same dir."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def dumps_pretty(obj: Any) -> str:
+    """Stable, human-readable JSON (sorted keys) used for every JSON artifact."""
+    return json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+# ------------------------------------------------------------------- schemas
+@lru_cache(maxsize=None)
+def load_schema(name: str) -> dict:
+    """Load ``schemas/<name>.schema.json`` (JSON Schema draft 2020-12)."""
+    path = SCHEMAS_DIR / f"{name}.schema.json"
+    if not path.exists():
+        raise FileNotFoundError(f"no JSON Schema for artifact type {name!r}: {path}")
+    return read_json(path)
+
+
+@lru_cache(maxsize=1)
+def _registry() -> Registry:
+    resources = []
+    for p in sorted(SCHEMAS_DIR.glob("*.schema.json")):
+        schema = read_json(p)
+        res = Resource.from_contents(schema, default_specification=None) if "$schema" in schema else None
+        if res is not None:
+            resources.append((p.name, res))
+            if "$id" in schema:
+                resources.append((schema["$id"], res))
+    return Registry().with_resources(resources)
+
+
+def validation_errors(obj: Any, schema_name: str) -> list[str]:
+    """Return readable error strings (empty when ``obj`` is valid)."""
+    schema = load_schema(schema_name)
+    validator = jsonschema.Draft202012Validator(schema, registry=_registry())
+    errors = []
+    for err in sorted(validator.iter_errors(obj), key=lambda e: list(e.absolute_path)):
+        where = "/".join(str(p) for p in err.absolute_path) or "<root>"
+        errors.append(f"{where}: {err.message}")
+    return errors
+
+
+def validate(obj: Any, schema_name: str) -> None:
+    errors = validation_errors(obj, schema_name)
+    if errors:
+        shown = "\n  ".join(errors[:20])
+        more = f"\n  ... and {len(errors) - 20} more" if len(errors) > 20 else ""
+        raise ArtifactValidationError(f"artifact does not match schema {schema_name!r}:\n  {shown}{more}")
+
+
+def write_json(path: str | Path, obj: Any, schema: str | None = None) -> None:
+    """Validate ``obj`` against ``schema`` (if given) and write it atomically."""
+    if schema:
+        validate(obj, schema)
+    atomic_write_text(path, dumps_pretty(obj))
+
+
+def write_jsonl(path: str | Path, rows: Iterable[Any], schema: str | None = None) -> None:
+    """Write one compact JSON object per line; each row validated against ``schema``."""
+    rows = list(rows)
+    if schema:
+        for i, row in enumerate(rows):
+            try:
+                validate(row, schema)
+            except ArtifactValidationError as exc:
+                raise ArtifactValidationError(f"row {i}: {exc}") from None
+    atomic_write_text(path, "".join(json.dumps(r, sort_keys=True, ensure_ascii=False) + "\n" for r in rows))
+
+
+def write_text(path: str | Path, text: str) -> None:
+    atomic_write_text(path, text)

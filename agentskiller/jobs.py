@@ -1,0 +1,148 @@
+"""The bridge between a Snakemake job and a step function.
+
+``scripts/<rule>.py`` calls :func:`run_job` with the ``snakemake`` object and a step
+function ``run(ctx)``. Everything a step needs (named input/output paths, params,
+wildcards, the validated config, a logger on the job's log file, a seeded RNG and the LLM
+client) is in the :class:`StepContext`; steps never touch the snakemake object, so they are
+testable without Snakemake (:meth:`StepContext.from_paths`).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from . import io
+
+log = logging.getLogger("agentskiller")
+
+
+def _named(obj: Any) -> dict[str, Any]:
+    """Named items of a snakemake Namedlist (input/output/log) as plain paths."""
+    out: dict[str, Any] = {}
+    keys = obj.keys() if hasattr(obj, "keys") else []
+    for k in keys:
+        v = getattr(obj, k)
+        if isinstance(v, (list, tuple)) or (hasattr(v, "__iter__") and not isinstance(v, (str, bytes))):
+            out[k] = [Path(x) for x in v]
+        else:
+            out[k] = Path(v)
+    return out
+
+
+@dataclass
+class StepContext:
+    step: str
+    config: dict
+    inputs: dict[str, Any] = field(default_factory=dict)
+    outputs: dict[str, Any] = field(default_factory=dict)
+    params: dict[str, Any] = field(default_factory=dict)
+    wildcards: dict[str, str] = field(default_factory=dict)
+    threads: int = 1
+    log: logging.Logger = field(default_factory=lambda: log)
+    _llm: Any = None
+
+    # ----------------------------------------------------------- construction
+    @classmethod
+    def from_paths(cls, step: str, config: dict, inputs: dict | None = None, outputs: dict | None = None,
+                   params: dict | None = None, wildcards: dict | None = None, logger: logging.Logger | None = None,
+                   llm: Any = None) -> "StepContext":
+        def paths(d):
+            return {k: ([Path(x) for x in v] if isinstance(v, (list, tuple)) else Path(v)) for k, v in (d or {}).items()}
+        return cls(step=step, config=config, inputs=paths(inputs), outputs=paths(outputs), params=dict(params or {}),
+                   wildcards=dict(wildcards or {}), log=logger or log, _llm=llm)
+
+    @classmethod
+    def from_snakemake(cls, smk: Any, step: str) -> "StepContext":
+        logger = logging.getLogger(f"agentskiller.{step}.{'.'.join(str(v) for v in dict(smk.wildcards).values())}")
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
+        logger.handlers.clear()
+        if len(smk.log):
+            Path(smk.log[0]).parent.mkdir(parents=True, exist_ok=True)
+            fh = logging.FileHandler(smk.log[0], mode="w", encoding="utf-8")
+            fh.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+            logger.addHandler(fh)
+        params = {k: getattr(smk.params, k) for k in smk.params.keys()}
+        return cls(step=step, config=dict(smk.config), inputs=_named(smk.input), outputs=_named(smk.output),
+                   params=params, wildcards={k: str(v) for k, v in dict(smk.wildcards).items()},
+                   threads=int(getattr(smk, "threads", 1) or 1), log=logger)
+
+    # ------------------------------------------------------------------ basics
+    @property
+    def seed(self) -> int:
+        return int(self.config.get("seed", 0))
+
+    @property
+    def outputs_dir(self) -> Path:
+        return Path(self.config.get("outputs_dir", "outputs"))
+
+    def rng(self, *salt: Any) -> random.Random:
+        key = io.sha256_json([self.seed, self.step, sorted(self.wildcards.items()), [str(s) for s in salt]])
+        return random.Random(int(key[:16], 16))
+
+    @property
+    def llm(self):
+        if self._llm is None:
+            from .llm import LLMClient  # lazy: deterministic steps never need it
+
+            self._llm = LLMClient.from_config(self.config["llm"], seed=self.seed, usage_log=self.log)
+        return self._llm
+
+    # -------------------------------------------------------------- artifacts
+    def input_hashes(self, extra: dict[str, Path] | None = None) -> dict[str, str]:
+        hashes: dict[str, str] = {}
+        for name, p in {**self.inputs, **(extra or {})}.items():
+            if isinstance(p, list):
+                hashes[name] = io.sha256_json([io.sha256_file(x) for x in p if Path(x).is_file()])
+            elif Path(p).is_file():
+                hashes[name] = io.sha256_file(p)
+        return hashes
+
+    def meta(self, extra_inputs: dict[str, Path] | None = None) -> dict:
+        llm = self.config.get("llm", {})
+        models = llm.get("models", {})
+        return {
+            "step": self.step,
+            "schema_version": io.SCHEMA_VERSION,
+            "provider": llm.get("provider", "offline"),
+            "models": {"text": models.get("text", ""), "code": models.get("code", "")},
+            "seed": self.seed,
+            "inputs": self.input_hashes(extra_inputs),
+        }
+
+    def output(self, name: str) -> Path:
+        return Path(self.outputs[name])
+
+    def write_json(self, name: str | Path, obj: dict, schema: str | None, with_meta: bool = True) -> None:
+        path = self.output(name) if isinstance(name, str) else name
+        if with_meta and isinstance(obj, dict):
+            obj = {**obj, "meta": self.meta()}
+        io.write_json(path, obj, schema)
+
+    def write_text(self, name: str | Path, text: str) -> None:
+        io.write_text(self.output(name) if isinstance(name, str) else name, text)
+
+    def write_jsonl(self, name: str | Path, rows: list, schema: str | None) -> None:
+        io.write_jsonl(self.output(name) if isinstance(name, str) else name, rows, schema)
+
+
+def run_job(smk: Any, step_fn: Callable[[StepContext], None], step: str | None = None) -> None:
+    """Entry point for ``scripts/*.py``: build the context, run the step, log failures."""
+    step = step or step_fn.__module__.rsplit(".", 1)[-1].split("_", 1)[0]
+    ctx = StepContext.from_snakemake(smk, step)
+    try:
+        step_fn(ctx)
+    except Exception:
+        ctx.log.exception("step %s failed", step)
+        for h in ctx.log.handlers:
+            h.flush()
+        raise
+    finally:
+        if ctx._llm is not None:
+            ctx._llm.close()
+    print(f"{step} done: {', '.join(str(p) for p in ctx.outputs.values())}", file=sys.stderr)
