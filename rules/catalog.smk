@@ -1,0 +1,114 @@
+# s01-s04: topics, entity catalogue, entity graph, MCP server blueprints.
+
+
+rule topics:
+    output:
+        topics=out("topics.json"),
+    log:
+        "logs/topics/topics.log",
+    benchmark:
+        "benchmarks/topics/topics.tsv"
+    resources:
+        llm=1,
+    conda:
+        "../envs/agentskiller.yaml"
+    script:
+        "../scripts/topics.py"
+
+
+rule entities:
+    input:
+        topics=rules.topics.output.topics,
+    output:
+        entities=out("entities.json"),
+    log:
+        "logs/entities/entities.log",
+    benchmark:
+        "benchmarks/entities/entities.tsv"
+    resources:
+        llm=1,
+    conda:
+        "../envs/agentskiller.yaml"
+    script:
+        "../scripts/entities.py"
+
+
+rule entity_graph:
+    input:
+        entities=rules.entities.output.entities,
+    output:
+        graph=out("entity_graph.json"),
+    log:
+        "logs/entity_graph/entity_graph.log",
+    benchmark:
+        "benchmarks/entity_graph/entity_graph.tsv"
+    resources:
+        llm=1,
+    conda:
+        "../envs/agentskiller.yaml"
+    script:
+        "../scripts/entity_graph.py"
+
+
+# Defines the {domain} wildcard: downstream input functions read its output.
+checkpoint outlines:
+    input:
+        entities=rules.entities.output.entities,
+        graph=rules.entity_graph.output.graph,
+    output:
+        outlines=out("blueprints/outlines.json"),
+    log:
+        "logs/outlines/outlines.log",
+    benchmark:
+        "benchmarks/outlines/outlines.tsv"
+    resources:
+        llm=1,
+    conda:
+        "../envs/agentskiller.yaml"
+    script:
+        "../scripts/outlines.py"
+
+
+rule blueprint:
+    input:
+        outlines=out("blueprints/outlines.json"),
+        entities=rules.entities.output.entities,
+    output:
+        blueprint=out("blueprints/{domain}.json"),
+    log:
+        "logs/blueprint/{domain}.log",
+    benchmark:
+        "benchmarks/blueprint/{domain}.tsv"
+    resources:
+        llm=1,
+    conda:
+        "../envs/agentskiller.yaml"
+    script:
+        "../scripts/blueprint.py"
+
+
+rule blueprint_index:
+    input:
+        outlines=out("blueprints/outlines.json"),
+        blueprints=all_blueprints,
+    output:
+        index=out("blueprints/index.json"),
+    log:
+        "logs/blueprint_index/index.log",
+    conda:
+        "../envs/agentskiller.yaml"
+    script:
+        "../scripts/blueprint_index.py"
+
+
+rule tool_list:
+    input:
+        blueprint=out("blueprints/{domain}.json"),
+    output:
+        tool_list=out("tool_lists/{domain}.json"),
+    log:
+        "logs/tool_list/{domain}.log",
+    conda:
+        "../envs/agentskiller.yaml"
+    script:
+        "../scripts/tool_list.py"

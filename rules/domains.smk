@@ -1,0 +1,100 @@
+# s06-s09: database, policy, tool graph and MCP server of each domain.
+
+
+rule entity_table:
+    input:
+        entities=out("entities.json"),
+    output:
+        table=out("database/entities/{entity}.json"),
+        script=out("database/scripts/entities/{entity}.py"),
+    log:
+        "logs/entity_table/{entity}.log",
+    benchmark:
+        "benchmarks/entity_table/{entity}.tsv"
+    resources:
+        llm=1,
+    conda:
+        "../envs/agentskiller.yaml"
+    script:
+        "../scripts/entity_table.py"
+
+
+rule domain_database:
+    input:
+        blueprint=out("blueprints/{domain}.json"),
+        entities=out("entities.json"),
+        entity_tables=domain_entity_tables,
+    output:
+        db=directory(out("database/{domain}")),
+    log:
+        "logs/domain_database/{domain}.log",
+    benchmark:
+        "benchmarks/domain_database/{domain}.tsv"
+    resources:
+        llm=1,
+    conda:
+        "../envs/agentskiller.yaml"
+    script:
+        "../scripts/domain_database.py"
+
+
+rule policy:
+    input:
+        blueprint=out("blueprints/{domain}.json"),
+        entities=out("entities.json"),
+        db=out("database/{domain}"),
+    output:
+        policy=out("policies/{domain}.md"),
+        report=out("policies/{domain}.json"),
+    log:
+        "logs/policy/{domain}.log",
+    benchmark:
+        "benchmarks/policy/{domain}.tsv"
+    resources:
+        llm=1,
+    conda:
+        "../envs/agentskiller.yaml"
+    script:
+        "../scripts/policy.py"
+
+
+rule tool_graph:
+    input:
+        blueprint=out("blueprints/{domain}.json"),
+        policy=out("policies/{domain}.md"),
+        policy_report=out("policies/{domain}.json"),
+    output:
+        graph=out("tool_graphs/{domain}.json"),
+    log:
+        "logs/tool_graph/{domain}.log",
+    benchmark:
+        "benchmarks/tool_graph/{domain}.tsv"
+    resources:
+        llm=1,
+    conda:
+        "../envs/agentskiller.yaml"
+    script:
+        "../scripts/tool_graph.py"
+
+
+rule server:
+    input:
+        blueprint=out("blueprints/{domain}.json"),
+        tool_list=out("tool_lists/{domain}.json"),
+        policy=out("policies/{domain}.md"),
+        policy_report=out("policies/{domain}.json"),
+        db=out("database/{domain}"),
+        entity_tables=domain_entity_tables,
+    output:
+        tools=out("servers/{domain}/tools.py"),
+        report=out("servers/{domain}/report.json"),
+    log:
+        "logs/server/{domain}.log",
+    benchmark:
+        "benchmarks/server/{domain}.tsv"
+    resources:
+        llm=1,
+    conda:
+        "../envs/agentskiller.yaml"
+    script:
+        "../scripts/server.py"

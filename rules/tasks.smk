@@ -1,0 +1,97 @@
+# s14-s17 on the {env} wildcard, then the dataset.
+
+
+rule task_templates:
+    input:
+        blueprint=env_file("blueprints/{domain}.json"),
+        tool_graph=env_file("tool_graphs/{domain}.json"),
+        policy=env_file("policies/{domain}.md"),
+        server_report=env_file("servers/{domain}/report.json"),
+    output:
+        templates=out("task_templates/{env}.json"),
+    log:
+        "logs/task_templates/{env}.log",
+    benchmark:
+        "benchmarks/task_templates/{env}.tsv"
+    resources:
+        llm=1,
+    conda:
+        "../envs/agentskiller.yaml"
+    script:
+        "../scripts/task_templates.py"
+
+
+rule instances:
+    input:
+        templates=out("task_templates/{env}.json"),
+        blueprint=env_file("blueprints/{domain}.json"),
+        db=env_file("database/{domain}"),
+        entity_tables=domain_entity_tables,
+        server_report=env_file("servers/{domain}/report.json"),
+    output:
+        instances=out("instances/{env}.json"),
+    log:
+        "logs/instances/{env}.log",
+    conda:
+        "../envs/agentskiller.yaml"
+    script:
+        "../scripts/instances.py"
+
+
+rule tasks:
+    input:
+        instances=out("instances/{env}.json"),
+        blueprint=env_file("blueprints/{domain}.json"),
+        server_report=env_file("servers/{domain}/report.json"),
+        tools=env_file("servers/{domain}/tools.py"),
+        db=env_file("database/{domain}"),
+        entity_tables=domain_entity_tables,
+    output:
+        tasks=out("tasks/{env}.json"),
+    log:
+        "logs/tasks/{env}.log",
+    benchmark:
+        "benchmarks/tasks/{env}.tsv"
+    conda:
+        "../envs/agentskiller.yaml"
+    script:
+        "../scripts/tasks.py"
+
+
+rule queries:
+    input:
+        tasks=out("tasks/{env}.json"),
+        blueprint=env_file("blueprints/{domain}.json"),
+        policy=env_file("policies/{domain}.md"),
+        tool_list=env_file("tool_lists/{domain}.json"),
+    output:
+        queries=out("queries/{env}.jsonl"),
+    log:
+        "logs/queries/{env}.log",
+    benchmark:
+        "benchmarks/queries/{env}.tsv"
+    resources:
+        llm=1,
+    conda:
+        "../envs/agentskiller.yaml"
+    script:
+        "../scripts/queries.py"
+
+
+rule dataset:
+    input:
+        queries=per_env("queries/{env}.jsonl"),
+        tasks=per_env("tasks/{env}.json"),
+        policies=per_domain("policies/{domain}.md"),
+        tool_lists=per_domain("tool_lists/{domain}.json"),
+        index=out("blueprints/index.json"),
+    output:
+        train=out("dataset/train.jsonl"),
+        card=out("dataset/card.md"),
+        stats=out("dataset/stats.json"),
+    log:
+        "logs/dataset/dataset.log",
+    conda:
+        "../envs/agentskiller.yaml"
+    script:
+        "../scripts/dataset.py"
