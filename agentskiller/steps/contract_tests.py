@@ -1,0 +1,737 @@
+"""Contract tests for a domain's tool code (step s09): the oracle the code model cannot edit.
+
+The tests are *derived*, deterministically, from the blueprint (tool kinds, tables, reads and
+writes, parameters, preconditions, effects), the data (which user owns which records, what a
+search or an aggregate must return) and the policy markers. They live here, not in the
+generated files, so a model repairing its code cannot bend them.
+
+A :class:`TestPlan` is a list of *episodes* (call sequences run on a fresh state each) and a
+list of *tests*; a test names one episode and checks its per-call results. Several tests may
+share one episode (a valid read is checked for "returns the record" and for "leaves the state
+alone" separately, so the report says precisely what broke). All episodes of a round run in
+ONE sandboxed worker process (``agentskiller.runtime.worker.execute_episodes``).
+
+Per-call results from the worker: ``{"ok", "result", "error", "error_type",
+"state_hash_after", "changed_tables"}`` (see ``runtime.environment.CallRecord``).
+``error_type == "tool_error"`` is a refusal by the tool; ``"bad_arguments"`` (the runtime's
+signature validation, e.g. a value outside a ``Literal``) also counts as a refusal where a
+test sends an invalid value on purpose; ``crash``, ``non_json``, ``timeout`` are bugs.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from ..models.blueprint import READ_ONLY_KINDS, WRITE_KINDS, Blueprint, Tool, ToolParam
+from ..models.catalog import primary_key_for, snake_case
+
+#: values that no generated or seeded key can take (s06 keys look like ``PAT-001`` or
+#: ``patient_n00001``); a tool must answer them with a ToolError
+UNKNOWN_PREFIX = "no-such-"
+SEARCH_LIMIT = 50
+INVALID_ENUM = "__not_a_valid_value__"
+
+Check = Callable[[list[dict]], "str | None"]
+
+
+# ---------------------------------------------------------------------------- data model
+@dataclass
+class Episode:
+    id: str
+    calls: list[dict]  # [{"tool": name, "arguments": {...}}]
+
+    def as_json(self) -> dict:
+        return {"id": self.id, "calls": self.calls}
+
+
+@dataclass
+class ContractTest:
+    id: str
+    description: str
+    episode: str
+    tool: str | None
+    check: Check
+
+
+@dataclass
+class TestPlan:
+    episodes: list[Episode] = field(default_factory=list)
+    tests: list[ContractTest] = field(default_factory=list)
+    #: tests that could not be derived (no suitable record in the data), with the reason
+    skipped: list[dict] = field(default_factory=list)
+
+    def episode_ids(self) -> set[str]:
+        return {e.id for e in self.episodes}
+
+
+@dataclass
+class DomainData:
+    """The initial tables as plain records: ``{table: (primary_key, [records])}``."""
+
+    tables: dict[str, tuple[str, list[dict]]]
+
+    def records(self, table: str) -> list[dict]:
+        return sorted(self.tables.get(table, ("", []))[1], key=lambda r: sort_key(r.get(self.pk(table))))
+
+    def pk(self, table: str) -> str:
+        return self.tables[table][0] if table in self.tables else primary_key_for(table)
+
+    def get(self, table: str, key: Any) -> dict | None:
+        pk = self.pk(table)
+        return next((r for r in self.tables.get(table, ("", []))[1] if r.get(pk) == key), None)
+
+    def unknown_id(self, table: str) -> str:
+        used = {str(r.get(self.pk(table))) for r in self.records(table)}
+        n = 0
+        while f"{UNKNOWN_PREFIX}{snake_case(table)}-{n}" in used:
+            n += 1
+        return f"{UNKNOWN_PREFIX}{snake_case(table)}-{n}"
+
+
+def sort_key(k: Any) -> tuple[int, Any]:
+    """The runtime's primary-key order: numbers numerically, everything else as text."""
+    return (0, k) if isinstance(k, (int, float)) and not isinstance(k, bool) else (1, str(k))
+
+
+# ---------------------------------------------------------------------- result helpers
+def _call(tool: str, **arguments: Any) -> dict:
+    return {"tool": tool, "arguments": arguments}
+
+
+def _describe(res: dict) -> str:
+    if res.get("ok"):
+        text = json.dumps(res.get("result"), sort_keys=True, default=str)
+        return f"ok, result {text[:300]}"
+    return f"{res.get('error_type')}: {str(res.get('error'))[:300]}"
+
+
+def _last(results: list[dict]) -> dict:
+    return results[-1] if results else {"ok": False, "error_type": "NoResult", "error": "no result"}
+
+
+def _setup_failed(results: list[dict]) -> str | None:
+    """The calls before the one under test (authorization) must succeed."""
+    for i, res in enumerate(results[:-1]):
+        if not res.get("ok"):
+            return f"setup call {i} failed: {_describe(res)}"
+    return None
+
+
+def _is_json(value: Any) -> bool:
+    try:
+        return json.loads(json.dumps(value, allow_nan=False)) == value
+    except (TypeError, ValueError):
+        return False
+
+
+def _record_from(result: Any, pk: str) -> dict | None:
+    """The record in a result: the result itself or one level down (``{"record": {...}}``)."""
+    if isinstance(result, dict):
+        if pk in result:
+            return result
+        inner = [v for v in result.values() if isinstance(v, dict) and pk in v]
+        if len(inner) == 1:
+            return inner[0]
+    return None
+
+
+def _list_from(result: Any) -> list | None:
+    """The list in a search result: the result itself or its one list-valued field."""
+    if isinstance(result, list):
+        return result
+    if isinstance(result, dict):
+        lists = [v for v in result.values() if isinstance(v, list)]
+        if len(lists) == 1:
+            return lists[0]
+    return None
+
+
+def _close(a: Any, b: Any) -> bool:
+    if a is None or b is None:
+        return a is None and b is None
+    if isinstance(a, bool) or isinstance(b, bool) or not isinstance(a, (int, float)) or not isinstance(b, (int, float)):
+        return a == b
+    return math.isclose(float(a), float(b), rel_tol=1e-6, abs_tol=0.011)
+
+
+# ------------------------------------------------------------------------------ checks
+def expect_ok(extra: Callable[[Any], str | None] | None = None) -> Check:
+    def check(results: list[dict]) -> str | None:
+        if (bad := _setup_failed(results)) is not None:
+            return bad
+        res = _last(results)
+        if not res.get("ok"):
+            return f"expected success, got {_describe(res)}"
+        if not _is_json(res.get("result")) or not isinstance(res.get("result"), (dict, list)):
+            return f"result is not a JSON object or array: {res.get('result')!r:.200}"
+        return extra(res.get("result")) if extra else None
+
+    return check
+
+
+REFUSAL = ("tool_error",)
+#: a value the signature itself rules out may also be refused by argument validation
+VALIDATION_REFUSAL = ("tool_error", "bad_arguments")
+
+
+def expect_tool_error(no_change: bool = True, accepted: tuple[str, ...] = REFUSAL) -> Check:
+    def check(results: list[dict]) -> str | None:
+        if (bad := _setup_failed(results)) is not None:
+            return bad
+        res = _last(results)
+        if res.get("ok"):
+            return f"expected a ToolError refusal, but the call succeeded: {_describe(res)}"
+        if res.get("error_type") not in accepted:
+            return f"expected a ToolError refusal, got {_describe(res)}"
+        if no_change and res.get("changed_tables"):
+            return f"a refused call changed tables {res.get('changed_tables')}"
+        return None
+
+    return check
+
+
+def expect_no_change() -> Check:
+    def check(results: list[dict]) -> str | None:
+        if (bad := _setup_failed(results)) is not None:
+            return bad
+        res = _last(results)
+        if not res.get("ok"):
+            return f"call failed, state not checked: {_describe(res)}"
+        before = results[-2].get("state_hash_after") if len(results) > 1 else None
+        if res.get("changed_tables"):
+            return f"a read-only tool changed tables {res['changed_tables']}"
+        if before is not None and res.get("state_hash_after") != before:
+            return "a read-only tool changed the state hash"
+        return None
+
+    return check
+
+
+def expect_writes_within(writes: list[str]) -> Check:
+    allowed = set(writes)
+
+    def check(results: list[dict]) -> str | None:
+        if (bad := _setup_failed(results)) is not None:
+            return bad
+        res = _last(results)
+        if not res.get("ok"):
+            return f"call failed, state not checked: {_describe(res)}"
+        changed = list(res.get("changed_tables") or [])
+        if not changed:
+            return "a successful write did not change the state"
+        extra = sorted(set(changed) - allowed)
+        if extra:
+            return f"changed tables {extra} outside its declared writes {sorted(allowed)}"
+        before = results[-2].get("state_hash_after") if len(results) > 1 else None
+        if before is not None and res.get("state_hash_after") == before:
+            return "changed_tables reported a change but the state hash is the same"
+        return None
+
+    return check
+
+
+# ---------------------------------------------------------------------------- deriving
+class _Deriver:
+    def __init__(self, blueprint: Blueprint, data: DomainData, policy_sections: dict[str, str] | None,
+                 simulation_time: str) -> None:
+        self.bp = blueprint
+        self.data = data
+        self.policy = policy_sections or {}
+        self.now = simulation_time or "2025-01-01T00:00:00Z"
+        self.core = blueprint.core_entity
+        self.core_pk = data.pk(self.core)
+        self.auth = blueprint.authorize_tool()
+        self.auth_param = (self.auth.parameters[0].name if self.auth.parameters else self.core_pk)
+        self.plan = TestPlan()
+        self.users = [r.get(self.core_pk) for r in data.records(self.core)]
+
+    # ---------------------------------------------------------------- building
+    def episode(self, eid: str, calls: list[dict]) -> str:
+        if eid not in self.plan.episode_ids():
+            self.plan.episodes.append(Episode(eid, calls))
+        return eid
+
+    def test(self, tid: str, description: str, episode: str, tool: str | None, check: Check) -> None:
+        self.plan.tests.append(ContractTest(tid, description, episode, tool, check))
+
+    def skip(self, tid: str, tool: str, reason: str) -> None:
+        self.plan.skipped.append({"id": tid, "tool": tool, "reason": reason})
+
+    def login(self, user: Any) -> list[dict]:
+        return [_call(self.auth.name, **{self.auth_param: user})]
+
+    # ---------------------------------------------------------------- the data
+    def owner_column(self, table: str) -> str | None:
+        if table == self.core:
+            return self.core_pk
+        rel = self.bp.relationship(table)
+        if rel is None:
+            return None
+        return next((c.name for c in rel.columns if c.references == self.core), None)
+
+    def owned_by_someone(self, table: str) -> list[dict]:
+        """Records of ``table`` whose owner is an existing user, in key order."""
+        owner = self.owner_column(table)
+        users = set(self.users)
+        return [r for r in self.data.records(table) if owner is None or r.get(owner) in users]
+
+    def owner_of(self, table: str, rec: dict) -> Any:
+        owner = self.owner_column(table)
+        return rec.get(owner) if owner else (self.users[0] if self.users else None)
+
+    def key_param(self, tool: Tool) -> ToolParam | None:
+        pk = self.data.pk(tool.table)
+        return next((p for p in tool.parameters if p.column == pk or p.name == pk), None)
+
+    def meets(self, tool: Tool, rec: dict) -> bool:
+        return all(rec.get(c.column) in c.values for c in tool.preconditions)
+
+    def column_values(self, table: str, column: str) -> list[Any]:
+        seen: list[Any] = []
+        for r in self.data.records(table):
+            v = r.get(column)
+            if v is not None and v not in seen:
+                seen.append(v)
+        return seen
+
+    def bounds(self, tool: Tool, p: ToolParam) -> tuple[list[str] | None, float | None, float | None]:
+        rel = self.bp.relationship(tool.table)
+        col = rel.column(p.column) if (rel and p.column) else None
+        enum = p.enum or (col.enum if col else None)
+        lo = p.minimum if p.minimum is not None else (col.minimum if col else None)
+        hi = p.maximum if p.maximum is not None else (col.maximum if col else None)
+        return enum, lo, hi
+
+    def reference_of(self, tool: Tool, p: ToolParam) -> str | None:
+        rel = self.bp.relationship(tool.table)
+        target = rel.foreign_keys().get(p.column or "") if rel else None
+        if target is None and p.column and p.column != self.data.pk(tool.table):
+            # an entity table's column named like another entity's key
+            target = next((e for e in self.bp.entities if self.data.pk(e) == p.column), None)
+        return target if target != self.core else None
+
+    def valid_value(self, tool: Tool, p: ToolParam, avoid: Any = None) -> Any:
+        """A value the tool must accept: from the data where possible, else from the
+        declared enum / range / type; ``avoid`` (the record's current value) is skipped so
+        an update really changes something."""
+        enum, lo, hi = self.bounds(tool, p)
+        target = self.reference_of(tool, p)
+        candidates: list[Any] = []
+        if target:
+            candidates = [r.get(self.data.pk(target)) for r in self.data.records(target)]
+        elif enum:
+            candidates = list(enum)
+        elif p.column:
+            candidates = self.column_values(tool.table, p.column)
+            if p.type in ("integer", "number"):
+                candidates = [v for v in candidates if isinstance(v, (int, float)) and not isinstance(v, bool)
+                              and (lo is None or v >= lo) and (hi is None or v <= hi)]
+        fallback = self.type_default(p, lo, hi)
+        candidates = [c for c in candidates if not isinstance(c, (dict, list))] + [fallback]
+        if p.type == "array":
+            inner = [c for c in candidates[:-1] if c is not None]
+            return inner[:1] or fallback
+        for c in candidates:
+            if c != avoid and c is not None:
+                return c
+        return candidates[0]
+
+    def type_default(self, p: ToolParam, lo: float | None, hi: float | None) -> Any:
+        if p.type == "integer":
+            return int(math.ceil(lo)) if lo is not None else (int(hi) if hi is not None and hi < 1 else 1)
+        if p.type == "number":
+            return float(lo) if lo is not None else (float(hi) if hi is not None and hi < 1 else 1.0)
+        if p.type == "boolean":
+            return True
+        if p.type == "date":
+            return self.now[:10]
+        if p.type == "datetime":
+            return self.now
+        if p.type == "array":
+            return ["contract-test"] if (p.items or "string") == "string" else [1]
+        return "contract test"
+
+    # ----------------------------------------------------------------- per kind
+    def derive(self) -> TestPlan:
+        for tool in self.bp.tools:
+            self.common(tool)
+            getattr(self, f"derive_{tool.kind}")(tool)
+        return self.plan
+
+    def common(self, tool: Tool) -> None:
+        """Authorization: every tool that needs it refuses without it."""
+        if not tool.requires_auth or tool.kind == "authorize":
+            return
+        args = self.sample_args(tool)
+        if args is None:
+            return
+        eid = self.episode(f"{tool.name}/no_auth", [_call(tool.name, **args)])
+        self.test(f"{tool.name}.requires_auth", f"{tool.name} refuses with a ToolError when nobody is authorized",
+                  eid, tool.name, expect_tool_error())
+
+    def sample_args(self, tool: Tool) -> dict | None:
+        """Plausible arguments for the no-authorization test (validity does not matter:
+        a tool must check the session before anything else it could refuse)."""
+        args: dict[str, Any] = {}
+        key = self.key_param(tool)
+        for p in tool.parameters:
+            if not p.required:
+                continue
+            if key is not None and p is key:
+                recs = self.owned_by_someone(tool.table)
+                args[p.name] = recs[0].get(self.data.pk(tool.table)) if recs else self.data.unknown_id(tool.table)
+            else:
+                args[p.name] = self.valid_value(tool, p)
+        return args
+
+    def derive_authorize(self, tool: Tool) -> None:
+        if not self.users:
+            self.skip(f"{tool.name}.valid", tool.name, f"no {self.core} records")
+            return
+        user = self.users[0]
+        eid = self.episode(f"{tool.name}/valid", self.login(user))
+        self.test(f"{tool.name}.valid", f"{tool.name} accepts an existing {self.core} ({user})", eid, tool.name,
+                  expect_ok())
+        self.test(f"{tool.name}.read_only", f"{tool.name} leaves the tables unchanged", eid, tool.name,
+                  expect_no_change())
+        eid = self.episode(f"{tool.name}/unknown_id",
+                           [_call(tool.name, **{self.auth_param: self.data.unknown_id(self.core)})])
+        self.test(f"{tool.name}.unknown_id", f"{tool.name} refuses an unknown {self.core_pk} with a ToolError",
+                  eid, tool.name, expect_tool_error())
+
+    def derive_read(self, tool: Tool) -> None:
+        key = self.key_param(tool)
+        pk = self.data.pk(tool.table)
+        if key is None:
+            self.skip(f"{tool.name}.valid", tool.name, f"no parameter carries the primary key {pk}")
+            return
+        recs = self.owned_by_someone(tool.table)
+        if not recs or not self.users:
+            self.skip(f"{tool.name}.valid", tool.name, f"no {tool.table} records owned by a {self.core}")
+            return
+        rec = recs[0]
+        user = self.owner_of(tool.table, rec)
+        rid = rec.get(pk)
+        eid = self.episode(f"{tool.name}/valid", self.login(user) + [_call(tool.name, **{key.name: rid})])
+
+        def same_record(result: Any) -> str | None:
+            got = _record_from(result, pk)
+            if got is None:
+                return f"result has no {pk}: {json.dumps(result, default=str)[:200]}"
+            if got.get(pk) != rid:
+                return f"asked for {pk}={rid!r}, got {got.get(pk)!r}"
+            wrong = sorted(k for k in rec if k in got and got[k] != rec[k])
+            missing = sorted(k for k in rec if k not in got)
+            if wrong or missing:
+                return f"record differs from the data: wrong {wrong}, missing {missing}"
+            return None
+
+        self.test(f"{tool.name}.valid", f"{tool.name} returns {tool.table} {rid} to its owner {user}", eid,
+                  tool.name, expect_ok(same_record))
+        self.test(f"{tool.name}.read_only", f"{tool.name} leaves the tables unchanged", eid, tool.name,
+                  expect_no_change())
+        self.unknown_key_test(tool, key, user)
+        self.foreign_owner_test(tool, key, recs)
+
+    def unknown_key_test(self, tool: Tool, key: ToolParam, user: Any) -> None:
+        args = {key.name: self.data.unknown_id(tool.table)}
+        for p in tool.parameters:
+            if p.required and p is not key:
+                args[p.name] = self.valid_value(tool, p)
+        eid = self.episode(f"{tool.name}/unknown_id", self.login(user) + [_call(tool.name, **args)])
+        self.test(f"{tool.name}.unknown_id", f"{tool.name} refuses an unknown {key.name} with a ToolError", eid,
+                  tool.name, expect_tool_error())
+
+    def foreign_owner_test(self, tool: Tool, key: ToolParam, recs: list[dict]) -> None:
+        """A record of another user must be refused (only for tables the user owns)."""
+        owner = self.owner_column(tool.table)
+        if owner is None or not tool.requires_auth:
+            return
+        pk = self.data.pk(tool.table)
+        target = next((r for r in recs if self.meets(tool, r)), recs[0])
+        stranger = next((u for u in self.users if u != target.get(owner)), None)
+        if stranger is None:
+            self.skip(f"{tool.name}.ownership", tool.name, f"only one {self.core} in the data")
+            return
+        args = {key.name: target.get(pk)}
+        for p in tool.parameters:
+            if p.required and p is not key:
+                args[p.name] = self.valid_value(tool, p, avoid=target.get(p.column or ""))
+        eid = self.episode(f"{tool.name}/ownership", self.login(stranger) + [_call(tool.name, **args)])
+        self.test(f"{tool.name}.ownership",
+                  f"{tool.name} refuses {tool.table} {target.get(pk)} to {stranger}, who does not own it", eid,
+                  tool.name, expect_tool_error())
+
+    def filtered_variants(self, tool: Tool, sample: dict | None) -> list[tuple[str, dict]]:
+        """(suffix, arguments): required filters from ``sample``; one variant without
+        optional filters and one with the first optional filter set."""
+        base: dict[str, Any] = {}
+        for p in tool.parameters:
+            if p.required:
+                base[p.name] = (sample or {}).get(p.column) if p.column and sample else self.valid_value(tool, p)
+        out = [("valid", base)]
+        opt = next((p for p in tool.parameters if not p.required and p.column and p.type != "array"
+                    and sample is not None and sample.get(p.column) is not None), None)
+        if opt is not None:
+            out.append(("filtered", {**base, opt.name: sample[opt.column]}))
+        return out
+
+    def expected_rows(self, tool: Tool, user: Any, args: dict) -> list[dict]:
+        owner = self.owner_column(tool.table)
+        rows = self.data.records(tool.table)
+        if owner and tool.requires_auth:
+            rows = [r for r in rows if r.get(owner) == user]
+        for p in tool.parameters:
+            if p.column and args.get(p.name) is not None:
+                v = args[p.name]
+                rows = [r for r in rows if (r.get(p.column) in v if p.type == "array" else r.get(p.column) == v)]
+        return rows
+
+    def scope_user_and_sample(self, tool: Tool) -> tuple[Any, dict | None]:
+        recs = self.owned_by_someone(tool.table)
+        if not recs:
+            return (self.users[0] if self.users else None), None
+        owner = self.owner_column(tool.table)
+        return (recs[0].get(owner) if owner else self.users[0] if self.users else None), recs[0]
+
+    def derive_search(self, tool: Tool) -> None:
+        user, sample = self.scope_user_and_sample(tool)
+        if user is None:
+            self.skip(f"{tool.name}.valid", tool.name, f"no {self.core} records")
+            return
+        pk = self.data.pk(tool.table)
+        for suffix, args in self.filtered_variants(tool, sample):
+            expected = [r.get(pk) for r in self.expected_rows(tool, user, args)][:SEARCH_LIMIT]
+
+            def same_rows(result: Any, expected: list = expected) -> str | None:
+                rows = _list_from(result)
+                if rows is None:
+                    return f"expected a list of records, got {json.dumps(result, default=str)[:200]}"
+                got = [r.get(pk) if isinstance(r, dict) else r for r in rows]
+                if got != expected:
+                    return f"expected {pk}s {expected[:20]} (sorted, at most {SEARCH_LIMIT}), got {got[:20]}"
+                return None
+
+            eid = self.episode(f"{tool.name}/{suffix}", self.login(user) + [_call(tool.name, **args)])
+            shown = ", ".join(f"{k}={v!r}" for k, v in sorted(args.items())) or "no filters"
+            self.test(f"{tool.name}.{suffix}",
+                      f"{tool.name} ({shown}) as {user} returns exactly the matching {tool.table} records "
+                      f"it may see, sorted by {pk}", eid, tool.name, expect_ok(same_rows))
+            if suffix == "valid":
+                self.test(f"{tool.name}.read_only", f"{tool.name} leaves the tables unchanged", eid, tool.name,
+                          expect_no_change())
+
+    def derive_compute(self, tool: Tool) -> None:
+        user, sample = self.scope_user_and_sample(tool)
+        if user is None:
+            self.skip(f"{tool.name}.valid", tool.name, f"no {self.core} records")
+            return
+        agg, col = tool.aggregate or "count", tool.aggregate_column
+        for suffix, args in self.filtered_variants(tool, sample):
+            rows = self.expected_rows(tool, user, args)
+            nums = [r.get(col) for r in rows if col and isinstance(r.get(col), (int, float))
+                    and not isinstance(r.get(col), bool)]
+            if agg == "count" or not col:
+                value: Any = len(rows)
+            elif agg == "sum":
+                value = sum(nums)
+            elif agg == "avg":
+                value = sum(nums) / len(nums) if nums else None
+            else:
+                value = (min if agg == "min" else max)(nums) if nums else None
+
+            def same_value(result: Any, value: Any = value, count: int = len(rows)) -> str | None:
+                if not isinstance(result, dict) or "value" not in result:
+                    return f"expected {{\"value\": ..., \"count\": n}}, got {json.dumps(result, default=str)[:200]}"
+                if not _close(result.get("value"), value):
+                    return f"expected value {value!r} ({agg} over {count} records), got {result.get('value')!r}"
+                if "count" in result and result.get("count") != count:
+                    return f"expected count {count}, got {result.get('count')!r}"
+                return None
+
+            eid = self.episode(f"{tool.name}/{suffix}", self.login(user) + [_call(tool.name, **args)])
+            shown = ", ".join(f"{k}={v!r}" for k, v in sorted(args.items())) or "no filters"
+            self.test(f"{tool.name}.{suffix}", f"{tool.name} ({shown}) as {user} computes the {agg} from the data",
+                      eid, tool.name, expect_ok(same_value))
+            if suffix == "valid":
+                self.test(f"{tool.name}.read_only", f"{tool.name} leaves the tables unchanged", eid, tool.name,
+                          expect_no_change())
+
+    def write_checks(self, tool: Tool, eid: str, what: str, extra: Callable[[Any], str | None] | None) -> None:
+        self.test(f"{tool.name}.valid", f"{tool.name} {what}", eid, tool.name, expect_ok(extra))
+        self.test(f"{tool.name}.writes_declared",
+                  f"{tool.name} changes the state, and only its declared tables {sorted(tool.writes)}", eid,
+                  tool.name, expect_writes_within(tool.writes))
+
+    def derive_create(self, tool: Tool) -> None:
+        if not self.users:
+            self.skip(f"{tool.name}.valid", tool.name, f"no {self.core} records")
+            return
+        user = self.users[0]
+        args = {p.name: self.valid_value(tool, p) for p in tool.parameters if p.required}
+        owner = self.owner_column(tool.table)
+        expected = {p.column: args[p.name] for p in tool.parameters if p.column and p.name in args}
+        expected.update(tool.effects)
+        if owner and tool.requires_auth:
+            expected[owner] = user
+        pk = self.data.pk(tool.table)
+
+        def created(result: Any) -> str | None:
+            rec = _record_from(result, pk)
+            if rec is None:
+                return f"expected the new record with its {pk}, got {json.dumps(result, default=str)[:200]}"
+            wrong = {k: rec.get(k) for k, v in sorted(expected.items()) if not _close(rec.get(k), v)}
+            if wrong:
+                return f"new record has wrong values {wrong}; expected {expected}"
+            return None
+
+        eid = self.episode(f"{tool.name}/valid", self.login(user) + [_call(tool.name, **args)])
+        self.write_checks(tool, eid, f"creates a {tool.table} record for {user} with {sorted(args)}", created)
+        self.invalid_value_tests(tool, user, args)
+
+    def derive_update(self, tool: Tool) -> None:
+        self.derive_record_write(tool)
+
+    def derive_delete(self, tool: Tool) -> None:
+        self.derive_record_write(tool)
+
+    def derive_record_write(self, tool: Tool) -> None:
+        key = self.key_param(tool)
+        pk = self.data.pk(tool.table)
+        if key is None:
+            self.skip(f"{tool.name}.valid", tool.name, f"no parameter carries the primary key {pk}")
+            return
+        recs = self.owned_by_someone(tool.table)
+        suitable = [r for r in recs if self.meets(tool, r)]
+        if not suitable or not self.users:
+            self.skip(f"{tool.name}.valid", tool.name,
+                      f"no {tool.table} record owned by a {self.core} meets the preconditions")
+        else:
+            rec = suitable[0]
+            user = self.owner_of(tool.table, rec)
+            rid = rec.get(pk)
+            args = {key.name: rid}
+            for p in tool.parameters:
+                if p.required and p is not key:
+                    args[p.name] = self.valid_value(tool, p, avoid=rec.get(p.column or ""))
+            eid = self.episode(f"{tool.name}/valid", self.login(user) + [_call(tool.name, **args)])
+            if tool.kind == "update":
+                expected = {p.column: args[p.name] for p in tool.parameters
+                            if p.column and p.name in args and p is not key}
+                expected.update(tool.effects)
+
+                def updated(result: Any, expected: dict = expected, rid: Any = rid) -> str | None:
+                    got = _record_from(result, pk)
+                    if got is None:
+                        return f"expected the updated record, got {json.dumps(result, default=str)[:200]}"
+                    if got.get(pk) != rid:
+                        return f"updated {pk}={rid!r} but returned {got.get(pk)!r}"
+                    wrong = {k: got.get(k) for k, v in sorted(expected.items()) if not _close(got.get(k), v)}
+                    return f"updated record has wrong values {wrong}; expected {expected}" if wrong else None
+
+                self.write_checks(tool, eid, f"updates {tool.table} {rid} of its owner {user}", updated)
+            else:
+                self.write_checks(tool, eid, f"deletes {tool.table} {rid} of its owner {user}", None)
+            self.unknown_key_test(tool, key, user)
+            self.invalid_value_tests(tool, user, args)
+        if recs:
+            self.foreign_owner_test(tool, key, suitable or recs)
+        self.precondition_test(tool, key, recs)
+
+    def precondition_test(self, tool: Tool, key: ToolParam, recs: list[dict]) -> None:
+        if not tool.preconditions:
+            return
+        pk = self.data.pk(tool.table)
+        violating = [r for r in recs if not self.meets(tool, r)]
+        if not violating:
+            self.skip(f"{tool.name}.precondition", tool.name, "no record violates the preconditions")
+            return
+        rec = violating[0]
+        user = self.owner_of(tool.table, rec)
+        args = {key.name: rec.get(pk)}
+        for p in tool.parameters:
+            if p.required and p is not key:
+                args[p.name] = self.valid_value(tool, p, avoid=rec.get(p.column or ""))
+        conds = "; ".join(f"{c.column} in {c.values}" for c in tool.preconditions)
+        eid = self.episode(f"{tool.name}/precondition", self.login(user) + [_call(tool.name, **args)])
+        self.test(f"{tool.name}.precondition",
+                  f"{tool.name} refuses {tool.table} {rec.get(pk)} which fails its preconditions ({conds})", eid,
+                  tool.name, expect_tool_error())
+
+    def invalid_value_tests(self, tool: Tool, user: Any, args: dict) -> None:
+        """Enum, range and foreign-key violations in the parameters a write takes."""
+        key = self.key_param(tool) if tool.kind != "create" else None
+        for p in tool.parameters:
+            if p is key or p.name not in args:
+                continue
+            enum, lo, hi = self.bounds(tool, p)
+            bad: Any = None
+            what = ""
+            if self.reference_of(tool, p) and p.type != "array":
+                target = self.reference_of(tool, p)
+                bad, what = self.data.unknown_id(target), f"an unknown {p.column}"
+                tid = f"{tool.name}.unknown_{p.name}"
+            elif enum and p.type != "array":
+                bad, what, tid = INVALID_ENUM, "a value outside its enum", f"{tool.name}.invalid_{p.name}"
+            elif p.type in ("integer", "number") and (hi is not None or lo is not None):
+                bad = (hi + 1) if hi is not None else (lo - 1)
+                bad = int(bad) if p.type == "integer" else float(bad)
+                what, tid = "an out-of-range value", f"{tool.name}.out_of_range_{p.name}"
+            else:
+                continue
+            eid = self.episode(f"{tool.name}/bad_{p.name}",
+                               self.login(user) + [_call(tool.name, **{**args, p.name: bad})])
+            self.test(tid, f"{tool.name} refuses {what} for {p.name} ({bad!r}) with a ToolError", eid, tool.name,
+                      expect_tool_error(accepted=VALIDATION_REFUSAL if tid.startswith(
+                          (f"{tool.name}.invalid_", f"{tool.name}.out_of_range_")) else REFUSAL))
+
+
+def derive_tests(blueprint: Blueprint, data: DomainData, policy_sections: dict[str, str] | None = None,
+                 simulation_time: str = "") -> TestPlan:
+    """The contract tests of one domain (deterministic for the same inputs)."""
+    return _Deriver(blueprint, data, policy_sections, simulation_time).derive()
+
+
+# ------------------------------------------------------------------------- evaluating
+def evaluate(plan: TestPlan, episode_results: dict[str, Any]) -> list[dict]:
+    """``episode_results``: episode id -> list of per-call results, or an error string
+    when the episode could not run at all (the worker died, timed out ...)."""
+    out = []
+    for t in plan.tests:
+        res = episode_results.get(t.episode)
+        if res is None:
+            detail: str | None = "episode produced no result (worker crashed or timed out)"
+        elif isinstance(res, str):
+            detail = f"episode could not run: {res}"
+        else:
+            try:
+                detail = t.check(res)
+            except Exception as exc:  # a checker bug must not read as a tool bug
+                detail = f"checker error: {type(exc).__name__}: {exc}"
+        out.append({"id": t.id, "description": t.description, "tool": t.tool, "passed": detail is None,
+                    "detail": detail or ""})
+    return out
+
+
+def tool_list_test(expected: list[dict], actual: list[dict] | None, differences: list[str] | None,
+                   load_error: str = "") -> dict:
+    """The signature test: the tool list built from the code equals the s05 tool list."""
+    if actual is None:
+        detail = f"the tool module could not be loaded: {load_error}" if load_error else "no tools loaded"
+    else:
+        detail = "; ".join(differences or [])
+    return {"id": "tool_list.match", "description": "the tool list built from the code's signatures equals "
+            "tool_lists/{domain}.json", "tool": None, "passed": not detail, "detail": detail}
+
+
+def summarize_failures(results: list[dict], limit: int = 40) -> list[dict]:
+    """The failing tests as the repair prompt and the report show them."""
+    return [{"id": r["id"], "description": r["description"], "tool": r.get("tool"), "detail": r["detail"]}
+            for r in results if not r["passed"]][:limit]
+
+
+__all__ = ["ContractTest", "DomainData", "Episode", "TestPlan", "derive_tests", "evaluate", "tool_list_test",
+           "summarize_failures", "READ_ONLY_KINDS", "WRITE_KINDS"]
