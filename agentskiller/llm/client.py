@@ -1,0 +1,226 @@
+"""The one LLM client every step uses.
+
+``generate`` runs the self-correction loop: ask, parse, validate (pydantic), check
+(semantic, caller-supplied), and on problems append the answer plus a repair message and ask
+again, up to a bound. Every round is looked up in / written to the response cache on its
+own, so a rerun replays the whole conversation (repairs included) with zero provider calls,
+and every round writes one usage line.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from typing import Any, Callable, Iterable, Sequence, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from .base import LLMConfig, LLMError, ProviderRequest, ProviderResponse, format_feedback
+from .cache import ResponseCache, cache_key
+from .extract import ExtractionError, extract_code, extract_json
+from .usage import log_usage
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+log = logging.getLogger("agentskiller.llm")
+
+CheckFn = Callable[[Any], "list[str] | None"]
+
+
+@dataclass
+class LLMStats:
+    provider_calls: int = 0
+    cache_hits: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    repair_rounds: int = 0
+    cost_usd: float = 0.0
+
+    def __getitem__(self, name: str) -> Any:  # stats["cache_hits"] works too
+        return getattr(self, name)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def validation_messages(exc: ValidationError) -> list[str]:
+    """pydantic errors as short lines a model can act on: ``path: message``."""
+    out = []
+    for err in exc.errors(include_url=False):
+        where = ".".join(str(p) for p in err.get("loc", ())) or "<root>"
+        out.append(f"{where}: {err.get('msg')}")
+    return out
+
+
+class LLMClient:
+    def __init__(self, config: LLMConfig, provider: Any, seed: int = 0,
+                 usage_log: logging.Logger | None = None, cache: ResponseCache | None = None) -> None:
+        self.config = config
+        self.provider = provider
+        self.seed = int(seed)
+        self.usage_log = usage_log
+        self.cache = cache or ResponseCache(config.cache_dir, config.cache_mode)
+        self.stats = LLMStats()
+        self._stats_lock = threading.Lock()
+        # Bounds simultaneous provider calls across all threads of this client (map()
+        # may nest), independent of how many pools exist.
+        self._slots = threading.BoundedSemaphore(config.max_concurrency)
+        self._closed = False
+
+    @classmethod
+    def from_config(cls, llm_config: dict | LLMConfig, seed: int = 0,
+                    usage_log: logging.Logger | None = None) -> "LLMClient":
+        cfg = llm_config if isinstance(llm_config, LLMConfig) else LLMConfig.model_validate(llm_config or {})
+        if cfg.provider == "offline":
+            from .offline.provider import OfflineProvider
+
+            provider: Any = OfflineProvider(seed)
+        else:
+            from .openai_provider import OpenAIProvider
+
+            provider = OpenAIProvider(cfg)
+        return cls(cfg, provider, seed=seed, usage_log=usage_log)
+
+    # ------------------------------------------------------------------ API
+    def generate(self, task: str, messages: Sequence[dict], schema: type[BaseModel] | None = None,
+                 role: str = "text", context: Any = None, check: CheckFn | None = None,
+                 max_rounds: int | None = None) -> Any:
+        """Ask until the answer parses, validates and passes ``check``.
+
+        ``max_rounds`` is the number of *repair* rounds after the first answer (default
+        ``llm.max_repair_rounds``; 0 = no repair). Returns a ``schema`` instance, or the text
+        (for ``role="code"`` the first fenced code block) when no schema is given; ``check``
+        gets that return value and returns a list of problems (empty = accepted).
+        """
+        if self._closed:
+            raise LLMError("LLM client is closed")
+        model = self.config.model_for(role)
+        repairs = self.config.max_repair_rounds if max_rounds is None else max(0, int(max_rounds))
+        schema_json = schema.model_json_schema() if schema is not None else None
+        convo: list[dict] = [dict(m) for m in messages]
+        feedback: list[str] = []
+        errors: list[str] = []
+        for rnd in range(repairs + 1):
+            req = ProviderRequest(task=task, role=role, model=model, messages=[dict(m) for m in convo], schema=schema,
+                                  schema_json=schema_json, temperature=self.config.temperature,
+                                  max_tokens=self.config.max_tokens, seed=self.seed, context=context,
+                                  feedback=list(feedback), round=rnd)
+            text = self._complete(req)
+            value, errors = self._accept(text, schema, role, check)
+            if not errors:
+                return value
+            log.info("task %s round %d: %d problem(s): %s", task, rnd, len(errors), "; ".join(errors)[:500])
+            feedback = errors
+            convo += [{"role": "assistant", "content": text}, {"role": "user", "content": format_feedback(errors)}]
+            if rnd < repairs:
+                with self._stats_lock:
+                    self.stats.repair_rounds += 1
+        shown = "\n  ".join(errors[:20])
+        raise LLMError(f"task {task}: no acceptable answer after {repairs + 1} round(s); last errors:\n  {shown}")
+
+    def map(self, fn: Callable[[T], R], items: Iterable[T]) -> list[R]:
+        """``[fn(x) for x in items]`` on up to ``llm.max_concurrency`` threads, in input
+        order. The first failure (in input order) is raised after all items finished."""
+        items = list(items)
+        if len(items) <= 1 or self.config.max_concurrency <= 1:
+            return [fn(x) for x in items]
+        with ThreadPoolExecutor(max_workers=min(self.config.max_concurrency, len(items)),
+                                thread_name_prefix="llm") as pool:
+            futures = [pool.submit(fn, x) for x in items]
+            return [f.result() for f in futures]
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self.provider.close()
+
+    def __enter__(self) -> "LLMClient":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    # ------------------------------------------------------------ internals
+    def _key(self, req: ProviderRequest) -> str:
+        return cache_key({
+            "provider": self.provider.name,
+            "model": req.model,
+            "task": req.task,
+            "messages": req.messages,
+            "schema": req.schema_json,
+            "temperature": req.temperature,
+            "max_tokens": req.max_tokens,
+            "response_format": self.config.response_format if req.schema is not None else "text",
+            "seed": req.seed,
+            "salt": self.provider.cache_salt(req),
+        })
+
+    def _complete(self, req: ProviderRequest) -> str:
+        t0 = time.perf_counter()
+        key = self._key(req) if self.cache.enabled else ""
+        entry = self.cache.lookup(key, req.task) if key else None
+        if entry is not None:
+            r = entry["response"]
+            resp = ProviderResponse(text=r["text"], model=r.get("model", req.model),
+                                    prompt_tokens=int(r.get("prompt_tokens", 0)),
+                                    completion_tokens=int(r.get("completion_tokens", 0)),
+                                    finish_reason=r.get("finish_reason"))
+            hit = True
+        else:
+            with self._slots:
+                resp = self.provider.complete(req)
+            hit = False
+            if key:
+                self.cache.put(key, {
+                    "task": req.task, "role": req.role, "round": req.round, "provider": self.provider.name,
+                    "request": {"model": req.model, "messages": req.messages},
+                    "response": {"text": resp.text, "model": resp.model, "prompt_tokens": resp.prompt_tokens,
+                                 "completion_tokens": resp.completion_tokens, "finish_reason": resp.finish_reason},
+                })
+        latency = time.perf_counter() - t0
+        cost = 0.0 if hit else self.config.cost(req.model, resp.prompt_tokens, resp.completion_tokens)
+        with self._stats_lock:
+            if hit:
+                self.stats.cache_hits += 1
+            else:
+                self.stats.provider_calls += 1
+                self.stats.prompt_tokens += resp.prompt_tokens
+                self.stats.completion_tokens += resp.completion_tokens
+                self.stats.cost_usd += cost
+        log_usage(self.usage_log, {
+            "task": req.task, "role": req.role, "model": req.model, "provider": self.provider.name,
+            "prompt_tokens": resp.prompt_tokens, "completion_tokens": resp.completion_tokens,
+            "latency_s": round(latency, 4), "cache_hit": hit, "round": req.round, "cost_usd": round(cost, 8),
+        })
+        return resp.text
+
+    @staticmethod
+    def _accept(text: str, schema: type[BaseModel] | None, role: str,
+                check: CheckFn | None) -> tuple[Any, list[str]]:
+        """(value, problems) for one answer; problems empty = accepted."""
+        if schema is None:
+            value: Any = extract_code(text) if role == "code" else text
+            if not value.strip():
+                return value, ["the answer is empty"]
+        else:
+            try:
+                data = extract_json(text)
+            except ExtractionError as exc:
+                return None, [str(exc)]
+            try:
+                value = schema.model_validate(data)
+            except ValidationError as exc:
+                return None, validation_messages(exc)
+        if check is not None:
+            try:
+                problems = check(value)
+            except Exception as exc:  # a checker crash on odd input is a problem of the answer
+                problems = [f"the answer could not be checked: {type(exc).__name__}: {exc}"]
+            problems = [str(p) for p in (problems or [])]
+            if problems:
+                return value, problems
+        return value, []

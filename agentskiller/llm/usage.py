@@ -1,0 +1,88 @@
+"""Usage lines: one ``LLM_USAGE {json}`` log line per round, cache hit or not.
+
+The job's log file is the ledger (Snakemake keeps one per job); the report rule parses
+the lines back with :func:`parse_usage_lines` and sums them with :func:`summarize`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import defaultdict
+from typing import Any, Iterable
+
+PREFIX = "LLM_USAGE "
+
+FIELDS = ("task", "role", "model", "provider", "prompt_tokens", "completion_tokens",
+          "latency_s", "cache_hit", "round", "cost_usd")
+
+
+def usage_line(row: dict[str, Any]) -> str:
+    return PREFIX + json.dumps({k: row.get(k) for k in FIELDS}, ensure_ascii=False)
+
+
+def log_usage(logger: logging.Logger | None, row: dict[str, Any]) -> None:
+    if logger is not None:
+        logger.info("%s", usage_line(row))
+
+
+def parse_usage_lines(log_text: str) -> list[dict]:
+    """All usage rows in a log text (any prefix before ``LLM_USAGE`` is ignored)."""
+    rows = []
+    for line in log_text.splitlines():
+        i = line.find(PREFIX)
+        if i < 0:
+            continue
+        try:
+            row = json.loads(line[i + len(PREFIX):])
+        except ValueError:
+            continue  # a truncated last line of a killed job
+        if isinstance(row, dict):
+            rows.append(row)
+    return rows
+
+
+def _empty() -> dict[str, float]:
+    return {"calls": 0, "provider_calls": 0, "cache_hits": 0, "prompt_tokens": 0, "completion_tokens": 0,
+            "cached_prompt_tokens": 0, "cached_completion_tokens": 0, "cost_usd": 0.0, "latency_s": 0.0,
+            "repair_rounds": 0}
+
+
+def _add(acc: dict, row: dict) -> None:
+    acc["calls"] += 1
+    pt, ct = int(row.get("prompt_tokens") or 0), int(row.get("completion_tokens") or 0)
+    if row.get("cache_hit"):
+        # A hit costs nothing now; its tokens are what the cache saved.
+        acc["cache_hits"] += 1
+        acc["cached_prompt_tokens"] += pt
+        acc["cached_completion_tokens"] += ct
+    else:
+        acc["provider_calls"] += 1
+        acc["prompt_tokens"] += pt
+        acc["completion_tokens"] += ct
+        acc["latency_s"] += float(row.get("latency_s") or 0.0)
+    acc["cost_usd"] += float(row.get("cost_usd") or 0.0)
+    if int(row.get("round") or 0) > 0:
+        acc["repair_rounds"] += 1
+
+
+def summarize(rows: Iterable[dict]) -> dict:
+    """Totals, per step (task prefix before the first dot), per task and per model."""
+    total = _empty()
+    by: dict[str, dict[str, dict]] = {"step": defaultdict(_empty), "task": defaultdict(_empty),
+                                       "model": defaultdict(_empty)}
+    for row in rows:
+        task = str(row.get("task") or "?")
+        _add(total, row)
+        _add(by["step"][task.split(".", 1)[0]], row)
+        _add(by["task"][task], row)
+        _add(by["model"][str(row.get("model") or "?")], row)
+
+    def done(acc: dict) -> dict:
+        acc = dict(acc)
+        acc["cost_usd"] = round(acc["cost_usd"], 6)
+        acc["latency_s"] = round(acc["latency_s"], 3)
+        return acc
+
+    return {"total": done(total),
+            **{f"by_{k}": {name: done(acc) for name, acc in sorted(v.items())} for k, v in by.items()}}

@@ -1,0 +1,264 @@
+"""A fault-injecting, OpenAI-compatible Chat Completions server for tests.
+
+```python
+with FakeOpenAI(offline_bridge(seed=7), faults=Faults(rate=0.3, seed=1)) as srv:
+    cfg = {..., "provider": "openai", "base_url": srv.base_url}
+    ...
+    srv.requests        # every request: path, headers (lower-cased names), body, fault
+```
+
+* ``POST /v1/chat/completions`` answers with ``responder(body, headers) -> str`` (header
+  names lower-cased); ``GET /v1/models`` lists one model.
+* Faults, drawn with a seeded RNG per chat request with probability ``rate``, of kinds:
+  ``429`` (with ``Retry-After``), ``500``, ``slow`` (answers after ``slow_s``, beyond a short
+  client timeout), ``truncate`` (half the answer, ``finish_reason: length``), ``malformed``
+  (half the answer, ``finish_reason: stop``: broken JSON), ``schema`` (valid JSON that breaks
+  the schema: a key dropped, one added).
+* ``reject_json_schema=True`` emulates llama.cpp: HTTP 500 mentioning json_schema/grammar
+  for any request with ``response_format.type == "json_schema"``; ``reject_json_object=True``
+  answers HTTP 400 to ``json_object`` (forcing plain text).
+* ``enforce_max_tokens=True`` cuts answers longer than ``max_tokens`` (4 chars/token)
+  and reports ``finish_reason: length`` like a real server.
+* :func:`offline_bridge` answers like the offline provider: task from the
+  ``X-AgentSkiller-Task`` header, context from the prompt's input-data block, feedback and
+  round from the repair messages. Steps run with ``provider: openai`` against it produce the
+  same answers as with ``provider: offline``.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Callable
+
+Responder = Callable[[dict, dict], str]
+
+ALL_FAULTS = ("429", "500", "slow", "truncate", "malformed", "schema")
+TRANSPORT_FAULTS = ("429", "500", "slow")
+CHAT_PATH = "/v1/chat/completions"
+
+
+@dataclass
+class Faults:
+    rate: float = 0.0
+    kinds: tuple[str, ...] = ALL_FAULTS
+    seed: int = 0
+    retry_after_s: float = 0.0
+    slow_s: float = 1.5
+    reject_json_schema: bool = False
+    reject_json_object: bool = False
+    enforce_max_tokens: bool = True
+
+    def __post_init__(self) -> None:
+        unknown = set(self.kinds) - set(ALL_FAULTS)
+        if unknown:
+            raise ValueError(f"unknown fault kinds: {sorted(unknown)}")
+
+
+@dataclass
+class Recorded:
+    path: str
+    method: str
+    headers: dict[str, str]
+    body: Any
+    raw: bytes
+    fault: str | None = None
+    status: int = 200
+    t: float = field(default_factory=time.monotonic)
+
+
+def offline_bridge(seed: int) -> Responder:
+    """Answer every request with the offline provider's handler for its task."""
+    from agentskiller.llm.base import parse_feedback
+    from agentskiller.llm.offline.provider import run_handler
+    from agentskiller.prompts import extract_context
+
+    def respond(body: dict, headers: dict) -> str:
+        task = headers.get("x-agentskiller-task")
+        if not task:
+            raise ValueError("request without X-AgentSkiller-Task header")
+        messages = body.get("messages") or []
+        feedback: list[str] = []
+        rnd = 0
+        for m in messages:
+            fb = parse_feedback(m.get("content")) if m.get("role") == "user" else None
+            if fb is not None:
+                rnd += 1
+                feedback = fb
+        last_user = next((m for m in reversed(messages) if m.get("role") == "user"), None)
+        if last_user is None or parse_feedback(last_user.get("content")) is None:
+            feedback = []
+        return run_handler(seed, task, messages, extract_context(messages), feedback, rnd)
+
+    return respond
+
+
+def _break_schema(text: str) -> str:
+    try:
+        obj = json.loads(text)
+    except ValueError:
+        obj = None
+    if isinstance(obj, dict) and obj:
+        obj.pop(next(iter(obj)))
+        obj["__injected_fault__"] = True
+        return json.dumps(obj)
+    return "[]"
+
+
+class FakeOpenAI:
+    def __init__(self, responder: Responder | None = None, faults: Faults | None = None,
+                 model: str = "fake-model") -> None:
+        self.responder = responder or (lambda body, headers: "ok")
+        self.faults = faults or Faults()
+        self.model = model
+        self.requests: list[Recorded] = []
+        self._rng = random.Random(self.faults.seed)
+        self._lock = threading.Lock()
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+        self._n = 0
+
+    # ------------------------------------------------------------ lifecycle
+    @property
+    def base_url(self) -> str:
+        assert self._server is not None, "server not started"
+        return f"http://127.0.0.1:{self._server.server_address[1]}/v1"
+
+    def start(self) -> "FakeOpenAI":
+        srv = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
+        srv.daemon_threads = True
+        srv.block_on_close = False  # slow-fault threads must not delay shutdown
+        self._server = srv
+        self._thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    def __enter__(self) -> "FakeOpenAI":
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+    # -------------------------------------------------------------- helpers
+    def chat_requests(self) -> list[Recorded]:
+        return [r for r in self.requests if r.path.rstrip("/") == CHAT_PATH]
+
+    def _draw_fault(self) -> str | None:
+        with self._lock:
+            if self.faults.rate > 0 and self._rng.random() < self.faults.rate:
+                return self._rng.choice(list(self.faults.kinds))
+        return None
+
+    def _completion(self, body: dict, text: str, finish_reason: str) -> dict:
+        with self._lock:
+            self._n += 1
+            n = self._n
+        prompt = sum(len(str(m.get("content") or "")) for m in body.get("messages") or [])
+        return {
+            "id": f"chatcmpl-fake-{n}", "object": "chat.completion", "created": 0,
+            "model": body.get("model") or self.model,
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
+                         "finish_reason": finish_reason}],
+            "usage": {"prompt_tokens": prompt // 4, "completion_tokens": len(text) // 4,
+                      "total_tokens": prompt // 4 + len(text) // 4},
+        }
+
+    def _handler_class(self) -> type[BaseHTTPRequestHandler]:
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: Any) -> None:  # keep test output clean
+                pass
+
+            def _send(self, status: int, payload: Any, headers: dict[str, str] | None = None) -> None:
+                data = json.dumps(payload).encode()
+                try:
+                    self.send_response(status)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(data)))
+                    for k, v in (headers or {}).items():
+                        self.send_header(k, v)
+                    self.end_headers()
+                    self.wfile.write(data)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client gave up (timeout fault)
+
+            def _record(self, body: Any, raw: bytes) -> Recorded:
+                rec = Recorded(path=self.path, method=self.command,
+                               headers={k.lower(): v for k, v in self.headers.items()}, body=body, raw=raw)
+                with fake._lock:
+                    fake.requests.append(rec)
+                return rec
+
+            def do_GET(self) -> None:
+                self._record(None, b"")
+                if self.path.rstrip("/") == "/v1/models":
+                    self._send(200, {"object": "list", "data": [{"id": fake.model, "object": "model",
+                                                                 "created": 0, "owned_by": "fake"}]})
+                else:
+                    self._send(404, {"error": {"message": f"no route {self.path}"}})
+
+            def do_POST(self) -> None:
+                raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                try:
+                    body = json.loads(raw or b"{}")
+                except ValueError:
+                    body = None
+                rec = self._record(body, raw)
+                if self.path.rstrip("/") != CHAT_PATH:
+                    rec.status = 404
+                    return self._send(404, {"error": {"message": f"no route {self.path}"}})
+                if not isinstance(body, dict) or not body.get("messages"):
+                    rec.status = 400
+                    return self._send(400, {"error": {"message": "messages is required", "type": "invalid_request"}})
+                rf = (body.get("response_format") or {}).get("type")
+                if rf == "json_schema" and fake.faults.reject_json_schema:
+                    rec.status = 500  # what llama-server answers (llama.cpp issue #11847)
+                    return self._send(500, {"error": {"code": 500, "type": "server_error", "message":
+                                      'Either "json_schema" or "grammar" can be specified, but not both'}})
+                if rf == "json_object" and fake.faults.reject_json_object:
+                    rec.status = 400
+                    return self._send(400, {"error": {"type": "invalid_request_error", "param": "response_format",
+                                      "message": "response_format type json_object is not supported"}})
+                fault = fake._draw_fault()
+                rec.fault = fault
+                if fault == "429":
+                    rec.status = 429
+                    return self._send(429, {"error": {"message": "Rate limit reached (injected)", "type": "rate_limit"}},
+                                      {"Retry-After": f"{fake.faults.retry_after_s:g}"})
+                if fault == "500":
+                    rec.status = 500
+                    return self._send(500, {"error": {"message": "internal server error (injected)",
+                                                      "type": "server_error"}})
+                if fault == "slow":
+                    time.sleep(fake.faults.slow_s)
+                try:
+                    text = fake.responder(body, {k.lower(): v for k, v in self.headers.items()})
+                except Exception as exc:  # a responder bug shows up as a 500 the test can see
+                    rec.status = 500
+                    return self._send(500, {"error": {"message": f"responder failed: {type(exc).__name__}: {exc}"}})
+                finish = "stop"
+                if fault == "truncate":
+                    text, finish = text[: len(text) // 2], "length"
+                elif fault == "malformed":
+                    text = text[: max(1, len(text) // 2)]
+                elif fault == "schema":
+                    text = _break_schema(text)
+                limit = body.get("max_tokens") or body.get("max_completion_tokens")
+                if fake.faults.enforce_max_tokens and limit and len(text) // 4 > int(limit):
+                    text, finish = text[: int(limit) * 4], "length"
+                self._send(200, fake._completion(body, text, finish))
+
+        return Handler
