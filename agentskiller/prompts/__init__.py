@@ -80,7 +80,7 @@ def prompt_version(step: str) -> str:
 
 
 def canonical_pretty(obj: Any) -> str:
-    return json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False)
+    return json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False, default=str)
 
 
 def _fill(template: str, values: dict[str, str], where: str) -> str:

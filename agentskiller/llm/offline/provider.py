@@ -79,9 +79,15 @@ def registered_tasks() -> list[str]:
     return sorted(_HANDLERS)
 
 
+def _context_digest(value: Any) -> str:
+    # default=str: a Path or date in a context must not crash the offline provider; it
+    # hashes like the string the prompt renderer (and so a real server) would see.
+    return io.sha256_text(json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str))
+
+
 def request_rng(seed: int, task: str, context: Any) -> random.Random:
     """RNG seeded from (seed, task, canonical context): the same request, the same answer."""
-    digest = io.sha256_json([int(seed), task, context])
+    digest = _context_digest([int(seed), task, context])
     return random.Random(int(digest[:16], 16))
 
 
@@ -152,7 +158,7 @@ class OfflineProvider:
     def cache_salt(self, request: ProviderRequest) -> dict:
         fn = get_handler(request.task)
         # The answer depends on the context and the handler code, not only on messages.
-        return {"context": io.sha256_json(request.context), "code": _package_digest(),
+        return {"context": _context_digest(request.context), "code": _package_digest(),
                 "handler": _module_digest(fn.__module__)}
 
     def complete(self, request: ProviderRequest) -> ProviderResponse:
