@@ -1,0 +1,147 @@
+"""Task templates, instances, tasks and queries (steps s14-s17): the boundary models.
+
+Vocabulary (DESIGN.md): a *template* is a trajectory plus an abstract instruction with
+``{slot}`` placeholders; an *instance* fills the slots with values from the database and
+fixes the golden calls' arguments; a *task* is an instance whose golden calls executed
+cleanly on a fresh state; a *query* is a task rendered for training (persona, scenario,
+first user message).
+
+Slots are derived in code from the trajectory (:mod:`agentskiller.steps.task_env`), never
+invented by the model: ``kind`` says where a slot's value comes from.
+
+* ``record``: the primary key of a record the trajectory acts on (the user's own ID, the
+  appointment to cancel, the clinician to book with). ``table`` names its table.
+* ``value``: a value the user supplies (a new date, a reason); ``column`` is the column it
+  is written to or filtered on.
+* ``descriptor``: ``{Table.column}`` - an attribute of a record the trajectory acts on,
+  used to describe a record whose ID the user does not hold ("my appointment on ...").
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+SlotKind = Literal["record", "value", "descriptor"]
+CRITERIA = ("realistic", "trajectory_faithful", "policy_compliant", "unambiguous")
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Slot(_Model):
+    name: str
+    kind: SlotKind
+    table: str
+    column: str
+    #: tool calls (indices into the trajectory) whose arguments take this value
+    calls: list[int] = Field(default_factory=list)
+    required: bool = True
+    #: True for a relationship table's primary key: the user knows it only when the
+    #: template lists it in ``user_holds`` (a booking reference, say)
+    internal_id: bool = False
+    description: str = ""
+
+
+# ----------------------------------------------------------------- s14 answers
+class TemplateDraft(_Model):
+    """What the text model writes for one trajectory (task ``s14.template``)."""
+
+    instruction: str = Field(min_length=1)
+    reason_for_call: str = Field(min_length=1)
+    #: record slots of relationship tables the user knows by ID (e.g. a booking reference)
+    user_holds: list[str] = Field(default_factory=list)
+
+
+class JudgeVerdict(_Model):
+    """The judge's answer (task ``s14.judge``): 1-5 per criterion plus the problems found."""
+
+    realistic: int = Field(ge=1, le=5)
+    trajectory_faithful: int = Field(ge=1, le=5)
+    policy_compliant: int = Field(ge=1, le=5)
+    unambiguous: int = Field(ge=1, le=5)
+    problems: list[str] = Field(default_factory=list)
+
+    def scores(self) -> dict[str, int]:
+        return {c: getattr(self, c) for c in CRITERIA}
+
+
+# ------------------------------------------------------------------ artifacts
+class TaskTemplate(_Model):
+    template_id: str
+    trajectory: list[str]
+    slots: list[Slot]
+    status: Literal["accepted", "rejected", "failed"]
+    instruction: str = ""
+    reason_for_call: str = ""
+    user_holds: list[str] = Field(default_factory=list)
+    scores: dict[str, int] = Field(default_factory=dict)
+    score: float | None = None
+    problems: list[str] = Field(default_factory=list)
+    reason: str | None = None
+
+
+class Resolve(_Model):
+    """An argument that only exists at execution time: the value of ``field`` in the
+    result of call ``call`` (e.g. the ID a create returned). Replay reads it the same way."""
+
+    call: int = Field(ge=0)
+    field: str
+
+
+class GoldenCall(_Model):
+    name: str
+    arguments: dict[str, Any]
+    #: argument name -> where its value comes from at execution time
+    resolve: dict[str, Resolve] = Field(default_factory=dict)
+
+
+class Instance(_Model):
+    instance_id: str
+    template_id: str
+    user_id: Any
+    #: slot name -> concrete value (record IDs, user-supplied values, descriptors)
+    values: dict[str, Any]
+    #: label -> full record the task touches (``Patient``, ``Appointment``, ``Clinician``)
+    records: dict[str, dict[str, Any]]
+    calls: list[GoldenCall]
+
+
+class Task(_Model):
+    task_id: str
+    template_id: str
+    instance_id: str
+    status: Literal["valid", "invalid"]
+    user_id: Any = None
+    #: the instance's slot values and records (s17 grounds the query in them)
+    values: dict[str, Any] = Field(default_factory=dict)
+    records: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    golden_calls: list[GoldenCall]
+    expected_outputs: list[Any] = Field(default_factory=list)
+    final_state_hash: str | None = None
+    initial_state_hash: str | None = None
+    failing_call: int | None = None
+    reason: str | None = None
+
+
+# ----------------------------------------------------------------- s17 answers
+class Persona(_Model):
+    name: str = Field(min_length=1)
+    manner: str = Field(min_length=1)
+
+
+class KnownFact(_Model):
+    fact: str = Field(min_length=1)
+    value: str
+
+
+class QueryDraft(_Model):
+    """What the user simulator writes for one task (task ``s17.query``)."""
+
+    persona: Persona
+    reason_for_call: str = Field(min_length=1)
+    instruction: str = Field(min_length=1)
+    known_facts: list[KnownFact]
+    first_message: str = Field(min_length=1)

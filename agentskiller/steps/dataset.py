@@ -1,0 +1,212 @@
+"""The dataset rule: ``dataset/train.jsonl``, ``dataset/card.md``, ``dataset/stats.json``.
+
+One row per query, in OpenAI chat format plus what a trainer or evaluator needs to check an
+episode: ``messages`` (system = the env's policy, then the user's first message), ``tools``,
+the user scenario, the golden calls, expected outputs and the final state hash.
+
+Arrow-friendly by design (``datasets.load_dataset("json", ...)``): Arrow infers one schema
+for the whole file, and free-form JSON whose keys differ from row to row (tool parameter
+schemas, call arguments, tool results) breaks that inference. Those values are stored as
+JSON *strings*, the way OpenAI's ``function.arguments`` already is:
+
+* ``tools``: the OpenAI tools list, ``json.dumps``-ed (``json.loads(row["tools"])``);
+* ``golden_calls[i].function.arguments`` and ``golden_calls[i].resolve``: JSON strings;
+* ``expected_outputs[i]``: JSON strings.
+
+Every other column has one fixed shape (see ``schemas/dataset_row.schema.json``).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from .. import io
+from ..jobs import StepContext
+
+ROW_SCHEMA = "dataset_row"
+STATS_SCHEMA = "dataset_stats"
+
+
+def _dumps(v: Any) -> str:
+    return json.dumps(v, sort_keys=True, ensure_ascii=False)
+
+
+def _as_list(v: Any) -> list[Path]:
+    return [Path(x) for x in v] if isinstance(v, (list, tuple)) else ([Path(v)] if v else [])
+
+
+def _tools_of(doc: Any) -> list[dict]:
+    if isinstance(doc, list):
+        return doc
+    return list(doc.get("tools") or [])
+
+
+def _policy_for(env: str, domains: list[str], policies: dict[str, str]) -> str:
+    if env in policies:
+        return policies[env]
+    return "\n\n".join(policies[d] for d in domains if d in policies)
+
+
+def _tools_for(env: str, domains: list[str], tool_lists: dict[str, list[dict]]) -> list[dict]:
+    if env in tool_lists:
+        return tool_lists[env]
+    return [t for d in domains for t in tool_lists.get(d, [])]
+
+
+def build_row(query: dict, task: dict, policy: str, tools: list[dict]) -> dict:
+    return {
+        "id": query["query_id"],
+        "env": query["env"],
+        "domains": query["domains"],
+        "cross_domain": query["cross_domain"],
+        "messages": [{"role": "system", "content": policy}, {"role": "user", "content": query["first_message"]}],
+        "tools": _dumps(tools),
+        "scenario": {"persona": query["persona"], "reason_for_call": query["reason_for_call"],
+                     "instruction": query["instruction"], "known_facts": query["known_facts"]},
+        "trajectory": query["trajectory"],
+        "golden_calls": [{"type": "function",
+                          "function": {"name": c["name"], "arguments": _dumps(c["arguments"])},
+                          "resolve": _dumps(c.get("resolve") or {})} for c in task["golden_calls"]],
+        "expected_outputs": [_dumps(o) for o in task["expected_outputs"]],
+        "initial_state_hash": task.get("initial_state_hash") or "",
+        "final_state_hash": task["final_state_hash"],
+        "task_id": task["task_id"],
+        "template_id": task["template_id"],
+        "instance_id": task["instance_id"],
+    }
+
+
+def golden_calls(row: dict) -> list[dict]:
+    """A row's golden calls back as ``{"name", "arguments", "resolve"}`` dicts (for replay)."""
+    return [{"name": c["function"]["name"], "arguments": json.loads(c["function"]["arguments"]),
+             "resolve": json.loads(c["resolve"])} for c in row["golden_calls"]]
+
+
+def card_text(meta: dict, stats: dict) -> str:
+    t = stats["totals"]
+    lines = [
+        "# AgentSkiller synthetic tool-use dataset",
+        "",
+        "## What",
+        "",
+        "Multi-turn tool-use tasks for training function-calling agents. Each row is one",
+        "customer's request to an executable service environment (an MCP server over a",
+        "synthetic database, governed by a written policy): the policy as the system message,",
+        "the customer's first message, the environment's tools in OpenAI format, the user",
+        "scenario (persona, reason, full instruction, known facts) and the golden tool calls",
+        "with their expected outputs and the final database state hash.",
+        "",
+        "## How it was made",
+        "",
+        "1. Domains (entities, blueprint, database, policy, tool graph, MCP server) are",
+        "   synthesized and the server is tested against contract tests (steps s01-s09).",
+        "2. s14: each tool-graph trajectory gets an abstract task template written by the text",
+        "   model and scored by an LLM judge (realistic, trajectory-faithful, policy-compliant,",
+        "   unambiguous); only templates above the threshold are kept.",
+        "3. s15: concrete values are chosen from the database so that the authorized user owns",
+        "   the records and every precondition holds (deterministic, seeded).",
+        "4. s16: the golden calls run on a fresh state in a sandboxed worker; a task is kept",
+        "   only if every call succeeds and every write changes the state.",
+        "5. s17: a persona-based user simulator writes the scenario and first message; every",
+        "   concrete value is checked against the task's instance (hallucination check).",
+        "",
+        "## Format notes",
+        "",
+        "`tools`, `golden_calls[].function.arguments`, `golden_calls[].resolve` and",
+        "`expected_outputs[]` are JSON strings (as OpenAI's `function.arguments` already is):",
+        "their keys differ from row to row, which Arrow cannot infer as one schema. Decode",
+        "them with `json.loads`. `resolve` maps an argument to `{call, field}`: its value is",
+        "field `field` of the result of call `call` (an ID a create returned); replays apply",
+        "the same rule and reach `final_state_hash`.",
+        "",
+        "## Counts",
+        "",
+        f"- rows: {t['rows']}",
+        f"- environments: {t['envs']} ({t['envs_failed']} quarantined)",
+        f"- cross-domain rows: {t['cross_domain_rows']}",
+        "",
+        "| env | templates accepted / rejected / failed | instances | tasks valid / invalid | queries |",
+        "|---|---|---|---|---|",
+    ]
+    for env, c in sorted(stats["per_env"].items()):
+        if c.get("status") == "failed":
+            lines.append(f"| {env} | quarantined: {c.get('reason', '')} | | | |")
+            continue
+        s14, s15, s16 = c.get("s14", {}), c.get("s15", {}), c.get("s16", {})
+        lines.append(f"| {env} | {s14.get('accepted', 0)} / {s14.get('rejected', 0)} / {s14.get('failed', 0)} | "
+                     f"{s15.get('instances', 0)} | {s16.get('valid', 0)} / {s16.get('invalid', 0)} | "
+                     f"{c.get('queries', 0)} |")
+    lines += ["", "## Provenance", "",
+              f"- provider: {meta.get('provider')}",
+              f"- models: text `{meta.get('models', {}).get('text')}`, code `{meta.get('models', {}).get('code')}`",
+              f"- seed: {meta.get('seed')}",
+              f"- schema version: {meta.get('schema_version')}", ""]
+    if meta.get("provider") == "offline":
+        lines += ["The offline provider is a deterministic procedural stand-in for a model (demos,",
+                  "tests, CI): phrasing comes from seeded templates, not from a language model.", ""]
+    return "\n".join(lines)
+
+
+def run(ctx: StepContext) -> None:
+    policies = {p.stem: io.read_text(p) for p in _as_list(ctx.inputs.get("policies")) if p.is_file()}
+    tool_lists = {p.stem: _tools_of(io.read_json(p)) for p in _as_list(ctx.inputs.get("tool_lists")) if p.is_file()}
+    tasks_by_env: dict[str, dict] = {}
+    for p in _as_list(ctx.inputs.get("tasks")):
+        doc = io.read_json(p)
+        tasks_by_env[doc.get("env") or p.stem] = doc
+    rows: list[dict] = []
+    per_env: dict[str, dict] = {}
+    traj_len: Counter = Counter()
+    tools_used: Counter = Counter()
+    rejections: dict[str, Counter] = {"s14": Counter(), "s15": Counter(), "s16": Counter(), "s17": Counter()}
+    for p in sorted(_as_list(ctx.inputs.get("queries"))):
+        queries = io.read_jsonl(p)
+        env = p.stem
+        doc = tasks_by_env.get(env, {})
+        if doc.get("status") == "failed" or any(q.get("status") == "failed" for q in queries):
+            reason = doc.get("reason") or next((q.get("reason") for q in queries if q.get("reason")), "failed")
+            per_env[env] = {"status": "failed", "reason": reason}
+            continue
+        tasks = {t["task_id"]: t for t in doc.get("tasks", [])}
+        hist = doc.get("history", {})
+        entry = {"status": "ok", **{s: dict(h.get("counts", {})) for s, h in sorted(hist.items())},
+                 "queries": len(queries)}
+        for step, h in hist.items():
+            for r in h.get("rejections", []):
+                rejections.setdefault(step, Counter())[_reason_key(r.get("reason"))] += 1
+        n_valid = sum(t["status"] == "valid" for t in tasks.values())
+        if n_valid > len(queries):
+            rejections["s17"]["query failed the grounding / completeness checks"] += n_valid - len(queries)
+        per_env[env] = entry
+        for q in queries:
+            task = tasks[q["task_id"]]
+            domains = q["domains"]
+            rows.append(build_row(q, task, _policy_for(env, domains, policies), _tools_for(env, domains, tool_lists)))
+            traj_len[str(len(task["golden_calls"]))] += 1
+            tools_used.update(f"{env}:{c['name']}" for c in task["golden_calls"])
+    rows.sort(key=lambda r: (r["env"], r["id"]))
+    stats = {
+        "totals": {"rows": len(rows), "envs": len(per_env),
+                   "envs_failed": sum(1 for e in per_env.values() if e.get("status") == "failed"),
+                   "cross_domain_rows": sum(r["cross_domain"] for r in rows)},
+        "per_env": per_env,
+        "trajectory_lengths": dict(sorted(traj_len.items(), key=lambda kv: int(kv[0]))),
+        "tools_used": dict(sorted(tools_used.items())),
+        "rejection_reasons": {s: dict(sorted(c.items())) for s, c in rejections.items()},
+    }
+    ctx.write_jsonl("train", rows, ROW_SCHEMA)
+    ctx.write_json("stats", stats, STATS_SCHEMA)
+    ctx.write_text("card", card_text(ctx.meta(), stats))
+    ctx.log.info("dataset: %d rows from %d envs", len(rows), len(per_env))
+
+
+def _reason_key(reason: Any) -> str:
+    """Group reasons by their kind: IDs, values and numbers are masked so counts aggregate."""
+    text = str(reason or "unknown")
+    text = re.sub(r"'[^']*'|\"[^\"]*\"", "<value>", text)
+    text = re.sub(r"\b[0-9a-f]{8}-[0-9a-f-]{27}\b|\b[\w-]*\d[\w-]*\b", "<id>", text)
+    return text[:160]

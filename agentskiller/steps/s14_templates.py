@@ -1,0 +1,219 @@
+"""s14 task templates: one abstract task per trajectory, judged by a second LLM request.
+
+For every trajectory of the env's tool graph (capped by ``tasks.max_templates``) the text
+model writes an instruction with ``{slot}`` placeholders and a reason for the call
+(task ``s14.template``); the slots it may use are derived in code from the trajectory
+(:func:`task_env.trajectory_slots`), and a placeholder that is not one of them is sent back
+as an error. A judge (task ``s14.judge``) then scores the template 1-5 on four stated
+criteria. A template is accepted when the mean score reaches ``tasks.judge_threshold``
+and no criterion scores below 2 (one failed criterion - say a parameter the trajectory
+needs but the instruction never gives - is enough to reject).
+
+Rejected and failed templates stay in the artifact with their scores and reasons, so a
+rerun over an unchanged input reuses them instead of regenerating and re-judging (no
+"judge shopping"); the LLM cache makes any rerun free anyway.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+from .. import io
+from ..jobs import StepContext
+from ..models.tasks import CRITERIA, JudgeVerdict, Slot, TaskTemplate, TemplateDraft
+from .task_env import EnvView, artifact_failed, slot_names, trajectory_slots
+
+SCHEMA = "task_templates"
+TOOL_MARK_RE = re.compile(r"<!--\s*TOOL:\s*([A-Za-z0-9_\-]+)\s*-->")
+
+
+# ------------------------------------------------------------------ helpers
+def policy_excerpt(policy: str, tools: list[str]) -> str:
+    """Global part of the policy (before the first tool marker) plus the sections of
+    ``tools`` (matched by advertised name, or by bare name in a namespaced pair)."""
+    marks = list(TOOL_MARK_RE.finditer(policy))
+    if not marks:
+        return policy
+    parts = [policy[: marks[0].start()].strip()]
+    wanted = set(tools) | {t.split("__")[-1] for t in tools}
+    for i, m in enumerate(marks):
+        end = marks[i + 1].start() if i + 1 < len(marks) else len(policy)
+        if m.group(1) in wanted or m.group(1).split("__")[-1] in wanted:
+            parts.append(policy[m.start():end].strip())
+    return "\n\n".join(p for p in parts if p)
+
+
+def template_id(env: str, trajectory: list[str]) -> str:
+    return io.sha256_json({"env": env, "trajectory": trajectory})[:16]
+
+
+def trajectory_context(view: EnvView, trajectory: list[str], slots: list[Slot]) -> list[dict]:
+    """The trajectory as the prompts (and offline handlers) see it: per call, the tool's
+    declaration and which slot feeds each parameter."""
+    by_call: dict[tuple[int, str], str] = {}
+    for s in slots:
+        for c in s.calls:
+            by_call[(c, s.column)] = s.name
+    out = []
+    created: dict[str, int] = {}
+    for i, name in enumerate(trajectory):
+        ref = view.tool(name)
+        t = ref.tool
+        pk = view.primary_key(ref.domain, t.table)
+        params = []
+        for p in t.parameters:
+            col = p.column or p.name
+            entry: dict[str, Any] = {"name": p.name, "required": p.required, "description": p.description}
+            if p.enum:
+                entry["enum"] = p.enum
+            slot = next((s.name for s in slots if i in s.calls and (s.column == col or s.name == p.name
+                                                                      or s.name.endswith("_" + p.name))), None)
+            if slot:
+                entry["slot"] = slot
+            elif col == pk and ref.table in created:
+                entry["from_call"] = created[ref.table]
+            params.append(entry)
+        out.append({"index": i, "tool": name, "kind": t.kind, "table": t.table, "description": t.description,
+                    "parameters": params, "preconditions": [c.model_dump() for c in t.preconditions],
+                    "effects": t.effects})
+        if t.kind == "create":
+            created[ref.table] = i
+    return out
+
+
+def base_context(view: EnvView, trajectory: list[str], slots: list[Slot], policy: str) -> dict:
+    return {
+        "env": view.env,
+        "domains": [{"domain": d, "description": bp.description, "topic": bp.topic, "core_entity": bp.core_entity}
+                    for d, bp in sorted(view.blueprints.items())],
+        "core_entity": view.core_entity,
+        "simulation_time": view.simulation_time,
+        "trajectory": trajectory_context(view, trajectory, slots),
+        "slots": [s.model_dump() for s in slots],
+        "policy": policy_excerpt(policy, trajectory),
+    }
+
+
+def check_draft(draft: TemplateDraft, slots: list[Slot]) -> list[str]:
+    """Format errors the writer must fix (content quality is the judge's business)."""
+    known = {s.name: s for s in slots}
+    errors = []
+    for name in sorted(set(slot_names(draft.instruction)) | set(slot_names(draft.reason_for_call))):
+        if name not in known:
+            errors.append(f"unknown placeholder {{{name}}}; use only these slots: "
+                          + ", ".join(sorted(known)))
+    for name in draft.user_holds:
+        s = known.get(name)
+        if s is None or s.kind != "record" or not s.internal_id:
+            errors.append(f"user_holds entry {name!r} is not a record slot of a relationship table")
+    if len(draft.instruction) > 1500:
+        errors.append("instruction is longer than 1500 characters")
+    return errors
+
+
+def accept(scores: dict[str, int], threshold: float) -> tuple[bool, float]:
+    mean = round(sum(scores.values()) / len(scores), 3)
+    return mean >= threshold and min(scores.values()) >= 2, mean
+
+
+# ---------------------------------------------------------------------- step
+def _one(ctx: StepContext, view: EnvView, trajectory: list[str], policy: str, threshold: float) -> TaskTemplate:
+    from ..llm import LLMError
+    from ..prompts import render
+
+    tid = template_id(view.env, trajectory)
+    try:
+        slots = trajectory_slots(view, trajectory)
+    except KeyError as exc:
+        return TaskTemplate(template_id=tid, trajectory=trajectory, slots=[], status="failed", reason=str(exc))
+    context = base_context(view, trajectory, slots, policy)
+    try:
+        draft = ctx.llm.generate(task="s14.template", messages=render("s14", "template", context), schema=TemplateDraft,
+                                 role="text", context=context, check=lambda d: check_draft(d, slots))
+    except LLMError as exc:
+        return TaskTemplate(template_id=tid, trajectory=trajectory, slots=slots, status="failed",
+                            reason=f"template writer: {exc}")
+    judge_ctx = {**context, "criteria": list(CRITERIA), "template": draft.model_dump()}
+    base = dict(template_id=tid, trajectory=trajectory, slots=slots, instruction=draft.instruction,
+                reason_for_call=draft.reason_for_call, user_holds=sorted(set(draft.user_holds)))
+    try:
+        verdict = ctx.llm.generate(task="s14.judge", messages=render("s14", "judge", judge_ctx), schema=JudgeVerdict,
+                                   role="text", context=judge_ctx)
+    except LLMError as exc:  # fail closed: an unjudged template is not accepted
+        return TaskTemplate(**base, status="failed", reason=f"judge: {exc}")
+    scores = verdict.scores()
+    ok, mean = accept(scores, threshold)
+    reason = None if ok else (
+        f"score {mean} below threshold {threshold}" if mean < threshold else
+        "criterion below 2: " + ", ".join(c for c, v in scores.items() if v < 2))
+    return TaskTemplate(**base, status="accepted" if ok else "rejected", scores=scores, score=mean,
+                        problems=verdict.problems, reason=reason)
+
+
+def failed_artifact(env: str, reason: str) -> dict:
+    return {"env": env, "status": "failed", "reason": reason, "domains": [], "cross_domain": "+" in env,
+            "templates": [], "counts": {"trajectories": 0, "accepted": 0, "rejected": 0, "failed": 0}}
+
+
+def upstream_failure(ctx: StepContext, step: str = "s14") -> str | None:
+    """The first failed upstream artifact's reason, prefixed by this step."""
+    for name in ("server_report", "tool_graph", "blueprint", "policy_report", "templates", "instances", "tasks"):
+        paths = ctx.inputs.get(name)
+        for p in paths if isinstance(paths, list) else [paths]:
+            reason = artifact_failed(p) if p is not None else None
+            if reason:
+                return f"{step}: {name} failed: {reason}"
+    return None
+
+
+def _reusable(ctx: StepContext) -> dict[str, dict]:
+    """Templates of a previous run over the very same inputs (library reruns)."""
+    path = ctx.outputs.get("templates")
+    if path is None or not Path(path).is_file():
+        return {}
+    try:
+        old = io.read_json(path)
+    except ValueError:
+        return {}
+    from ..prompts import prompt_version
+
+    # same inputs, seed, provider, models and prompt wording: the same requests
+    if old.get("meta") != ctx.meta() or old.get("prompt_version") != prompt_version("s14") \
+            or old.get("status") != "ok":
+        return {}
+    return {t["template_id"]: t for t in old.get("templates", [])}
+
+
+def run(ctx: StepContext) -> None:
+    env = ctx.wildcards.get("env") or ctx.wildcards.get("domain")
+    reason = upstream_failure(ctx)
+    if reason:
+        ctx.write_json("templates", failed_artifact(env, reason), SCHEMA)
+        return
+    cfg = ctx.config.get("tasks", {})
+    threshold = float(cfg.get("judge_threshold", 3.0))
+    cap = int(cfg.get("max_templates", 10))
+    view = EnvView.load(env, ctx.inputs["blueprint"], ctx.inputs["server_report"])
+    graph = io.read_json(ctx.inputs["tool_graph"])
+    trajectories = [list(t) for t in graph.get("trajectories", [])][:cap]
+    policy = io.read_text(ctx.inputs["policy"])
+    old = _reusable(ctx)
+    from ..prompts import prompt_version
+
+    def work(traj: list[str]) -> TaskTemplate:
+        prev = old.get(template_id(env, traj))
+        if prev is not None:
+            return TaskTemplate.model_validate(prev)
+        return _one(ctx, view, traj, policy, threshold)
+
+    templates = ctx.llm.map(work, trajectories)  # bounded by llm.max_concurrency, order kept
+    counts = {"trajectories": len(trajectories)}
+    for st in ("accepted", "rejected", "failed"):
+        counts[st] = sum(t.status == st for t in templates)
+    ctx.log.info("s14 %s: %s", env, counts)
+    ctx.write_json("templates", {"env": env, "status": "ok", "domains": view.domains,
+                                 "cross_domain": view.cross_domain, "threshold": threshold,
+                                 "prompt_version": prompt_version("s14"),
+                                 "templates": [t.model_dump() for t in templates], "counts": counts}, SCHEMA)

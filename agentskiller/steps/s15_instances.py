@@ -1,0 +1,320 @@
+"""s15 instances: concrete, policy-respecting values for every accepted template.
+
+Deterministic code, no LLM. For each accepted template, users (core-entity records) are
+tried in an order drawn from the seed; for a user the instance is built slot by slot:
+
+* the user's own records for relationship tables (their core foreign key equals the user),
+  any record for peripheral entities;
+* a record is only taken when every call that acts on it finds its preconditions met, which
+  is checked by *simulating* the trajectory on a copy of the record (effects and written
+  values applied in order: cancel-after-reschedule needs ``scheduled`` both times);
+* values the user supplies respect the column's enum / range, dates and date-times lie
+  after ``simulation_time``, and an update writes a value different from the current one
+  (so the write really changes the state, which s16 then proves);
+* search / compute filters take the value that matches the record the task is about.
+
+Up to ``tasks.samples_per_template`` distinct instances per template; the golden calls'
+arguments are fixed here, except IDs that a create earlier in the trajectory returns: those
+carry a ``resolve`` rule (call index + result field) that s16 and every replay apply.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+import random
+from typing import Any
+
+from .. import io
+from ..jobs import StepContext
+from ..models.tasks import GoldenCall, Instance, Resolve, Slot, TaskTemplate
+from .s14_templates import upstream_failure
+from .task_env import EnvView, slot_names
+
+SCHEMA = "instances"
+HOURS = (9, 10, 11, 14, 15, 16)
+
+
+class NoInstance(Exception):
+    """This user cannot make the template meaningful (no suitable record, say)."""
+
+
+def _parse_time(value: str) -> dt.datetime:
+    v = value.replace("Z", "+00:00")
+    t = dt.datetime.fromisoformat(v)
+    return t if t.tzinfo else t.replace(tzinfo=dt.timezone.utc)
+
+
+def future_value(sim_time: str, kind: str, rng: random.Random, avoid: Any = None, like: str | None = None) -> str:
+    """A date / date-time 1-60 days after the simulation time, formatted like ``like``."""
+    base = _parse_time(sim_time) if sim_time else dt.datetime(2025, 6, 2, 9, tzinfo=dt.timezone.utc)
+    for _ in range(20):
+        day = (base + dt.timedelta(days=rng.randint(1, 60))).date()
+        if kind == "date":
+            v = day.isoformat()
+        else:
+            t = dt.datetime.combine(day, dt.time(rng.choice(HOURS)), tzinfo=dt.timezone.utc)
+            v = t.strftime("%Y-%m-%dT%H:%M:%SZ") if (like is None or like.endswith("Z")) else \
+                t.replace(tzinfo=None).isoformat(timespec="seconds")
+        if v != avoid:
+            return v
+    raise NoInstance("no distinct future date")
+
+
+class Builder:
+    """Builds instances of one template over the env's tables."""
+
+    def __init__(self, view: EnvView, tables: dict[str, dict], template: TaskTemplate):
+        self.view = view
+        self.tables = tables
+        self.tpl = template
+        self.slots = {s.name: s for s in template.slots}
+        self.used = set(slot_names(template.instruction)) | set(slot_names(template.reason_for_call))
+        self.refs = [view.tool(n) for n in template.trajectory]
+
+    # ------------------------------------------------------------ metadata
+    def column_spec(self, table: str, column: str, call: int | None) -> dict:
+        """Type / enum / range of a column, from the relationship declaration or the
+        parameter that writes it."""
+        spec: dict[str, Any] = {}
+        if call is not None:
+            ref = self.refs[call]
+            for p in ref.tool.parameters:
+                if (p.column or p.name) == column:
+                    spec = {"type": p.type, "enum": p.enum, "minimum": p.minimum, "maximum": p.maximum}
+        for dom in self.view.domains:
+            for rel in self.view.blueprints[dom].relationships:
+                if self.view.table_name(dom, rel.name) == table and rel.column(column):
+                    c = rel.column(column)
+                    spec = {"type": c.type, "enum": spec.get("enum") or c.enum,
+                            "minimum": c.minimum if c.minimum is not None else spec.get("minimum"),
+                            "maximum": c.maximum if c.maximum is not None else spec.get("maximum")}
+        return spec
+
+    def records(self, table: str) -> list[dict]:
+        return self.tables.get(table, {}).get("records", [])
+
+    def owner_column(self, table: str) -> str | None:
+        for dom in self.view.domains:
+            for rel in self.view.blueprints[dom].relationships:
+                if self.view.table_name(dom, rel.name) == table:
+                    return self.view.core_fk(dom, rel.name)
+        return None
+
+    # ------------------------------------------------------------- values
+    def choose_value(self, slot: Slot, current: dict | None, rng: random.Random, filter_for: dict | None,
+                     user_id: Any) -> Any:
+        call = slot.calls[0] if slot.calls else None
+        spec = self.column_spec(slot.table, slot.column, call)
+        kind = self.refs[call].tool.kind if call is not None else "read"
+        existing = [r.get(slot.column) for r in self.records(slot.table) if r.get(slot.column) is not None]
+        if kind in ("search", "compute"):
+            if filter_for is not None and filter_for.get(slot.column) is not None:
+                return filter_for[slot.column]
+            owner = self.owner_column(slot.table)
+            mine = [r.get(slot.column) for r in self.records(slot.table)
+                    if r.get(slot.column) is not None and (owner is None or r.get(owner) == user_id)]
+            if not mine:
+                raise NoInstance(f"no {slot.table}.{slot.column} value to filter on")
+            return rng.choice(sorted(set(mine), key=str))
+        avoid = current.get(slot.column) if current else None
+        typ = spec.get("type")
+        if spec.get("enum"):
+            options = [v for v in spec["enum"] if v != avoid]
+            if not options:
+                raise NoInstance(f"no enum value for {slot.name} differs from the current one")
+            return rng.choice(options)
+        if typ in ("date", "datetime"):
+            like = next((e for e in existing if isinstance(e, str)), None)
+            return future_value(self.view.simulation_time, typ, rng, avoid, like)
+        if typ in ("integer", "number"):
+            lo = spec.get("minimum") if spec.get("minimum") is not None else (min(existing) if existing else 1)
+            hi = spec.get("maximum") if spec.get("maximum") is not None else (max(existing) if existing else 100)
+            for _ in range(20):
+                v = rng.randint(int(lo), int(hi)) if typ == "integer" else round(rng.uniform(float(lo), float(hi)), 2)
+                if v != avoid:
+                    return v
+            raise NoInstance(f"no value in range for {slot.name}")
+        if typ == "boolean":
+            return (not avoid) if isinstance(avoid, bool) else True
+        options = sorted({e for e in existing if isinstance(e, str) and e != avoid})
+        if not options:
+            raise NoInstance(f"no realistic value for {slot.name}")
+        return rng.choice(options)
+
+    # ------------------------------------------------------------- build
+    def build(self, user: dict, rng: random.Random) -> Instance:
+        view = self.view
+        core_pk = self.refs[0].tool.parameters[0].column or self.refs[0].tool.parameters[0].name
+        user_id = user[core_pk]
+        values: dict[str, Any] = {}
+        records: dict[str, dict] = {}
+        chosen: dict[str, dict] = {}   # physical table -> chosen record (current, simulated)
+        record_slots = [s for s in self.slots.values() if s.kind == "record"]
+        value_slots = [s for s in self.slots.values() if s.kind == "value"]
+        for s in record_slots:
+            if s.table not in self.tables:
+                raise NoInstance(f"table {s.table} is not in the environment")
+            if s.column == core_pk and s.table == self.refs[0].table:
+                cands = [user]
+            else:
+                owner = self.owner_column(s.table)
+                cands = [r for r in self.records(s.table) if owner is None or r.get(owner) == user_id]
+            cands = list(cands)
+            rng.shuffle(cands)
+            ok = None
+            for rec in cands:
+                trial = self._simulate(s, rec)
+                if trial is not None:
+                    ok = rec
+                    break
+            if ok is None:
+                raise NoInstance(f"user {user_id} has no {s.table} record that every call on it accepts")
+            values[s.name] = ok[s.column]
+            chosen[s.table] = copy.deepcopy(ok)
+            records[self._label(s.table)] = copy.deepcopy(ok)
+        # values, in call order; updates see the simulated record
+        for s in sorted(value_slots, key=lambda s: s.calls[0] if s.calls else 0):
+            tool = self.refs[s.calls[0]].tool if s.calls else None
+            if not s.required and s.name not in self.used:
+                continue
+            target = chosen.get(s.table)
+            current = target if tool is not None and tool.kind in ("update",) else None
+            values[s.name] = self.choose_value(s, current, rng, target, user_id)
+            if tool is not None and tool.kind == "update" and target is not None:
+                target[s.column] = values[s.name]
+        # re-check preconditions with the chosen values written in call order
+        for s in record_slots:
+            if s.table in chosen and self._simulate(s, records[self._label(s.table)], values) is None:
+                raise NoInstance(f"chosen values break a precondition on {s.table}")
+        for name in self.used:
+            s = self.slots.get(name)
+            if s is not None and s.kind == "descriptor":
+                rec = records.get(self._label(s.table))
+                if rec is None or rec.get(s.column) is None:
+                    raise NoInstance(f"descriptor {name} has no value")
+                values[name] = rec[s.column]
+        records.setdefault(self._label(self.refs[0].table), copy.deepcopy(user))
+        calls = self._calls(values)
+        iid = io.sha256_json({"env": view.env, "template": self.tpl.template_id, "values": values})[:16]
+        return Instance(instance_id=iid, template_id=self.tpl.template_id, user_id=user_id, values=values,
+                        records=records, calls=calls)
+
+    def _label(self, physical: str) -> str:
+        from .task_env import _logical
+
+        return _logical(self.view, physical)
+
+    def _simulate(self, slot: Slot, rec: dict, values: dict | None = None) -> dict | None:
+        """Walk the calls that act on ``rec`` in order; None when a precondition fails."""
+        rec = copy.deepcopy(rec)
+        for i in sorted(slot.calls):
+            ref = self.refs[i]
+            if ref.table != slot.table:
+                continue
+            t = ref.tool
+            for cond in t.preconditions:
+                if rec.get(cond.column) not in cond.values:
+                    return None
+            if t.kind == "delete":
+                if i != max(slot.calls):
+                    return None  # a later call would act on a deleted record
+                continue
+            if t.kind == "update":
+                rec.update(t.effects)
+                for p in t.parameters:
+                    col = p.column or p.name
+                    v = (values or {}).get(self._slot_for(i, col))
+                    if v is not None and col != slot.column:
+                        rec[col] = v
+        return rec
+
+    def _slot_for(self, call: int, column: str) -> str | None:
+        for s in self.slots.values():
+            if call in s.calls and s.column == column:
+                return s.name
+        return None
+
+    def _calls(self, values: dict) -> list[GoldenCall]:
+        created: dict[str, int] = {}
+        out = []
+        for i, ref in enumerate(self.refs):
+            t = ref.tool
+            pk = self.view.primary_key(ref.domain, t.table)
+            args: dict[str, Any] = {}
+            resolve: dict[str, Resolve] = {}
+            for p in t.parameters:
+                col = p.column or p.name
+                if t.kind == "create" and col == pk:
+                    continue
+                if col == pk and ref.table in created and t.kind not in ("search", "compute"):
+                    resolve[p.name] = Resolve(call=created[ref.table], field=pk)
+                    continue
+                name = self._slot_for(i, col)
+                if name is not None and name in values:
+                    args[p.name] = values[name]
+                elif p.required:
+                    raise NoInstance(f"no value for required parameter {t.name}.{p.name}")
+            out.append(GoldenCall(name=ref.name, arguments=args, resolve=resolve))
+            if t.kind == "create":
+                created[ref.table] = i
+        return out
+
+
+def make_instances(view: EnvView, tables: dict[str, dict], template: TaskTemplate, n: int,
+                   rng: random.Random) -> tuple[list[Instance], list[str]]:
+    """Up to ``n`` distinct instances (different users first) and the reasons users failed."""
+    b = Builder(view, tables, template)
+    core = b.refs[0].table
+    users = list(tables.get(core, {}).get("records", []))
+    rng.shuffle(users)
+    out: list[Instance] = []
+    seen: set[str] = set()
+    reasons: list[str] = []
+    for user in users:
+        if len(out) >= n:
+            break
+        try:
+            inst = b.build(user, rng)
+        except NoInstance as exc:
+            reasons.append(str(exc))
+            continue
+        if inst.instance_id not in seen:
+            seen.add(inst.instance_id)
+            out.append(inst)
+    return out, reasons
+
+
+def run(ctx: StepContext) -> None:
+    env = ctx.wildcards.get("env") or ctx.wildcards.get("domain")
+    reason = upstream_failure(ctx, "s15")
+    if reason:
+        ctx.write_json("instances", {"env": env, "status": "failed", "reason": reason, "templates": [], "instances": [],
+                                     "skipped": [], "counts": {"templates": 0, "instances": 0, "skipped": 0}}, SCHEMA)
+        return
+    n = int(ctx.config.get("tasks", {}).get("samples_per_template", 2))
+    view = EnvView.load(env, ctx.inputs["blueprint"], ctx.inputs["server_report"])
+    tables = view.load_tables()
+    data = io.read_json(ctx.inputs["templates"])
+    instances: list[dict] = []
+    skipped: list[dict] = []
+    accepted = [TaskTemplate.model_validate(t) for t in data.get("templates", []) if t["status"] == "accepted"]
+    for tpl in accepted:
+        got, reasons = make_instances(view, tables, tpl, n, ctx.rng(tpl.template_id))
+        instances += [i.model_dump() for i in got]
+        if not got:
+            skipped.append({"template_id": tpl.template_id,
+                            "reason": "no user makes this template meaningful: " + (reasons[0] if reasons else
+                                                                                     "no users")})
+    ctx.log.info("s15 %s: %d instances from %d templates, %d skipped", env, len(instances), len(accepted), len(skipped))
+    # the templates travel with the instances: s16 and s17 read only the previous artifact
+    history = {"s14": {"counts": data.get("counts", {}),
+                       "rejections": [{"template_id": t["template_id"], "status": t["status"], "reason": t["reason"]}
+                                      for t in data.get("templates", []) if t["status"] != "accepted"]},
+               "s15": {"counts": {"templates": len(accepted), "instances": len(instances), "skipped": len(skipped)},
+                       "rejections": skipped}}
+    ctx.write_json("instances", {"env": env, "status": "ok", "templates": [t.model_dump() for t in accepted],
+                                 "history": history,
+                                 "instances": instances, "skipped": skipped,
+                                 "counts": {"templates": len(accepted), "instances": len(instances),
+                                            "skipped": len(skipped)}}, SCHEMA)

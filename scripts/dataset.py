@@ -1,0 +1,4 @@
+from agentskiller.jobs import run_job
+from agentskiller.steps import dataset
+
+run_job(snakemake, dataset.run, step="dataset")  # noqa: F821 (snakemake is injected)

@@ -1,0 +1,44 @@
+"""The s17 hallucination check: invented values are caught, instance values pass."""
+
+from agentskiller.steps.grounding import extract_values, missing_values, ungrounded
+
+INSTANCE = {
+    "values": {"patient_id": "417a8105-4a80-4bbe-84a5-7322a8902e32", "new_date": "2025-07-15T14:00:00Z",
+               "reason": "knee pain", "Patient.full_name": "John Smith", "amount": 120.5},
+    "records": {"Patient": {"patient_id": "417a8105-4a80-4bbe-84a5-7322a8902e32", "full_name": "John Smith",
+                            "email": "john.smith@example.org"},
+                "Clinician": {"clinician_id": "appointment_n00001", "full_name": "Dr. Kenji Sato"}},
+}
+GOOD = ("Hi, this is John Smith (patient 417a8105-4a80-4bbe-84a5-7322a8902e32, john.smith@example.org). "
+        "Please move my visit with Dr. Kenji Sato to 2025-07-15T14:00:00Z, or at least on 2025-07-15; "
+        "it is about my knee pain and the 120.5 fee. Reference appointment_n00001.")
+
+
+def test_values_from_the_instance_pass():
+    assert ungrounded(GOOD, [INSTANCE]) == []
+
+
+def test_extracts_each_kind():
+    kinds = {k for k, _ in extract_values(GOOD)}
+    assert {"email", "date", "id", "number", "name"} <= kinds
+
+
+def test_invented_name_is_caught():
+    bad = ungrounded("Hello, this is Mary Jones calling about my knee pain.", [INSTANCE])
+    assert any("Mary Jones" in b for b in bad)
+
+
+def test_invented_id_date_email_and_number_are_caught():
+    text = ("My ID is 99999999-aaaa-4bbb-8ccc-000000000000, email fake@nowhere.com, "
+            "move it to 2025-12-24T10:00:00Z, the fee was 450.")
+    bad = " ".join(ungrounded(text, [INSTANCE]))
+    for v in ("99999999-aaaa", "fake@nowhere.com", "2025-12-24", "450"):
+        assert v in bad, v
+
+
+def test_plain_prose_is_not_flagged():
+    assert ungrounded("Hi there, could you help me with something? Thanks a lot, I need it by 3 pm.", [INSTANCE]) == []
+
+
+def test_missing_values():
+    assert missing_values("move it to 2025-07-15T14:00:00Z", ["2025-07-15T14:00:00Z", "knee pain"]) == ["knee pain"]

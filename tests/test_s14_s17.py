@@ -1,0 +1,213 @@
+"""s14-s17 on the hand-written ClinicBooking fixture (tests/fixtures/s14)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from agentskiller import io
+from agentskiller.llm.offline.handlers.s14_templates import judge_template
+from agentskiller.models.tasks import CRITERIA, GoldenCall, Instance, TemplateDraft
+from agentskiller.steps import s16_tasks
+from agentskiller.steps.s14_templates import base_context, check_draft
+from agentskiller.steps.task_env import EnvView, trajectory_slots
+from fixtures.s14.pipeline import ENV, FIXTURE, config, copy_fixture, run_all, run_step
+
+SIM = "2025-06-02T09:00:00Z"
+
+
+@pytest.fixture(scope="module")
+def done(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("s14")
+    run_all(root)
+    return root
+
+
+@pytest.fixture(scope="module")
+def view() -> EnvView:
+    return EnvView.load(ENV, FIXTURE / f"blueprints/{ENV}.json", FIXTURE / f"servers/{ENV}/report.json")
+
+
+def judge_ctx(view, traj, instruction, holds=()):
+    slots = trajectory_slots(view, traj)
+    ctx = base_context(view, traj, slots, (FIXTURE / f"policies/{ENV}.md").read_text())
+    return {**ctx, "criteria": list(CRITERIA),
+            "template": {"instruction": instruction, "reason_for_call": "Plans changed.", "user_holds": list(holds)}}
+
+
+# ------------------------------------------------------------------ s14
+def test_slots_follow_the_trajectory(view):
+    slots = {s.name: s for s in trajectory_slots(view, ["authorize_patient", "book_appointment",
+                                                        "reschedule_appointment"])}
+    assert slots["patient_id"].kind == "record"
+    assert slots["clinician_id"].kind == "record" and not slots["clinician_id"].internal_id
+    assert {"date", "reason", "new_date"} <= set(slots)
+    # the created appointment's ID is resolved from the create, so it is no slot
+    assert "appointment_id" not in slots
+
+
+def test_judge_accepts_a_complete_template_and_rejects_a_missing_value(view):
+    traj = ["authorize_patient", "get_appointment", "reschedule_appointment"]
+    good = ("Hi, I'm {Patient.full_name}, patient ID {patient_id}. Please check my appointment on "
+            "{Appointment.date} and move it to {new_date}.")
+    v = judge_template(judge_ctx(view, traj, good))
+    assert min(v[c] for c in CRITERIA) == 5, v["problems"]
+    bad = "Hi, I'm {Patient.full_name}, patient ID {patient_id}. Please check my appointment on {Appointment.date} and move it."
+    v = judge_template(judge_ctx(view, traj, bad))
+    assert v["trajectory_faithful"] <= 2 and any("new_date" in p for p in v["problems"])
+
+
+def test_judge_flags_unheld_internal_ids_and_missing_identity(view):
+    traj = ["authorize_patient", "list_appointments", "cancel_appointment"]
+    v = judge_template(judge_ctx(view, traj, "Please show my appointments and cancel appointment {appointment_id} for me."))
+    assert v["unambiguous"] < 5 and v["policy_compliant"] < 5
+    v2 = judge_template(judge_ctx(view, traj, "I'm {Patient.full_name}, ID {patient_id}. Show my appointments and "
+                                              "cancel my booking {appointment_id}.", holds=["appointment_id"]))
+    assert v2["unambiguous"] == 5 and v2["policy_compliant"] == 5
+
+
+def test_check_draft_rejects_unknown_placeholders(view):
+    slots = trajectory_slots(view, ["authorize_patient", "cancel_appointment"])
+    errs = check_draft(TemplateDraft(instruction="I'm {patient_id}; cancel {booking_code}.", reason_for_call="x",
+                                     user_holds=["patient_id"]), slots)
+    assert any("booking_code" in e for e in errs) and any("user_holds" in e for e in errs)
+
+
+def test_templates_artifact_keeps_rejections_and_is_reused(tmp_path):
+    copy_fixture(tmp_path)
+    # seed 9 makes the offline writer draft two terse templates the judge must reject
+    cfg = config(tmp_path, seed=9)
+    cfg["llm"]["cache_mode"] = "off"
+    run_step("s14", tmp_path, cfg)
+    doc = io.read_json(tmp_path / f"task_templates/{ENV}.json")
+    statuses = [t["status"] for t in doc["templates"]]
+    assert "rejected" in statuses and "accepted" in statuses
+    for t in doc["templates"]:
+        if t["status"] == "rejected":
+            assert t["reason"] and t["problems"] and t["scores"]
+    before = (tmp_path / f"task_templates/{ENV}.json").read_bytes()
+    ctx = run_step("s14", tmp_path, cfg)   # cache off: only reuse can avoid the LLM
+    assert ctx._llm is None or ctx._llm.stats.provider_calls == 0
+    assert (tmp_path / f"task_templates/{ENV}.json").read_bytes() == before
+
+
+def test_max_templates_caps(tmp_path):
+    copy_fixture(tmp_path)
+    run_step("s14", tmp_path, config(tmp_path, max_templates=2))
+    assert len(io.read_json(tmp_path / f"task_templates/{ENV}.json")["templates"]) == 2
+
+
+# ------------------------------------------------------------------ s15
+def test_instances_respect_ownership_preconditions_and_time(done):
+    doc = io.read_json(done / f"instances/{ENV}.json")
+    appts = {r["appointment_id"]: r for r in io.read_json(done / f"database/{ENV}/Appointment.json")["records"]}
+    assert doc["instances"]
+    per_template: dict[str, int] = {}
+    for inst in doc["instances"]:
+        per_template[inst["template_id"]] = per_template.get(inst["template_id"], 0) + 1
+        v = inst["values"]
+        assert inst["calls"][0]["arguments"]["patient_id"] == inst["user_id"]
+        if "appointment_id" in v:
+            rec = appts[v["appointment_id"]]
+            assert rec["patient_id"] == inst["user_id"]        # the user owns the record
+            assert rec["status"] == "scheduled"                 # cancel / reschedule precondition
+        for k in ("date", "new_date"):
+            if k in v:
+                assert v[k] > SIM                               # bookings after simulation time
+        if "status" in v:
+            assert v["status"] in ("scheduled", "cancelled", "completed")
+    assert set(per_template.values()) == {2}                   # tasks.samples_per_template
+
+
+def test_create_then_update_resolves_the_new_id(done):
+    doc = io.read_json(done / f"instances/{ENV}.json")
+    chained = [i for i in doc["instances"] if [c["name"] for c in i["calls"]][1:] ==
+               ["book_appointment", "reschedule_appointment"]]
+    assert chained
+    for inst in chained:
+        assert inst["calls"][2]["resolve"] == {"appointment_id": {"call": 1, "field": "appointment_id"}}
+        assert "appointment_id" not in inst["calls"][2]["arguments"]
+
+
+# ------------------------------------------------------------------ s16
+def test_tasks_valid_with_hashes(done):
+    doc = io.read_json(done / f"tasks/{ENV}.json")
+    assert doc["counts"]["valid"] == len(doc["tasks"]) > 0
+    for t in doc["tasks"]:
+        assert len(t["expected_outputs"]) == len(t["golden_calls"])
+        writes = any(c["name"].split("_")[0] in ("book", "cancel", "reschedule") for c in t["golden_calls"])
+        assert (t["final_state_hash"] != doc["initial_state_hash"]) == writes
+
+
+def test_failing_and_no_op_writes_are_invalid(done, view):
+    appts = io.read_json(done / f"database/{ENV}/Appointment.json")["records"]
+    cancelled = next(a for a in appts if a["status"] == "cancelled")
+    scheduled = next(a for a in appts if a["status"] == "scheduled")
+
+    def inst(iid, calls):
+        return Instance(instance_id=iid, template_id="t", user_id="u", values={}, records={},
+                        calls=[GoldenCall(name=n, arguments=a) for n, a in calls])
+
+    bad = inst("a" * 16, [("authorize_patient", {"patient_id": cancelled["patient_id"]}),
+                          ("cancel_appointment", {"appointment_id": cancelled["appointment_id"]})])
+    noop = inst("b" * 16, [("authorize_patient", {"patient_id": scheduled["patient_id"]}),
+                           ("reschedule_appointment", {"appointment_id": scheduled["appointment_id"],
+                                                       "new_date": scheduled["date"]})])
+    from agentskiller.runtime.environment import load_environment
+
+    server = done / f"servers/{ENV}"
+    h0 = load_environment(server).initial_state().hash()
+    tasks = s16_tasks.validate(view, server, [bad, noop], h0, s16_tasks.inprocess_executor())
+    if scheduled["date"] <= SIM:   # a past date is refused by the tool: also invalid, for another reason
+        assert tasks[1].status == "invalid"
+    else:
+        assert tasks[1].status == "invalid" and "did not change the state" in tasks[1].reason
+    assert tasks[0].status == "invalid" and tasks[0].failing_call == 1 and "scheduled" in tasks[0].reason
+
+
+# ------------------------------------------------------------------ s17
+def test_queries_are_grounded_complete_and_keep_internal_ids_private(done):
+    rows = io.read_jsonl(done / f"queries/{ENV}.jsonl")
+    tasks = io.read_json(done / f"tasks/{ENV}.json")
+    templates = {t["template_id"]: t for t in tasks["templates"]}
+    by_task = {t["task_id"]: t for t in tasks["tasks"]}
+    assert len(rows) == tasks["counts"]["valid"]
+    for q in rows:
+        tpl = templates[q["template_id"]]
+        task = by_task[q["task_id"]]
+        internal = {s["name"] for s in tpl["slots"] if s["kind"] == "record" and s["internal_id"]}
+        for name in internal - set(tpl["user_holds"]):
+            if name in task["values"]:
+                assert all(task["values"][name] not in f["value"] for f in q["known_facts"])
+                assert task["values"][name] not in q["instruction"]
+        for name, v in task["values"].items():
+            if "{" + name + "}" in tpl["instruction"]:
+                assert str(v) in q["instruction"]
+        assert q["first_message"] and q["persona"]["name"]
+
+
+def test_query_ids_are_stable(done, tmp_path):
+    run_all(tmp_path)
+    a = [q["query_id"] for q in io.read_jsonl(done / f"queries/{ENV}.jsonl")]
+    b = [q["query_id"] for q in io.read_jsonl(tmp_path / f"queries/{ENV}.jsonl")]
+    assert a == b and len(set(a)) == len(a)
+
+
+# -------------------------------------------------------------- quarantine
+def test_failed_server_quarantines_every_step(tmp_path):
+    copy_fixture(tmp_path)
+    rep = tmp_path / f"servers/{ENV}/report.json"
+    doc = json.loads(rep.read_text())
+    doc.update(status="failed", reason="contract tests failed after 3 rounds")
+    rep.write_text(json.dumps(doc))
+    cfg = config(tmp_path)
+    for step in ("s14", "s15", "s16", "s17"):
+        run_step(step, tmp_path, cfg)
+    for name in ("task_templates", "instances", "tasks"):
+        d = io.read_json(tmp_path / f"{name}/{ENV}.json")
+        assert d["status"] == "failed" and "contract tests failed" in d["reason"]
+    q = io.read_jsonl(tmp_path / f"queries/{ENV}.jsonl")
+    assert len(q) == 1 and q[0]["status"] == "failed" and "contract tests failed" in q[0]["reason"]
