@@ -110,7 +110,7 @@ def _registry() -> Registry:
     resources = []
     for p in sorted(SCHEMAS_DIR.glob("*.schema.json")):
         schema = read_json(p)
-        res = Resource.from_contents(schema, default_specification=None) if "$schema" in schema else None
+        res = Resource.from_contents(schema) if "$schema" in schema else None
         if res is not None:
             resources.append((p.name, res))
             if "$id" in schema:
