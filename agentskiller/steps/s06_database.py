@@ -1,0 +1,299 @@
+"""s06 database: seeded generator scripts written by the code model, run in the sandbox,
+their output checked in code, repaired within a budget.
+
+Two jobs:
+
+* :func:`run_entity` (wildcard ``entity``): one entity table, shared by every domain that
+  uses the entity: ``database/entities/{entity}.json`` + the script that made it,
+  ``database/scripts/entities/{entity}.py``.
+* :func:`run_domain` (wildcard ``domain``): one table per relationship of the blueprint,
+  whose foreign keys are sampled from the entity tables: ``database/{domain}/`` holds
+  ``<Relationship>.json``, ``scripts/<Relationship>.py``, the manifest ``tables.json`` (every
+  table of the domain -> file, relative) and ``summary.json`` (statistics computed from the
+  data, per table and column, with each table file's sha256).
+
+For each table the code model gets the definition, the record count, a seed and the
+simulation time, and answers with a script; the script runs in the sandbox (its own
+directory, with copies of the entity tables it needs), and its output is checked by
+:mod:`.data_checks`. Problems (a crash, a timeout, a wrong count, a broken FK ...) go back
+to the model as a repair request through the LLM client's correction loop, up to
+``database.max_repair_rounds``. A table that never passes is quarantined: the table file
+says ``status: failed`` with the reason, and a domain with such a table writes a failed
+summary and no tables.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .. import io
+from ..jobs import StepContext
+from ..llm import LLMError
+from ..models.blueprint import Blueprint, Relationship
+from ..models.catalog import Entity
+from ..prompts import render
+from ..runtime.sandbox import SandboxSettings, run_sandboxed
+from . import data_checks as dc
+
+SCRIPT_NAME = "generate.py"
+OUTPUT_NAME = "output.json"
+#: lines of the script's stderr shown to the model when it fails
+STDERR_LINES = 15
+
+
+# ------------------------------------------------------------------- loading inputs
+def load_entities(path: Path) -> dict[str, Entity]:
+    """``entities.json`` -> {name: Entity}; accepts a list, ``{"entities": [...]}`` or a mapping."""
+    data = io.read_json(path)
+    items: Any = data.get("entities", data) if isinstance(data, dict) else data
+    if isinstance(items, dict):
+        items = [{"name": k, **v} if "name" not in v else v for k, v in items.items() if isinstance(v, dict)]
+    out: dict[str, Entity] = {}
+    for item in items or []:
+        ent = Entity.model_validate(item)
+        out[ent.name] = ent
+    return out
+
+
+def load_blueprint_artifact(path: Path) -> tuple[Blueprint | None, str | None]:
+    """(blueprint, None) or (None, reason) when the artifact says ``status: failed``."""
+    data = io.read_json(path)
+    if not isinstance(data, dict):
+        return None, "blueprint artifact is not an object"
+    if data.get("status") == "failed":
+        return None, upstream_reason("s04", data)
+    fields = set(Blueprint.model_fields)
+    return Blueprint.model_validate({k: v for k, v in data.items() if k in fields}), None
+
+
+def upstream_reason(step: str, data: dict) -> str:
+    """The reason of a failed upstream artifact, prefixed by the failing step once."""
+    reason = str(data.get("reason") or "failed")
+    failing = str((data.get("meta") or {}).get("step") or step)
+    return reason if reason[:1] == "s" and reason[1:3].isdigit() else f"{failing}: {reason}"
+
+
+def table_seed(seed: int, *parts: str) -> int:
+    """Per-table seed: stable, independent of the order jobs run in."""
+    return int(io.sha256_json([int(seed), "s06", *parts])[:8], 16) % (2**31 - 1)
+
+
+# ------------------------------------------------------------------ one table, for real
+@dataclass
+class TableResult:
+    status: str  # ok | failed
+    records: list[dict] = field(default_factory=list)
+    script: str = ""
+    rounds: list[dict] = field(default_factory=list)
+    reason: str = ""
+
+
+def _sandbox_kwargs(config: dict) -> dict[str, Any]:
+    return SandboxSettings.from_config(config.get("sandbox")).kwargs()
+
+
+def run_generator(code: str, inputs: dict[str, Path], sandbox: dict[str, Any]) -> tuple[list[dict] | None, list[str]]:
+    """Run one generator script in the sandbox -> (records, problems).
+
+    ``inputs``: entity name -> table file; copied into the sandbox as ``tables/<name>.json``
+    and passed as ``Name=tables/<name>.json`` after the output path.
+    """
+    files: dict[str, Any] = {SCRIPT_NAME: code}
+    argv = [sys.executable, SCRIPT_NAME, OUTPUT_NAME]
+    for name, path in sorted(inputs.items()):
+        files[f"tables/{name}.json"] = Path(path)
+        argv.append(f"{name}=tables/{name}.json")
+    res = run_sandboxed(argv, files=files, collect=[OUTPUT_NAME], **sandbox)
+    if not res.ok:
+        tail = "\n".join(res.stderr.strip().splitlines()[-STDERR_LINES:])
+        problems = [f"the script {res.describe()}"]
+        if tail:
+            problems.append(f"stderr (last lines):\n{tail}")
+        return None, problems
+    raw = res.files.get(OUTPUT_NAME)
+    if raw is None:
+        return None, [f"the script exited normally but wrote no file at the output path given as sys.argv[1] "
+                      f"({OUTPUT_NAME})"]
+    try:
+        data = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        return None, [f"the output file is not valid JSON: {exc}"]
+    records, problem = dc.load_records(data)
+    return (records, []) if problem is None else (None, [problem])
+
+
+def generate_table(ctx: StepContext, task: str, prompt: str, context: dict, spec: dc.TableSpec, count: int,
+                   inputs: dict[str, Path] | None = None, fk_values: dict[str, set] | None = None) -> TableResult:
+    """Ask for a generator script, run and check it, repair within the budget."""
+    sandbox = _sandbox_kwargs(ctx.config)
+    sim_time = str(ctx.config.get("simulation_time"))
+    max_rounds = int(ctx.config.get("database", {}).get("max_repair_rounds", 3))
+    result = TableResult(status="failed")
+
+    def check(code: str) -> list[str]:
+        t0 = time.monotonic()
+        result.script = code
+        records, problems = run_generator(code, inputs or {}, sandbox)
+        if records is not None:
+            problems = dc.check_records(records, spec, count, fk_values, sim_time)
+        result.rounds.append({"round": len(result.rounds), "errors": problems,
+                              "duration_s": round(time.monotonic() - t0, 3)})
+        if not problems:
+            result.records = records or []
+        ctx.log.info("%s: round %d: %s", spec.name, len(result.rounds) - 1,
+                     "ok" if not problems else f"{len(problems)} problem(s): " + " | ".join(problems)[:400])
+        return problems
+
+    messages = render("s06", prompt, context)
+    try:
+        ctx.llm.generate(task, messages, role="code", context=context, check=check, max_rounds=max_rounds)
+    except LLMError as exc:
+        last = result.rounds[-1]["errors"] if result.rounds else [str(exc)]
+        result.reason = (f"s06: table {spec.name}: no generator passed the checks after "
+                         f"{max(len(result.rounds), 1)} round(s): " + "; ".join(e.splitlines()[0] for e in last[:5]))
+        ctx.log.warning(result.reason)
+        return result
+    result.status = "ok"
+    return result
+
+
+def _generation(res: TableResult, script_path: str, seed: int, count: int) -> dict:
+    return {"script": script_path, "seed": seed, "records": count, "rounds_used": len(res.rounds),
+            "rounds": res.rounds}
+
+
+def _script_text(res: TableResult, reason: str | None = None) -> str:
+    return res.script if res.script else f"# no generator script was produced: {reason or res.reason}\n"
+
+
+# ------------------------------------------------------------------------ entity job
+def run_entity(ctx: StepContext) -> None:
+    name = ctx.wildcards["entity"]
+    entities = load_entities(ctx.inputs["entities"])
+    ent = entities.get(name)
+    script_rel = f"database/scripts/entities/{name}.py"
+    if ent is None:
+        reason = f"s06: entity {name} is not in entities.json"
+        ctx.write_text("script", f"# {reason}\n")
+        ctx.write_json("table", {"table": name, "primary_key": f"{name}", "kind": "entity", "records": [],
+                                 "status": "failed", "reason": reason}, "table")
+        return
+    count = int(ctx.config.get("database", {}).get("entity_records", 30))
+    seed = table_seed(ctx.seed, "entity", name)
+    context = {"entity": ent.model_dump(exclude_none=True), "records": count, "seed": seed,
+               "simulation_time": str(ctx.config.get("simulation_time")),
+               "usage": f"python {name}.py OUTPUT_JSON"}
+    res = generate_table(ctx, "s06.entity_script", "entity_script", context, dc.spec_for_entity(ent), count)
+    ctx.write_text("script", _script_text(res))
+    table: dict[str, Any] = {"table": name, "primary_key": ent.primary_key, "kind": "entity",
+                             "records": res.records if res.status == "ok" else [], "status": res.status,
+                             "generation": _generation(res, script_rel, seed, count)}
+    if res.status != "ok":
+        table["reason"] = res.reason
+    ctx.write_json("table", table, "table")
+
+
+# ------------------------------------------------------------------------ domain job
+def _entity_tables(paths: list[Path] | Path | None) -> dict[str, tuple[Path, dict]]:
+    """entity name -> (file, parsed table) for the entity tables given to the job."""
+    out: dict[str, tuple[Path, dict]] = {}
+    for p in ([paths] if isinstance(paths, Path) else list(paths or [])):
+        data = io.read_json(p)
+        out[str(data.get("table") or Path(p).stem)] = (Path(p), data)
+    return out
+
+
+def relationship_context(bp: Blueprint, rel: Relationship, entities: dict[str, Entity], count: int, seed: int,
+                         simulation_time: str) -> dict:
+    refs = sorted(set(rel.foreign_keys().values()))
+    return {"domain": bp.domain, "domain_description": bp.description, "core_entity": bp.core_entity,
+            "relationship": rel.model_dump(exclude_none=True),
+            "entities": {e: entities[e].model_dump(exclude_none=True) for e in refs},
+            "records": count, "seed": seed, "simulation_time": simulation_time,
+            "usage": f"python {rel.name}.py OUTPUT_JSON " + " ".join(f"{e}=TABLE_JSON" for e in refs)}
+
+
+def _write_failed_domain(ctx: StepContext, out: Path, domain: str, reason: str) -> None:
+    ctx.log.warning("domain %s quarantined: %s", domain, reason)
+    ctx.write_json(out / "tables.json", {"domain": domain, "status": "failed", "reason": reason, "tables": {}},
+                   "database_tables")
+    ctx.write_json(out / "summary.json", {"domain": domain, "status": "failed", "reason": reason, "tables": {},
+                                          "simulation_time": str(ctx.config.get("simulation_time"))},
+                   "database_summary")
+
+
+def run_domain(ctx: StepContext) -> None:
+    out = ctx.output("db")
+    out.mkdir(parents=True, exist_ok=True)
+    domain = ctx.wildcards.get("domain", out.name)
+    bp, failed = load_blueprint_artifact(ctx.inputs["blueprint"])
+    if bp is None:
+        return _write_failed_domain(ctx, out, domain, failed or "s04: blueprint failed")
+    entities = load_entities(ctx.inputs["entities"])
+    tables = _entity_tables(ctx.inputs.get("entity_tables"))
+    for name in bp.entities:
+        if name not in entities:
+            return _write_failed_domain(ctx, out, domain, f"s06: entity {name} is not in entities.json")
+        if name not in tables:
+            return _write_failed_domain(ctx, out, domain, f"s06: no entity table for {name} was given to the job")
+        if tables[name][1].get("status") == "failed":
+            return _write_failed_domain(ctx, out, domain, upstream_reason("s06", tables[name][1]))
+    sim_time = str(ctx.config.get("simulation_time"))
+    count = int(ctx.config.get("database", {}).get("relationship_records", 40))
+    results: dict[str, tuple[TableResult, int]] = {}
+    for rel in bp.relationships:
+        fks = rel.foreign_keys()
+        missing = sorted(set(fks.values()) - set(tables))
+        if missing:
+            return _write_failed_domain(ctx, out, domain, f"s06: {rel.name} references {missing} without entity tables")
+        seed = table_seed(ctx.seed, "relationship", domain, rel.name)
+        fk_values = {col: dc.primary_keys(tables[e][1]["records"], tables[e][1]["primary_key"]) for col, e in fks.items()}
+        inputs = {e: tables[e][0] for e in sorted(set(fks.values()))}
+        context = relationship_context(bp, rel, entities, count, seed, sim_time)
+        res = generate_table(ctx, "s06.relationship_script", "relationship_script", context,
+                             dc.spec_for_relationship(rel), count, inputs, fk_values)
+        # scripts are kept even for a failed table: they are what a person debugs
+        ctx.write_text(out / "scripts" / f"{rel.name}.py", _script_text(res))
+        if res.status != "ok":
+            return _write_failed_domain(ctx, out, domain, res.reason)
+        results[rel.name] = (res, seed)
+
+    manifest: dict[str, str] = {}
+    summary_tables: dict[str, dict] = {}
+    for name in bp.entities:
+        path, data = tables[name]
+        rel_path = Path("..") / "entities" / path.name if path.parent.name == "entities" else path.resolve()
+        manifest[name] = str(rel_path)
+        ent = entities[name]
+        summary_tables[name] = _table_summary("entity", str(rel_path), dc.spec_for_entity(ent), data["records"],
+                                              io.sha256_file(path))
+    for rel in bp.relationships:
+        res, seed = results[rel.name]
+        path = out / f"{rel.name}.json"
+        ctx.write_json(path, {"table": rel.name, "primary_key": rel.primary_key, "kind": "relationship",
+                              "records": res.records, "status": "ok",
+                              "generation": _generation(res, f"scripts/{rel.name}.py", seed, count)}, "table")
+        manifest[rel.name] = path.name
+        summary_tables[rel.name] = _table_summary("relationship", path.name, dc.spec_for_relationship(rel),
+                                                  res.records, io.sha256_file(path))
+    ctx.write_json(out / "tables.json", {"domain": domain, "status": "ok", "tables": manifest}, "database_tables")
+    ctx.write_json(out / "summary.json", {"domain": domain, "status": "ok", "simulation_time": sim_time,
+                                          "tables": summary_tables}, "database_summary")
+
+
+def _table_summary(kind: str, file: str, spec: dc.TableSpec, records: list[dict], sha: str) -> dict:
+    entry: dict[str, Any] = {"kind": kind, "file": file, "primary_key": spec.primary_key, "count": len(records),
+                             "sha256": sha, "columns": dc.summarize_columns(records, spec)}
+    if spec.foreign_keys:
+        entry["foreign_keys"] = dict(spec.foreign_keys)
+    return entry
+
+
+def summarize_database(db_dir: Path) -> dict:
+    """The summary.json of a domain database directory (for s07 and later steps)."""
+    return io.read_json(Path(db_dir) / "summary.json")
