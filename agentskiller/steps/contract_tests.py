@@ -615,7 +615,9 @@ class _Deriver:
             rid = rec.get(pk)
             args = {key.name: rid}
             for p in tool.parameters:
-                if p.required and p is not key:
+                # an update also gets its optional column values: a call without any new
+                # value may rightly be refused ("nothing to update")
+                if p is not key and (p.required or (tool.kind == "update" and p.column)):
                     args[p.name] = self.valid_value(tool, p, avoid=rec.get(p.column or ""))
             eid = self.episode(f"{tool.name}/valid", self.login(user) + [_call(tool.name, **args)])
             if tool.kind == "update":
