@@ -76,10 +76,13 @@ def test_check_draft_rejects_unknown_placeholders(view):
     assert any("booking_code" in e for e in errs) and any("user_holds" in e for e in errs)
 
 
-def test_templates_artifact_keeps_rejections_and_is_reused(tmp_path):
+def test_templates_artifact_keeps_rejections_and_is_reused(tmp_path, monkeypatch):
+    from agentskiller.llm.offline.handlers import s14_templates as writer
+
+    # every draft terse: templates with a create/update lose a value and must be rejected
+    monkeypatch.setattr(writer, "TERSE_PROBABILITY", 1.0)
     copy_fixture(tmp_path)
-    # seed 9 makes the offline writer draft two terse templates the judge must reject
-    cfg = config(tmp_path, seed=9)
+    cfg = config(tmp_path)
     cfg["llm"]["cache_mode"] = "off"
     run_step("s14", tmp_path, cfg)
     doc = io.read_json(tmp_path / f"task_templates/{ENV}.json")
@@ -211,3 +214,28 @@ def test_failed_server_quarantines_every_step(tmp_path):
         assert d["status"] == "failed" and "contract tests failed" in d["reason"]
     q = io.read_jsonl(tmp_path / f"queries/{ENV}.jsonl")
     assert len(q) == 1 and q[0]["status"] == "failed" and "contract tests failed" in q[0]["reason"]
+
+
+def test_two_writes_of_one_column_are_two_slots_with_different_values(tmp_path):
+    copy_fixture(tmp_path)
+    bp_path = tmp_path / f"blueprints/{ENV}.json"
+    bp = json.loads(bp_path.read_text())
+    for t in bp["tools"]:
+        if t["name"] == "reschedule_appointment":
+            t["parameters"][1]["name"] = "date"   # same name and column as book_appointment's date
+    bp_path.write_text(json.dumps(bp))
+    view = EnvView.load(ENV, bp_path, tmp_path / f"servers/{ENV}/report.json")
+    traj = ["authorize_patient", "book_appointment", "reschedule_appointment"]
+    slots = {s.name: s for s in trajectory_slots(view, traj)}
+    assert slots["date"].calls == [1] and slots["new_date"].calls == [2]
+    from agentskiller.models.tasks import TaskTemplate
+    from agentskiller.steps.s15_instances import make_instances
+    import random
+
+    tpl = TaskTemplate(template_id="0" * 16, trajectory=traj, slots=list(slots.values()), status="accepted",
+                       instruction="I'm {patient_id}. Book {clinician_id} on {date} for {reason}, then move it to {new_date}.")
+    insts, _ = make_instances(view, view.load_tables(), tpl, 3, random.Random(1))
+    assert insts
+    for inst in insts:
+        assert inst.values["date"] != inst.values["new_date"]
+        assert inst.calls[2].arguments == {"date": inst.values["new_date"]}

@@ -173,16 +173,26 @@ class Builder:
             values[s.name] = ok[s.column]
             chosen[s.table] = copy.deepcopy(ok)
             records[self._label(s.table)] = copy.deepcopy(ok)
-        # values, in call order; updates see the simulated record
+        # values, in call order; updates see the simulated record (an existing one, or the
+        # one a create earlier in the trajectory made)
+        created: dict[str, dict] = {}
+        for i, ref in enumerate(self.refs):
+            if ref.tool.kind == "create":
+                created.setdefault(ref.table, dict(ref.tool.effects))
         for s in sorted(value_slots, key=lambda s: s.calls[0] if s.calls else 0):
             tool = self.refs[s.calls[0]].tool if s.calls else None
             if not s.required and s.name not in self.used:
                 continue
             target = chosen.get(s.table)
+            if tool is not None and tool.kind == "update" and target is None:
+                target = created.get(s.table)
             current = target if tool is not None and tool.kind in ("update",) else None
             values[s.name] = self.choose_value(s, current, rng, target, user_id)
-            if tool is not None and tool.kind == "update" and target is not None:
+            if tool is not None and tool.kind in ("update", "create") and target is not None:
                 target[s.column] = values[s.name]
+            elif tool is not None and tool.kind == "create" and s.table in created:
+                created[s.table][s.column] = values[s.name]
+        self._check_created()
         # re-check preconditions with the chosen values written in call order
         for s in record_slots:
             if s.table in chosen and self._simulate(s, records[self._label(s.table)], values) is None:
@@ -199,6 +209,26 @@ class Builder:
         iid = io.sha256_json({"env": view.env, "template": self.tpl.template_id, "values": values})[:16]
         return Instance(instance_id=iid, template_id=self.tpl.template_id, user_id=user_id, values=values,
                         records=records, calls=calls)
+
+    def _check_created(self) -> None:
+        """A record created in the trajectory starts with the create's effects; every later
+        call on it must find its preconditions met (a fresh booking is ``scheduled``, so it
+        cannot be deleted-when-cancelled without a cancel in between)."""
+        state: dict[str, dict] = {}
+        for i, ref in enumerate(self.refs):
+            t = ref.tool
+            if t.kind == "create":
+                state[ref.table] = dict(t.effects)
+                continue
+            if ref.table not in state or t.kind in ("search", "compute"):
+                continue
+            for cond in t.preconditions:
+                if cond.column in state[ref.table] and state[ref.table][cond.column] not in cond.values:
+                    raise NoInstance(f"the {ref.table} created earlier has {cond.column}="
+                                     f"{state[ref.table][cond.column]!r}, but call {i} ({t.name}) needs one of "
+                                     f"{cond.values}: the trajectory cannot succeed")
+            if t.kind == "update":
+                state[ref.table].update(t.effects)
 
     def _label(self, physical: str) -> str:
         from .task_env import _logical

@@ -189,10 +189,19 @@ def trajectory_slots(view: EnvView, trajectory: list[str]) -> list[Slot]:
     created: set[str] = set()   # physical tables a create earlier in the trajectory wrote
     meaning: dict[str, tuple[str, str]] = {}
 
+    writer: dict[str, int] = {}  # value slot -> the write call that sets it
+
     def add(name: str, **kw: Any) -> str:
         key = (kw["table"], kw["column"])
-        if name in slots and meaning[name] != key:
-            name = f"{kw.pop('tool_name')}_{name}"
+        call = kw["calls"][0]
+        writes = kw.pop("writes", False)
+        # two write calls that set the same column set two different values (a booking's
+        # date, then the new date it is moved to): they are two slots
+        if name in slots and (meaning[name] != key or (writes and writer.get(name, call) != call)):
+            alt = f"new_{name}"
+            name = alt if alt not in slots else f"{kw['tool_name']}_{name}"
+        if writes:
+            writer.setdefault(name, call)
         kw.pop("tool_name", None)
         if name in slots:
             s = slots[name]
@@ -227,6 +236,7 @@ def trajectory_slots(view: EnvView, trajectory: list[str]) -> list[Slot]:
                     tool_name=t.name, internal_id=False, required=prm.required, description=prm.description)
                 continue
             add(prm.name, kind="value", table=ref.table, column=col, calls=[i], tool_name=t.name,
+                writes=t.kind in ("create", "update"),
                 required=prm.required and t.kind not in ("search", "compute"), description=prm.description)
         if t.kind == "create":
             created.add(ref.table)
