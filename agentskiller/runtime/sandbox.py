@@ -1,0 +1,608 @@
+"""Run untrusted generated code (data scripts, tool code, tests) in a limited subprocess.
+
+What a run gets (DESIGN.md §6 "Sandbox"):
+
+* its own directory (``HOME`` and ``TMPDIR`` point there); inputs are copied in
+  (``files=``), outputs are read back (``collect=``), then the directory is removed;
+* a minimal environment: PATH, LANG, HOME, TMPDIR, PYTHONPATH (the repo),
+  PYTHONHASHSEED=0. Never API keys: ``env_extra`` refuses secret-looking names;
+* rlimits: address space (memory), CPU seconds, processes, file size (caps stdout/stderr
+  and any file it writes), no core dumps;
+* a wall-clock timeout; a new session, and at the end every process that belongs to the
+  run is killed (no strays, even after a fork bomb or a ``setsid`` escape).
+
+As root (CI, this machine) it also gets, in the child before ``exec``:
+
+* a private mount namespace where world-writable directories (``/tmp``, ``/var/tmp``,
+  ``/dev/shm``) and directories others cannot enter (e.g. ``/root``) are covered by empty
+  read-only-for-others tmpfs mounts, with only the run's own directory, the Python
+  installation, the repo and ``readable_paths`` bound back in. So secrets under ``/root``
+  are invisible, and a write anywhere but the run's directory fails with EACCES;
+* a new network namespace (no interfaces up: every connect fails, even to 127.0.0.1);
+* a fresh unprivileged uid/gid (unique per run) with ``no_new_privs``, so
+  RLIMIT_NPROC applies to this run alone and the clean-up can kill "everything owned by
+  that uid".
+
+Not root: best effort. rlimits apply (RLIMIT_NPROC counts all of the user's processes,
+so the cap is raised by what already runs); the network is isolated with
+``unshare --user --net`` when that works, otherwise the result says
+``isolation["network"] = False``; writes outside the directory are not prevented.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import os
+import re
+import resource
+import secrets
+import shutil
+import signal
+import stat
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+__all__ = ["SandboxSettings", "SandboxResult", "run_sandboxed", "REASONS", "SandboxError"]
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+#: ``SandboxResult.reason`` values.
+REASONS = ("ok", "timeout", "memory", "cpu", "fork_limit", "output_limit", "crash", "exit", "sandbox_error")
+
+_SECRET_RE = re.compile(r"(API_?KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|^OPENAI_|^AWS_|^HF_)", re.I)
+_MEMORY_MARKERS = ("MemoryError", "Cannot allocate memory", "std::bad_alloc", "out of memory")
+_FORK_MARKERS = ("Resource temporarily unavailable", "BlockingIOError", "can't start new thread",
+                 "fork: retry", "Cannot fork")
+_OUTPUT_MARKERS = ("File too large",)
+
+# Linux constants (linux/sched.h, sys/mount.h, linux/prctl.h)
+CLONE_NEWNS = 0x00020000
+CLONE_NEWNET = 0x40000000
+MS_NOSUID, MS_NODEV, MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 2, 4, 32, 4096, 16384, 1 << 18
+PR_SET_NO_NEW_PRIVS = 38
+_UID_RANGE = (1_900_000_000, 1_999_000_000)
+_NOBODY = 65534
+
+
+class SandboxError(RuntimeError):
+    """The sandbox itself could not be set up (not a failure of the code it runs)."""
+
+
+@dataclass(frozen=True)
+class SandboxSettings:
+    timeout_s: float = 60.0
+    memory_mb: int = 1024
+    cpu_s: int = 60
+    max_processes: int = 64
+    max_output_bytes: int = 20 * 1024 * 1024
+    isolate_network: bool = True
+
+    @classmethod
+    def from_config(cls, cfg: Mapping[str, Any] | None) -> "SandboxSettings":
+        """From ``config["sandbox"]`` (``max_output_mb`` there, bytes here)."""
+        cfg = dict(cfg or {})
+        d = cls()
+        return cls(
+            timeout_s=float(cfg.get("timeout_s", d.timeout_s)),
+            memory_mb=int(cfg.get("memory_mb", d.memory_mb)),
+            cpu_s=int(cfg.get("cpu_s", d.cpu_s)),
+            max_processes=int(cfg.get("max_processes", d.max_processes)),
+            max_output_bytes=int(float(cfg.get("max_output_mb", d.max_output_bytes / 2**20)) * 2**20),
+            isolate_network=bool(cfg.get("isolate_network", d.isolate_network)),
+        )
+
+    def kwargs(self) -> dict[str, Any]:
+        return {
+            "timeout_s": self.timeout_s,
+            "memory_mb": self.memory_mb,
+            "cpu_s": self.cpu_s,
+            "max_processes": self.max_processes,
+            "max_output_bytes": self.max_output_bytes,
+            "isolate_network": self.isolate_network,
+        }
+
+
+@dataclass
+class SandboxResult:
+    returncode: int | None
+    stdout: str
+    stderr: str
+    timed_out: bool
+    reason: str
+    duration_s: float
+    signal: int | None = None
+    output_truncated: bool = False
+    cpu_s: float = 0.0
+    #: what isolation was in force: {"network": bool, "uid": int|None, "mounts": bool}
+    isolation: dict[str, Any] = field(default_factory=dict)
+    #: collected output files (relative path -> bytes)
+    files: dict[str, bytes] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.reason == "ok"
+
+    def describe(self) -> str:
+        """One line for logs and for feedback to the code model."""
+        detail = {
+            "ok": "finished",
+            "timeout": "stopped: wall-clock timeout",
+            "memory": "stopped: memory limit exceeded",
+            "cpu": "stopped: CPU time limit exceeded",
+            "fork_limit": "stopped: process limit reached (too many processes/threads)",
+            "output_limit": "stopped: output size limit exceeded",
+            "crash": f"crashed with signal {self.signal}",
+            "exit": f"exited with status {self.returncode}",
+            "sandbox_error": "the sandbox could not start the program",
+        }.get(self.reason, self.reason)
+        tail = self.stderr.strip().splitlines()[-1:] if self.reason != "ok" else []
+        return detail + (f" ({tail[0][:300]})" if tail else "")
+
+
+# --------------------------------------------------------------------------- helpers
+@lru_cache(maxsize=1)
+def _libc() -> Any:
+    return ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
+
+
+def _check(ret: int, what: str) -> None:
+    if ret != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"{what}: {os.strerror(err)}")
+
+
+def _unshare(flags: int) -> None:
+    if hasattr(os, "unshare"):  # Python 3.12+
+        os.unshare(flags)
+    else:
+        _check(_libc().unshare(ctypes.c_int(flags)), "unshare")
+
+
+def _mount(src: str | None, target: str, fstype: str | None, flags: int, data: str | None = None) -> None:
+    enc = lambda s: None if s is None else s.encode()  # noqa: E731
+    _check(_libc().mount(enc(src), enc(target), enc(fstype), ctypes.c_ulong(flags), enc(data)), f"mount {target}")
+
+
+def _uid_mapped(uid: int) -> bool:
+    try:
+        lines = Path("/proc/self/uid_map").read_text().split("\n")
+    except OSError:
+        return False
+    for line in lines:
+        parts = line.split()
+        if len(parts) == 3 and int(parts[0]) <= uid < int(parts[0]) + int(parts[2]):
+            return True
+    return False
+
+
+def _pids_of_uid(uid: int) -> list[int]:
+    """Live processes whose real uid is ``uid`` (a /proc scan; no psutil). Zombies are
+    left out: they are dead, hold no resources and are reaped by their new parent."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/status") as fh:
+                zombie = False
+                for line in fh:
+                    if line.startswith("State:"):
+                        zombie = line.split()[1] in ("Z", "X")
+                    elif line.startswith("Uid:"):
+                        if int(line.split()[1]) == uid and not zombie:
+                            pids.append(int(entry))
+                        break
+        except (OSError, ValueError, IndexError):
+            continue
+    return pids
+
+
+def _pick_uid() -> tuple[int, int]:
+    """A fresh uid/gid for one run, so its process limit and clean-up are its own."""
+    lo, hi = _UID_RANGE
+    if _uid_mapped(lo) and _uid_mapped(hi):
+        for _ in range(20):
+            uid = lo + secrets.randbelow(hi - lo)
+            if not _pids_of_uid(uid):
+                return uid, uid
+    return _NOBODY, _NOBODY
+
+
+def _kill_uid(uid: int, rounds: int = 50) -> None:
+    """Kill every process of ``uid``. A helper child takes the uid and sends SIGKILL to -1
+    (= everything it may signal = that uid), which beats a fork bomb's respawning;
+    repeated until the /proc scan comes back empty."""
+    for _ in range(rounds):
+        pids = _pids_of_uid(uid)
+        if not pids:
+            return
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - child
+            try:
+                os.setgroups([])
+                os.setresgid(uid, uid, uid)
+                os.setresuid(uid, uid, uid)
+                os.kill(-1, signal.SIGKILL)
+            finally:
+                os._exit(0)
+        os.waitpid(pid, 0)
+        for p in pids:
+            try:
+                os.kill(p, signal.SIGKILL)
+            except OSError:
+                pass
+        time.sleep(0.02)
+
+
+def _kill_group(pgid: int) -> None:
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except OSError:
+        pass
+
+
+def _others_can_enter(path: Path) -> Path | None:
+    """The topmost ancestor of ``path`` that others cannot traverse, or None."""
+    parts = path.parts
+    for i in range(2, len(parts) + 1):
+        p = Path(*parts[:i])
+        try:
+            st = os.stat(p)
+        except OSError:
+            return None
+        if stat.S_ISDIR(st.st_mode) and not st.st_mode & stat.S_IXOTH:
+            return p
+    return None
+
+
+def _is_under(path: Path, parent: Path) -> bool:
+    return path == parent or parent in path.parents
+
+
+@lru_cache(maxsize=1)
+def _namespaces_work() -> bool:
+    """Can this (root) process create mount + network namespaces? Probed once."""
+    if os.geteuid() != 0:
+        return False
+
+    def probe() -> None:
+        _unshare(CLONE_NEWNS | CLONE_NEWNET)
+        _mount(None, "/", None, MS_REC | MS_PRIVATE)
+
+    try:
+        subprocess.run(["/bin/true"], preexec_fn=probe, check=True, timeout=10,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        return True
+    except (subprocess.SubprocessError, OSError):
+        return False
+
+
+@lru_cache(maxsize=1)
+def _user_netns_works() -> bool:
+    exe = shutil.which("unshare")
+    if not exe:
+        return False
+    try:
+        r = subprocess.run([exe, "--user", "--map-root-user", "--net", "--", "/bin/true"], timeout=10,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        return r.returncode == 0
+    except (subprocess.SubprocessError, OSError):
+        return False
+
+
+def _base_env(work: Path, env_extra: Mapping[str, str] | None) -> dict[str, str]:
+    env = {
+        "PATH": f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin",
+        "LANG": "C.UTF-8",
+        "LC_ALL": "C.UTF-8",
+        "HOME": str(work),
+        "TMPDIR": str(work),
+        "PYTHONPATH": str(REPO_ROOT),
+        "PYTHONHASHSEED": "0",
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "PYTHONNOUSERSITE": "1",
+        # glibc reserves 64 MiB of address space per thread arena; under RLIMIT_AS a few
+        # threads would look like a memory blow-up.
+        "MALLOC_ARENA_MAX": "2",
+    }
+    for key, value in (env_extra or {}).items():
+        if _SECRET_RE.search(key):
+            raise ValueError(f"refusing to pass {key!r} into the sandbox (looks like a secret)")
+        env[str(key)] = str(value)
+    return env
+
+
+def _read_capped(path: Path, limit: int) -> tuple[bytes, int]:
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as fh:
+            return fh.read(limit), size
+    except OSError:
+        return b"", 0
+
+
+def _shorten(text: str, limit: int = 64_000) -> str:
+    if len(text) <= limit:
+        return text
+    head = limit // 8
+    return text[:head] + f"\n...[{len(text) - limit} characters cut]...\n" + text[-(limit - head):]
+
+
+def _collect(work: Path, names: Sequence[str], limit: int) -> dict[str, bytes]:
+    """Read result files back without following links out of the run's directory."""
+    out: dict[str, bytes] = {}
+    root = work.resolve()
+    for name in names:
+        p = work / name
+        try:
+            real = p.resolve()
+            if not _is_under(real, root):
+                continue
+            fd = os.open(real, os.O_RDONLY | os.O_NOFOLLOW)
+        except OSError:
+            continue
+        with os.fdopen(fd, "rb") as fh:
+            if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+                continue
+            out[name] = fh.read(limit + 1)[: limit + 1]
+    return out
+
+
+def _chown_tree(path: Path, uid: int, gid: int) -> None:
+    os.chown(path, uid, gid)
+    for dirpath, dirnames, filenames in os.walk(path):
+        for n in dirnames + filenames:
+            os.chown(os.path.join(dirpath, n), uid, gid, follow_symlinks=False)
+
+
+# --------------------------------------------------------------------------- main entry
+def run_sandboxed(
+    argv: Sequence[str],
+    *,
+    cwd: str | Path | None = None,
+    timeout_s: float = 60.0,
+    memory_mb: int = 1024,
+    cpu_s: int = 60,
+    max_processes: int = 64,
+    max_output_bytes: int = 20 * 1024 * 1024,
+    isolate_network: bool = True,
+    env_extra: Mapping[str, str] | None = None,
+    readable_paths: Sequence[str | Path] = (),
+    files: Mapping[str, bytes | str | Path] | None = None,
+    collect: Sequence[str] = (),
+    stdin_data: bytes | None = None,
+    max_file_bytes: int | None = None,
+    sandbox_root: str | Path | None = None,
+) -> SandboxResult:
+    """Run ``argv`` under the limits above; never raises for failures of the program.
+
+    ``files``: relative path -> content (bytes/str) or a file to copy, placed in the run's
+    directory before start. ``collect``: relative paths read back into ``result.files``.
+    ``cwd``: relative to the run's directory (default: the directory itself).
+    ``max_file_bytes``: cap for any file the program writes (default ``max_output_bytes``).
+    """
+    if not argv:
+        raise ValueError("empty argv")
+    start = time.monotonic()
+    is_root = os.geteuid() == 0
+    base = Path(tempfile.mkdtemp(prefix="agentskiller-sbx-", dir=sandbox_root))
+    os.chmod(base, 0o711)  # the program may enter (to reach work/) but not list or write
+    work = base / "work"
+    work.mkdir()
+    out_path, err_path = base / "stdout", base / "stderr"
+    fsize = max(int(max_file_bytes or max_output_bytes), 1)
+    isolation: dict[str, Any] = {"network": False, "uid": None, "mounts": False}
+    try:
+        for rel, content in (files or {}).items():
+            dest = (work / rel).resolve()
+            if not _is_under(dest, work.resolve()):
+                raise ValueError(f"input file escapes the sandbox: {rel}")
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            if isinstance(content, Path):
+                shutil.copyfile(content, dest)
+            else:
+                dest.write_bytes(content.encode() if isinstance(content, str) else content)
+        run_dir = work if cwd is None else (work / cwd if not Path(cwd).is_absolute() else Path(cwd))
+        env = _base_env(work, env_extra)
+        argv = [str(a) for a in argv]
+
+        use_ns = is_root and _namespaces_work()
+        uid = gid = None
+        if is_root:
+            uid, gid = _pick_uid()
+            exposures = _exposures(argv, run_dir, work, readable_paths)
+            if not use_ns and any(_others_can_enter(p) for p in exposures):
+                # Without a mount namespace the interpreter would be unreachable for an
+                # unprivileged uid: run as root (rlimits only) and say so.
+                uid = gid = None
+            if uid is not None:
+                _chown_tree(work, uid, gid)
+                os.chmod(work, 0o700)
+            isolation.update(uid=uid, mounts=use_ns, network=use_ns and isolate_network)
+        elif isolate_network and _user_netns_works():
+            argv = [shutil.which("unshare") or "unshare", "--user", "--map-root-user", "--net", "--", *argv]
+            isolation["network"] = True
+
+        nproc = max_processes if uid is not None else max_processes + len(_pids_of_uid(os.getuid()))
+        preexec = _make_preexec(
+            run_dir=run_dir,
+            work=work,
+            memory_mb=memory_mb,
+            cpu_s=cpu_s,
+            nproc=nproc,
+            fsize=fsize,
+            uid=uid,
+            gid=gid,
+            namespaces=use_ns,
+            isolate_network=isolate_network,
+            exposures=_exposures(argv, run_dir, work, readable_paths) if use_ns else [],
+        )
+        stdin = subprocess.DEVNULL
+        if stdin_data is not None:
+            (base / "stdin").write_bytes(stdin_data)
+            stdin = open(base / "stdin", "rb")  # noqa: SIM115 - closed below
+        with open(out_path, "wb") as out_fh, open(err_path, "wb") as err_fh:
+            try:
+                proc = subprocess.Popen(
+                    argv, stdin=stdin, stdout=out_fh, stderr=err_fh, env=env,
+                    preexec_fn=preexec, close_fds=True, restore_signals=True,
+                )
+            except (subprocess.SubprocessError, OSError) as exc:
+                err_fh.flush()
+                return SandboxResult(
+                    None, "", _shorten(err_path.read_text(errors="replace") + f"\n{exc}"), False,
+                    "sandbox_error", time.monotonic() - start, isolation=isolation,
+                )
+            finally:
+                if stdin is not subprocess.DEVNULL:
+                    stdin.close()
+            timed_out, status, rusage = _wait(proc, timeout_s)
+            # The main process is gone (or was killed): now nothing of the run may survive.
+            _kill_group(proc.pid)
+            if uid is not None and uid != _NOBODY:
+                # A shared uid (nobody) could belong to other runs: only a private one is
+                # swept; otherwise the process group kill above is all we do.
+                _kill_uid(uid)
+        duration = time.monotonic() - start
+
+        out_bytes, out_size = _read_capped(out_path, max_output_bytes)
+        err_bytes, err_size = _read_capped(err_path, max_output_bytes)
+        stdout = out_bytes.decode("utf-8", errors="replace")
+        stderr = _shorten(err_bytes.decode("utf-8", errors="replace"))
+        rc = os.waitstatus_to_exitcode(status) if status is not None else None
+        sig = -rc if rc is not None and rc < 0 else None
+        cpu_used = (rusage.ru_utime + rusage.ru_stime) if rusage is not None else 0.0
+        truncated = out_size > max_output_bytes or err_size > max_output_bytes or max(out_size, err_size) >= fsize
+        reason = _classify(rc, sig, timed_out, stderr, truncated, cpu_used, cpu_s)
+        return SandboxResult(
+            returncode=rc, stdout=stdout, stderr=stderr, timed_out=timed_out, reason=reason,
+            duration_s=round(duration, 3), signal=sig, output_truncated=truncated,
+            cpu_s=round(cpu_used, 3), isolation=isolation,
+            files=_collect(work, collect, fsize),
+        )
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def _exposures(argv: Sequence[str], run_dir: Path, work: Path, readable: Sequence[str | Path]) -> list[Path]:
+    """Paths the program must see: its directory, Python, the repo, explicit inputs."""
+    paths = {work, run_dir, REPO_ROOT}
+    for p in (sys.prefix, sys.base_prefix, sys.exec_prefix, os.path.realpath(sys.executable)):
+        paths.add(Path(os.path.realpath(p)))
+    exe = shutil.which(argv[0]) if argv else None
+    if exe:
+        paths.add(Path(os.path.realpath(exe)).parent)
+    paths.update(Path(os.path.realpath(p)) for p in readable)
+    return sorted(p for p in paths if p.exists())
+
+
+def _masks(exposures: Sequence[Path]) -> list[Path]:
+    """Directories to cover with an empty tmpfs: world-writable scratch dirs, and the
+    topmost ancestors of needed paths that others cannot enter (``/root``)."""
+    masks = set()
+    for d in ("/tmp", "/var/tmp", "/dev/shm"):
+        p = Path(d)
+        if p.is_dir() and not p.is_symlink() and os.stat(p).st_mode & stat.S_IWOTH:
+            masks.add(p)
+    for e in exposures:
+        blocked = _others_can_enter(e)
+        if blocked is not None:
+            masks.add(blocked)
+    # Drop masks nested inside other masks (the outer tmpfs hides them anyway).
+    return sorted(m for m in masks if not any(o != m and _is_under(m, o) for o in masks))
+
+
+def _make_preexec(*, run_dir: Path, work: Path, memory_mb: int, cpu_s: int, nproc: int, fsize: int,
+                  uid: int | None, gid: int | None, namespaces: bool, isolate_network: bool,
+                  exposures: list[Path]):
+    masks = _masks(exposures) if namespaces else []
+    # Bind back only what a mask hides; skip paths inside another rebound path.
+    rebinds = [e for e in exposures if any(_is_under(e, m) for m in masks)]
+    rebinds = [e for e in rebinds if not any(o != e and _is_under(e, o) for o in rebinds)]
+    _libc()  # load before fork: the child should only make system calls
+
+    def preexec() -> None:  # runs in the child between fork and exec
+        try:
+            os.setsid()
+            if namespaces:
+                _unshare(CLONE_NEWNS | (CLONE_NEWNET if isolate_network else 0))
+                _mount(None, "/", None, MS_REC | MS_PRIVATE)
+                fds = {e: os.open(e, os.O_PATH | os.O_CLOEXEC) for e in rebinds}
+                for m in masks:
+                    _mount("tmpfs", str(m), "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755,size=1m")
+                for e, fd in fds.items():
+                    if os.path.isdir(f"/proc/self/fd/{fd}"):
+                        os.makedirs(e, exist_ok=True)
+                    else:
+                        os.makedirs(e.parent, exist_ok=True)
+                        open(e, "a").close()
+                    _mount(f"/proc/self/fd/{fd}", str(e), None, MS_BIND | MS_REC)
+                    os.close(fd)
+            mem = memory_mb * 1024 * 1024
+            resource.setrlimit(resource.RLIMIT_AS, (mem, mem))
+            resource.setrlimit(resource.RLIMIT_CPU, (cpu_s, cpu_s + 2))
+            resource.setrlimit(resource.RLIMIT_FSIZE, (fsize, fsize))
+            resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+            resource.setrlimit(resource.RLIMIT_NOFILE, (1024, 1024))
+            resource.setrlimit(resource.RLIMIT_NPROC, (nproc, nproc))
+            _libc().prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
+            if uid is not None:
+                os.setgroups([])
+                os.setresgid(gid, gid, gid)
+                os.setresuid(uid, uid, uid)
+            os.chdir(run_dir)
+        except BaseException as exc:
+            # stderr is already the run's stderr file: leave the reason there.
+            os.write(2, f"sandbox setup failed: {type(exc).__name__}: {exc}\n".encode())
+            raise
+
+    return preexec
+
+
+def _wait(proc: subprocess.Popen, timeout_s: float):
+    """Wait with a wall-clock limit; returns (timed_out, wait status, rusage)."""
+    deadline = time.monotonic() + timeout_s
+    delay = 0.002
+    timed_out = False
+    while True:
+        pid, status, rusage = os.wait4(proc.pid, os.WNOHANG)
+        if pid:
+            proc.returncode = os.waitstatus_to_exitcode(status)
+            return timed_out, status, rusage
+        if time.monotonic() >= deadline and not timed_out:
+            timed_out = True
+            _kill_group(proc.pid)
+            deadline = float("inf")
+        time.sleep(delay)
+        delay = min(delay * 2, 0.05)
+
+
+def _classify(rc: int | None, sig: int | None, timed_out: bool, stderr: str, truncated: bool,
+              cpu_used: float, cpu_limit: float) -> str:
+    has = lambda markers: any(m in stderr for m in markers)  # noqa: E731
+    if truncated or sig == signal.SIGXFSZ or (rc and has(_OUTPUT_MARKERS)):
+        return "output_limit"
+    if timed_out:
+        if has(_FORK_MARKERS):
+            return "fork_limit"
+        if has(_MEMORY_MARKERS):
+            return "memory"
+        return "timeout"
+    if rc == 0:
+        return "ok"
+    if sig == signal.SIGXCPU or (sig == signal.SIGKILL and cpu_used >= cpu_limit - 0.5):
+        return "cpu"
+    if has(_MEMORY_MARKERS):
+        return "memory"
+    if has(_FORK_MARKERS):
+        return "fork_limit"
+    if sig is not None:
+        return "crash"
+    return "exit"

@@ -1,0 +1,172 @@
+"""Adversarial tests of the sandbox: each hostile program is stopped with a clear reason."""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from agentskiller.runtime.sandbox import REPO_ROOT, SandboxSettings, _pids_of_uid, run_sandboxed
+
+PY = sys.executable
+ROOT = os.geteuid() == 0
+needs_root = pytest.mark.skipif(not ROOT, reason="privilege drop, mount and network namespaces need root")
+
+LIMITS = dict(timeout_s=8, memory_mb=512, cpu_s=8, max_processes=32, max_output_bytes=1 << 20)
+
+
+def run_py(code: str, **overrides):
+    return run_sandboxed([PY, "-c", code], **(LIMITS | overrides))
+
+
+def test_a_normal_program_runs_in_its_own_directory_with_a_minimal_environment(monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-should-never-leak")
+    monkeypatch.setenv("AGENTSKILLER_SECRET_TOKEN", "nope")
+    code = (
+        "import json, os, sys\n"
+        "print(json.dumps({'cwd': os.getcwd(), 'env': dict(os.environ), 'inp': open('in/data.txt').read()}))\n"
+        "open('result.txt', 'w').write('done')\n"
+        "os.symlink('/etc/passwd', 'leak.txt')\n"
+    )
+    r = run_py(code, files={"in/data.txt": "hello"}, collect=["result.txt", "leak.txt", "missing.txt"])
+    assert r.reason == "ok" and r.returncode == 0, r.stderr
+    import json
+
+    out = json.loads(r.stdout)
+    env = out["env"]
+    assert out["inp"] == "hello"
+    assert env["HOME"] == env["TMPDIR"] == out["cwd"]
+    assert env["PYTHONHASHSEED"] == "0" and env["PYTHONPATH"] == str(REPO_ROOT)
+    assert not any("KEY" in k or "SECRET" in k or k.startswith("OPENAI") for k in env)
+    assert r.files == {"result.txt": b"done"}  # the symlink out of the sandbox is not followed
+    assert not Path(out["cwd"]).exists()  # the run's directory is removed afterwards
+
+
+def test_secret_environment_variables_are_refused():
+    with pytest.raises(ValueError, match="secret"):
+        run_sandboxed([PY, "-c", "pass"], env_extra={"OPENAI_API_KEY": "x"})
+    r = run_sandboxed([PY, "-c", "import os; print(os.environ['MODE'])"], env_extra={"MODE": "fast"})
+    assert r.stdout.strip() == "fast"
+
+
+def test_infinite_loop_is_stopped_by_the_wall_clock_timeout():
+    t = time.monotonic()
+    r = run_py("while True: pass", timeout_s=1.5, cpu_s=30)
+    assert r.timed_out and r.reason == "timeout"
+    assert time.monotonic() - t < 6
+
+
+def test_cpu_limit_stops_a_busy_program():
+    r = run_py("while True: pass", timeout_s=20, cpu_s=1)
+    assert r.reason == "cpu" and not r.timed_out
+    assert r.duration_s < 10
+
+
+def test_unbounded_memory_allocation_is_stopped_by_the_memory_limit():
+    r = run_py("x = []\nwhile True: x.append(bytearray(64 * 2**20))", memory_mb=256)
+    assert r.reason == "memory", (r.reason, r.stderr)
+    assert "MemoryError" in r.stderr
+
+
+@needs_root
+def test_fork_bomb_is_stopped_and_leaves_no_process_behind():
+    code = "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass\n"
+    t = time.monotonic()
+    r = run_py(code, timeout_s=3, max_processes=16)
+    assert time.monotonic() - t < 10
+    assert r.reason in ("fork_limit", "timeout"), r.reason
+    uid = r.isolation["uid"]
+    assert uid not in (None, 0)
+    assert _pids_of_uid(uid) == []  # nothing of the run survives
+
+
+@needs_root
+def test_fork_bomb_hitting_the_process_limit_reports_fork_limit():
+    r = run_py("import os\nwhile True: os.fork()", timeout_s=5, max_processes=16)
+    assert r.reason == "fork_limit", (r.reason, r.stderr[-300:])
+    assert _pids_of_uid(r.isolation["uid"]) == []
+
+
+@needs_root
+def test_writing_outside_the_sandbox_directory_is_denied():
+    targets = [REPO_ROOT / "tests" / ".sandbox_escape_probe", Path("/tmp/.sandbox_escape_probe"),
+               REPO_ROOT / "agentskiller" / ".sandbox_escape_probe", Path("/etc/.sandbox_escape_probe")]
+    code = (
+        "import sys\nfailed = []\n"
+        f"for p in {[str(t) for t in targets]!r}:\n"
+        "    try:\n        open(p, 'w').write('x')\n"
+        "    except OSError as e:\n        failed.append(e.errno)\n"
+        "open('inside.txt', 'w').write('fine')\n"
+        "print(failed)\n"
+    )
+    r = run_py(code, collect=["inside.txt"])
+    assert r.reason == "ok", r.stderr
+    assert r.stdout.strip() == "[13, 13, 13, 13]"  # EACCES everywhere
+    assert r.files == {"inside.txt": b"fine"}
+    for t in targets:
+        assert not t.exists()
+
+
+@needs_root
+def test_secrets_under_root_home_are_invisible():
+    r = run_py("import os; print(sorted(os.listdir('/root')))")
+    assert r.reason == "ok", r.stderr
+    visible = eval(r.stdout)  # a list of names
+    real = set(os.listdir("/root"))
+    # Only what the interpreter needs is bound back (here: the pyenv tree), nothing else.
+    assert set(visible) <= real and len(visible) < len(real)
+
+
+@needs_root
+def test_network_is_isolated():
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+    port = server.getsockname()[1]
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=2).close()  # works from outside
+        code = (
+            "import socket\n"
+            f"socket.create_connection(('127.0.0.1', {port}), timeout=2)\n"
+        )
+        r = run_py(code)
+        assert r.reason == "exit" and r.returncode == 1
+        assert "Network is unreachable" in r.stderr
+        r2 = run_py("import socket; socket.create_connection(('1.1.1.1', 53), timeout=2)")
+        assert r2.reason == "exit" and "Network is unreachable" in r2.stderr
+        assert r.isolation["network"] is True
+    finally:
+        server.close()
+
+
+def test_printing_gigabytes_is_stopped_at_the_output_limit():
+    t = time.monotonic()
+    r = run_py("import sys\nwhile True: sys.stdout.write('x' * 65536)", max_output_bytes=1 << 20)
+    assert r.reason == "output_limit" and r.output_truncated
+    assert len(r.stdout) <= 1 << 20
+    assert time.monotonic() - t < 10
+
+
+def test_output_limit_also_applies_to_a_non_python_program():
+    r = run_sandboxed(["yes"], **(LIMITS | {"max_output_bytes": 256 * 1024}))
+    assert r.reason == "output_limit" and len(r.stdout) <= 256 * 1024
+
+
+def test_crash_and_nonzero_exit_have_their_own_reasons():
+    crash = run_py("import os, signal; os.kill(os.getpid(), signal.SIGSEGV)")
+    assert crash.reason == "crash" and crash.signal == 11
+    bad = run_py("raise SystemExit(3)")
+    assert bad.reason == "exit" and bad.returncode == 3
+    assert "exited with status 3" in bad.describe()
+
+
+def test_settings_from_config():
+    s = SandboxSettings.from_config(
+        {"timeout_s": 5, "memory_mb": 300, "cpu_s": 4, "max_processes": 8, "max_output_mb": 2, "isolate_network": False}
+    )
+    assert s == SandboxSettings(5.0, 300, 4, 8, 2 * 2**20, False)
+    assert SandboxSettings.from_config(None) == SandboxSettings()
