@@ -217,8 +217,9 @@ def test_hanging_or_crashing_script_is_quarantined(tmp_path, swap_handler, scrip
     table = io.read_json(tmp_path / "database/entities/Dentist.json")
     assert table["status"] == "failed" and table["records"] == []
     assert table["reason"].startswith("s06: table Dentist: no generator passed the checks after 2 round(s)")
-    assert reason in table["reason"] or (reason == "timeout" and ("time" in table["reason"]))
-    assert "while True" in (tmp_path / "database/scripts/entities/Dentist.py").read_text() or reason != "timeout"
+    assert reason in table["reason"]
+    # the script that failed is kept for a person to debug
+    assert (tmp_path / "database/scripts/entities/Dentist.py").read_text().strip() in script
 
 
 def test_failed_blueprint_or_entity_quarantines_domain(tmp_path):

@@ -34,7 +34,7 @@ EVENT_HINTS = ("scheduled", "start", "appointment", "visit", "departure", "check
 EVENT_EXACT = {"date", "datetime", "time", "slot", "when"}
 PAST_STATUSES = {"completed", "no_show", "attended", "delivered", "fulfilled", "finished", "checked_out",
                  "departed", "arrived", "done", "performed", "administered"}
-FUTURE_STATUSES = {"scheduled", "upcoming", "booked", "planned", "confirmed"}
+FUTURE_STATUSES = {"scheduled", "upcoming", "booked", "planned", "confirmed", "reserved"}
 TOTAL_NAMES = {"total", "total_amount", "total_price", "total_cost", "total_due", "total_fare"}
 QUANTITY_NAMES = {"quantity", "qty", "units", "nights", "num_units", "seats", "tickets", "num_nights",
                   "num_tickets", "sessions"}

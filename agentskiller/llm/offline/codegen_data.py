@@ -34,7 +34,7 @@ _EVENT_EXACT = {"date", "datetime", "time", "slot", "when"}
 _PAST = {"completed", "no_show", "attended", "delivered", "fulfilled", "finished", "checked_out", "departed",
          "arrived", "done", "performed", "administered", "closed", "resolved", "paid", "refunded", "returned",
          "expired"}
-_FUTURE = {"scheduled", "upcoming", "booked", "planned", "confirmed"}
+_FUTURE = {"scheduled", "upcoming", "booked", "planned", "confirmed", "reserved"}
 _TOTAL = {"total", "total_amount", "total_price", "total_cost", "total_due", "total_fare"}
 _QTY = {"quantity", "qty", "units", "nights", "num_units", "seats", "tickets", "num_nights", "num_tickets",
         "sessions"}
