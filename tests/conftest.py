@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io as _io
+import os
 import logging
 import sys
 from pathlib import Path
@@ -67,3 +68,23 @@ def usage_log(request: pytest.FixtureRequest):
     cap = LogCapture(f"test.usage.{request.node.name}")
     yield cap
     cap.close()
+
+
+@pytest.fixture(scope="session")
+def default_run(tmp_path_factory):
+    """The whole workflow on the default offline config, run once per test session with
+    `snakemake --cores 2` in a scratch directory: (workdir, RunResult, seconds)."""
+    import time
+
+    from workflow_helpers import snakemake
+
+    given = os.environ.get("AGENTSKILLER_RUN_DIR")
+    if given:  # reuse a finished run (developer convenience)
+        return Path(given), None, 0.0
+    work = tmp_path_factory.mktemp("default_run")
+    t0 = time.perf_counter()
+    res = snakemake(work, "--cores", "2")
+    elapsed = time.perf_counter() - t0
+    assert res.returncode == 0, res.output[-6000:]
+    print(f"\nfull default run: {elapsed:.1f} s")
+    return work, res, elapsed

@@ -3,8 +3,7 @@
 Which servers: every server with ``status: passed`` under an outputs directory:
 
 * ``AGENTSKILLER_OUTPUTS=/path/to/outputs``: an existing run (e.g. after ``snakemake --cores 2``);
-* ``AGENTSKILLER_FULL_RUN=1``: the default workflow is run once into a temp dir (slow);
-* otherwise the fixture domain of ``tests/fixtures/s09`` is built by step s09 (a few seconds).
+* otherwise the shared default workflow run of the test session (``default_run`` in conftest).
 
 For each server: ``python -m agentskiller.serve <server dir>`` over stdio with the MCP SDK
 client lists exactly the tools of ``tool_lists/{domain}.json``, and a read tool called with
@@ -36,30 +35,17 @@ REPO = Path(__file__).resolve().parents[1]
 INSPECTOR = "@modelcontextprotocol/inspector@0.15"
 
 
-def _build_fixture_outputs(root: Path) -> Path:
-    from test_s09_server import make_ctx
-
-    ctx, _ = make_ctx(root)
-    s09_server.run(ctx)
-    return root / "outputs"
-
-
 @pytest.fixture(scope="session")
-def outputs_dir(tmp_path_factory) -> Path:
+def outputs_dir(request) -> Path:
+    """The servers of the shared default workflow run (or of AGENTSKILLER_OUTPUTS)."""
     given = os.environ.get("AGENTSKILLER_OUTPUTS")
     if given:
         path = Path(given).resolve()
         if not (path / "servers").is_dir():
             pytest.fail(f"AGENTSKILLER_OUTPUTS={given} has no servers/ directory")
         return path
-    if os.environ.get("AGENTSKILLER_FULL_RUN") == "1":
-        from workflow_helpers import snakemake
-
-        work = tmp_path_factory.mktemp("full_run")
-        res = snakemake(work, "--cores", "2")
-        assert res.returncode == 0, res.output[-6000:]
-        return work / "outputs"
-    return _build_fixture_outputs(tmp_path_factory.mktemp("s09_fixture"))
+    work, _, _ = request.getfixturevalue("default_run")
+    return work / "outputs"
 
 
 def passed_servers(outputs: Path) -> list[Path]:

@@ -6,9 +6,7 @@ artifacts, rerun it, or compare it with a second run in a fresh directory.
 
 from __future__ import annotations
 
-import json
 import shutil
-import time
 
 import pytest
 
@@ -16,17 +14,6 @@ from agentskiller import io
 from workflow_helpers import artifact_files, snakemake, usage_rows, write_config
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="session")
-def default_run(tmp_path_factory):
-    work = tmp_path_factory.mktemp("default_run")
-    t0 = time.perf_counter()
-    res = snakemake(work, "--cores", "2")
-    elapsed = time.perf_counter() - t0
-    assert res.returncode == 0, res.output[-6000:]
-    print(f"\nfull default run: {elapsed:.1f} s")
-    return work, res, elapsed
 
 
 def _load(work, rel):
