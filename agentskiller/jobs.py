@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import random
 import sys
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -45,6 +46,7 @@ class StepContext:
     threads: int = 1
     log: logging.Logger = field(default_factory=lambda: log)
     _llm: Any = None
+    _llm_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     # ----------------------------------------------------------- construction
     @classmethod
@@ -87,10 +89,12 @@ class StepContext:
 
     @property
     def llm(self):
-        if self._llm is None:
-            from .llm import LLMClient  # lazy: deterministic steps never need it
+        # the lock: steps may first touch ctx.llm from worker threads (client.map)
+        with self._llm_lock:
+            if self._llm is None:
+                from .llm import LLMClient  # lazy: deterministic steps never need it
 
-            self._llm = LLMClient.from_config(self.config["llm"], seed=self.seed, usage_log=self.log)
+                self._llm = LLMClient.from_config(self.config["llm"], seed=self.seed, usage_log=self.log)
         return self._llm
 
     # -------------------------------------------------------------- artifacts
