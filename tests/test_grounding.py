@@ -42,3 +42,23 @@ def test_plain_prose_is_not_flagged():
 
 def test_missing_values():
     assert missing_values("move it to 2025-07-15T14:00:00Z", ["2025-07-15T14:00:00Z", "knee pain"]) == ["knee pain"]
+
+
+# ------------------------------------------------ the user's own profile values
+ADDRESS = "60610 Chad Village Apt. 172"
+PHONE = "+1-902-181-0132"
+USER = {"values": {"account_holder_id": "ACH-96956"},
+        "records": {"AccountHolder": {"account_holder_id": "ACH-96956", "full_name": "Maria Wilson",
+                                      "mailing_address": ADDRESS, "phone": PHONE}}}
+
+
+def test_compound_values_of_the_users_record_pass_whole():
+    assert ungrounded(ADDRESS, [USER]) == []
+    assert ungrounded(f"I live at {ADDRESS.lower()}, call me on {PHONE}.", [USER]) == []
+    assert ungrounded("my number is (902) 181-0132", [USER]) == []   # same digits, other format
+
+
+def test_an_invented_street_number_or_phone_digit_is_caught():
+    assert ungrounded("999 Chad Village Apt. 172", [USER]) == ["'999' (number)", "'172' (number)"]
+    assert ungrounded("60610 Chad Village Apt. 173", [USER])   # one changed digit breaks the match
+    assert ungrounded("+1-902-181-0133", [USER]) == ["'+1-902-181-0133' (phone)"]

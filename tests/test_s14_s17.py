@@ -239,3 +239,89 @@ def test_two_writes_of_one_column_are_two_slots_with_different_values(tmp_path):
     for inst in insts:
         assert inst.values["date"] != inst.values["new_date"]
         assert inst.calls[2].arguments == {"date": inst.values["new_date"]}
+
+
+# ------------------------------------------------------ regression: real-run defects
+def _address_case():
+    from agentskiller.models.tasks import KnownFact, Persona, QueryDraft, Slot, TaskTemplate
+
+    tpl = TaskTemplate(template_id="0" * 16, trajectory=["authorize_patient", "get_appointment"], status="accepted",
+                       slots=[Slot(name="patient_id", kind="record", table="Patient", column="patient_id", calls=[0]),
+                              Slot(name="appointment_id", kind="record", table="Appointment",
+                                   column="appointment_id", calls=[1], internal_id=True),
+                              Slot(name="Appointment.date", kind="descriptor", table="Appointment", column="date")],
+                       instruction="I'm {patient_id}. Check my appointment on {Appointment.date}.")
+    inst = Instance(instance_id="1" * 16, template_id=tpl.template_id, user_id="PAT-1",
+                    values={"patient_id": "PAT-1", "appointment_id": "APT-7", "Appointment.date": "2025-07-01"},
+                    records={"Patient": {"patient_id": "PAT-1", "full_name": "Maria Wilson",
+                                         "home_address": "3246 Chad Village Apt. 172", "phone": "+1-902-181-0132"},
+                             "Appointment": {"appointment_id": "APT-7", "patient_id": "PAT-1", "date": "2025-07-01"}},
+                    calls=[])
+
+    def draft(facts):
+        return QueryDraft(persona=Persona(name="Maria Wilson", manner="calm"), reason_for_call="Plans changed.",
+                          instruction="I'm PAT-1. Check my appointment on 2025-07-01.",
+                          known_facts=[KnownFact(fact=f, value=v) for f, v in facts], first_message="Hi there.")
+    return tpl, inst, draft
+
+
+def test_query_may_state_the_users_own_address_but_not_an_invented_one():
+    from agentskiller.steps.s17_queries import check_query
+
+    tpl, inst, draft = _address_case()
+    ok = draft([("your home address", "3246 Chad Village Apt. 172"), ("your phone", "+1-902-181-0132")])
+    assert check_query(ok, tpl, inst) == []
+    errors = check_query(draft([("your home address", "3247 Chad Village Apt. 172")]), tpl, inst)
+    assert errors and "'3247' (number) is not a value of this task" in errors[0]
+
+
+def test_relationship_key_of_a_touched_record_stays_private():
+    from agentskiller.steps.s17_queries import check_query, forbidden_ids
+
+    tpl, inst, draft = _address_case()
+    rel = {"Appointment": "appointment_id"}
+    assert forbidden_ids(tpl, inst, rel) == {"appointment_id": "APT-7"}
+    tpl2 = tpl.model_copy(update={"slots": [s for s in tpl.slots if s.name != "appointment_id"]})
+    assert forbidden_ids(tpl2, inst, rel) == {"Appointment.appointment_id": "APT-7"}
+    assert any("internal" in e for e in check_query(draft([("reference", "APT-7")]), tpl2, inst, rel))
+    held = tpl.model_copy(update={"user_holds": ["appointment_id"]})
+    assert forbidden_ids(held, inst, rel) == {}
+
+
+def test_update_with_only_optional_values_still_writes_one(tmp_path):
+    """amend / modify tools whose new values are all optional: the template must give one
+    (writer check + judge), and s15 fills one even when the wording does not."""
+    import random
+
+    from agentskiller.models.tasks import TaskTemplate
+    from agentskiller.steps.s15_instances import make_instances
+    from agentskiller.steps.s17_queries import required_values
+
+    copy_fixture(tmp_path)
+    bp_path = tmp_path / f"blueprints/{ENV}.json"
+    bp = json.loads(bp_path.read_text())
+    for t in bp["tools"]:
+        if t["name"] == "reschedule_appointment":
+            t["parameters"][1]["required"] = False
+    bp_path.write_text(json.dumps(bp))
+    view = EnvView.load(ENV, bp_path, tmp_path / f"servers/{ENV}/report.json")
+    traj = ["authorize_patient", "get_appointment", "reschedule_appointment"]
+    slots = trajectory_slots(view, traj)
+    silent = "Hi, I'm {Patient.full_name}, patient ID {patient_id}. Check my appointment on {Appointment.date} and move it."
+    kinds = ["authorize", "read", "update"]
+    assert any("gives no new value" in e for e in check_draft(TemplateDraft(instruction=silent, reason_for_call="x"),
+                                                              slots, kinds))
+    assert not check_draft(TemplateDraft(instruction=silent + " To {new_date}.", reason_for_call="x"), slots, kinds)
+    ctx = base_context(view, traj, slots, "")
+    v = judge_template({**ctx, "criteria": list(CRITERIA),
+                        "template": {"instruction": silent, "reason_for_call": "Plans changed.", "user_holds": []}})
+    assert v["trajectory_faithful"] <= 2 and any("new value" in p for p in v["problems"])
+    tpl = TaskTemplate(template_id="0" * 16, trajectory=traj, slots=slots, status="accepted", instruction=silent)
+    insts, reasons = make_instances(view, view.load_tables(), tpl, 3, random.Random(3))
+    assert insts, reasons
+    for inst in insts:
+        assert inst.values["new_date"] > SIM and inst.values["new_date"] != inst.values["Appointment.date"]
+        assert inst.calls[2].arguments["new_date"] == inst.values["new_date"]
+        assert required_values(tpl, inst)["new_date"] == inst.values["new_date"]  # s17 must state it
+        # the records the touched appointment points at come along (s17 may quote them)
+        assert inst.records["Clinician"]["clinician_id"] == inst.records["Appointment"]["clinician_id"]

@@ -96,10 +96,28 @@ def base_context(view: EnvView, trajectory: list[str], slots: list[Slot], policy
     }
 
 
-def check_draft(draft: TemplateDraft, slots: list[Slot]) -> list[str]:
-    """Format errors the writer must fix (content quality is the judge's business)."""
+def silent_updates(instruction: str, slots: list[Slot], kinds: list[str]) -> list[tuple[int, list[str]]]:
+    """Update calls (index, their value slots) for which ``instruction`` gives no new value:
+    such a call would change nothing (the tool refuses an empty update)."""
+    used = set(slot_names(instruction))
+    out = []
+    for i, kind in enumerate(kinds):
+        if kind != "update":
+            continue
+        names = sorted(s.name for s in slots if s.kind == "value" and i in s.calls)
+        if names and not used & set(names):
+            out.append((i, names))
+    return out
+
+
+def check_draft(draft: TemplateDraft, slots: list[Slot], kinds: list[str] | None = None) -> list[str]:
+    """Format errors the writer must fix (content quality is the judge's business), and
+    update calls left without any new value (``kinds``: the trajectory's tool kinds)."""
     known = {s.name: s for s in slots}
     errors = []
+    for i, names in silent_updates(draft.instruction, slots, kinds or []):
+        errors.append(f"call {i} is an update but the instruction gives no new value for it; "
+                      "use at least one of: " + ", ".join("{" + n + "}" for n in names))
     for name in sorted(set(slot_names(draft.instruction)) | set(slot_names(draft.reason_for_call))):
         if name not in known:
             errors.append(f"unknown placeholder {{{name}}}; use only these slots: "
@@ -129,9 +147,10 @@ def _one(ctx: StepContext, view: EnvView, trajectory: list[str], policy: str, th
     except KeyError as exc:
         return TaskTemplate(template_id=tid, trajectory=trajectory, slots=[], status="failed", reason=str(exc))
     context = base_context(view, trajectory, slots, policy)
+    kinds = [c["kind"] for c in context["trajectory"]]
     try:
         draft = ctx.llm.generate(task="s14.template", messages=render("s14", "template", context), schema=TemplateDraft,
-                                 role="text", context=context, check=lambda d: check_draft(d, slots))
+                                 role="text", context=context, check=lambda d: check_draft(d, slots, kinds))
     except LLMError as exc:
         return TaskTemplate(template_id=tid, trajectory=trajectory, slots=slots, status="failed",
                             reason=f"template writer: {exc}")

@@ -11,7 +11,15 @@ tried in an order drawn from the seed; for a user the instance is built slot by 
 * values the user supplies respect the column's enum / range, dates and date-times lie
   after ``simulation_time``, and an update writes a value different from the current one
   (so the write really changes the state, which s16 then proves);
-* search / compute filters take the value that matches the record the task is about.
+* search / compute filters take the value that matches the record the task is about;
+* an update call always writes at least one value: when the template neither requires
+  nor mentions any of its (all optional) value parameters, the first one, in parameter
+  order, that is no precondition column and for which a valid new value exists is filled
+  (s17 then states it in the query's instruction).
+
+Besides the records the slots name, ``records`` holds the user's own core record and the
+records the touched relationship rows point at (the course of an enrollment): s17 lets a
+query mention their values.
 
 Up to ``tasks.samples_per_template`` distinct instances per template; the golden calls'
 arguments are fixed here, except IDs that a create earlier in the trajectory returns: those
@@ -71,6 +79,24 @@ class Builder:
         self.slots = {s.name: s for s in template.slots}
         self.used = set(slot_names(template.instruction)) | set(slot_names(template.reason_for_call))
         self.refs = [view.tool(n) for n in template.trajectory]
+        self.fallback = self._update_fallbacks()
+
+    def _update_fallbacks(self) -> dict[str, tuple[int, int]]:
+        """Value slot -> (update call, rank) for update calls that would otherwise write
+        nothing: every optional value slot of the call, best candidate first."""
+        pre_cols = {c.column for ref in self.refs for c in ref.tool.preconditions}
+        out: dict[str, tuple[int, int]] = {}
+        for i, ref in enumerate(self.refs):
+            if ref.tool.kind != "update":
+                continue
+            vs = [s for s in self.slots.values() if s.kind == "value" and i in s.calls]
+            if not vs or any(s.required or s.name in self.used for s in vs):
+                continue
+            order = {(p.column or p.name): k for k, p in enumerate(ref.tool.parameters)}
+            vs.sort(key=lambda s: (s.column in pre_cols, order.get(s.column, len(order)), s.name))
+            for rank, s in enumerate(vs):
+                out[s.name] = (i, rank)
+        return out
 
     # ------------------------------------------------------------ metadata
     def column_spec(self, table: str, column: str, call: int | None) -> dict:
@@ -179,19 +205,35 @@ class Builder:
         for i, ref in enumerate(self.refs):
             if ref.tool.kind == "create":
                 created.setdefault(ref.table, dict(ref.tool.effects))
-        for s in sorted(value_slots, key=lambda s: s.calls[0] if s.calls else 0):
+        filled: set[int] = set()   # update calls that got their fallback value
+        for s in sorted(value_slots, key=lambda s: (s.calls[0] if s.calls else 0,
+                                                    self.fallback.get(s.name, (0, 0))[1])):
             tool = self.refs[s.calls[0]].tool if s.calls else None
-            if not s.required and s.name not in self.used:
+            fb = self.fallback.get(s.name)
+            if fb is not None:
+                if fb[0] in filled:
+                    continue
+            elif not s.required and s.name not in self.used:
                 continue
             target = chosen.get(s.table)
             if tool is not None and tool.kind == "update" and target is None:
                 target = created.get(s.table)
             current = target if tool is not None and tool.kind in ("update",) else None
-            values[s.name] = self.choose_value(s, current, rng, target, user_id)
+            if fb is not None:
+                try:
+                    values[s.name] = self.choose_value(s, current, rng, target, user_id)
+                except NoInstance:
+                    continue  # try the call's next optional value
+                filled.add(fb[0])
+            else:
+                values[s.name] = self.choose_value(s, current, rng, target, user_id)
             if tool is not None and tool.kind in ("update", "create") and target is not None:
                 target[s.column] = values[s.name]
             elif tool is not None and tool.kind == "create" and s.table in created:
                 created[s.table][s.column] = values[s.name]
+        missing = {c for c, _ in self.fallback.values()} - filled
+        if missing:
+            raise NoInstance(f"no valid new value for update call(s) {sorted(missing)}: it would change nothing")
         self._check_created()
         # re-check preconditions with the chosen values written in call order
         for s in record_slots:
@@ -205,10 +247,33 @@ class Builder:
                     raise NoInstance(f"descriptor {name} has no value")
                 values[name] = rec[s.column]
         records.setdefault(self._label(self.refs[0].table), copy.deepcopy(user))
+        self._add_referenced(records)
         calls = self._calls(values)
         iid = io.sha256_json({"env": view.env, "template": self.tpl.template_id, "values": values})[:16]
         return Instance(instance_id=iid, template_id=self.tpl.template_id, user_id=user_id, values=values,
                         records=records, calls=calls)
+
+    def _add_referenced(self, records: dict[str, dict]) -> None:
+        """Add the records that the touched relationship rows point at (foreign keys to
+        non-core entities), under their logical label; slot records keep their place."""
+        for label in sorted(records):
+            rec = records[label]
+            for dom in self.view.domains:
+                rel = self.view.blueprints[dom].relationship(label)
+                if rel is None:
+                    continue
+                core = self.view.blueprints[dom].core_entity
+                for col in rel.columns:
+                    if not col.references or col.references == core or rec.get(col.name) is None:
+                        continue
+                    target = col.references
+                    if target in records:
+                        continue
+                    table = self.view.table_name(dom, target)
+                    pk = self.view.primary_key(dom, target)
+                    hit = next((r for r in self.records(table) if r.get(pk) == rec[col.name]), None)
+                    if hit is not None:
+                        records[target] = copy.deepcopy(hit)
 
     def _check_created(self) -> None:
         """A record created in the trajectory starts with the create's effects; every later

@@ -5,11 +5,14 @@ call, an instruction holding every value the task needs, the facts the user know
 natural first message. Checks, fed back as errors within ``tasks.query_repair_rounds``:
 
 * grounding (:mod:`.grounding`): every concrete value in the text is a value of the
-  instance (IDs, numbers, dates, emails, capitalised names);
-* completeness: every slot value the template uses appears in the instruction;
+  instance - its slot values and the records it touches or references, the user's own
+  core record (their address, phone, email, date of birth) among them. Nothing else is
+  allowed, so an invented value is still caught;
+* completeness: every slot value the template uses, and every value the user supplies to
+  a call (even one the template's wording left out), appears in the instruction;
 * known facts: only values a real customer would have - their own identifiers, names,
-  dates, references - never a relationship table's primary key unless the template says
-  the user holds it (a booking reference).
+  dates, references - never a relationship table's primary key (a slot's or any touched
+  record's) unless the template says the user holds it (a booking reference).
 
 Query IDs are ``sha256(env, template, instance)``: stable across reruns and providers.
 """
@@ -31,26 +34,57 @@ def query_id(env: str, template_id: str, instance_id: str) -> str:
     return io.sha256_json({"env": env, "template": template_id, "instance": instance_id})[:16]
 
 
-def forbidden_ids(template: TaskTemplate, instance: Instance) -> dict[str, Any]:
-    """Relationship primary keys the user does not hold: slot name -> value."""
-    return {s.name: instance.values[s.name] for s in template.slots
-            if s.kind == "record" and s.internal_id and s.name not in template.user_holds
-            and s.name in instance.values}
+def forbidden_ids(template: TaskTemplate, instance: Instance,
+                  relationship_pks: dict[str, str] | None = None) -> dict[str, Any]:
+    """Relationship primary keys the user does not hold: slot name (or ``Label.pk`` for a
+    touched record that is no slot) -> value. ``relationship_pks``: relationship table
+    label -> its primary key column, from the blueprints."""
+    out = {s.name: instance.values[s.name] for s in template.slots
+           if s.kind == "record" and s.internal_id and s.name not in template.user_holds
+           and s.name in instance.values}
+    held = {str(instance.values[n]) for n in template.user_holds if n in instance.values}
+    for label, pk in sorted((relationship_pks or {}).items()):
+        v = instance.records.get(label, {}).get(pk)
+        if v is not None and str(v) not in held and v not in out.values():
+            out[f"{label}.{pk}"] = v
+    return out
 
 
-def available_facts(template: TaskTemplate, instance: Instance, core_label: str) -> list[dict]:
+def allowed_values(instance: Instance) -> list[Any]:
+    """What a query may mention: the instance's slot values and every record it touches or
+    references (s15 puts the user's own core record and the records the touched ones point
+    at into ``records``)."""
+    return [instance.values, instance.records]
+
+
+def required_values(template: TaskTemplate, instance: Instance) -> dict[str, Any]:
+    """Slot -> value the instruction must contain: the slots the template uses, plus every
+    user-supplied value the golden calls take (s15 may have had to pick one the wording
+    left out, e.g. the one new value an update needs)."""
+    kinds = {s.name: s.kind for s in template.slots}
+    names = set(slot_names(template.instruction)) | {n for n in instance.values if kinds.get(n) == "value"}
+    return {n: instance.values[n] for n in sorted(names) if n in instance.values}
+
+
+def relationship_pks(blueprints: list) -> dict[str, str]:
+    return {rel.name: rel.primary_key for b in blueprints for rel in b.relationships}
+
+
+def available_facts(template: TaskTemplate, instance: Instance, core_label: str,
+                    rel_pks: dict[str, str] | None = None) -> list[dict]:
     """What the user may know: their own record (no foreign keys), the slot values the
-    instruction uses, except relationship IDs they do not hold."""
-    hidden = forbidden_ids(template, instance)
+    instruction uses, except relationship IDs they do not hold. Every value here is taken
+    from the instance, so a simulator that states only these facts is grounded."""
+    hidden = forbidden_ids(template, instance, rel_pks)
     facts: list[dict] = []
     own = instance.records.get(core_label, {})
     for k, v in own.items():
         if v is not None and (not k.endswith("_id") or k in instance.values):
             facts.append({"fact": f"your {k.replace('_', ' ')}", "value": str(v)})
-    used = set(slot_names(template.instruction))
+    used = set(required_values(template, instance))
     slot_by_name = {s.name: s for s in template.slots}
     for name in sorted(used):
-        if name in hidden or name not in instance.values:
+        if name in hidden or name not in instance.values or instance.values[name] in hidden.values():
             continue
         label = name.split(".")[-1].replace("_", " ")
         s = slot_by_name.get(name)
@@ -62,8 +96,9 @@ def available_facts(template: TaskTemplate, instance: Instance, core_label: str)
     return facts
 
 
-def check_query(q: QueryDraft, template: TaskTemplate, instance: Instance) -> list[str]:
-    allowed = [instance.values, instance.records]
+def check_query(q: QueryDraft, template: TaskTemplate, instance: Instance,
+                rel_pks: dict[str, str] | None = None) -> list[str]:
+    allowed = allowed_values(instance)
     errors = []
     for field, text in (("persona.name", q.persona.name), ("reason_for_call", q.reason_for_call),
                         ("instruction", q.instruction), ("first_message", q.first_message)):
@@ -72,10 +107,10 @@ def check_query(q: QueryDraft, template: TaskTemplate, instance: Instance) -> li
     for f in q.known_facts:
         for v in ungrounded(f"{f.value}", allowed) + ungrounded(f.fact, allowed):
             errors.append(f"known_facts[{f.fact!r}]: {v} is not a value of this task")
-    needed = [instance.values[n] for n in set(slot_names(template.instruction)) if n in instance.values]
+    needed = list(required_values(template, instance).values())
     for v in missing_values(q.instruction, needed):
         errors.append(f"instruction: the value {v!r} is missing; the instruction must contain every value")
-    hidden = forbidden_ids(template, instance)
+    hidden = forbidden_ids(template, instance, rel_pks)
     for name, v in hidden.items():
         for f in q.known_facts:
             if str(v) in f.value:
@@ -104,6 +139,7 @@ def run(ctx: StepContext) -> None:
     core = blueprints[0].core_entity
     rounds = int(ctx.config.get("tasks", {}).get("query_repair_rounds", 3))
     valid = [Task.model_validate(t) for t in tasks_doc.get("tasks", []) if t["status"] == "valid"]
+    rel_pks = relationship_pks(blueprints)
 
     def one(task: Task) -> dict | None:
         tpl = templates[task.template_id]
@@ -116,13 +152,18 @@ def run(ctx: StepContext) -> None:
             "template": {"instruction": tpl.instruction, "reason_for_call": tpl.reason_for_call,
                          "user_holds": tpl.user_holds, "trajectory": tpl.trajectory},
             "values": inst.values,
+            # values the calls take that the template's wording does not give: the
+            # instruction must state them too
+            "extra_values": {n: v for n, v in required_values(tpl, inst).items()
+                             if n not in slot_names(tpl.instruction)},
             "user_record": inst.records.get(core, {}),
-            "facts_available": available_facts(tpl, inst, core),
-            "internal_ids": sorted(forbidden_ids(tpl, inst)),
+            "facts_available": available_facts(tpl, inst, core, rel_pks),
+            "internal_ids": sorted(forbidden_ids(tpl, inst, rel_pks)),
+            "internal_values": sorted({str(v) for v in forbidden_ids(tpl, inst, rel_pks).values()}),
         }
         try:
             q = ctx.llm.generate(task="s17.query", messages=render("s17", "query", context), schema=QueryDraft,
-                                 role="text", context=context, check=lambda d: check_query(d, tpl, inst),
+                                 role="text", context=context, check=lambda d: check_query(d, tpl, inst, rel_pks),
                                  max_rounds=rounds)
         except LLMError as exc:
             ctx.log.warning("s17 %s: task %s dropped: %s", env, task.task_id, exc)

@@ -85,12 +85,12 @@ def value_phrase(name: str, slot: str, kind: str, rng) -> str:
     """A natural way to give one value: dates are "for", reasons "because of"."""
     n = name.lower()
     x = "{" + slot + "}"
-    if re.search(r"date|time|day|start|when", n):
+    if re.search(r"date|time|day|start|when|_at$", n):
         return ("to " + x) if kind == "update" else rng.choice(["for " + x, "on " + x])
     if re.search(r"reason|note|comment|purpose|description|message", n):
         return rng.choice(["because of " + x, "regarding " + x])
     label = name.replace("_", " ")
-    return (f"{label} to {x}") if kind == "update" else f"with {label} {x}"
+    return (f"setting the {label} to {x}") if kind == "update" else f"with {label} {x}"
 
 
 def clause(call: dict, slots: dict, holds: set[str], rng, terse: bool, seen: set[str]) -> str:
@@ -114,6 +114,16 @@ def clause(call: dict, slots: dict, holds: set[str], rng, terse: bool, seen: set
             filters.append("{" + s["name"] + "}")
         elif s["kind"] == "value" and s["required"]:
             val_parts.append(value_phrase(p["name"], s["name"], kind, rng))
+    if kind == "update" and not val_parts:
+        # all new values optional: an update still has to change one (the tool refuses an
+        # empty one); prefer a column no precondition is about
+        pre = {c["column"] for c in call.get("preconditions", [])}
+        opts = [(p["name"], p["slot"]) for p in call["parameters"]
+                if slots.get(p.get("slot", ""), {}).get("kind") == "value"]
+        opts = [o for o in opts if slots[o[1]]["column"] not in pre] or opts
+        if opts:
+            pname, sname = rng.choice(opts)
+            val_parts.append(value_phrase(pname, sname, kind, rng))
     if terse and kind in ("create", "update") and val_parts:
         val_parts = val_parts[:-1]   # the terse draft drops a detail
     if kind == "authorize":
@@ -206,6 +216,13 @@ def judge_template(ctx: dict) -> dict:
         if s["kind"] == "value" and s["required"] and name not in used:
             problems["trajectory_faithful"].append(f"the instruction never gives {{{name}}}, which "
                                                    f"call(s) {s['calls']} need")
+    for call in ctx["trajectory"]:
+        if call["kind"] != "update":
+            continue
+        news = sorted(n for n, s in slots.items() if s["kind"] == "value" and call["index"] in s["calls"])
+        if news and not used & set(news):
+            problems["trajectory_faithful"].append(f"the instruction never gives a new value for the update "
+                                                   f"{call['tool']} (one of {news})")
     for call in ctx["trajectory"][1:]:
         cues = KIND_CUES.get(call["kind"], []) + [w for w in words(call["tool"].split("__")[-1]) if w not in GENERIC]
         if not any(c in low for c in cues):

@@ -1,7 +1,9 @@
 """Offline user simulator for s17: persona, scenario and first message from the task.
 
-Values come only from the request's context (the instance), so the answer is grounded by
-construction; the wording (manner, greeting, how the first message opens the topic) is
+Values come only from the request's context (the instance): the filled template, the
+values the calls need that the template's wording left out (``extra_values``), and facts
+taken verbatim from ``facts_available`` - never a fact of its own making - so the answer
+is grounded by construction; the wording (manner, greeting, how the first message opens the topic) is
 drawn from the seeded RNG. On a repair round it drops whatever the feedback names.
 """
 
@@ -48,12 +50,23 @@ def write_query(req: OfflineRequest) -> dict[str, Any]:
     values = {k: str(v) for k, v in ctx["values"].items()}
     name = _name(ctx.get("user_record") or {}) or "the customer"
     instruction = SLOT_RE.sub(lambda m: values.get(m.group(1), m.group(0)), ctx["template"]["instruction"])
-    reason = rng.choice(REASON_LEADS) + ctx["template"]["reason_for_call"].replace("The caller", "I").replace(
+    extra = [f"{n.split('.')[-1].replace('_', ' ')} to {v}" for n, v in sorted((ctx.get("extra_values") or {}).items())
+             if str(v) not in instruction]
+    if extra:
+        instruction = instruction.rstrip() + " Please set the " + " and the ".join(extra) + "."
+    filled_reason = SLOT_RE.sub(lambda m: values.get(m.group(1), m.group(0)), ctx["template"]["reason_for_call"])
+    lead = rng.choice(REASON_LEADS)
+    reason = filled_reason.replace("The caller", "I").replace(
         "the caller", "I").replace("their", "my").replace("needs", "need").replace("wants", "want").replace(
         "has to", "have to").replace("is ", "am ").replace("got", "got")
+    if lead and not reason.startswith("I "):
+        reason = reason[0].lower() + reason[1:]
+    reason = lead + reason
     reason = reason[0].upper() + reason[1:]
-    internal = {str(ctx["values"].get(n)) for n in ctx.get("internal_ids", [])}
-    facts = [f for f in ctx["facts_available"] if f["value"] not in internal]
+    internal = set(ctx.get("internal_values") or []) | {str(ctx["values"][n]) for n in ctx.get("internal_ids", [])
+                                                         if n in ctx["values"]}
+    facts = [{"fact": f["fact"], "value": f["value"]} for f in ctx["facts_available"]
+             if not any(i in f["value"] for i in internal)]
     bad = " ".join(req.feedback)
     facts = [f for f in facts if f["value"] not in bad]
     first = rng.choice(OPENERS).format(greet=rng.choice(GREETINGS), topic=_topic(ctx))
