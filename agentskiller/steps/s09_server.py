@@ -30,6 +30,7 @@ import shutil
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -446,8 +447,12 @@ def build_server(ctx: StepContext, domain: str) -> None:
     last_failures = rounds[-1]["failures"]
     if last_failures:
         ids = ", ".join(f["id"] for f in last_failures[:10])
+        # The most common failure names the cause (a timeout, a MemoryError, a refused
+        # write ...) in the reason itself, which is what later steps and the dataset show.
+        top, times = Counter(f["detail"] for f in last_failures).most_common(1)[0]
         raise_q = (f"contract tests still failing after {len(rounds) - 1} repair round(s): "
-                   f"{len(last_failures)} of {rounds[-1]['tests_run']} failed ({ids})")
+                   f"{len(last_failures)} of {rounds[-1]['tests_run']} failed ({ids}); "
+                   f"most common failure ({times}x): {top[:300]}")
         quarantine(ctx, domain, raise_q, rounds, results, plan.skipped)
         return
 
