@@ -1,0 +1,103 @@
+"""s01-s05 of the default config submitted to a real SLURM cluster.
+
+Skipped unless ``sinfo`` answers with a partition that has a usable node. CI brings up a
+single-node cluster for this (``.ci/run`` calls ``../shared/slurm/start-local-slurm.sh``
+when it runs as root); by hand::
+
+    sudo bash /work/shared/slurm/start-local-slurm.sh
+    pytest -m slurm tests/test_slurm.py
+    sudo bash /work/shared/slurm/stop-local-slurm.sh
+
+Jobs go through the repository's own ``profiles/slurm`` (resources, retries, latency
+wait), with what a single-node test cluster needs on top: no account, few jobs, an early
+first status check, and ``squeue`` for status when accounting (``sacct``) is off.
+The artifacts must equal a local run's byte for byte.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import time
+
+import pytest
+
+from agentskiller import io
+from test_workflow_openai import shared_run
+from workflow_helpers import REPO, artifact_files, snakemake
+
+pytestmark = [pytest.mark.slurm, pytest.mark.slow]
+
+
+def _cluster_up() -> str | None:
+    """None when a cluster answers; otherwise why the test is skipped."""
+    if shutil.which("sinfo") is None or shutil.which("sbatch") is None:
+        return "no SLURM client (sinfo/sbatch) on PATH"
+    try:
+        out = subprocess.run(["sinfo", "-h", "-o", "%a %T"], capture_output=True, text=True, timeout=20)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"sinfo did not answer: {exc}"
+    if out.returncode != 0:
+        return f"sinfo failed: {out.stderr.strip()[:200]}"
+    states = [line.split() for line in out.stdout.splitlines() if line.strip()]
+    if not any(avail == "up" and state.rstrip("*~#") in ("idle", "mixed", "allocated", "completing")
+               for avail, state in states):
+        return f"no usable SLURM node: {out.stdout.strip()[:200]}"
+    return None
+
+
+def _sacct_works() -> bool:
+    try:
+        res = subprocess.run(["sacct", "-n", "-X", "--starttime", "now-1minutes"], capture_output=True,
+                             text=True, timeout=20)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return res.returncode == 0
+
+
+_why_not = _cluster_up()
+if _why_not:
+    pytestmark.append(pytest.mark.skip(reason=f"no SLURM cluster: {_why_not}"))
+
+
+def slurm_args() -> list[str]:
+    args = ["--profile", str(REPO / "profiles" / "slurm"), "--executor", "slurm", "--jobs", "4",
+            "--slurm-init-seconds-before-status-checks", "1",
+            # a test cluster has no accounts to charge; its default partition is used
+            "--slurm-no-account"]
+    if not _sacct_works():  # LOCAL_SLURM_ACCOUNTING=none: sacct cannot see jobs
+        args += ["--slurm-status-command", "squeue"]
+    return args
+
+
+def _snakemake_slurm(work, *targets: str):
+    # snakemake() puts --configfile (nargs="+") just before these arguments, and
+    # --default-resources in a profile-less call would be greedy too: the targets come
+    # last, after an option that takes exactly one value.
+    return snakemake(work, *slurm_args(), *targets, timeout=1200)
+
+
+def test_s01_s05_on_slurm_equal_a_local_run(tmp_path, tmp_path_factory):
+    work = tmp_path / "slurm"
+    t0 = time.perf_counter()
+    first = _snakemake_slurm(work, "outputs/blueprints/index.json")
+    assert first.returncode == 0, first.output[-6000:]
+    domains = [d["domain"] for d in io.read_json(work / "outputs/blueprints/outlines.json")["domains"]]
+    second = _snakemake_slurm(work, "outputs/blueprints/index.json",
+                              *(f"outputs/tool_lists/{d}.json" for d in domains))
+    assert second.returncode == 0, second.output[-6000:]
+    print(f"\ns01-s05 on SLURM: {time.perf_counter() - t0:.1f} s")
+
+    # every job really went through sbatch: one SLURM job id per job Snakemake ran
+    submitted = re.findall(r"submitted with SLURM jobid (\d+)", first.output + second.output)
+    expected_jobs = 5 + 2 * len(domains)  # topics, entities, entity_graph, outlines, index + per domain
+    assert len(set(submitted)) == expected_jobs, (len(set(submitted)), expected_jobs)
+    assert not re.search(r"^localrule ", first.stderr + second.stderr, re.M)
+
+    local = shared_run("offline", tmp_path_factory)  # the same default config, run locally
+    assert local.ok, local.output[-6000:]
+    a, b = artifact_files(work), artifact_files(local.work)
+    assert sorted(a) == sorted(b)
+    differing = [k for k in a if a[k] != b[k]]
+    assert not differing, differing
