@@ -4,6 +4,13 @@
 rule topics:
     output:
         topics=out("topics.json"),
+    params:
+        code=code_version(
+            "steps/s01_topics.py",
+            "prompts/s01.yaml",
+            "llm/offline/handlers/s01_*.py",
+            "llm/offline/catalog/*.yaml",
+        ),
     log:
         "logs/topics/topics.log",
     benchmark:
@@ -21,6 +28,14 @@ rule entities:
         topics=rules.topics.output.topics,
     output:
         entities=out("entities.json"),
+    params:
+        code=code_version(
+            "steps/s02_entities.py",
+            "prompts/s02.yaml",
+            "llm/offline/handlers/s02_*.py",
+            "llm/offline/catalog/*.yaml",
+            "models/catalog.py",
+        ),
     log:
         "logs/entities/entities.log",
     benchmark:
@@ -38,6 +53,13 @@ rule entity_graph:
         entities=rules.entities.output.entities,
     output:
         graph=out("entity_graph.json"),
+    params:
+        code=code_version(
+            "steps/s03_entity_graph.py",
+            "prompts/s03.yaml",
+            "llm/offline/handlers/s03_*.py",
+            "llm/offline/catalog/*.yaml",
+        ),
     log:
         "logs/entity_graph/entity_graph.log",
     benchmark:
@@ -57,6 +79,13 @@ checkpoint outlines:
         graph=rules.entity_graph.output.graph,
     output:
         outlines=out("blueprints/outlines.json"),
+    params:
+        code=code_version(
+            "steps/s04_blueprints.py",
+            "prompts/s04.yaml",
+            "llm/offline/handlers/s04_*.py",
+            "llm/offline/catalog/*.yaml",
+        ),
     log:
         "logs/outlines/outlines.log",
     benchmark:
@@ -75,6 +104,15 @@ rule blueprint:
         entities=rules.entities.output.entities,
     output:
         blueprint=out("blueprints/{domain}.json"),
+    params:
+        code=code_version(
+            "steps/s04_blueprints.py",
+            "steps/blueprint_checks.py",
+            "prompts/s04.yaml",
+            "llm/offline/handlers/s04_*.py",
+            "llm/offline/catalog/*.yaml",
+            "models/*.py",
+        ),
     log:
         "logs/blueprint/{domain}.log",
     benchmark:
@@ -93,6 +131,8 @@ rule blueprint_index:
         blueprints=all_blueprints,
     output:
         index=out("blueprints/index.json"),
+    params:
+        code=code_version("steps/s04_blueprints.py"),
     log:
         "logs/blueprint_index/index.log",
     conda:
@@ -106,6 +146,8 @@ rule tool_list:
         blueprint=out("blueprints/{domain}.json"),
     output:
         tool_list=out("tool_lists/{domain}.json"),
+    params:
+        code=code_version("steps/s05_tool_lists.py"),
     log:
         "logs/tool_list/{domain}.log",
     conda:

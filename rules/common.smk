@@ -1,6 +1,8 @@
 # Config validation, wildcard constraints and input functions shared by every rule file.
+import hashlib
 import json
 import os
+from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
@@ -32,6 +34,21 @@ wildcard_constraints:
     domain=r"[A-Za-z0-9]+",
     entity=r"[A-Z][A-Za-z0-9]*",
     env=r"[A-Za-z0-9]+(\+[A-Za-z0-9]+)*",
+
+
+_LIB = Path(workflow.basedir) / "agentskiller"
+
+
+def code_version(*patterns):
+    """Short hash of the library files a rule runs (globs under agentskiller/), passed as a
+    param: Snakemake tracks only the script file itself, so without this an edited step,
+    prompt or offline handler would leave stale outputs in place."""
+    h = hashlib.sha256()
+    for pattern in patterns:
+        for path in sorted(_LIB.glob(pattern)):
+            h.update(path.name.encode())
+            h.update(path.read_bytes())
+    return h.hexdigest()[:16]
 
 
 def out(path):

@@ -7,6 +7,14 @@ rule entity_table:
     output:
         table=out("database/entities/{entity}.json"),
         script=out("database/scripts/entities/{entity}.py"),
+    params:
+        code=code_version(
+            "steps/s06_database.py",
+            "steps/data_checks.py",
+            "prompts/s06.yaml",
+            "llm/offline/handlers/s06_*.py",
+            "llm/offline/codegen_data.py",
+        ),
     log:
         "logs/entity_table/{entity}.log",
     benchmark:
@@ -26,6 +34,14 @@ rule domain_database:
         entity_tables=domain_entity_tables,
     output:
         db=directory(out("database/{domain}")),
+    params:
+        code=code_version(
+            "steps/s06_database.py",
+            "steps/data_checks.py",
+            "prompts/s06.yaml",
+            "llm/offline/handlers/s06_*.py",
+            "llm/offline/codegen_data.py",
+        ),
     log:
         "logs/domain_database/{domain}.log",
     benchmark:
@@ -46,6 +62,13 @@ rule policy:
     output:
         policy=out("policies/{domain}.md"),
         report=out("policies/{domain}.json"),
+    params:
+        code=code_version(
+            "steps/s07_policy.py",
+            "steps/policy_markers.py",
+            "prompts/s07.yaml",
+            "llm/offline/handlers/s07_*.py",
+        ),
     log:
         "logs/policy/{domain}.log",
     benchmark:
@@ -65,6 +88,12 @@ rule tool_graph:
         policy_report=out("policies/{domain}.json"),
     output:
         graph=out("tool_graphs/{domain}.json"),
+    params:
+        code=code_version(
+            "steps/s08_tool_graph.py",
+            "prompts/s08.yaml",
+            "llm/offline/handlers/s08_*.py",
+        ),
     log:
         "logs/tool_graph/{domain}.log",
     benchmark:
@@ -88,6 +117,15 @@ rule server:
     output:
         tools=out("servers/{domain}/tools.py"),
         report=out("servers/{domain}/report.json"),
+    params:
+        code=code_version(
+            "steps/s09_server.py",
+            "steps/contract_tests.py",
+            "prompts/s09.yaml",
+            "llm/offline/handlers/s09_*.py",
+            "llm/offline/codegen_tools.py",
+            "runtime/*.py",
+        ),
     log:
         "logs/server/{domain}.log",
     benchmark:

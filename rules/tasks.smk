@@ -9,6 +9,13 @@ rule task_templates:
         server_report=env_file("servers/{domain}/report.json"),
     output:
         templates=out("task_templates/{env}.json"),
+    params:
+        code=code_version(
+            "steps/s14_templates.py",
+            "steps/task_env.py",
+            "prompts/s14.yaml",
+            "llm/offline/handlers/s14_*.py",
+        ),
     log:
         "logs/task_templates/{env}.log",
     benchmark:
@@ -30,6 +37,8 @@ rule instances:
         server_report=env_file("servers/{domain}/report.json"),
     output:
         instances=out("instances/{env}.json"),
+    params:
+        code=code_version("steps/s15_instances.py", "steps/task_env.py"),
     log:
         "logs/instances/{env}.log",
     conda:
@@ -48,6 +57,8 @@ rule tasks:
         entity_tables=domain_entity_tables,
     output:
         tasks=out("tasks/{env}.json"),
+    params:
+        code=code_version("steps/s16_tasks.py", "steps/task_env.py", "runtime/*.py"),
     log:
         "logs/tasks/{env}.log",
     benchmark:
@@ -66,6 +77,14 @@ rule queries:
         tool_list=env_file("tool_lists/{domain}.json"),
     output:
         queries=out("queries/{env}.jsonl"),
+    params:
+        code=code_version(
+            "steps/s17_queries.py",
+            "steps/grounding.py",
+            "steps/task_env.py",
+            "prompts/s17.yaml",
+            "llm/offline/handlers/s17_*.py",
+        ),
     log:
         "logs/queries/{env}.log",
     benchmark:
@@ -89,6 +108,8 @@ rule dataset:
         train=out("dataset/train.jsonl"),
         card=out("dataset/card.md"),
         stats=out("dataset/stats.json"),
+    params:
+        code=code_version("steps/dataset.py"),
     log:
         "logs/dataset/dataset.log",
     conda:
