@@ -130,7 +130,9 @@ rule blueprint_index:
         outlines=out("blueprints/outlines.json"),
         blueprints=all_blueprints,
     output:
-        index=out("blueprints/index.json"),
+        index=report(
+            out("blueprints/index.json"), caption="../report/blueprint_index.rst", category="Blueprints"
+        ),
     params:
         code=code_version("steps/s04_blueprints.py"),
     log:

@@ -106,8 +106,8 @@ rule dataset:
         index=out("blueprints/index.json"),
     output:
         train=out("dataset/train.jsonl"),
-        card=out("dataset/card.md"),
-        stats=out("dataset/stats.json"),
+        card=report(out("dataset/card.md"), caption="../report/dataset_card.rst", category="Dataset"),
+        stats=report(out("dataset/stats.json"), caption="../report/dataset_stats.rst", category="Dataset"),
     params:
         code=code_version("steps/dataset.py"),
     log:

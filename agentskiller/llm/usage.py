@@ -86,3 +86,33 @@ def summarize(rows: Iterable[dict]) -> dict:
 
     return {"total": done(total),
             **{f"by_{k}": {name: done(acc) for name, acc in sorted(v.items())} for k, v in by.items()}}
+
+
+def format_table(summary: dict, by: str = "step") -> str:
+    """A plain-text table of one breakdown of :func:`summarize` plus the total."""
+    cols = ["calls", "provider_calls", "cache_hits", "prompt_tokens", "completion_tokens", "repair_rounds", "cost_usd"]
+    head = f"{by:24s}" + "".join(f"{c:>18s}" for c in cols)
+    lines = [head, "-" * len(head)]
+    for name, acc in [*summary[f"by_{by}"].items(), ("TOTAL", summary["total"])]:
+        lines.append(f"{name:24s}" + "".join(f"{acc[c]:>18}" for c in cols))
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m agentskiller.usage [logs/] [--by step|task|model]``: token use and cost
+    of every LLM call recorded in the job logs (cache hits cost nothing)."""
+    import argparse
+    from pathlib import Path
+
+    ap = argparse.ArgumentParser(prog="python -m agentskiller.usage", description=main.__doc__)
+    ap.add_argument("logs", nargs="?", default="logs", type=Path)
+    ap.add_argument("--by", choices=["step", "task", "model"], default="step")
+    args = ap.parse_args(argv)
+    rows: list[dict] = []
+    for path in sorted(args.logs.rglob("*.log")):
+        rows.extend(parse_usage_lines(path.read_text(encoding="utf-8", errors="replace")))
+    if not rows:
+        print(f"no LLM_USAGE lines under {args.logs}")
+        return 1
+    print(format_table(summarize(rows), args.by))
+    return 0
