@@ -33,8 +33,9 @@ KEY_ENV = "AGENTSKILLER_TEST_OPENAI_KEY"
 #: A fake secret, fresh per session: any hit of it on disk is a leak, never a coincidence.
 SECRET = f"sk-test-SECRET-{secrets.token_hex(16)}"
 
-# Timeouts: the fake's "slow" fault answers after SLOW_S, past the client's TIMEOUT_S, so it
-# is a real client-side timeout; an ordinary answer takes well under 0.5 s.
+# Timeouts (fault runs): the fake's "slow" fault answers after SLOW_S, past the client's
+# TIMEOUT_S, so it is a real client-side timeout; an ordinary answer takes well under 0.5 s
+# (and one that does not is merely retried).
 TIMEOUT_S = 1.0
 SLOW_S = 2.0
 
@@ -97,8 +98,19 @@ def run_s01_s05(work: Path, config: Path, env: dict | None = None) -> list[RunRe
     return [first, second]
 
 
+def _warm_up_bridge() -> None:
+    """Load the offline handlers and catalogue in this process before the server answers:
+    done lazily on the first request they can take longer than a short client timeout."""
+    from agentskiller.llm.offline.catalog import load_catalog
+    from agentskiller.llm.offline.provider import load_handlers
+
+    load_handlers()
+    load_catalog()
+
+
 def _run_openai(work: Path, faults: Faults, **overrides) -> OpenAIRun:
     work.mkdir(parents=True, exist_ok=True)
+    _warm_up_bridge()
     with FakeOpenAI(offline_bridge(SEED), faults=faults) as srv:
         cfg = openai_config(work, srv.base_url, **overrides)
         results = run_s01_s05(work, cfg, env={KEY_ENV: SECRET})
@@ -113,7 +125,9 @@ def _run_offline(work: Path) -> OpenAIRun:
 _RUNS: dict[str, OpenAIRun] = {}
 _RUNS_LOCK = threading.Lock()
 _KINDS = {
-    "clean": lambda w: _run_openai(w, Faults(rate=0.0)),
+    # No slow faults here, so no short timeout either: on a busy machine an ordinary answer
+    # could exceed 1 s, and the clean run must send each request exactly once.
+    "clean": lambda w: _run_openai(w, Faults(rate=0.0), **{"llm.timeout_s": 60}),
     "faulty": lambda w: _run_openai(w, Faults(rate=0.3, kinds=ALL_FAULTS, seed=FAULT_SEED, slow_s=SLOW_S)),
     # Only transport faults: every attempt fails before an answer exists. Few retries keep
     # the failing run short; it must fail either way.
