@@ -365,9 +365,6 @@ def test_s09_fork_bomb_at_import_time_is_stopped(tmp_path):
 
 
 @pytest.mark.skipif(not ROOT, reason="the sandbox drops root; without root there is no difference to detect")
-@pytest.mark.xfail(strict=True, reason="known gap: s09's live MCP check starts the generated server with rlimits "
-                   "only (agentskiller.serve), not in the sandbox: code that behaves while sandboxed runs "
-                   "unconfined (as root, with network and write access) once the contract tests pass")
 def test_s09_module_that_behaves_only_in_the_sandbox_cannot_escape_in_the_mcp_check(tmp_path):
     """A module that passes every contract test (in the sandbox it is harmless) but writes a
     file when it finds itself running as root: the live MCP check imports it too."""
@@ -382,6 +379,8 @@ def test_s09_module_that_behaves_only_in_the_sandbox_cannot_escape_in_the_mcp_ch
     rep = io.read_json(server / "report.json")
     assert rep["rounds"][0]["failures"] == []  # in the sandbox the module is well-behaved
     assert not escaped.exists(), f"generated code ran outside the sandbox (report: {rep['status']})"
+    # and the live check did import it (sandboxed, like every run): the server passed
+    assert rep["status"] == "passed" and rep["mcp_check"]["tools_match"] is True, rep["mcp_check"]
 
 
 # --------------------------------------------------------------------------- workflow

@@ -170,3 +170,62 @@ def test_settings_from_config():
     )
     assert s == SandboxSettings(5.0, 300, 4, 8, 2 * 2**20, False)
     assert SandboxSettings.from_config(None) == SandboxSettings()
+
+
+# ----------------------------------------------------- confinement of a long-running process
+@needs_root
+def test_confine_wraps_a_long_running_process_with_inherited_stdio_and_close_kills_all_of_it(tmp_path):
+    """What ``python -m agentskiller.serve`` does: the child keeps the caller's pipes
+    (the MCP wire) and process group, runs as the private uid; ``close()`` kills every
+    process of that uid (also a forked one in its own session) and removes the directory."""
+    import subprocess
+
+    from agentskiller.runtime.sandbox import confine
+
+    code = ("import os, sys, time\n"
+            "if os.fork() == 0:\n"
+            "    os.setsid(); time.sleep(120)\n"
+            "for line in sys.stdin:\n"
+            "    print(f'{os.getuid()} {os.getpgrp()} {os.path.exists(sys.argv[1])} ' + line.strip(), flush=True)\n")
+    conf = confine([PY, "-c", code, str(tmp_path)], files={"in.txt": "x"}, new_session=False,
+                   die_with_parent=True, **{k: v for k, v in LIMITS.items() if k not in ("timeout_s", "max_output_bytes")})
+    proc = subprocess.Popen(conf.argv, env=conf.env, preexec_fn=conf.preexec, close_fds=True,
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        proc.stdin.write("ping\n")
+        proc.stdin.flush()
+        uid, pgid, sees_tmp, word = proc.stdout.readline().split()
+        assert (int(uid), int(pgid), sees_tmp, word) == (conf.uid, os.getpgrp(), "False", "ping")
+        assert (conf.work / "in.txt").read_text() == "x"
+        deadline = time.monotonic() + 5
+        while len(_pids_of_uid(conf.uid)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(_pids_of_uid(conf.uid)) == 2  # the server and its escaped child
+    finally:
+        proc.stdin.close()
+        proc.wait(timeout=10)
+        conf.close()
+    assert _pids_of_uid(conf.uid) == []
+    assert not conf.base.exists()
+
+
+@needs_root
+def test_confined_child_dies_with_its_parent(tmp_path):
+    import subprocess
+
+    starter = (
+        "import subprocess, sys\n"
+        "from agentskiller.runtime.sandbox import confine\n"
+        "c = confine([sys.executable, '-c', 'import time; time.sleep(120)'], die_with_parent=True,\n"
+        f"            sandbox_root={str(tmp_path)!r})\n"
+        "p = subprocess.Popen(c.argv, env=c.env, preexec_fn=c.preexec, close_fds=True)\n"
+        "print(c.uid, flush=True)\n"
+        "import os; os._exit(0)  # no clean-up: the kernel must stop the child\n"
+    )
+    out = subprocess.run([PY, "-c", starter], capture_output=True, text=True, timeout=30,
+                         env={"PYTHONPATH": str(REPO_ROOT), "PATH": "/usr/bin:/bin"})
+    uid = int(out.stdout.split()[0])
+    deadline = time.monotonic() + 5
+    while _pids_of_uid(uid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _pids_of_uid(uid) == []

@@ -8,6 +8,11 @@ path: same argument validation, same rollback on failure, same JSON check. A
 ``ToolError`` (or any failure) becomes an MCP tool error result (``is_error=True``).
 
 The state lives in the server process: one server process is one episode.
+
+``call_timeout_s``: a call that runs longer fails with a tool error, and the process then
+exits: Python cannot stop the stuck thread, the episode's state is half-written, and the
+lock would block every later call (``python -m agentskiller.serve`` sets it; in-process
+servers in tests leave it off).
 """
 
 from __future__ import annotations
@@ -15,6 +20,8 @@ from __future__ import annotations
 import inspect
 import json
 import logging
+import os
+import sys
 import threading
 from pathlib import Path
 from typing import Any
@@ -30,13 +37,54 @@ __all__ = ["build_server"]
 log = logging.getLogger("agentskiller.serve")
 
 
-def _wrapper(bound: BoundTool, session: Session, lock: threading.Lock):
+#: exit status of a server stopped by a timed-out call (as timeout(1))
+TIMEOUT_EXIT = 124
+
+
+def _call_with_deadline(fn, seconds: float | None):
+    """``fn()``, or TimeoutError after ``seconds`` (then ``fn`` keeps running in its
+    daemon thread: the caller must stop the process)."""
+    if not seconds:
+        return fn()
+    box: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            box["value"] = fn()
+        except BaseException as exc:  # re-raised in the caller's thread
+            box["error"] = exc
+
+    worker = threading.Thread(target=target, name="agentskiller-tool-call", daemon=True)
+    worker.start()
+    worker.join(seconds)
+    if worker.is_alive():
+        raise TimeoutError
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
+
+
+def _stop_soon(delay_s: float = 0.5) -> None:
+    """Exit the process shortly (the timed-out call's error reply is sent first)."""
+    timer = threading.Timer(delay_s, os._exit, (TIMEOUT_EXIT,))
+    timer.daemon = True
+    timer.start()
+
+
+def _wrapper(bound: BoundTool, session: Session, lock: threading.Lock, call_timeout_s: float | None = None):
     params, hints = _tool_params(bound.fn)
 
     def call(**kwargs: Any) -> str:
         # The SDK runs sync tools on worker threads; one episode's state needs one writer.
         with lock:
-            rec = session.call(bound.name, kwargs)
+            try:
+                rec = _call_with_deadline(lambda: session.call(bound.name, kwargs), call_timeout_s)
+            except TimeoutError:
+                msg = (f"tool call {bound.name} timed out after {call_timeout_s:g} s; "
+                       "the server stops (its state can no longer be trusted)")
+                print(f"agentskiller.serve: {msg}", file=sys.stderr, flush=True)
+                _stop_soon()
+                raise MCPToolError(msg) from None
         if not rec.ok:
             log.info("tool %s failed (%s): %s", bound.name, rec.error_type, rec.error)
             raise MCPToolError(rec.error or "tool error")
@@ -53,8 +101,10 @@ def _wrapper(bound: BoundTool, session: Session, lock: threading.Lock):
     return call
 
 
-def build_server(environment: Environment | str | Path, session: Session | None = None) -> MCPServer:
-    """An MCP server for ``environment`` (an Environment, server directory or manifest)."""
+def build_server(environment: Environment | str | Path, session: Session | None = None,
+                 call_timeout_s: float | None = None) -> MCPServer:
+    """An MCP server for ``environment`` (an Environment, server directory or manifest);
+    ``call_timeout_s``: see the module docstring."""
     env = environment if isinstance(environment, Environment) else load_environment(environment)
     session = session or env.new_session()
     server = MCPServer(
@@ -65,7 +115,7 @@ def build_server(environment: Environment | str | Path, session: Session | None 
     lock = threading.Lock()
     for bound in session.toolset:
         server.add_tool(
-            _wrapper(bound, session, lock),
+            _wrapper(bound, session, lock, call_timeout_s),
             name=bound.name,
             description=bound.description,
             structured_output=False,

@@ -23,6 +23,11 @@ As root (CI, this machine) it also gets, in the child before ``exec``:
   RLIMIT_NPROC applies to this run alone and the clean-up can kill "everything owned by
   that uid".
 
+The same confinement wraps long-running processes: :func:`confine` prepares it (private
+directory with copied inputs, environment, the set-up run between fork and exec) without
+starting anything, and :class:`Confinement` cleans up. ``python -m agentskiller.serve``
+uses it for the MCP server (stdio inherited, same process group, killed with its parent).
+
 Not root: best effort. rlimits apply (RLIMIT_NPROC counts all of the user's processes,
 so the cap is raised by what already runs); the network is isolated with
 ``unshare --user --net`` when that works, otherwise the result says
@@ -47,9 +52,10 @@ import time
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
-__all__ = ["SandboxSettings", "SandboxResult", "run_sandboxed", "REASONS", "SandboxError"]
+__all__ = ["SandboxSettings", "SandboxResult", "run_sandboxed", "REASONS", "SandboxError", "Confinement",
+           "confine"]
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -67,6 +73,7 @@ CLONE_NEWNS = 0x00020000
 CLONE_NEWNET = 0x40000000
 MS_NOSUID, MS_NODEV, MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 2, 4, 32, 4096, 16384, 1 << 18
 PR_SET_NO_NEW_PRIVS = 38
+PR_SET_PDEATHSIG = 1
 _UID_RANGE = (1_900_000_000, 1_999_000_000)
 _NOBODY = 65534
 
@@ -362,44 +369,80 @@ def _chown_tree(path: Path, uid: int, gid: int) -> None:
             os.chown(os.path.join(dirpath, n), uid, gid, follow_symlinks=False)
 
 
-# --------------------------------------------------------------------------- main entry
-def run_sandboxed(
+# --------------------------------------------------------------------------- confinement
+@dataclass
+class Confinement:
+    """Everything a confined process needs, prepared in the parent: the command, its
+    minimal environment, its private directory and the set-up function that runs in the
+    child between ``fork`` and ``exec`` (namespaces, mounts, rlimits, uid drop).
+
+    Used by :func:`run_sandboxed` (one bounded run, output captured) and by
+    ``python -m agentskiller.serve`` (a long-running MCP server whose stdin/stdout stay the
+    wire). The owner starts the process with ``Popen(c.argv, env=c.env,
+    preexec_fn=c.preexec, close_fds=True)`` and calls :meth:`close` at the end.
+    """
+
+    argv: list[str]
+    env: dict[str, str]
+    base: Path
+    work: Path
+    run_dir: Path
+    uid: int | None
+    gid: int | None
+    isolation: dict[str, Any]
+    preexec: Callable[[], None]
+
+    def sweep(self, pgid: int | None = None) -> None:
+        """Kill every process of the run: the process group ``pgid`` (when given) and,
+        with a private uid, everything that uid owns (beats ``setsid`` and fork bombs)."""
+        if pgid is not None:
+            _kill_group(pgid)
+        # A shared uid (nobody) could belong to other runs: only a private one is swept.
+        if self.uid is not None and self.uid != _NOBODY:
+            _kill_uid(self.uid)
+
+    def close(self, pgid: int | None = None) -> None:
+        """:meth:`sweep`, then remove the private directory."""
+        try:
+            self.sweep(pgid)
+        finally:
+            shutil.rmtree(self.base, ignore_errors=True)
+
+
+def confine(
     argv: Sequence[str],
     *,
     cwd: str | Path | None = None,
-    timeout_s: float = 60.0,
     memory_mb: int = 1024,
     cpu_s: int = 60,
     max_processes: int = 64,
-    max_output_bytes: int = 20 * 1024 * 1024,
+    max_file_bytes: int = 20 * 1024 * 1024,
     isolate_network: bool = True,
     env_extra: Mapping[str, str] | None = None,
     readable_paths: Sequence[str | Path] = (),
     files: Mapping[str, bytes | str | Path] | None = None,
-    collect: Sequence[str] = (),
-    stdin_data: bytes | None = None,
-    max_file_bytes: int | None = None,
     sandbox_root: str | Path | None = None,
-) -> SandboxResult:
-    """Run ``argv`` under the limits above; never raises for failures of the program.
+    new_session: bool = True,
+    die_with_parent: bool = False,
+) -> Confinement:
+    """Prepare the confinement of ``argv`` (see the module docstring); starts nothing.
 
-    ``files``: relative path -> content (bytes/str) or a file to copy, placed in the run's
-    directory before start. ``collect``: relative paths read back into ``result.files``.
-    ``cwd``: relative to the run's directory (default: the directory itself).
-    ``max_file_bytes``: cap for any file the program writes (default ``max_output_bytes``).
+    ``files`` are copied into the private directory (inputs are copies: the program never
+    sees the originals, which may not even be readable for its uid). ``memory_mb`` or
+    ``cpu_s`` <= 0: no such limit. ``new_session``: the child starts its own session
+    (``False`` keeps the caller's process group, so a terminal's Ctrl-C reaches it).
+    ``die_with_parent``: the child gets SIGKILL when the process that started it dies.
+    Raises ValueError for an input path that escapes the directory.
     """
     if not argv:
         raise ValueError("empty argv")
-    start = time.monotonic()
     is_root = os.geteuid() == 0
     base = Path(tempfile.mkdtemp(prefix="agentskiller-sbx-", dir=sandbox_root))
-    os.chmod(base, 0o711)  # the program may enter (to reach work/) but not list or write
-    work = base / "work"
-    work.mkdir()
-    out_path, err_path = base / "stdout", base / "stderr"
-    fsize = max(int(max_file_bytes or max_output_bytes), 1)
-    isolation: dict[str, Any] = {"network": False, "uid": None, "mounts": False}
     try:
+        os.chmod(base, 0o711)  # the program may enter (to reach work/) but not list or write
+        work = base / "work"
+        work.mkdir()
+        isolation: dict[str, Any] = {"network": False, "uid": None, "mounts": False}
         for rel, content in (files or {}).items():
             dest = (work / rel).resolve()
             if not _is_under(dest, work.resolve()):
@@ -437,13 +480,58 @@ def run_sandboxed(
             memory_mb=memory_mb,
             cpu_s=cpu_s,
             nproc=nproc,
-            fsize=fsize,
+            fsize=max(int(max_file_bytes), 1),
             uid=uid,
             gid=gid,
             namespaces=use_ns,
             isolate_network=isolate_network,
             exposures=_exposures(argv, run_dir, work, readable_paths) if use_ns else [],
+            new_session=new_session,
+            parent_pid=os.getpid() if die_with_parent else None,
         )
+    except BaseException:
+        shutil.rmtree(base, ignore_errors=True)
+        raise
+    return Confinement(argv=argv, env=env, base=base, work=work, run_dir=run_dir, uid=uid, gid=gid,
+                       isolation=isolation, preexec=preexec)
+
+
+# --------------------------------------------------------------------------- main entry
+def run_sandboxed(
+    argv: Sequence[str],
+    *,
+    cwd: str | Path | None = None,
+    timeout_s: float = 60.0,
+    memory_mb: int = 1024,
+    cpu_s: int = 60,
+    max_processes: int = 64,
+    max_output_bytes: int = 20 * 1024 * 1024,
+    isolate_network: bool = True,
+    env_extra: Mapping[str, str] | None = None,
+    readable_paths: Sequence[str | Path] = (),
+    files: Mapping[str, bytes | str | Path] | None = None,
+    collect: Sequence[str] = (),
+    stdin_data: bytes | None = None,
+    max_file_bytes: int | None = None,
+    sandbox_root: str | Path | None = None,
+) -> SandboxResult:
+    """Run ``argv`` under the limits above; never raises for failures of the program.
+
+    ``files``: relative path -> content (bytes/str) or a file to copy, placed in the run's
+    directory before start. ``collect``: relative paths read back into ``result.files``.
+    ``cwd``: relative to the run's directory (default: the directory itself).
+    ``max_file_bytes``: cap for any file the program writes (default ``max_output_bytes``).
+    """
+    if not argv:
+        raise ValueError("empty argv")
+    start = time.monotonic()
+    fsize = max(int(max_file_bytes or max_output_bytes), 1)
+    conf = confine(argv, cwd=cwd, memory_mb=memory_mb, cpu_s=cpu_s, max_processes=max_processes,
+                   max_file_bytes=fsize, isolate_network=isolate_network, env_extra=env_extra,
+                   readable_paths=readable_paths, files=files, sandbox_root=sandbox_root)
+    base, work, isolation = conf.base, conf.work, conf.isolation
+    out_path, err_path = base / "stdout", base / "stderr"
+    try:
         stdin = subprocess.DEVNULL
         if stdin_data is not None:
             (base / "stdin").write_bytes(stdin_data)
@@ -451,8 +539,8 @@ def run_sandboxed(
         with open(out_path, "wb") as out_fh, open(err_path, "wb") as err_fh:
             try:
                 proc = subprocess.Popen(
-                    argv, stdin=stdin, stdout=out_fh, stderr=err_fh, env=env,
-                    preexec_fn=preexec, close_fds=True, restore_signals=True,
+                    conf.argv, stdin=stdin, stdout=out_fh, stderr=err_fh, env=conf.env,
+                    preexec_fn=conf.preexec, close_fds=True, restore_signals=True,
                 )
             except (subprocess.SubprocessError, OSError) as exc:
                 err_fh.flush()
@@ -465,11 +553,7 @@ def run_sandboxed(
                     stdin.close()
             timed_out, status, rusage = _wait(proc, timeout_s)
             # The main process is gone (or was killed): now nothing of the run may survive.
-            _kill_group(proc.pid)
-            if uid is not None and uid != _NOBODY:
-                # A shared uid (nobody) could belong to other runs: only a private one is
-                # swept; otherwise the process group kill above is all we do.
-                _kill_uid(uid)
+            conf.sweep(proc.pid)
         duration = time.monotonic() - start
 
         out_bytes, out_size = _read_capped(out_path, max_output_bytes)
@@ -521,7 +605,7 @@ def _masks(exposures: Sequence[Path]) -> list[Path]:
 
 def _make_preexec(*, run_dir: Path, work: Path, memory_mb: int, cpu_s: int, nproc: int, fsize: int,
                   uid: int | None, gid: int | None, namespaces: bool, isolate_network: bool,
-                  exposures: list[Path]):
+                  exposures: list[Path], new_session: bool = True, parent_pid: int | None = None):
     masks = _masks(exposures) if namespaces else []
     # Bind back only what a mask hides; skip paths inside another rebound path.
     rebinds = [e for e in exposures if any(_is_under(e, m) for m in masks)]
@@ -530,7 +614,8 @@ def _make_preexec(*, run_dir: Path, work: Path, memory_mb: int, cpu_s: int, npro
 
     def preexec() -> None:  # runs in the child between fork and exec
         try:
-            os.setsid()
+            if new_session:
+                os.setsid()
             if namespaces:
                 _unshare(CLONE_NEWNS | (CLONE_NEWNET if isolate_network else 0))
                 _mount(None, "/", None, MS_REC | MS_PRIVATE)
@@ -545,9 +630,11 @@ def _make_preexec(*, run_dir: Path, work: Path, memory_mb: int, cpu_s: int, npro
                         open(e, "a").close()
                     _mount(f"/proc/self/fd/{fd}", str(e), None, MS_BIND | MS_REC)
                     os.close(fd)
-            mem = memory_mb * 1024 * 1024
-            resource.setrlimit(resource.RLIMIT_AS, (mem, mem))
-            resource.setrlimit(resource.RLIMIT_CPU, (cpu_s, cpu_s + 2))
+            if memory_mb > 0:
+                mem = memory_mb * 1024 * 1024
+                resource.setrlimit(resource.RLIMIT_AS, (mem, mem))
+            if cpu_s > 0:
+                resource.setrlimit(resource.RLIMIT_CPU, (cpu_s, cpu_s + 2))
             resource.setrlimit(resource.RLIMIT_FSIZE, (fsize, fsize))
             resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
             resource.setrlimit(resource.RLIMIT_NOFILE, (1024, 1024))
@@ -557,6 +644,12 @@ def _make_preexec(*, run_dir: Path, work: Path, memory_mb: int, cpu_s: int, npro
                 os.setgroups([])
                 os.setresgid(gid, gid, gid)
                 os.setresuid(uid, uid, uid)
+            if parent_pid is not None:
+                # After the uid change (a credential change clears the setting); if the
+                # parent is already gone, nobody would clean up: stop right here.
+                _libc().prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+                if os.getppid() != parent_pid:
+                    os._exit(1)
             os.chdir(run_dir)
         except BaseException as exc:
             # stderr is already the run's stderr file: leave the reason there.

@@ -294,8 +294,8 @@ def server_parameters(server_dir: Path, sandbox=None):
            "PYTHONDONTWRITEBYTECODE": "1", "PYTHONUNBUFFERED": "1"}
     memory = max(int(getattr(sandbox, "memory_mb", 1024)), MIN_SERVER_MEMORY_MB)
     cpu = int(getattr(sandbox, "cpu_s", 60))
-    # The documented command; agentskiller.serve applies the limits to itself before it
-    # imports the generated tool code.
+    # The documented command: agentskiller.serve runs the generated tool code sandboxed
+    # (private mounts, no network, unprivileged uid, these limits; rlimits only when not root).
     return StdioServerParameters(command=sys.executable,
                                  args=["-m", "agentskiller.serve", str(Path(server_dir).resolve()),
                                        "--memory-mb", str(memory), "--cpu-s", str(cpu)],
