@@ -62,3 +62,38 @@ def test_an_invented_street_number_or_phone_digit_is_caught():
     assert ungrounded("999 Chad Village Apt. 172", [USER]) == ["'999' (number)", "'172' (number)"]
     assert ungrounded("60610 Chad Village Apt. 173", [USER])   # one changed digit breaks the match
     assert ungrounded("+1-902-181-0133", [USER]) == ["'+1-902-181-0133' (phone)"]
+
+
+# ------------------------------------------------ natural renderings of instance values
+from agentskiller.steps.grounding import mentions  # noqa: E402
+
+NATURAL = {"values": {"scheduled_at": "2025-07-06T10:00:00Z", "check_in_date": "2025-08-14",
+                      "agenda": "course_planning", "term": "spring_2026", "balance": 54159.96, "nights": 12,
+                      "course_id": "COU-72897"}}
+
+
+def test_natural_rendering_of_an_instance_value_passes_both_checks():
+    text = ("Book it for Sunday, July 6, 2025 at 10:00 AM UTC to talk about course planning, for the spring 2026 "
+            "term, checking in on 14 August 2025 for 12 nights, with an opening deposit of $54,159.96, "
+            "course COU-72897.")
+    assert ungrounded(text, [NATURAL]) == []
+    assert missing_values(text, list(NATURAL["values"].values())) == []
+    assert mentions("July 6, 2025 at 10 am", "2025-07-06T10:00:00Z")
+    assert mentions("the course-planning slot", "course_planning")
+    assert ungrounded("at 10:00 UTC on July 6", [NATURAL]) == []
+
+
+def test_natural_rendering_of_a_different_value_fails():
+    # another day, another hour, a weekday that does not fit, an impossible date
+    for text in ("July 7, 2025 at 10:00 AM", "July 6, 2025 at 11:00 AM", "Monday, July 6, 2025", "June 31, 2025",
+                 "August 15th, 2025", "at 11:30"):
+        assert ungrounded(text, [NATURAL]), text
+    assert not mentions("July 7, 2025 at 10:00 AM", "2025-07-06T10:00:00Z")
+    assert not mentions("July 6, 2025", "2025-07-06T10:00:00Z")      # the time is part of the value
+    assert not mentions("to talk about career", "course_planning")   # another enum value
+    assert not mentions("for the spring 2025 term", "spring_2026")
+    assert ungrounded("for the spring 2027 term", [NATURAL]) == ["'2027' (number)"]
+    assert not mentions("for 13 nights", 12) and ungrounded("for 13 nights", [NATURAL]) == ["'13' (number)"]
+    assert not mentions("$54,159.97", 54159.96)
+    # IDs are never rewritten: only the verbatim ID counts
+    assert not mentions("course cou 72897", "COU-72897")

@@ -157,3 +157,25 @@ def test_failed_policy_quarantines_graph(tmp_path):
     s08.run(step_ctx(tmp_path, {"status": "failed", "reason": "s07: bad policy"}))
     g = io.read_json(tmp_path / "tool_graphs/DentalCare.json")
     assert g["status"] == "failed" and g["reason"] == "s07: bad policy" and g["trajectories"] == []
+
+
+def test_kept_trajectories_mix_lengths_round_robin():
+    """The cap keeps every length min..max (longest first, in turn), so the prefix s14
+    takes (tasks.max_templates) is a mix too; still deterministic and write-first."""
+    bp = blueprint()
+    art = s08.assemble(bp, offline_answer(), 2, 4, 12)
+    lengths = [len(t) for t in art["trajectories"]]
+    assert lengths[:6] == [4, 3, 2, 4, 3, 2]
+    counts = {n: lengths.count(n) for n in (2, 3, 4)}
+    assert max(counts.values()) - min(counts.values()) <= 1, counts
+    kinds = {t.name: t.kind for t in bp.tools}
+    # every length's first pick writes when a writing path of that length exists
+    for n in (2, 3, 4):
+        first = next(t for t in art["trajectories"] if len(t) == n)
+        assert any(kinds[x] in ("create", "update", "delete") for x in first), first
+    assert s08.assemble(bp, offline_answer(), 2, 4, 12) == art
+    # a length with too few paths drops out of the rotation; the others fill the cap
+    paths = [("a", "w"), ("a", "b", "w"), ("a", "b", "c", "w"), ("a", "c", "b", "w"), ("a", "b", "c"),
+             ("a", "c", "w")]
+    kept = s08.rank_trajectories(paths, {"w": "create", "b": "read", "c": "search", "a": "authorize"}, 5)
+    assert [len(t) for t in kept] == [4, 3, 2, 4, 3]

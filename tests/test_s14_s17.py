@@ -12,6 +12,7 @@ from agentskiller import io
 from agentskiller.llm.offline.handlers.s14_templates import judge_template
 from agentskiller.models.tasks import CRITERIA, GoldenCall, Instance, TemplateDraft
 from agentskiller.steps import s16_tasks
+from agentskiller.steps.grounding import mentions, ungrounded
 from agentskiller.steps.s14_templates import base_context, check_draft
 from agentskiller.steps.task_env import EnvView, trajectory_slots
 from fixtures.s14.pipeline import ENV, FIXTURE, config, copy_fixture, run_all, run_step
@@ -186,9 +187,14 @@ def test_queries_are_grounded_complete_and_keep_internal_ids_private(done):
             if name in task["values"]:
                 assert all(task["values"][name] not in f["value"] for f in q["known_facts"])
                 assert task["values"][name] not in q["instruction"]
+        slot_kinds = {s["name"]: s["kind"] for s in tpl["slots"]}
         for name, v in task["values"].items():
             if "{" + name + "}" in tpl["instruction"]:
-                assert str(v) in q["instruction"]
+                # the value itself or a natural rendering of it ("June 6, 2025 at 10 AM UTC")
+                assert mentions(q["instruction"], v), (name, v, q["instruction"])
+                if slot_kinds.get(name) == "record":
+                    assert str(v) in q["instruction"]          # IDs stay verbatim
+        assert ungrounded(q["instruction"], [task["values"], task["records"]]) == []
         assert q["first_message"] and q["persona"]["name"]
 
 

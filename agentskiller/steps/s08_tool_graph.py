@@ -12,9 +12,10 @@ satisfy it). Violations go back to the model (LLM client repair loop).
 Trajectories: every path from the authorize tool with ``tool_graph.min_length`` to
 ``max_length`` tools (prefixes included: a path that stops early is a trajectory too),
 kept only if each tool's preconditions occur earlier in it, then ranked deterministically
-and capped at ``tool_graph.max_trajectories``: greedily, prefer trajectories that write,
-cover tools not yet covered, mix kinds, and spread use over the tools; ties break on the
-tool names. s14 turns each kept trajectory into a task template.
+and capped at ``tool_graph.max_trajectories``: round-robin over the lengths (longest
+first) so short and long tasks mix, and within a length greedily prefer trajectories that
+write, cover tools not yet covered, mix kinds, and spread use over the tools; ties break
+on the tool names. s14 turns each kept trajectory into a task template.
 """
 
 from __future__ import annotations
@@ -130,16 +131,31 @@ def satisfies(path: tuple[str, ...], preconditions: dict[str, list[str]]) -> boo
 
 
 def rank_trajectories(paths: list[tuple[str, ...]], kinds: dict[str, str], cap: int) -> list[list[str]]:
-    """Greedy, deterministic pick of ``cap`` trajectories (see the module docstring)."""
+    """Greedy, deterministic pick of ``cap`` trajectories (see the module docstring).
+
+    Turns go round-robin over the path lengths present, longest first (4, 3, 2, 4, ...), so
+    the kept set - and every prefix of it, which is what ``tasks.max_templates`` takes - mixes
+    short and long tasks instead of filling up with the longest ones (a longer path always
+    covers more tools, so a plain greedy pick never chose a shorter one). Within a turn the
+    pick prefers paths that write, then uncovered tools, more kinds, less-used tools; a
+    length with nothing left drops out of the rotation."""
     remaining = sorted(set(paths))
     chosen: list[list[str]] = []
     used: Counter = Counter()
+    lengths = sorted({len(p) for p in remaining}, reverse=True)
+    turn = 0
     while remaining and len(chosen) < cap:
+        left = {len(p) for p in remaining}
+        while lengths[turn % len(lengths)] not in left:   # an exhausted length is skipped
+            turn += 1
+        want = lengths[turn % len(lengths)]
+        turn += 1
+
         def key(p: tuple[str, ...]):
             writes = sum(1 for t in p if kinds.get(t) in WRITE_KINDS)
             return (-(writes > 0), -len({t for t in p if used[t] == 0}), -len({kinds.get(t) for t in p}),
-                    sum(used[t] for t in p), -len(p), p)
-        best = min(remaining, key=key)
+                    sum(used[t] for t in p), p)
+        best = min((p for p in remaining if len(p) == want), key=key)
         remaining.remove(best)
         chosen.append(list(best))
         used.update(best)

@@ -1,9 +1,16 @@
 """Offline answers for s14: a template writer and an honest judge.
 
 The writer composes a first-person instruction from the trajectory: one clause per call,
-worded from the tool's kind and name, with the slots the code derived. Openers,
-connectors, verbs and whether the user quotes a booking reference are drawn from the
-request's seeded RNG, so different trajectories and seeds read differently.
+worded from the tool's kind and name, with the slots the code derived. Each value is
+phrased the way a person gives it, by what its column holds (:func:`value_phrase`): counts
+with their unit ("for {nights} nights"), money as an amount ("a copay of {copay_amount}"),
+dates as when ("checking in on {check_in_date}"), enum values in a sentence that fits them
+("to talk about {agenda}", "for the {term} term"), addresses and free text as such; an
+update says what changes ("change the drop-off address to {dropoff_address}"). Openers,
+connectors, verbs, the phrasing variant and whether the user quotes a booking reference
+are drawn from the request's seeded RNG, so different trajectories and seeds read
+differently. The reason for the call comes from the trajectory's goal (its main write, or
+what it looks up) and the domain's topic.
 
 Like a real model it is not always right: with some probability it writes a *terse*
 draft that leaves out a value the trajectory needs (a new date, a reason). The judge does
@@ -20,17 +27,20 @@ from agentskiller.llm.offline import OfflineRequest, handler
 
 TERSE_PROBABILITY = 0.2
 
-OPENERS = ["Hi, ", "Hello, ", "Good morning, ", "Hey there, ", ""]
+OPENERS = ["Hi, ", "Hello, ", "Good morning, ", "Hey there, ", "", "Good afternoon, "]
 IDENTIFY = [
     "this is {name}, my {entity} ID is {id}.",
     "I'm {name} ({entity} ID {id}).",
     "my name is {name} and my {entity} number is {id}.",
+    "{name} here - my {entity} ID is {id}.",
+    "it's {name} calling; my {entity} ID is {id}.",
 ]
-CONNECT_FIRST = ["First, ", "To start, ", "", "Could you "]
-CONNECT_NEXT = ["Then ", "After that, ", "Next, ", "Once that's done, "]
-CONNECT_LAST = ["Finally, ", "And lastly, ", "Then ", "After that, "]
+CONNECT_FIRST = ["First, ", "To start, ", "", "Could you ", "I'd like to start by asking you to "]
+CONNECT_NEXT = ["Then ", "After that, ", "Next, ", "Once that's done, ", "When you have that, "]
+CONNECT_LAST = ["Finally, ", "And lastly, ", "Then ", "After that, ", "To wrap up, "]
+CONNECT_ONLY = ["", "Could you ", "I'd like you to ", "Can you please "]
 VERB_BY_KIND = {
-    "read": ["please look up", "please check", "pull up"],
+    "read": ["please look up", "please check", "pull up", "go over the details of", "please review"],
     "search": ["show me", "list", "let me see"],
     "create": ["book", "set up", "arrange"],
     "update": ["change", "update"],
@@ -39,11 +49,54 @@ VERB_BY_KIND = {
 }
 GENERIC = {"get", "list", "search", "find", "show", "my", "a", "an", "the", "by", "for", "of", "all", "new",
            "record", "records", "details", "info", "count", "number", "total"}
-REASONS = [
-    "{topic}: the caller needs to sort out their {table} before the end of the week.",
-    "A change of plans means the caller has to deal with their {table} today.",
-    "The caller got a reminder about their {table} and wants to act on it.",
-    "The caller is reorganising their schedule and wants their {table} in order.",
+PREPOSITIONS = {"in", "for", "of", "to", "from", "on", "at", "with", "into", "out"}
+READ_VERBS = {"get", "list", "search", "find", "show", "view", "count", "total", "lookup", "browse"}
+CREATE_VERBS = {"book", "make", "request", "submit", "purchase", "open", "enroll", "create", "add", "schedule",
+                "reserve", "apply", "register", "order", "start", "place", "buy", "subscribe", "file", "send"}
+#: where a referenced record goes in a create ("at that hotel", "with dentist {id}")
+PLACE_WORDS = {"hotel", "branch", "clinic", "pharmacy", "office", "store", "location", "site", "campus"}
+PERSON_WORDS = {"instructor", "dentist", "officer", "driver", "doctor", "mentor", "agent", "advisor",
+                "clinician", "pharmacist", "banker", "tutor"}
+
+# Reasons for the call, third person ("the caller", "they"): s17 turns them into the
+# caller's own words. {goal}: what the trajectory is for ("cancel their ride request").
+REASONS = {
+    "create": [
+        "The caller has decided to {goal}, and they want it done while they have a moment.",
+        "After comparing the options, the caller is ready to {goal}.",
+        "{hook}, so the caller wants to {goal}.",
+        "They have been meaning to {goal} for a while and finally have time today.",
+        "{hook}; they would like to {goal} before the slots fill up.",
+    ],
+    "update": [
+        "Something came up, so the caller needs to {goal}.",
+        "The caller's plans have shifted and they want to {goal} before it is too late.",
+        "They noticed that the current details no longer suit them and want to {goal}.",
+        "A last-minute change at work means they need to {goal}.",
+    ],
+    "delete": [
+        "They have made other arrangements and want to {goal}.",
+        "Circumstances changed, so the caller wants to {goal} without any fuss.",
+        "They no longer need it and want to {goal}.",
+        "Their plans fell through, so they need to {goal}.",
+    ],
+    "read": [
+        "The caller wants to {goal} before deciding anything.",
+        "{hook}, so the caller wants to {goal}.",
+        "The caller is planning ahead and wants to {goal}.",
+    ],
+}
+#: scene-setters per domain topic (matched on words of the topic and description)
+HOOKS = [
+    (("hotel", "stay", "travel", "trip"), ["A trip is coming up", "Their travel plans are taking shape"]),
+    (("dental", "dentist", "tooth"), ["They have been putting off dental care", "Their last check-up was a while ago"]),
+    (("pharmacy", "medication", "prescription"), ["They are running low on their medication",
+                                                  "Their doctor asked them to stay on top of their prescriptions"]),
+    (("loan", "borrow"), ["They are planning a big expense", "They are sorting out how to pay for a project"]),
+    (("bank", "account", "deposit"), ["They are getting their finances in order", "Payday just came in"]),
+    (("ride", "taxi", "trip"), ["They have to get across town", "Their usual way to get around is not available"]),
+    (("registrar", "enroll", "advising"), ["The new term is approaching", "Registration deadlines are coming up"]),
+    (("course", "learn", "mentor"), ["They want to keep up with their studies", "They are picking up a new skill"]),
 ]
 
 
@@ -53,6 +106,62 @@ def words(name: str) -> list[str]:
 
 def human(table: str) -> str:
     return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", " ", table).lower()
+
+
+def table_noun(table: str) -> str:
+    return human(table.split("_")[-1])
+
+
+def plural(noun: str) -> str:
+    if re.search(r"[^aeiou]y$", noun):
+        return noun[:-1] + "ies"
+    if re.search(r"(s|sh|ch|x|z)$", noun):
+        return noun + "es"
+    return noun + "s"
+
+
+def article(noun: str) -> str:
+    return ("an " if re.match(r"[aeiou]", noun) else "a ") + noun
+
+
+def label(name: str) -> str:
+    """A column as a person says it: ``new_dropoff_address`` -> "drop-off address"."""
+    text = re.sub(r"^new_", "", name.split(".")[-1]).replace("_", " ")
+    return re.sub(r"\bdropoff\b", "drop-off", re.sub(r"\bpickup\b", "pick-up", text))
+
+
+def _stem_match(a: str, b: str) -> bool:
+    return a == b or a.rstrip("s") == b.rstrip("s") or (len(a) >= 4 and b.startswith(a)) or \
+        (len(b) >= 4 and a.startswith(b))
+
+
+def goal_phrase(tool: str, noun: str, owner: str = "their") -> str:
+    """What a tool does, in words: ``cancel_ride`` -> "cancel their ride request",
+    ``change_destination_of_ride`` -> "change the destination of their ride request",
+    ``enroll_in_course`` -> "enroll in a course", ``book_advising_meeting`` -> "book an
+    advising meeting". ``noun``: the tool's table as words; ``owner``: "their" / "my", or a
+    record phrase ("it", "the new ride request") that replaces "<owner> <noun>"."""
+    ws = words(tool.split("__")[-1])
+    verb, rest = ws[0], ws[1:]
+    noun_words = noun.split()
+    kept = [w for w in rest if not any(_stem_match(w, n) for n in noun_words) and w != "my"]
+    possessive = owner in ("their", "my")
+    target = f"{owner} {noun}" if possessive else owner
+    if verb in READ_VERBS:
+        return f"look over {owner} {plural(noun)}" if possessive else f"look over {target}"
+    if verb in CREATE_VERBS:
+        own = [w for w in noun_words if not _stem_match(verb, w)]
+        if not own:   # "enroll" an "enrollment": the tool name says in what
+            tail = [w for w in kept if w not in PREPOSITIONS]
+            preps = [w for w in kept if w in PREPOSITIONS]
+            return " ".join([verb, *preps, article(" ".join(tail))]) if tail else verb
+        return f"{verb} {article(' '.join(own))}"
+    if not kept:
+        return f"{verb} {target}"
+    if kept[-1] in PREPOSITIONS:
+        lead = "" if kept[0] in PREPOSITIONS else "the "
+        return f"{verb} {lead}{' '.join(kept)} {target}"
+    return f"{verb} the {' '.join(kept)} of {target}"
 
 
 def action_verb(call: dict, rng) -> str:
@@ -68,9 +177,10 @@ def action_verb(call: dict, rng) -> str:
 
 def record_phrase(slot: dict, slots: dict, holds: set[str], rng) -> str:
     """How the user names a record: by the ID they hold, or by a descriptive attribute."""
-    table = human(slot["table"].split("_")[-1])
+    table = table_noun(slot["table"])
     if slot["name"] in holds:
-        return f"my {table} (reference {{{slot['name']}}})"
+        return rng.choice([f"my {table} (reference {{{slot['name']}}})", f"my {table} {{{slot['name']}}}",
+                           f"my {table} with reference {{{slot['name']}}}"])
     if not slot["internal_id"]:
         return f"{table} {{{slot['name']}}}"
     descs = [n for n, s in slots.items() if s["kind"] == "descriptor" and s["table"] == slot["table"]]
@@ -78,26 +188,157 @@ def record_phrase(slot: dict, slots: dict, holds: set[str], rng) -> str:
     if not pref:
         return f"my {table}"
     d = pref[0] if len(pref) == 1 else rng.choice(pref[:2])
-    return f"my {table} with {d.split('.')[-1].replace('_', ' ')} {{{d}}}"
+    x, lab = "{" + d + "}", label(d)
+    if re.search(r"date|time|day|_at$", d):
+        return rng.choice([f"my {table} on {x}", f"my {table} scheduled for {x}"])
+    if re.search(r"address", d):
+        return f"my {table} to {x}" if "drop" in d else f"my {table} from {x}"
+    if re.search(r"name|title", d):
+        return rng.choice([f'my {table} named "{x}"', f'my {table} called "{x}"'])
+    if "minutes" in d:
+        return f"my {table} that lasts {x} minutes"
+    if re.search(MONEY_RE, d.split(".")[-1]):
+        return rng.choice([f"my {table} for {x}", f"my {table} with the {lab} of {x}"])
+    if re.search(r"reason|purpose", d):
+        return f"my {table} for {x}"
+    if re.search(r"agenda|topic|subject", d):
+        return f"my {table} about {x}"
+    return rng.choice([f"my {table} with the {lab} {x}", f"my {table} whose {lab} is {x}"])
 
 
-def value_phrase(name: str, slot: str, kind: str, rng) -> str:
-    """A natural way to give one value: dates are "for", reasons "because of"."""
-    n = name.lower()
+def record_link(slot: dict, slots: dict, holds: set[str], rng, seen: bool) -> str:
+    """A record a create refers to: "at that hotel", "with dentist {dentist_id}"."""
+    noun = table_noun(slot["table"])
+    last = noun.split()[-1]
+    prep = "at" if last in PLACE_WORDS else "with" if last in PERSON_WORDS else rng.choice(["for", "with"])
+    return f"{prep} that {noun}" if seen else f"{prep} {record_phrase(slot, slots, holds, rng)}"
+
+
+MONEY_RE = r"amount|price|fare|fee|cost|balance|copay|paid|deposit|payment|charge"
+
+
+def value_phrase(param: dict, slot: str, kind: str, rng) -> str:
+    """One value as a person gives it, by what its column holds (see the module docstring).
+    Updates get "the <what> to <value>" so the clause can say what changes."""
+    name = re.sub(r"^new_", "", param["name"].lower())
     x = "{" + slot + "}"
-    if re.search(r"date|time|day|start|when|_at$", n):
-        return ("to " + x) if kind == "update" else rng.choice(["for " + x, "on " + x])
-    if re.search(r"reason|note|comment|purpose|description|message", n):
-        return rng.choice(["because of " + x, "regarding " + x])
-    label = name.replace("_", " ")
-    return (f"setting the {label} to {x}") if kind == "update" else f"with {label} {x}"
+    lab = label(name)
+    enum = bool(param.get("enum"))
+    if kind == "update":
+        if re.search(r"date|time|day|start|when|_at$", name):
+            return f"the {lab.replace('check in', 'check-in')} to {x}" if "check" in name else f"to {x}"
+        if name == "nights":
+            return rng.choice([f"the stay to {x} nights", f"the length of the stay to {x} nights"])
+        if name == "guests":
+            return rng.choice([f"the number of guests to {x}", f"the booking to {x} guests"])
+        if re.search(r"dropoff|destination", name):
+            return rng.choice([f"the drop-off address to {x}", f"the destination to {x}"])
+        if re.search(r"nickname|name|title", name):
+            return f'the {lab} to "{x}"'
+        return f"the {lab} to {x}"
+    if re.search(r"date|time|day|start|when|_at$", name):
+        if "check_in" in name:
+            return rng.choice([f"checking in on {x}", f"arriving on {x}", f"with check-in on {x}"])
+        return rng.choice([f"for {x}", f"on {x}"])
+    if name == "nights":
+        return rng.choice([f"for {x} nights", f"staying {x} nights"])
+    if name in ("guests", "passengers", "seats", "party_size"):
+        return rng.choice([f"for {x} {name.replace('_', ' ')}", f"for a party of {x}"])
+    if name == "quantity":
+        return rng.choice([f"for a quantity of {x}", f"{x} units"])
+    if "refill" in name:
+        return rng.choice([f"with {x} refills", f"with {x} refills remaining"])
+    if "minutes" in name:
+        return rng.choice([f"for {x} minutes", f"lasting {x} minutes"])
+    if "percent" in name:
+        return rng.choice([f"starting at {x}% progress", f"with my progress at {x}%"])
+    if re.search(MONEY_RE, name):
+        if "copay" in name:
+            return rng.choice([f"with a copay of {x}", f"with the copay at {x}"])
+        if "requested" in name or name == "amount":
+            return rng.choice([f"for {x}", f"asking for {x}", f"for an amount of {x}"])
+        if "balance" in name or "deposit" in name:
+            return rng.choice([f"with an opening balance of {x}", f"putting in {x} to start"])
+        if "fare" in name:
+            return rng.choice([f"at a fare of {x}", f"with the quoted fare of {x}"])
+        if "paid" in name or "price" in name:
+            return rng.choice([f"paying {x}", f"for a price of {x}"])
+        return f"with a {lab} of {x}"
+    if "pickup" in name:
+        return rng.choice([f"picking me up at {x}", f"with pick-up at {x}", f"from {x}"])
+    if re.search(r"dropoff|destination", name):
+        return rng.choice([f"going to {x}", f"dropping me off at {x}", f"to {x}"])
+    if re.search(r"agenda|topic|subject", name):
+        return rng.choice([f"to talk about {x}", f"to discuss {x}", f"about {x}"])
+    if name == "term" or name.endswith("_term"):
+        return rng.choice([f"for the {x} term", f"in the {x} term"])
+    if "grading" in name:
+        return rng.choice([f"with {x} grading", f"with the grading basis set to {x}"])
+    if "channel" in name:
+        return rng.choice([f"with {x} as the channel", f"choosing {x} as the way to meet"])
+    if re.search(r"reason|note|comment|purpose|description|message", name):
+        return rng.choice([f"for {x}", f"because of {x}", f"regarding {x}"] if not enum else
+                          [f"for {x}", f"with {x} as the {lab}", f"the {lab} being {x}"])
+    if re.search(r"nickname|name|title", name):
+        return rng.choice([f'called "{x}"', f'named "{x}"'])
+    if enum:
+        return rng.choice([f"with {x} as the {lab}", f"choosing {x} for the {lab}"])
+    return rng.choice([f"with the {lab} {x}", f"with the {lab} set to {x}"])
+
+
+def filter_phrase(param: dict, slot: str) -> tuple[str, str]:
+    """A search or count filter: ("adjective", "") before the noun or ("", "postfix")."""
+    name = param["name"].lower()
+    x = "{" + slot + "}"
+    if name == "status":
+        return x, ""
+    if "city" in name:
+        return "", f"in {x}"
+    if "department" in name:
+        return "", f"in the {x} department"
+    if "region" in name:
+        return "", f"in the {x} region"
+    if "specialty" in name:
+        return "", f"specializing in {x}"
+    if "form" in name:
+        return "", f"in {x} form"
+    if "bed" in name:
+        return "", f"with a {x} bed"
+    if "rank" in name:
+        return "", f"at the rank of {x}"
+    if name.endswith("type"):
+        return "", f"of the {x} type"
+    if re.search(r"name|title", name):
+        return "", f'called "{x}"'
+    if param.get("enum"):
+        return x, ""
+    return "", f"with {label(name)} {x}"
+
+
+def search_clause(call: dict, filters: list[tuple[str, str]], rng) -> str:
+    noun = plural(table_noun(call["table"]))
+    mine = "my" in words(call["tool"].split("__")[-1])
+    adj = " ".join(a for a, _ in filters if a)
+    post = " ".join(p for _, p in filters if p)
+    obj = " ".join(w for w in [adj, noun] if w) + (" " + post if post else "")
+    if call["kind"] == "compute":
+        tool = words(call["tool"].split("__")[-1])
+        if tool[0] == "total":
+            what = " ".join(w for w in tool[1:] if w != "my")
+            return rng.choice([f"tell me my total {what} across my {obj}", f"add up the {what} of my {obj}"])
+        return rng.choice([f"tell me how many {obj} I have", f"count my {obj}"])
+    if mine:
+        return rng.choice([f"show me my {obj}", f"list my {obj}", f"let me see my {obj}"])
+    return rng.choice([f"find {obj}", f"search for {obj}", f"look for {obj}", f"show me {obj}"])
 
 
 def clause(call: dict, slots: dict, holds: set[str], rng, terse: bool, seen: set[str]) -> str:
-    verb = action_verb(call, rng)
-    table = human(call["table"].split("_")[-1])
     kind = call["kind"]
-    rec_parts, val_parts, filters = [], [], []
+    if kind == "authorize":
+        return ""
+    verb = action_verb(call, rng)
+    noun = table_noun(call["table"])
+    rec_parts, links, val_parts, filters = [], [], [], []
     for p in call["parameters"]:
         s = slots.get(p.get("slot", ""))
         if s is None:
@@ -105,47 +346,95 @@ def clause(call: dict, slots: dict, holds: set[str], rng, terse: bool, seen: set
         if s["kind"] == "record":
             if s["table"] == call["table"]:
                 rec_parts.append(s)
-            elif s["name"] in seen:
-                val_parts.append(f"with that {human(s['table'].split('_')[-1])}")
             else:
-                val_parts.append(f"with {record_phrase(s, slots, holds, rng)}")
+                links.append(record_link(s, slots, holds, rng, s["name"] in seen))
                 seen.add(s["name"])
         elif s["kind"] == "value" and kind in ("search", "compute"):
-            filters.append("{" + s["name"] + "}")
+            filters.append(filter_phrase(p, s["name"]))
         elif s["kind"] == "value" and s["required"]:
-            val_parts.append(value_phrase(p["name"], s["name"], kind, rng))
+            val_parts.append(value_phrase(p, s["name"], kind, rng))
     if kind == "update" and not val_parts:
         # all new values optional: an update still has to change one (the tool refuses an
         # empty one); prefer a column no precondition is about
         pre = {c["column"] for c in call.get("preconditions", [])}
-        opts = [(p["name"], p["slot"]) for p in call["parameters"]
+        opts = [(p, p["slot"]) for p in call["parameters"]
                 if slots.get(p.get("slot", ""), {}).get("kind") == "value"]
         opts = [o for o in opts if slots[o[1]]["column"] not in pre] or opts
         if opts:
-            pname, sname = rng.choice(opts)
-            val_parts.append(value_phrase(pname, sname, kind, rng))
+            param, sname = opts[rng.randrange(len(opts))]
+            val_parts.append(value_phrase(param, sname, kind, rng))
     if terse and kind in ("create", "update") and val_parts:
         val_parts = val_parts[:-1]   # the terse draft drops a detail
-    if kind == "authorize":
-        return ""
+    if kind in ("search", "compute"):
+        return search_clause(call, filters, rng)
     if rec_parts and rec_parts[0]["name"] in seen:
         target = "my profile" if not rec_parts[0]["internal_id"] and kind == "read" and \
             rec_parts[0]["table"] == slots.get(next(iter(seen), ""), {}).get("table") else "it"
     elif rec_parts:
         target = record_phrase(rec_parts[0], slots, holds, rng)
     elif any("from_call" in p for p in call["parameters"]):
-        target = f"the new {table}"
+        target = rng.choice([f"the new {noun}", f"the {noun} you just made", f"that new {noun}"])
     else:
-        target = f"a {table}"
+        target = article(noun)
     for s in rec_parts:
         seen.add(s["name"])
-    if kind == "search":
-        return f"{verb} my {' '.join(filters) + ' ' if filters else ''}{table}s"
-    if kind == "compute":
-        return f"tell me how many {' '.join(filters) + ' ' if filters else ''}{table}s I have"
     if kind == "create":
-        return " ".join([f"{verb} a new {table}", *val_parts])
+        head = goal_phrase(call["tool"], noun) if verb in CREATE_VERBS else f"{verb} {article(noun)}"
+        m = re.search(r" an? ([a-z]+)$", head)
+        if m and links and links[0].split(" {")[0].endswith(m.group(1)):
+            # "enroll in a course" + "for course {course_id}" -> "enroll in course {course_id}"
+            head = head[: m.start()] + " " + links.pop(0).split(" ", 1)[1]
+        return " ".join([head, *links, *val_parts])
+    if kind == "read":
+        if target == "it":
+            return rng.choice(["pull it up", "check it for me", "read me back the details"])
+        return f"{verb} {target}"
+    if kind == "update" and val_parts:
+        first = val_parts[0]
+        more = "".join(", and change " + v if v.startswith("the ") else " " + v for v in val_parts[1:])
+        if first.startswith("to ") or verb == "rename":
+            return f"{verb} {target} to {first[3:] if first.startswith('to ') else first.partition(' to ')[2]}{more}"
+        what, _, to = first.removeprefix("the ").partition(" to ")
+        if verb not in ("change", "update", "modify", "amend", "edit", "set", "adjust"):
+            return f"{verb} {target} and change the {what} to {to}{more}"   # "reschedule it and change the channel"
+        if target == "it":
+            return f"{verb} {rng.choice(['its', 'the'])} {what} to {to}{more}"
+        return f"{verb} the {what} of {target} to {to}{more}"
+    if kind in ("update", "delete"):
+        return goal_phrase(call["tool"], noun, owner=target)
     return " ".join([f"{verb} {target}", *val_parts])
+
+
+def goal_of(ctx: dict) -> tuple[str, str]:
+    """(category, phrase) of the trajectory's goal: its last write, else what it reads."""
+    calls = ctx["trajectory"]
+    writes = [c for c in calls if c["kind"] in ("create", "update", "delete")]
+    main = writes[-1] if writes else calls[-1]
+    noun = table_noun(main["table"])
+    if not writes:
+        return "read", read_goal(main, noun)
+    first_verb = words(main["tool"].split("__")[-1])[0]
+    if main["kind"] == "create":
+        return "create", goal_phrase(main["tool"], noun)
+    cat = "delete" if main["kind"] == "delete" or first_verb in (
+        "cancel", "drop", "withdraw", "close", "refund", "delete", "remove", "freeze", "suspend", "deactivate") else "update"
+    return cat, goal_phrase(main["tool"], noun)
+
+
+def read_goal(call: dict, noun: str) -> str:
+    if call["kind"] in ("search", "compute"):
+        return f"get an overview of their {plural(noun)}"
+    return f"double-check the details of their {noun}"
+
+
+def hook_for(ctx: dict, rng) -> str:
+    dom = (ctx.get("domains") or [{}])[0]
+    text = " ".join(str(dom.get(k, "")) for k in ("topic", "description", "domain")).lower()
+    for keys, hooks in HOOKS:
+        if any(k in text for k in keys):
+            return rng.choice(hooks)
+    topic = str(dom.get("topic") or "service").replace("_", " ")
+    return f"They are sorting out their {topic} matters"
 
 
 @handler("s14.template")
@@ -170,23 +459,27 @@ def write_template(req: OfflineRequest) -> dict:
     body = [c for c in (clause(c, slots, holds, rng, terse, seen) for c in calls[1:]) if c]
     sentences = []
     for i, c in enumerate(body):
-        if i == 0:
+        if len(body) == 1:
+            conn = rng.choice(CONNECT_ONLY)
+        elif i == 0:
             conn = rng.choice(CONNECT_FIRST)
         elif i == len(body) - 1:
             conn = rng.choice(CONNECT_LAST)
         else:
             conn = rng.choice(CONNECT_NEXT)
+        if conn and conn[0].isupper() and conn.rstrip().endswith(("you", "to")):
+            c = c.removeprefix("please ")
         s = (conn + c) if conn else c[0].upper() + c[1:]
-        if conn == "Could you ":
+        if conn in ("Could you ", "Can you please "):
             s = s.replace("Could you please ", "Could you ") + "?"
         else:
             s = s[0].upper() + s[1:] + "."
         sentences.append(s)
     instruction = " ".join([text, *sentences])
-    topic = ctx["domains"][0]["topic"].replace("_", " ") if ctx.get("domains") else "service"
-    main_table = human(calls[-1]["table"].split("_")[-1])
-    reason = rng.choice(REASONS).format(topic=topic.capitalize(), table=main_table)
-    return {"instruction": instruction, "reason_for_call": reason, "user_holds": sorted(holds)}
+    category, goal = goal_of(ctx)
+    reason = rng.choice(REASONS[category]).format(goal=goal, hook=hook_for(ctx, rng))
+    return {"instruction": instruction, "reason_for_call": reason[0].upper() + reason[1:],
+            "user_holds": sorted(holds)}
 
 
 # ----------------------------------------------------------------------- judge

@@ -3,28 +3,52 @@
 Values come only from the request's context (the instance): the filled template, the
 values the calls need that the template's wording left out (``extra_values``), and facts
 taken verbatim from ``facts_available`` - never a fact of its own making - so the answer
-is grounded by construction; the wording (manner, greeting, how the first message opens the topic) is
-drawn from the seeded RNG. On a repair round it drops whatever the feedback names.
+is grounded by construction. A value is written the way a person says it
+(:func:`render_value`): a date or date-time spelled out ("Friday, June 6, 2025 at 10:00 AM
+UTC"), an enum without underscores ("course planning"), money with a currency sign and
+separators ("$54,159.96"); IDs, names, addresses and free text stay verbatim. The s17
+grounding check (:mod:`agentskiller.steps.grounding`) recognises exactly these renderings
+of the instance's own values. The wording (manner, greeting, how the first message states
+the caller's goal, the rendering variant) is drawn from the seeded RNG; the reason for the
+call is the template's, in the caller's own words. On a repair round it drops whatever
+the feedback names and writes values verbatim.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from typing import Any
 
 from agentskiller.llm.offline import OfflineRequest, handler
+from agentskiller.llm.offline.handlers.s14_templates import (CREATE_VERBS, PREPOSITIONS, READ_VERBS, article,
+                                                             goal_phrase, plural, words)
+from agentskiller.steps.grounding import iso_when, mentions
 
 SLOT_RE = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)?)\}")
 MANNERS = ["polite and patient", "in a hurry, short sentences", "a little anxious, asks for reassurance",
-           "chatty and friendly", "formal and precise", "matter-of-fact"]
-GREETINGS = ["Hi", "Hello", "Good morning", "Hey", "Hi there"]
+           "chatty and friendly", "formal and precise", "matter-of-fact", "cheerful but easily confused",
+           "tired after a long day, wants it done quickly"]
+GREETINGS = ["Hi", "Hello", "Good morning", "Hey", "Hi there", "Good afternoon"]
 OPENERS = [
-    "{greet}, I need some help with my {topic}.",
-    "{greet}, I'm calling about my {topic}.",
-    "{greet}. Could you help me sort out something with my {topic}?",
-    "{greet}, I have a question about my {topic}.",
+    "{greet}, I'd like to {goal}.",
+    "{greet}. I need to {goal} - can you help me with that?",
+    "{greet}, I'm hoping you can help me {goal}.",
+    "{greet}! Is this the right place to {goal}?",
+    "{greet}, I'm calling because I want to {goal}.",
+    "{greet}. Quick one: I need to {goal}.",
+    "{greet}, could you help me {goal} today?",
 ]
-REASON_LEADS = ["Honestly, ", "So, ", "Well, ", ""]
+LOOKUP_OPENERS = [
+    "{greet}, I have a few questions about my {topic}.",
+    "{greet}. Could you help me look something up about my {topic}?",
+    "{greet}, I'm trying to get some information on my {topic}.",
+]
+REASON_LEADS = ["Honestly, ", "So, ", "Well, ", "", "", "Basically, "]
+MONEY_RE = re.compile(r"amount|price|fare|fee|cost|balance|copay|paid|deposit|payment|charge")
+MONTHS = ["January", "February", "March", "April", "May", "June", "July", "August", "September", "October",
+          "November", "December"]
+DAYS = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
 
 
 def _name(record: dict) -> str | None:
@@ -37,28 +61,93 @@ def _name(record: dict) -> str | None:
     return None
 
 
-def _topic(ctx: dict) -> str:
-    last = ctx["template"]["trajectory"][-1].split("__")[-1]
-    words = [w for w in last.split("_")[1:] if w] or ["account"]
-    return " ".join(words)
+def _clock(hh: str, rng) -> str:
+    h, m = int(hh[:2]), hh[3:]
+    if rng.random() < 0.5:
+        return f"{hh} UTC"
+    ap = "AM" if h < 12 else "PM"
+    h12 = h % 12 or 12
+    return f"{h12}:{m} {ap} UTC" if m != "00" or rng.random() < 0.5 else f"{h12} {ap} UTC"
+
+
+def render_value(name: str, value: Any, rng) -> str:
+    """``value`` as a person says it (see the module docstring); verbatim when in doubt."""
+    if isinstance(value, bool) or value is None:
+        return str(value)
+    text = str(value)
+    when = iso_when(text) if isinstance(value, str) else None
+    if when is not None:
+        tz_ok = not re.search(r"[+-]\d{2}:?\d{2}$", text) or re.search(r"[+-]00:?00$", text)
+        if not tz_ok or rng.random() < 0.15:
+            return text
+        day = dt.date(when.year, when.month, when.day)
+        style = rng.randrange(3)
+        date = (f"{MONTHS[when.month - 1]} {when.day}, {when.year}" if style == 0 else
+                f"{DAYS[day.weekday()]}, {MONTHS[when.month - 1]} {when.day}, {when.year}" if style == 1 else
+                f"{when.day} {MONTHS[when.month - 1]} {when.year}")
+        return f"{date} at {_clock(when.time, rng)}" if when.time else date
+    leaf = name.split(".")[-1].lower()
+    if isinstance(value, (int, float)) and MONEY_RE.search(leaf):
+        return f"${value:,.2f}" if isinstance(value, float) or rng.random() < 0.5 else f"${value:,}"
+    if isinstance(value, str) and re.fullmatch(r"[a-z][a-z0-9]*(?:_[a-z0-9]+)+", value):
+        return value.replace("_", " ")
+    return text
+
+
+def first_person(reason: str) -> str:
+    """The template's third-person reason ("the caller ... their ...") in the caller's words."""
+    subs = [(r"\b[Tt]he caller's\b", "my"), (r"\b[Tt]he caller is\b", "I am"), (r"\b[Tt]he caller has\b", "I have"),
+            (r"\b[Tt]he caller was\b", "I was"), (r"\b[Tt]he caller (\w+?)s\b", r"I \1"), (r"\b[Tt]he caller\b", "I"),
+            (r"\b[Tt]hey are\b", "I am"), (r"\b[Tt]hey're\b", "I'm"), (r"\b[Tt]hey have\b", "I have"),
+            (r"\b[Tt]hey were\b", "I was"), (r"\b[Tt]hey\b", "I"), (r"\b[Tt]heir\b", "my"), (r"\bthem\b", "me"),
+            (r"\bthemselves\b", "myself")]
+    for rx, to in subs:
+        reason = re.sub(rx, lambda m: m.expand(to)[:1].upper() + m.expand(to)[1:] if m.group(0)[0].isupper()
+                        else m.expand(to), reason)
+    return reason
+
+
+def _goal(ctx: dict) -> tuple[str, str]:
+    """("goal", phrase) for the trajectory's main write, or ("lookup", topic) when it only reads."""
+    traj = [t.split("__")[-1] for t in ctx["template"]["trajectory"]]
+    writes = [t for t in traj[1:] if words(t)[0] not in READ_VERBS]
+    main = writes[-1] if writes else traj[-1]
+    ws = words(main)
+    if not writes:
+        noun = " ".join(w for w in ws[1:] if w != "my") or "account"
+        return "lookup", noun if ws[0] == "get" or noun.endswith("s") else plural(noun)
+    verb = ws[0]
+    rest = [w for w in ws[1:] if w != "my"]
+    if verb in CREATE_VERBS:
+        preps = [w for w in rest if w in PREPOSITIONS]
+        noun = " ".join(w for w in rest if w not in PREPOSITIONS) or "booking"
+        return "goal", " ".join([verb, *preps, article(noun)])
+    # the noun of an update is the tool name's tail after its last preposition ("of ride")
+    cut = max((i for i, w in enumerate(rest) if w in ("of", "for", "to", "from")), default=-1)
+    noun = " ".join(rest[cut + 1:]) or "booking"
+    return "goal", goal_phrase(main, noun, owner="my")
 
 
 @handler("s17.query")
 def write_query(req: OfflineRequest) -> dict[str, Any]:
     ctx = req.context
     rng = req.rng
-    values = {k: str(v) for k, v in ctx["values"].items()}
+    # a repair round plays it safe: every value verbatim
+    natural = not req.feedback
+    rendered = {k: (render_value(k, v, rng) if natural else str(v)) for k, v in sorted(ctx["values"].items())}
     name = _name(ctx.get("user_record") or {}) or "the customer"
-    instruction = SLOT_RE.sub(lambda m: values.get(m.group(1), m.group(0)), ctx["template"]["instruction"])
-    extra = [f"{n.split('.')[-1].replace('_', ' ')} to {v}" for n, v in sorted((ctx.get("extra_values") or {}).items())
-             if str(v) not in instruction]
+    instruction = SLOT_RE.sub(lambda m: rendered.get(m.group(1), m.group(0)), ctx["template"]["instruction"])
+    # "for 1 nights" -> "for 1 night": the template could not know the count
+    instruction = re.sub(r"(?<![\d.,$])\b1 (night|guest|refill|unit|minute|passenger|seat)s\b", r"1 \1", instruction)
+    extra = [f"{n.split('.')[-1].replace('_', ' ')} to {render_value(n, v, rng) if natural else v}"
+             for n, v in sorted((ctx.get("extra_values") or {}).items()) if not mentions(instruction, v)]
     if extra:
         instruction = instruction.rstrip() + " Please set the " + " and the ".join(extra) + "."
-    filled_reason = SLOT_RE.sub(lambda m: values.get(m.group(1), m.group(0)), ctx["template"]["reason_for_call"])
+    filled_reason = SLOT_RE.sub(lambda m: rendered.get(m.group(1), m.group(0)), ctx["template"]["reason_for_call"])
     lead = rng.choice(REASON_LEADS)
-    reason = filled_reason.replace("The caller", "I").replace(
-        "the caller", "I").replace("their", "my").replace("needs", "need").replace("wants", "want").replace(
-        "has to", "have to").replace("is ", "am ").replace("got", "got")
+    reason = first_person(filled_reason)
+    if lead and re.search(rf"\b{lead.strip(', ')}\b", reason, re.I):
+        lead = ""   # no "So, ..., so I need to"
     if lead and not reason.startswith("I "):
         reason = reason[0].lower() + reason[1:]
     reason = lead + reason
@@ -69,8 +158,13 @@ def write_query(req: OfflineRequest) -> dict[str, Any]:
              if not any(i in f["value"] for i in internal)]
     bad = " ".join(req.feedback)
     facts = [f for f in facts if f["value"] not in bad]
-    first = rng.choice(OPENERS).format(greet=rng.choice(GREETINGS), topic=_topic(ctx))
+    kind, goal = _goal(ctx)
+    greet = rng.choice(GREETINGS)
+    if kind == "goal":
+        first = rng.choice(OPENERS).format(greet=greet, goal=goal)
+    else:
+        first = rng.choice(LOOKUP_OPENERS).format(greet=greet, topic=goal)
     if name != "the customer" and rng.random() < 0.5:
-        first = first.replace(",", f", this is {name},", 1) if "," in first else first
+        first = first.replace(greet, f"{greet}, this is {name}", 1).replace(f"this is {name}!", f"this is {name}.")
     return {"persona": {"name": name, "manner": rng.choice(MANNERS)}, "reason_for_call": reason,
             "instruction": instruction, "known_facts": facts, "first_message": first}
