@@ -212,7 +212,8 @@ def test_repair_loop_fixes_a_broken_script(tmp_path, swap_handler):
 def test_hanging_or_crashing_script_is_quarantined(tmp_path, swap_handler, script, reason):
     swap_handler("s06.entity_script", lambda req: script)
     cfg = config(max_repair_rounds=1)
-    cfg["sandbox"].update({"timeout_s": 2, "cpu_s": 2})
+    # CPU limit well above the wall-clock limit, so the loop always ends by the timeout
+    cfg["sandbox"].update({"timeout_s": 2, "cpu_s": 30})
     s06.run_entity(entity_ctx(tmp_path, "Dentist", cfg))
     table = io.read_json(tmp_path / "database/entities/Dentist.json")
     assert table["status"] == "failed" and table["records"] == []

@@ -127,6 +127,12 @@ def run_generator(code: str, inputs: dict[str, Path], sandbox: dict[str, Any]) -
     return (records, []) if problem is None else (None, [problem])
 
 
+def _one_line(problem: str, limit: int = 300) -> str:
+    """A multi-line problem (message + stderr tail) folded into one line for a reason."""
+    text = " | ".join(line.strip() for line in problem.splitlines() if line.strip())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def generate_table(ctx: StepContext, task: str, prompt: str, context: dict, spec: dc.TableSpec, count: int,
                    inputs: dict[str, Path] | None = None, fk_values: dict[str, set] | None = None) -> TableResult:
     """Ask for a generator script, run and check it, repair within the budget."""
@@ -141,11 +147,11 @@ def generate_table(ctx: StepContext, task: str, prompt: str, context: dict, spec
         records, problems = run_generator(code, inputs or {}, sandbox)
         if records is not None:
             problems = dc.check_records(records, spec, count, fk_values, sim_time)
-        result.rounds.append({"round": len(result.rounds), "errors": problems,
-                              "duration_s": round(time.monotonic() - t0, 3)})
+        # the duration goes to the log only: artifacts must not depend on timing
+        result.rounds.append({"round": len(result.rounds), "errors": problems})
         if not problems:
             result.records = records or []
-        ctx.log.info("%s: round %d: %s", spec.name, len(result.rounds) - 1,
+        ctx.log.info("%s: round %d (%.2f s): %s", spec.name, len(result.rounds) - 1, time.monotonic() - t0,
                      "ok" if not problems else f"{len(problems)} problem(s): " + " | ".join(problems)[:400])
         return problems
 
@@ -155,7 +161,7 @@ def generate_table(ctx: StepContext, task: str, prompt: str, context: dict, spec
     except LLMError as exc:
         last = result.rounds[-1]["errors"] if result.rounds else [str(exc)]
         result.reason = (f"s06: table {spec.name}: no generator passed the checks after "
-                         f"{max(len(result.rounds), 1)} round(s): " + "; ".join(e.splitlines()[0] for e in last[:5]))
+                         f"{max(len(result.rounds), 1)} round(s): " + "; ".join(_one_line(e) for e in last[:5]))
         ctx.log.warning(result.reason)
         return result
     result.status = "ok"
