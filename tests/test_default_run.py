@@ -4,7 +4,6 @@ the artifacts themselves."""
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from pathlib import Path
 
@@ -12,7 +11,7 @@ import pytest
 import yaml
 
 from agentskiller import io
-from agentskiller.runtime.environment import load_environment
+from test_dataset import replay  # the independent replay: dataset rows + servers + databases only
 
 pytestmark = pytest.mark.slow
 
@@ -92,25 +91,10 @@ def test_at_least_five_valid_queries_per_passed_domain(out):
     assert counts and all(n >= 5 for n in counts.values()), counts
 
 
-def _replay(row: dict, servers: Path) -> str:
-    """Replay the golden calls with the runtime alone; return the final state hash."""
-    env = load_environment(servers / row["env"])
-    session = env.new_session()
-    results: list = []
-    for call in row["golden_calls"]:
-        args = json.loads(call["function"]["arguments"])
-        for param, rule in json.loads(call["resolve"]).items():
-            args[param] = results[rule["call"]][rule["field"]]
-        rec = session.call(call["function"]["name"], args)
-        assert rec.ok, (row["id"], call["function"]["name"], rec.error)
-        results.append(rec.result)
-    return session.state.hash()
-
-
 def test_every_golden_trajectory_replays_to_the_recorded_state(out):
     rows = io.read_jsonl(out / "dataset/train.jsonl")
     assert rows
-    reached = sum(_replay(r, out / "servers") == r["final_state_hash"] for r in rows)
+    reached = sum(replay(r, out / "servers") == r["final_state_hash"] for r in rows)
     assert reached == len(rows), f"{reached}/{len(rows)} rows reached their final state hash"
 
 

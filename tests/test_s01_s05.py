@@ -3,7 +3,6 @@ plus the step-level rules: name dedup, primary-key enforcement, tool-list shape.
 
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 
 import pytest

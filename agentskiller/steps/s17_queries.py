@@ -25,7 +25,7 @@ from .. import io
 from ..jobs import StepContext
 from ..models.tasks import Instance, QueryDraft, Task, TaskTemplate
 from .grounding import missing_values, ungrounded
-from .task_env import artifact_failed, fill, load_blueprint, slot_names
+from .task_env import artifact_failed, load_blueprint, slot_names
 
 SCHEMA = "query"
 

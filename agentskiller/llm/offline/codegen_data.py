@@ -308,7 +308,6 @@ def relationship_script(rel: Relationship | dict, entities: dict[str, Any], coun
     """The generator script for one relationship table; FK values come from the entity
     tables named on the command line (``Entity=path``)."""
     r = rel if isinstance(rel, Relationship) else Relationship.model_validate(rel)
-    ents = {k: (v if isinstance(v, Entity) else Entity.model_validate(v)) for k, v in entities.items()}
     now = _parse_now(simulation_time)
     fks = r.foreign_keys()
     refs = sorted(set(fks.values()))
@@ -317,7 +316,6 @@ def relationship_script(rel: Relationship | dict, entities: dict[str, Any], coun
     event = next((c for c in temporal if _is_event(c.name)), None)
     if event is None:
         event = next((c for c in temporal if not _is_created(c.name) and not c.name.endswith("_at")), None)
-    created = [c for c in temporal if _is_created(c.name)]
     status = cols.get("status") if cols.get("status") is not None and cols["status"].enum else None
     qty = next((cols[n] for n in cols if n in _QTY and cols[n].type in ("integer", "number")), None)
     unit = next((cols[n] for n in cols if n in _UNIT and cols[n].type in ("integer", "number")), None)
