@@ -14,6 +14,7 @@ report: "report/workflow.rst"
 include: "rules/common.smk"
 include: "rules/catalog.smk"
 include: "rules/domains.smk"
+include: "rules/cross.smk"
 include: "rules/tasks.smk"
 
 

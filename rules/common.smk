@@ -34,6 +34,7 @@ wildcard_constraints:
     domain=r"[A-Za-z0-9]+",
     entity=r"[A-Z][A-Za-z0-9]*",
     env=r"[A-Za-z0-9]+(\+[A-Za-z0-9]+)*",
+    pair=r"[A-Za-z0-9]+\+[A-Za-z0-9]+",
 
 
 _LIB = Path(workflow.basedir) / "agentskiller"
@@ -66,9 +67,30 @@ def domains():
     return sorted(d["domain"] for d in _outlines())
 
 
+def cross_enabled():
+    return bool(config.get("cross", {}).get("enabled", True))
+
+
+def pairs():
+    """The kept pairs of the s10 combinations checkpoint (none when cross.enabled is false)."""
+    if not cross_enabled():
+        return []
+    with open(checkpoints.combinations.get().output.combinations, encoding="utf-8") as fh:
+        return sorted(p["pair"] for p in json.load(fh)["pairs"])
+
+
 def envs():
-    """What s14-s17 run on: every domain (pairs join in once s10 exists)."""
-    return domains()
+    """What s14-s17 run on: every domain, then every kept pair."""
+    return domains() + pairs()
+
+
+def is_pair(env):
+    return "+" in env
+
+
+def members(env):
+    """Member domains of a pair env (sorted, as in its name); [env] for a domain."""
+    return sorted(env.split("+"))
 
 
 def used_entities():
@@ -81,23 +103,74 @@ def used_entities():
 
 
 def domain_entity_tables(wildcards):
-    domain = getattr(wildcards, "domain", None) or wildcards.env
-    for d in _outlines():
-        if d["domain"] == domain:
-            ents = [d["core_entity"], *d["peripheral_entities"]]
-            return [out(f"database/entities/{e}.json") for e in sorted(ents)]
-    raise WorkflowError(f"unknown domain {domain!r}: not in {out('blueprints/outlines.json')}")
+    """Entity tables of a domain, or the union over a pair's members."""
+    name = getattr(wildcards, "domain", None) or getattr(wildcards, "pair", None) or wildcards.env
+    by_domain = {d["domain"]: d for d in _outlines()}
+    ents = set()
+    for domain in members(name):
+        if domain not in by_domain:
+            raise WorkflowError(f"unknown domain {domain!r}: not in {out('blueprints/outlines.json')}")
+        ents.update([by_domain[domain]["core_entity"], *by_domain[domain]["peripheral_entities"]])
+    return [out(f"database/entities/{e}.json") for e in sorted(ents)]
 
 
 def all_blueprints(wildcards):
     return [out(f"blueprints/{d}.json") for d in domains()]
 
 
+#: What a pair env uses instead of a domain's artifact: a pair file ("{pair}") or, for
+#: None, the list of its members' files.
+PAIR_ARTIFACTS = {
+    "blueprints/{domain}.json": None,
+    "tool_graphs/{domain}.json": "cross/{pair}/tool_graph.json",
+    "policies/{domain}.md": "cross/{pair}/policy.md",
+    "policies/{domain}.json": "cross/{pair}/policy.json",
+    "servers/{domain}/report.json": "cross/{pair}/server/report.json",
+    "servers/{domain}/tools.py": None,
+    "database/{domain}": "cross/{pair}/database",
+    "tool_lists/{domain}.json": "cross/{pair}/tool_list.json",
+}
+
+
+def env_path(pattern, env):
+    """An env's artifact: the domain's own file, or what PAIR_ARTIFACTS maps a pair to."""
+    if not is_pair(env):
+        return out(pattern.format(domain=env))
+    if pattern not in PAIR_ARTIFACTS:
+        raise WorkflowError(f"no pair artifact for {pattern!r}")
+    pair_pattern = PAIR_ARTIFACTS[pattern]
+    if pair_pattern is None:
+        return [out(pattern.format(domain=d)) for d in members(env)]
+    return out(pair_pattern.format(pair=env))
+
+
 def env_file(pattern):
     """Input function: an env's per-domain artifact (single-domain envs: env == domain)."""
 
     def _f(wildcards):
-        return out(pattern.format(domain=wildcards.env))
+        return env_path(pattern, wildcards.env)
+
+    return _f
+
+
+def pair_members_file(pattern):
+    """Input function: the list of a pair's member artifacts."""
+
+    def _f(wildcards):
+        return [out(pattern.format(domain=d)) for d in members(wildcards.pair)]
+
+    return _f
+
+
+def per_env_file(pattern):
+    """Input function: every env's artifact (a pair's own file, e.g. its policy)."""
+
+    def _f(wildcards):
+        files = []
+        for e in envs():
+            p = env_path(pattern, e)
+            files += p if isinstance(p, list) else [p]
+        return files
 
     return _f
 
@@ -117,11 +190,34 @@ def per_domain(pattern):
 
 
 def get_final_outputs(wildcards):
-    files = [out("blueprints/index.json"), out("dataset/train.jsonl"), out("dataset/stats.json")]
+    """Every artifact, not only the dataset: Snakemake does not rebuild a deleted
+    intermediate file whose consumers are up to date, so each one is requested here."""
+    files = [
+        out("topics.json"),
+        out("entities.json"),
+        out("entity_graph.json"),
+        out("blueprints/index.json"),
+        out("dataset/train.jsonl"),
+        out("dataset/card.md"),
+        out("dataset/stats.json"),
+    ]
+    files += [out(f"database/entities/{e}.json") for e in used_entities()]
     for d in domains():
         files += [
+            out(f"blueprints/{d}.json"),
             out(f"tool_lists/{d}.json"),
+            out(f"database/{d}"),
+            out(f"policies/{d}.md"),
             out(f"tool_graphs/{d}.json"),
             out(f"servers/{d}/report.json"),
         ]
+    for e in envs():
+        files += [
+            out(f"task_templates/{e}.json"),
+            out(f"instances/{e}.json"),
+            out(f"tasks/{e}.json"),
+            out(f"queries/{e}.jsonl"),
+        ]
+    for p in pairs():
+        files += [out(f"cross/{p}/server/report.json"), out(f"cross/{p}/tool_list.json")]
     return files

@@ -101,8 +101,8 @@ rule dataset:
     input:
         queries=per_env("queries/{env}.jsonl"),
         tasks=per_env("tasks/{env}.json"),
-        policies=per_domain("policies/{domain}.md"),
-        tool_lists=per_domain("tool_lists/{domain}.json"),
+        policies=per_env_file("policies/{domain}.md"),
+        tool_lists=per_env_file("tool_lists/{domain}.json"),
         index=out("blueprints/index.json"),
     output:
         train=out("dataset/train.jsonl"),

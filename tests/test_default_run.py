@@ -4,6 +4,7 @@ the artifacts themselves."""
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from pathlib import Path
 
@@ -91,10 +92,17 @@ def test_at_least_five_valid_queries_per_passed_domain(out):
     assert counts and all(n >= 5 for n in counts.values()), counts
 
 
+def replay_row(row: dict, out: Path) -> str:
+    """The dataset replay on the env's server: ``servers/{domain}`` or ``cross/{pair}/server``."""
+    if "+" in row["env"]:
+        return replay({**row, "env": "server"}, out / "cross" / row["env"])
+    return replay(row, out / "servers")
+
+
 def test_every_golden_trajectory_replays_to_the_recorded_state(out):
     rows = io.read_jsonl(out / "dataset/train.jsonl")
-    assert rows
-    reached = sum(replay(r, out / "servers") == r["final_state_hash"] for r in rows)
+    assert rows and any(r["cross_domain"] for r in rows)
+    reached = sum(replay_row(r, out) == r["final_state_hash"] for r in rows)
     assert reached == len(rows), f"{reached}/{len(rows)} rows reached their final state hash"
 
 
@@ -130,3 +138,63 @@ def test_stats_count_what_the_dataset_holds(out):
     per_env = Counter(r["env"] for r in rows)
     for env, n in per_env.items():
         assert stats["per_env"][env]["queries"] == n
+
+
+# ------------------------------------------------------------------ s10-s13 and pairs
+def kept_pairs(out: Path) -> list[str]:
+    return [p["pair"] for p in io.read_json(out / "cross/combinations.json")["pairs"]]
+
+
+def test_at_least_two_pairs_are_built_and_served(out):
+    pairs = kept_pairs(out)
+    assert len(pairs) >= 2, io.read_json(out / "cross/combinations.json")["pruned"]
+    for pair in pairs:
+        report = io.read_json(out / f"cross/{pair}/server/report.json")
+        assert report["status"] == "passed", (pair, report["reason"])
+        assert report["checks"]["episode"]["passed"] and report["checks"]["mcp"]["tools_match"], pair
+        names = [t["function"]["name"] for t in io.read_json(out / f"cross/{pair}/tool_list.json")["tools"]]
+        assert len(names) == len(set(names)) and all(n.split("__")[0] in pair.split("+") for n in names)
+
+
+def test_fused_databases_have_no_collisions_and_intact_foreign_keys(out):
+    checked = 0
+    for pair in kept_pairs(out):
+        db = out / f"cross/{pair}/database"
+        manifest = io.read_json(db / "tables.json")
+        assert manifest["status"] == "ok", (pair, manifest.get("reason"))
+        physical = [p for ns in manifest["namespace"].values() for p in ns.values()]
+        owners = Counter(physical)
+        entities = {t for t, rel in manifest["tables"].items() if rel.startswith("../../../database/entities/")}
+        # a physical table is used by two members only when it is a shared entity table
+        assert all(n == 1 or t in entities for t, n in owners.items()), (pair, owners)
+        keys = {e: {r[t["primary_key"]] for r in t["records"]}
+                for e in entities for t in [_table(db / manifest["tables"][e])]}
+        for domain in pair.split("+"):
+            bp = io.read_json(out / f"blueprints/{domain}.json")
+            for rel in bp["relationships"]:
+                physical_name = manifest["namespace"][domain][rel["name"]]
+                assert physical_name == f"{domain}_{rel['name']}"
+                t = _table(db / manifest["tables"][physical_name])
+                for col in rel["columns"]:
+                    if col.get("references"):
+                        for r in t["records"]:
+                            assert r[col["name"]] in keys[col["references"]] or (
+                                r[col["name"]] is None and col.get("nullable")), (pair, physical_name, col["name"])
+                            checked += 1
+    assert checked > 0
+
+
+def test_at_least_five_valid_queries_per_pair_and_rows_are_cross_domain(out):
+    rows = io.read_jsonl(out / "dataset/train.jsonl")
+    for pair in kept_pairs(out):
+        queries = [q for q in io.read_jsonl(out / f"queries/{pair}.jsonl") if q.get("status", "ok") == "ok"]
+        assert len(queries) >= 5, (pair, len(queries))
+        mine = [r for r in rows if r["env"] == pair]
+        assert len(mine) == len(queries)
+        policy = (out / f"cross/{pair}/policy.md").read_text()
+        for r in mine:
+            assert r["cross_domain"] is True and r["domains"] == pair.split("+")
+            assert r["messages"][0]["content"] == policy
+            tools = {t["function"]["name"] for t in json.loads(r["tools"])}
+            assert {c["function"]["name"] for c in r["golden_calls"]} <= tools
+            assert {c["function"]["name"].split("__")[0] for c in r["golden_calls"]} == set(pair.split("+"))

@@ -39,6 +39,12 @@ def _as_list(v: Any) -> list[Path]:
     return [Path(x) for x in v] if isinstance(v, (list, tuple)) else ([Path(v)] if v else [])
 
 
+def _env_of(p: Path) -> str:
+    """The env a policy / tool list belongs to: ``policies/{domain}.md`` or a pair's
+    ``cross/{pair}/policy.md`` and ``cross/{pair}/tool_list.json``."""
+    return p.parent.name if "+" in p.parent.name else p.stem
+
+
 def _tools_of(doc: Any) -> list[dict]:
     if isinstance(doc, list):
         return doc
@@ -152,8 +158,9 @@ def card_text(meta: dict, stats: dict) -> str:
 
 
 def run(ctx: StepContext) -> None:
-    policies = {p.stem: io.read_text(p) for p in _as_list(ctx.inputs.get("policies")) if p.is_file()}
-    tool_lists = {p.stem: _tools_of(io.read_json(p)) for p in _as_list(ctx.inputs.get("tool_lists")) if p.is_file()}
+    policies = {_env_of(p): io.read_text(p) for p in _as_list(ctx.inputs.get("policies")) if p.is_file()}
+    tool_lists = {_env_of(p): _tools_of(io.read_json(p)) for p in _as_list(ctx.inputs.get("tool_lists"))
+                  if p.is_file()}
     tasks_by_env: dict[str, dict] = {}
     for p in _as_list(ctx.inputs.get("tasks")):
         doc = io.read_json(p)

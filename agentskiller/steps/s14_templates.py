@@ -75,7 +75,8 @@ def trajectory_context(view: EnvView, trajectory: list[str], slots: list[Slot]) 
             elif col == pk and ref.table in created:
                 entry["from_call"] = created[ref.table]
             params.append(entry)
-        out.append({"index": i, "tool": name, "kind": t.kind, "table": t.table, "description": t.description,
+        # the physical table (namespaced in a pair): the slots name tables the same way
+        out.append({"index": i, "tool": name, "kind": t.kind, "table": ref.table, "description": t.description,
                     "parameters": params, "preconditions": [c.model_dump() for c in t.preconditions],
                     "effects": t.effects})
         if t.kind == "create":

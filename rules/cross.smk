@@ -1,0 +1,129 @@
+# s10-s13: cross-domain pairs of domains that share a core person, and their MCP servers.
+# {pair} = member domains sorted and joined by "+"; it ranges over the kept pairs of the
+# combinations checkpoint (see envs() in common.smk).
+
+
+checkpoint combinations:
+    input:
+        index=out("blueprints/index.json"),
+        blueprints=all_blueprints,
+        server_reports=per_domain("servers/{domain}/report.json"),
+        tasks=per_domain("tasks/{domain}.json"),
+    output:
+        combinations=report(
+            out("cross/combinations.json"), caption="../report/combinations.rst", category="Cross-domain"
+        ),
+    params:
+        code=code_version("steps/s10_combinations.py"),
+    log:
+        "logs/combinations/combinations.log",
+    conda:
+        "../envs/agentskiller.yaml"
+    script:
+        "../scripts/combinations.py"
+
+
+rule fuse_trajectories:
+    input:
+        # ancient: s10 rewrites combinations.json whenever any domain changes; what s11 reads
+        # from it (the pair's core entity) comes from the member files below, so only those
+        # may rerun a pair (a deleted domain reruns its own pairs, not every pair)
+        combos=ancient(out("cross/combinations.json")),
+        blueprints=pair_members_file("blueprints/{domain}.json"),
+        tool_graphs=pair_members_file("tool_graphs/{domain}.json"),
+        tasks=pair_members_file("tasks/{domain}.json"),
+        policies=pair_members_file("policies/{domain}.md"),
+    output:
+        graph=out("cross/{pair}/tool_graph.json"),
+    params:
+        code=code_version(
+            "steps/s11_trajectory_fusion.py",
+            "steps/policy_markers.py",
+            "steps/s08_tool_graph.py",
+            "prompts/s11.yaml",
+            "llm/offline/handlers/s11_*.py",
+        ),
+    log:
+        "logs/fuse_trajectories/{pair}.log",
+    benchmark:
+        "benchmarks/fuse_trajectories/{pair}.tsv"
+    resources:
+        llm=1,
+    conda:
+        "../envs/agentskiller.yaml"
+    script:
+        "../scripts/fuse_trajectories.py"
+
+
+rule fuse_database:
+    input:
+        blueprints=pair_members_file("blueprints/{domain}.json"),
+        dbs=pair_members_file("database/{domain}"),
+        entity_tables=domain_entity_tables,
+    output:
+        db=directory(out("cross/{pair}/database")),
+    params:
+        code=code_version("steps/s12_database_fusion.py", "steps/s10_combinations.py", "steps/data_checks.py"),
+    log:
+        "logs/fuse_database/{pair}.log",
+    conda:
+        "../envs/agentskiller.yaml"
+    script:
+        "../scripts/fuse_database.py"
+
+
+rule merge_policy:
+    input:
+        blueprints=pair_members_file("blueprints/{domain}.json"),
+        policies=pair_members_file("policies/{domain}.md"),
+        policy_reports=pair_members_file("policies/{domain}.json"),
+        entities=out("entities.json"),
+    output:
+        policy=out("cross/{pair}/policy.md"),
+        report=out("cross/{pair}/policy.json"),
+    params:
+        code=code_version(
+            "steps/s13_policy_merge.py",
+            "steps/policy_markers.py",
+            "prompts/s13.yaml",
+            "llm/offline/handlers/s13_*.py",
+        ),
+    log:
+        "logs/merge_policy/{pair}.log",
+    benchmark:
+        "benchmarks/merge_policy/{pair}.tsv"
+    resources:
+        llm=1,
+    conda:
+        "../envs/agentskiller.yaml"
+    script:
+        "../scripts/merge_policy.py"
+
+
+rule pair_server:
+    input:
+        blueprints=pair_members_file("blueprints/{domain}.json"),
+        server_reports=pair_members_file("servers/{domain}/report.json"),
+        tools=pair_members_file("servers/{domain}/tools.py"),
+        tool_lists=pair_members_file("tool_lists/{domain}.json"),
+        db=out("cross/{pair}/database"),
+    output:
+        report=out("cross/{pair}/server/report.json"),
+        tool_list=out("cross/{pair}/tool_list.json"),
+    params:
+        code=code_version(
+            "steps/pair_server.py",
+            "steps/s10_combinations.py",
+            "steps/s09_server.py",
+            "steps/task_env.py",
+            "runtime/*.py",
+            "serve.py",
+        ),
+    log:
+        "logs/pair_server/{pair}.log",
+    benchmark:
+        "benchmarks/pair_server/{pair}.tsv"
+    conda:
+        "../envs/agentskiller.yaml"
+    script:
+        "../scripts/pair_server.py"
