@@ -69,6 +69,10 @@ class StepContext:
             fh = logging.FileHandler(smk.log[0], mode="w", encoding="utf-8")
             fh.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
             logger.addHandler(fh)
+            # provider warnings (retries, fallbacks, truncation) belong in the job log too
+            llm_logger = logging.getLogger("agentskiller.llm")
+            llm_logger.setLevel(logging.INFO)
+            llm_logger.addHandler(fh)
         params = {k: getattr(smk.params, k) for k in smk.params.keys()}
         return cls(step=step, config=dict(smk.config), inputs=_named(smk.input), outputs=_named(smk.output),
                    params=params, wildcards={k: str(v) for k, v in dict(smk.wildcards).items()},
