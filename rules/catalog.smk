@@ -84,6 +84,7 @@ checkpoint outlines:
             "steps/s04_blueprints.py",
             "prompts/s04.yaml",
             "llm/offline/handlers/s04_*.py",
+            "llm/offline/phrasing.py",
             "llm/offline/catalog/*.yaml",
         ),
     log:
@@ -110,6 +111,7 @@ rule blueprint:
             "steps/blueprint_checks.py",
             "prompts/s04.yaml",
             "llm/offline/handlers/s04_*.py",
+            "llm/offline/phrasing.py",
             "llm/offline/catalog/*.yaml",
             "models/*.py",
         ),

@@ -15,6 +15,7 @@ rule task_templates:
             "steps/task_env.py",
             "prompts/s14.yaml",
             "llm/offline/handlers/s14_*.py",
+            "llm/offline/phrasing.py",
         ),
     log:
         "logs/task_templates/{env}.log",
@@ -84,6 +85,8 @@ rule queries:
             "steps/task_env.py",
             "prompts/s17.yaml",
             "llm/offline/handlers/s17_*.py",
+            "llm/offline/handlers/s14_*.py",
+            "llm/offline/phrasing.py",
         ),
     log:
         "logs/queries/{env}.log",

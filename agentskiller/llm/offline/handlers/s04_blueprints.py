@@ -19,6 +19,7 @@ from agentskiller.models.catalog import pascal_case, primary_key_for, snake_case
 
 from ...extract import extract_json
 from ..catalog import Catalog, RelationshipTemplate, Topic
+from ..phrasing import plural
 from ..provider import OfflineRequest, handler
 
 MAX_TOOL_LEN = 48
@@ -26,14 +27,6 @@ PREPOSITIONS = ("in", "for", "of", "on", "to")
 
 
 # ------------------------------------------------------------------ naming helpers
-def plural(word: str) -> str:
-    if re.search(r"[^aeiou]y$", word):
-        return word[:-1] + "ies"
-    if re.search(r"(s|x|ch|sh)$", word):
-        return word + "es"
-    return word + "s"
-
-
 def words(name: str) -> str:
     return snake_case(name).replace("_", " ")
 

@@ -24,6 +24,7 @@ import re
 from typing import Any
 
 from agentskiller.llm.offline import OfflineRequest, handler
+from agentskiller.llm.offline.phrasing import plural
 
 TERSE_PROBABILITY = 0.2
 
@@ -110,14 +111,6 @@ def human(table: str) -> str:
 
 def table_noun(table: str) -> str:
     return human(table.split("_")[-1])
-
-
-def plural(noun: str) -> str:
-    if re.search(r"[^aeiou]y$", noun):
-        return noun[:-1] + "ies"
-    if re.search(r"(s|sh|ch|x|z)$", noun):
-        return noun + "es"
-    return noun + "s"
 
 
 def article(noun: str) -> str:
