@@ -325,7 +325,7 @@ def search_clause(call: dict, filters: list[tuple[str, str]], rng) -> str:
     return rng.choice([f"find {obj}", f"search for {obj}", f"look for {obj}", f"show me {obj}"])
 
 
-def clause(call: dict, slots: dict, holds: set[str], rng, terse: bool, seen: set[str]) -> str:
+def clause(call: dict, slots: dict, holds: set[str], rng, terse: bool, seen: dict[str, None]) -> str:
     kind = call["kind"]
     if kind == "authorize":
         return ""
@@ -341,7 +341,7 @@ def clause(call: dict, slots: dict, holds: set[str], rng, terse: bool, seen: set
                 rec_parts.append(s)
             else:
                 links.append(record_link(s, slots, holds, rng, s["name"] in seen))
-                seen.add(s["name"])
+                seen[s["name"]] = None
         elif s["kind"] == "value" and kind in ("search", "compute"):
             filters.append(filter_phrase(p, s["name"]))
         elif s["kind"] == "value" and s["required"]:
@@ -370,7 +370,7 @@ def clause(call: dict, slots: dict, holds: set[str], rng, terse: bool, seen: set
     else:
         target = article(noun)
     for s in rec_parts:
-        seen.add(s["name"])
+        seen[s["name"]] = None
     if kind == "create":
         head = goal_phrase(call["tool"], noun) if verb in CREATE_VERBS else f"{verb} {article(noun)}"
         m = re.search(r" an? ([a-z]+)$", head)
@@ -448,7 +448,9 @@ def write_template(req: OfflineRequest) -> dict:
     ident = rng.choice(IDENTIFY).format(name="{" + name_slot + "}" if name_slot else "a customer",
                                         entity=entity, id="{" + (id_slot or "id") + "}")
     text = (opener + ident) if opener else ident[0].upper() + ident[1:]
-    seen: set[str] = {id_slot} if id_slot else set()
+    # insertion-ordered (a dict, not a set): clause() reads the first entry, the user's own
+    # ID slot, and set order would vary with the process's hash seed
+    seen: dict[str, None] = {id_slot: None} if id_slot else {}
     body = [c for c in (clause(c, slots, holds, rng, terse, seen) for c in calls[1:]) if c]
     sentences = []
     for i, c in enumerate(body):
