@@ -12,9 +12,10 @@ import hashlib
 import json
 import os
 import tempfile
-from functools import lru_cache
+from collections.abc import Iterable
+from functools import cache, lru_cache
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import jsonschema
 from referencing import Registry, Resource
@@ -96,7 +97,7 @@ def dumps_pretty(obj: Any) -> str:
 
 
 # ------------------------------------------------------------------- schemas
-@lru_cache(maxsize=None)
+@cache
 def load_schema(name: str) -> dict:
     """Load ``schemas/<name>.schema.json`` (JSON Schema draft 2020-12)."""
     path = SCHEMAS_DIR / f"{name}.schema.json"

@@ -13,9 +13,10 @@ import logging
 import random
 import sys
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from . import io
 
@@ -50,16 +51,35 @@ class StepContext:
 
     # ----------------------------------------------------------- construction
     @classmethod
-    def from_paths(cls, step: str, config: dict, inputs: dict | None = None, outputs: dict | None = None,
-                   params: dict | None = None, wildcards: dict | None = None, logger: logging.Logger | None = None,
-                   llm: Any = None) -> "StepContext":
+    def from_paths(
+        cls,
+        step: str,
+        config: dict,
+        inputs: dict | None = None,
+        outputs: dict | None = None,
+        params: dict | None = None,
+        wildcards: dict | None = None,
+        logger: logging.Logger | None = None,
+        llm: Any = None,
+    ) -> StepContext:
         def paths(d):
-            return {k: ([Path(x) for x in v] if isinstance(v, (list, tuple)) else Path(v)) for k, v in (d or {}).items()}
-        return cls(step=step, config=config, inputs=paths(inputs), outputs=paths(outputs), params=dict(params or {}),
-                   wildcards=dict(wildcards or {}), log=logger or log, _llm=llm)
+            return {
+                k: ([Path(x) for x in v] if isinstance(v, (list, tuple)) else Path(v)) for k, v in (d or {}).items()
+            }
+
+        return cls(
+            step=step,
+            config=config,
+            inputs=paths(inputs),
+            outputs=paths(outputs),
+            params=dict(params or {}),
+            wildcards=dict(wildcards or {}),
+            log=logger or log,
+            _llm=llm,
+        )
 
     @classmethod
-    def from_snakemake(cls, smk: Any, step: str) -> "StepContext":
+    def from_snakemake(cls, smk: Any, step: str) -> StepContext:
         logger = logging.getLogger(f"agentskiller.{step}.{'.'.join(str(v) for v in dict(smk.wildcards).values())}")
         logger.setLevel(logging.INFO)
         logger.propagate = False
@@ -74,9 +94,16 @@ class StepContext:
             llm_logger.setLevel(logging.INFO)
             llm_logger.addHandler(fh)
         params = {k: getattr(smk.params, k) for k in smk.params.keys()}
-        return cls(step=step, config=dict(smk.config), inputs=_named(smk.input), outputs=_named(smk.output),
-                   params=params, wildcards={k: str(v) for k, v in dict(smk.wildcards).items()},
-                   threads=int(getattr(smk, "threads", 1) or 1), log=logger)
+        return cls(
+            step=step,
+            config=dict(smk.config),
+            inputs=_named(smk.input),
+            outputs=_named(smk.output),
+            params=params,
+            wildcards={k: str(v) for k, v in dict(smk.wildcards).items()},
+            threads=int(getattr(smk, "threads", 1) or 1),
+            log=logger,
+        )
 
     # ------------------------------------------------------------------ basics
     @property

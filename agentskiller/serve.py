@@ -73,12 +73,29 @@ def _serve_sandboxed(args: argparse.Namespace) -> int:
     except Exception as exc:
         print(f"agentskiller.serve: cannot load {args.environment}: {exc}", file=sys.stderr)
         return 2
-    child = [sys.executable, "-m", "agentskiller.serve", manifest_rel, "--confined",
-             "--log-level", args.log_level, "--call-timeout-s", str(args.call_timeout_s)]
-    conf = confine(child, files=files, memory_mb=args.memory_mb, cpu_s=args.cpu_s,
-                   max_processes=args.max_processes, max_file_bytes=MAX_FILE_BYTES, isolate_network=True,
-                   # same process group: a terminal's Ctrl-C and the MCP client's killpg reach it
-                   new_session=False, die_with_parent=True)
+    child = [
+        sys.executable,
+        "-m",
+        "agentskiller.serve",
+        manifest_rel,
+        "--confined",
+        "--log-level",
+        args.log_level,
+        "--call-timeout-s",
+        str(args.call_timeout_s),
+    ]
+    conf = confine(
+        child,
+        files=files,
+        memory_mb=args.memory_mb,
+        cpu_s=args.cpu_s,
+        max_processes=args.max_processes,
+        max_file_bytes=MAX_FILE_BYTES,
+        isolate_network=True,
+        # same process group: a terminal's Ctrl-C and the MCP client's killpg reach it
+        new_session=False,
+        die_with_parent=True,
+    )
     iso = conf.isolation
     if not (iso.get("mounts") and iso.get("network") and iso.get("uid") is not None):
         log.warning("partial sandbox for %s: %s", args.environment, iso)
@@ -104,24 +121,32 @@ def _serve_sandboxed(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m agentskiller.serve", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m agentskiller.serve", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("environment", help="server directory (with report.json) or environment manifest")
     parser.add_argument("--memory-mb", type=int, default=2048, help="address-space limit (0: none)")
     parser.add_argument("--cpu-s", type=int, default=3600, help="CPU-time limit of the server in seconds (0: none)")
-    parser.add_argument("--max-processes", type=int, default=DEFAULT_MAX_PROCESSES,
-                        help="process/thread limit of the sandboxed server")
-    parser.add_argument("--call-timeout-s", type=float, default=60.0,
-                        help="wall-clock limit of one tool call; past it the call fails and the server "
-                             "exits, since its state can no longer be trusted (0: none)")
-    parser.add_argument("--no-sandbox", action="store_true",
-                        help="debugging: run the tool code in this process with rlimits only")
+    parser.add_argument(
+        "--max-processes", type=int, default=DEFAULT_MAX_PROCESSES, help="process/thread limit of the sandboxed server"
+    )
+    parser.add_argument(
+        "--call-timeout-s",
+        type=float,
+        default=60.0,
+        help="wall-clock limit of one tool call; past it the call fails and the server "
+        "exits, since its state can no longer be trusted (0: none)",
+    )
+    parser.add_argument(
+        "--no-sandbox", action="store_true", help="debugging: run the tool code in this process with rlimits only"
+    )
     parser.add_argument("--confined", action="store_true", help=argparse.SUPPRESS)  # the sandboxed child
     parser.add_argument("--log-level", default="WARNING")
     args = parser.parse_args(argv)
 
-    logging.basicConfig(stream=sys.stderr, level=args.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        stream=sys.stderr, level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     if args.confined:  # limits, namespaces and uid were set up by the supervisor
         return _serve(args.environment, args.call_timeout_s)
     if not args.no_sandbox and os.geteuid() == 0:
@@ -129,8 +154,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.no_sandbox:
         log.warning("--no-sandbox: the generated tool code runs unconfined (rlimits only)")
     else:
-        log.warning("not running as root: no namespaces or uid change are possible; "
-                    "the generated tool code runs with rlimits only")
+        log.warning(
+            "not running as root: no namespaces or uid change are possible; "
+            "the generated tool code runs with rlimits only"
+        )
     _limit_self(args.memory_mb, args.cpu_s)
     return _serve(args.environment, args.call_timeout_s)
 

@@ -49,8 +49,10 @@ def main() -> None:
             if reference is None:
                 reference = files
             same = "yes" if files == reference else "NO"
-        print(f"{rate:>5g} {'yes' if run.ok else 'NO':>3} {dt:>8.1f} {len(chats):>8} {repairs:>7} {same:>5}  "
-              f"{dict(sorted(kinds.items()))}")
+        print(
+            f"{rate:>5g} {'yes' if run.ok else 'NO':>3} {dt:>8.1f} {len(chats):>8} {repairs:>7} {same:>5}  "
+            f"{dict(sorted(kinds.items()))}"
+        )
         if not run.ok:
             print("   last lines:", run.output.strip().splitlines()[-3:])
     print(f"(runs kept under {base})")

@@ -23,8 +23,20 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def smk(work: Path, cores: int, *targets: str) -> tuple[float, str]:
-    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(work),
-           "--configfile", str(REPO / "config/config.yaml"), "--cores", str(cores), *targets]
+    cmd = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "--snakefile",
+        str(REPO / "Snakefile"),
+        "--directory",
+        str(work),
+        "--configfile",
+        str(REPO / "config/config.yaml"),
+        "--cores",
+        str(cores),
+        *targets,
+    ]
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True)
     dt = time.perf_counter() - t0
@@ -53,7 +65,9 @@ def main() -> None:
     targets = ["outputs/blueprints/index.json"] + domain_targets(work, ["outputs/tool_lists/{d}.json"])
     t1b, _ = smk(work, args.cores, *targets)
     s05 = t1 + t1b
-    t2, _ = smk(work, args.cores, *domain_targets(work, ["outputs/servers/{d}/report.json", "outputs/tool_graphs/{d}.json"]))
+    t2, _ = smk(
+        work, args.cores, *domain_targets(work, ["outputs/servers/{d}/report.json", "outputs/tool_graphs/{d}.json"])
+    )
     t3, _ = smk(work, args.cores)
     t4, log = smk(work, args.cores)
     rows = [

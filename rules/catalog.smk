@@ -4,6 +4,14 @@
 rule topics:
     output:
         topics=out("topics.json"),
+    log:
+        "logs/topics/topics.log",
+    benchmark:
+        "benchmarks/topics/topics.tsv"
+    conda:
+        "../envs/agentskiller.yaml"
+    resources:
+        llm=1,
     params:
         code=code_version(
             "steps/s01_topics.py",
@@ -11,14 +19,6 @@ rule topics:
             "llm/offline/handlers/s01_*.py",
             "llm/offline/catalog/*.yaml",
         ),
-    log:
-        "logs/topics/topics.log",
-    benchmark:
-        "benchmarks/topics/topics.tsv"
-    resources:
-        llm=1,
-    conda:
-        "../envs/agentskiller.yaml"
     script:
         "../scripts/topics.py"
 
@@ -28,6 +28,14 @@ rule entities:
         topics=rules.topics.output.topics,
     output:
         entities=out("entities.json"),
+    log:
+        "logs/entities/entities.log",
+    benchmark:
+        "benchmarks/entities/entities.tsv"
+    conda:
+        "../envs/agentskiller.yaml"
+    resources:
+        llm=1,
     params:
         code=code_version(
             "steps/s02_entities.py",
@@ -36,14 +44,6 @@ rule entities:
             "llm/offline/catalog/*.yaml",
             "models/catalog.py",
         ),
-    log:
-        "logs/entities/entities.log",
-    benchmark:
-        "benchmarks/entities/entities.tsv"
-    resources:
-        llm=1,
-    conda:
-        "../envs/agentskiller.yaml"
     script:
         "../scripts/entities.py"
 
@@ -53,6 +53,14 @@ rule entity_graph:
         entities=rules.entities.output.entities,
     output:
         graph=out("entity_graph.json"),
+    log:
+        "logs/entity_graph/entity_graph.log",
+    benchmark:
+        "benchmarks/entity_graph/entity_graph.tsv"
+    conda:
+        "../envs/agentskiller.yaml"
+    resources:
+        llm=1,
     params:
         code=code_version(
             "steps/s03_entity_graph.py",
@@ -60,14 +68,6 @@ rule entity_graph:
             "llm/offline/handlers/s03_*.py",
             "llm/offline/catalog/*.yaml",
         ),
-    log:
-        "logs/entity_graph/entity_graph.log",
-    benchmark:
-        "benchmarks/entity_graph/entity_graph.tsv"
-    resources:
-        llm=1,
-    conda:
-        "../envs/agentskiller.yaml"
     script:
         "../scripts/entity_graph.py"
 
@@ -79,6 +79,14 @@ checkpoint outlines:
         graph=rules.entity_graph.output.graph,
     output:
         outlines=out("blueprints/outlines.json"),
+    log:
+        "logs/outlines/outlines.log",
+    benchmark:
+        "benchmarks/outlines/outlines.tsv"
+    conda:
+        "../envs/agentskiller.yaml"
+    resources:
+        llm=1,
     params:
         code=code_version(
             "steps/s04_blueprints.py",
@@ -87,14 +95,6 @@ checkpoint outlines:
             "llm/offline/phrasing.py",
             "llm/offline/catalog/*.yaml",
         ),
-    log:
-        "logs/outlines/outlines.log",
-    benchmark:
-        "benchmarks/outlines/outlines.tsv"
-    resources:
-        llm=1,
-    conda:
-        "../envs/agentskiller.yaml"
     script:
         "../scripts/outlines.py"
 
@@ -105,6 +105,14 @@ rule blueprint:
         entities=rules.entities.output.entities,
     output:
         blueprint=out("blueprints/{domain}.json"),
+    log:
+        "logs/blueprint/{domain}.log",
+    benchmark:
+        "benchmarks/blueprint/{domain}.tsv"
+    conda:
+        "../envs/agentskiller.yaml"
+    resources:
+        llm=1,
     params:
         code=code_version(
             "steps/s04_blueprints.py",
@@ -115,14 +123,6 @@ rule blueprint:
             "llm/offline/catalog/*.yaml",
             "models/*.py",
         ),
-    log:
-        "logs/blueprint/{domain}.log",
-    benchmark:
-        "benchmarks/blueprint/{domain}.tsv"
-    resources:
-        llm=1,
-    conda:
-        "../envs/agentskiller.yaml"
     script:
         "../scripts/blueprint.py"
 
@@ -132,15 +132,13 @@ rule blueprint_index:
         outlines=out("blueprints/outlines.json"),
         blueprints=all_blueprints,
     output:
-        index=report(
-            out("blueprints/index.json"), caption="../report/blueprint_index.rst", category="Blueprints"
-        ),
-    params:
-        code=code_version("steps/s04_blueprints.py"),
+        index=report(out("blueprints/index.json"), caption="../report/blueprint_index.rst", category="Blueprints"),
     log:
         "logs/blueprint_index/index.log",
     conda:
         "../envs/agentskiller.yaml"
+    params:
+        code=code_version("steps/s04_blueprints.py"),
     script:
         "../scripts/blueprint_index.py"
 
@@ -150,11 +148,11 @@ rule tool_list:
         blueprint=out("blueprints/{domain}.json"),
     output:
         tool_list=out("tool_lists/{domain}.json"),
-    params:
-        code=code_version("steps/s05_tool_lists.py"),
     log:
         "logs/tool_list/{domain}.log",
     conda:
         "../envs/agentskiller.yaml"
+    params:
+        code=code_version("steps/s05_tool_lists.py"),
     script:
         "../scripts/tool_list.py"

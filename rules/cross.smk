@@ -13,12 +13,12 @@ checkpoint combinations:
         combinations=report(
             out("cross/combinations.json"), caption="../report/combinations.rst", category="Cross-domain"
         ),
-    params:
-        code=code_version("steps/s10_combinations.py"),
     log:
         "logs/combinations/combinations.log",
     conda:
         "../envs/agentskiller.yaml"
+    params:
+        code=code_version("steps/s10_combinations.py"),
     script:
         "../scripts/combinations.py"
 
@@ -35,6 +35,14 @@ rule fuse_trajectories:
         policies=pair_members_file("policies/{domain}.md"),
     output:
         graph=out("cross/{pair}/tool_graph.json"),
+    log:
+        "logs/fuse_trajectories/{pair}.log",
+    benchmark:
+        "benchmarks/fuse_trajectories/{pair}.tsv"
+    conda:
+        "../envs/agentskiller.yaml"
+    resources:
+        llm=1,
     params:
         code=code_version(
             "steps/s11_trajectory_fusion.py",
@@ -43,14 +51,6 @@ rule fuse_trajectories:
             "prompts/s11.yaml",
             "llm/offline/handlers/s11_*.py",
         ),
-    log:
-        "logs/fuse_trajectories/{pair}.log",
-    benchmark:
-        "benchmarks/fuse_trajectories/{pair}.tsv"
-    resources:
-        llm=1,
-    conda:
-        "../envs/agentskiller.yaml"
     script:
         "../scripts/fuse_trajectories.py"
 
@@ -62,12 +62,12 @@ rule fuse_database:
         entity_tables=domain_entity_tables,
     output:
         db=directory(out("cross/{pair}/database")),
-    params:
-        code=code_version("steps/s12_database_fusion.py", "steps/s10_combinations.py", "steps/data_checks.py"),
     log:
         "logs/fuse_database/{pair}.log",
     conda:
         "../envs/agentskiller.yaml"
+    params:
+        code=code_version("steps/s12_database_fusion.py", "steps/s10_combinations.py", "steps/data_checks.py"),
     script:
         "../scripts/fuse_database.py"
 
@@ -81,6 +81,14 @@ rule merge_policy:
     output:
         policy=out("cross/{pair}/policy.md"),
         report=out("cross/{pair}/policy.json"),
+    log:
+        "logs/merge_policy/{pair}.log",
+    benchmark:
+        "benchmarks/merge_policy/{pair}.tsv"
+    conda:
+        "../envs/agentskiller.yaml"
+    resources:
+        llm=1,
     params:
         code=code_version(
             "steps/s13_policy_merge.py",
@@ -88,14 +96,6 @@ rule merge_policy:
             "prompts/s13.yaml",
             "llm/offline/handlers/s13_*.py",
         ),
-    log:
-        "logs/merge_policy/{pair}.log",
-    benchmark:
-        "benchmarks/merge_policy/{pair}.tsv"
-    resources:
-        llm=1,
-    conda:
-        "../envs/agentskiller.yaml"
     script:
         "../scripts/merge_policy.py"
 
@@ -110,6 +110,12 @@ rule pair_server:
     output:
         report=out("cross/{pair}/server/report.json"),
         tool_list=out("cross/{pair}/tool_list.json"),
+    log:
+        "logs/pair_server/{pair}.log",
+    benchmark:
+        "benchmarks/pair_server/{pair}.tsv"
+    conda:
+        "../envs/agentskiller.yaml"
     params:
         code=code_version(
             "steps/pair_server.py",
@@ -119,11 +125,5 @@ rule pair_server:
             "runtime/*.py",
             "serve.py",
         ),
-    log:
-        "logs/pair_server/{pair}.log",
-    benchmark:
-        "benchmarks/pair_server/{pair}.tsv"
-    conda:
-        "../envs/agentskiller.yaml"
     script:
         "../scripts/pair_server.py"

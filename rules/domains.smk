@@ -7,6 +7,14 @@ rule entity_table:
     output:
         table=out("database/entities/{entity}.json"),
         script=out("database/scripts/entities/{entity}.py"),
+    log:
+        "logs/entity_table/{entity}.log",
+    benchmark:
+        "benchmarks/entity_table/{entity}.tsv"
+    conda:
+        "../envs/agentskiller.yaml"
+    resources:
+        llm=1,
     params:
         code=code_version(
             "steps/s06_database.py",
@@ -15,14 +23,6 @@ rule entity_table:
             "llm/offline/handlers/s06_*.py",
             "llm/offline/codegen_data.py",
         ),
-    log:
-        "logs/entity_table/{entity}.log",
-    benchmark:
-        "benchmarks/entity_table/{entity}.tsv"
-    resources:
-        llm=1,
-    conda:
-        "../envs/agentskiller.yaml"
     script:
         "../scripts/entity_table.py"
 
@@ -34,6 +34,14 @@ rule domain_database:
         entity_tables=domain_entity_tables,
     output:
         db=directory(out("database/{domain}")),
+    log:
+        "logs/domain_database/{domain}.log",
+    benchmark:
+        "benchmarks/domain_database/{domain}.tsv"
+    conda:
+        "../envs/agentskiller.yaml"
+    resources:
+        llm=1,
     params:
         code=code_version(
             "steps/s06_database.py",
@@ -42,14 +50,6 @@ rule domain_database:
             "llm/offline/handlers/s06_*.py",
             "llm/offline/codegen_data.py",
         ),
-    log:
-        "logs/domain_database/{domain}.log",
-    benchmark:
-        "benchmarks/domain_database/{domain}.tsv"
-    resources:
-        llm=1,
-    conda:
-        "../envs/agentskiller.yaml"
     script:
         "../scripts/domain_database.py"
 
@@ -62,6 +62,14 @@ rule policy:
     output:
         policy=out("policies/{domain}.md"),
         report=out("policies/{domain}.json"),
+    log:
+        "logs/policy/{domain}.log",
+    benchmark:
+        "benchmarks/policy/{domain}.tsv"
+    conda:
+        "../envs/agentskiller.yaml"
+    resources:
+        llm=1,
     params:
         code=code_version(
             "steps/s07_policy.py",
@@ -69,14 +77,6 @@ rule policy:
             "prompts/s07.yaml",
             "llm/offline/handlers/s07_*.py",
         ),
-    log:
-        "logs/policy/{domain}.log",
-    benchmark:
-        "benchmarks/policy/{domain}.tsv"
-    resources:
-        llm=1,
-    conda:
-        "../envs/agentskiller.yaml"
     script:
         "../scripts/policy.py"
 
@@ -88,20 +88,20 @@ rule tool_graph:
         policy_report=out("policies/{domain}.json"),
     output:
         graph=out("tool_graphs/{domain}.json"),
+    log:
+        "logs/tool_graph/{domain}.log",
+    benchmark:
+        "benchmarks/tool_graph/{domain}.tsv"
+    conda:
+        "../envs/agentskiller.yaml"
+    resources:
+        llm=1,
     params:
         code=code_version(
             "steps/s08_tool_graph.py",
             "prompts/s08.yaml",
             "llm/offline/handlers/s08_*.py",
         ),
-    log:
-        "logs/tool_graph/{domain}.log",
-    benchmark:
-        "benchmarks/tool_graph/{domain}.tsv"
-    resources:
-        llm=1,
-    conda:
-        "../envs/agentskiller.yaml"
     script:
         "../scripts/tool_graph.py"
 
@@ -117,6 +117,14 @@ rule server:
     output:
         tools=out("servers/{domain}/tools.py"),
         report=out("servers/{domain}/report.json"),
+    log:
+        "logs/server/{domain}.log",
+    benchmark:
+        "benchmarks/server/{domain}.tsv"
+    conda:
+        "../envs/agentskiller.yaml"
+    resources:
+        llm=1,
     params:
         code=code_version(
             "steps/s09_server.py",
@@ -126,13 +134,5 @@ rule server:
             "llm/offline/codegen_tools.py",
             "runtime/*.py",
         ),
-    log:
-        "logs/server/{domain}.log",
-    benchmark:
-        "benchmarks/server/{domain}.tsv"
-    resources:
-        llm=1,
-    conda:
-        "../envs/agentskiller.yaml"
     script:
         "../scripts/server.py"

@@ -9,6 +9,14 @@ rule task_templates:
         server_report=env_file("servers/{domain}/report.json"),
     output:
         templates=out("task_templates/{env}.json"),
+    log:
+        "logs/task_templates/{env}.log",
+    benchmark:
+        "benchmarks/task_templates/{env}.tsv"
+    conda:
+        "../envs/agentskiller.yaml"
+    resources:
+        llm=1,
     params:
         code=code_version(
             "steps/s14_templates.py",
@@ -17,14 +25,6 @@ rule task_templates:
             "llm/offline/handlers/s14_*.py",
             "llm/offline/phrasing.py",
         ),
-    log:
-        "logs/task_templates/{env}.log",
-    benchmark:
-        "benchmarks/task_templates/{env}.tsv"
-    resources:
-        llm=1,
-    conda:
-        "../envs/agentskiller.yaml"
     script:
         "../scripts/task_templates.py"
 
@@ -38,12 +38,12 @@ rule instances:
         server_report=env_file("servers/{domain}/report.json"),
     output:
         instances=out("instances/{env}.json"),
-    params:
-        code=code_version("steps/s15_instances.py", "steps/task_env.py"),
     log:
         "logs/instances/{env}.log",
     conda:
         "../envs/agentskiller.yaml"
+    params:
+        code=code_version("steps/s15_instances.py", "steps/task_env.py"),
     script:
         "../scripts/instances.py"
 
@@ -58,14 +58,14 @@ rule tasks:
         entity_tables=domain_entity_tables,
     output:
         tasks=out("tasks/{env}.json"),
-    params:
-        code=code_version("steps/s16_tasks.py", "steps/task_env.py", "runtime/*.py"),
     log:
         "logs/tasks/{env}.log",
     benchmark:
         "benchmarks/tasks/{env}.tsv"
     conda:
         "../envs/agentskiller.yaml"
+    params:
+        code=code_version("steps/s16_tasks.py", "steps/task_env.py", "runtime/*.py"),
     script:
         "../scripts/tasks.py"
 
@@ -78,6 +78,14 @@ rule queries:
         tool_list=env_file("tool_lists/{domain}.json"),
     output:
         queries=out("queries/{env}.jsonl"),
+    log:
+        "logs/queries/{env}.log",
+    benchmark:
+        "benchmarks/queries/{env}.tsv"
+    conda:
+        "../envs/agentskiller.yaml"
+    resources:
+        llm=1,
     params:
         code=code_version(
             "steps/s17_queries.py",
@@ -88,14 +96,6 @@ rule queries:
             "llm/offline/handlers/s14_*.py",
             "llm/offline/phrasing.py",
         ),
-    log:
-        "logs/queries/{env}.log",
-    benchmark:
-        "benchmarks/queries/{env}.tsv"
-    resources:
-        llm=1,
-    conda:
-        "../envs/agentskiller.yaml"
     script:
         "../scripts/queries.py"
 
@@ -111,11 +111,11 @@ rule dataset:
         train=out("dataset/train.jsonl"),
         card=report(out("dataset/card.md"), caption="../report/dataset_card.rst", category="Dataset"),
         stats=report(out("dataset/stats.json"), caption="../report/dataset_stats.rst", category="Dataset"),
-    params:
-        code=code_version("steps/dataset.py"),
     log:
         "logs/dataset/dataset.log",
     conda:
         "../envs/agentskiller.yaml"
+    params:
+        code=code_version("steps/dataset.py"),
     script:
         "../scripts/dataset.py"

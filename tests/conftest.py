@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import io as _io
-import os
 import logging
+import os
 import sys
 from pathlib import Path
 

@@ -31,9 +31,10 @@ import json
 import random
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable
+from typing import Any
 
 Responder = Callable[[dict, dict], str]
 
@@ -110,8 +111,9 @@ def _break_schema(text: str) -> str:
 
 
 class FakeOpenAI:
-    def __init__(self, responder: Responder | None = None, faults: Faults | None = None,
-                 model: str = "fake-model") -> None:
+    def __init__(
+        self, responder: Responder | None = None, faults: Faults | None = None, model: str = "fake-model"
+    ) -> None:
         self.responder = responder or (lambda body, headers: "ok")
         self.faults = faults or Faults()
         self.model = model
@@ -128,7 +130,7 @@ class FakeOpenAI:
         assert self._server is not None, "server not started"
         return f"http://127.0.0.1:{self._server.server_address[1]}/v1"
 
-    def start(self) -> "FakeOpenAI":
+    def start(self) -> FakeOpenAI:
         srv = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
         srv.daemon_threads = True
         srv.block_on_close = False  # slow-fault threads must not delay shutdown
@@ -143,7 +145,7 @@ class FakeOpenAI:
             self._server.server_close()
             self._server = None
 
-    def __enter__(self) -> "FakeOpenAI":
+    def __enter__(self) -> FakeOpenAI:
         return self.start()
 
     def __exit__(self, *exc: Any) -> None:
@@ -165,12 +167,18 @@ class FakeOpenAI:
             n = self._n
         prompt = sum(len(str(m.get("content") or "")) for m in body.get("messages") or [])
         return {
-            "id": f"chatcmpl-fake-{n}", "object": "chat.completion", "created": 0,
+            "id": f"chatcmpl-fake-{n}",
+            "object": "chat.completion",
+            "created": 0,
             "model": body.get("model") or self.model,
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
-                         "finish_reason": finish_reason}],
-            "usage": {"prompt_tokens": prompt // 4, "completion_tokens": len(text) // 4,
-                      "total_tokens": prompt // 4 + len(text) // 4},
+            "choices": [
+                {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish_reason}
+            ],
+            "usage": {
+                "prompt_tokens": prompt // 4,
+                "completion_tokens": len(text) // 4,
+                "total_tokens": prompt // 4 + len(text) // 4,
+            },
         }
 
     def _handler_class(self) -> type[BaseHTTPRequestHandler]:
@@ -196,8 +204,13 @@ class FakeOpenAI:
                     pass  # the client gave up (timeout fault)
 
             def _record(self, body: Any, raw: bytes) -> Recorded:
-                rec = Recorded(path=self.path, method=self.command,
-                               headers={k.lower(): v for k, v in self.headers.items()}, body=body, raw=raw)
+                rec = Recorded(
+                    path=self.path,
+                    method=self.command,
+                    headers={k.lower(): v for k, v in self.headers.items()},
+                    body=body,
+                    raw=raw,
+                )
                 with fake._lock:
                     fake.requests.append(rec)
                 return rec
@@ -205,8 +218,13 @@ class FakeOpenAI:
             def do_GET(self) -> None:
                 self._record(None, b"")
                 if self.path.rstrip("/") == "/v1/models":
-                    self._send(200, {"object": "list", "data": [{"id": fake.model, "object": "model",
-                                                                 "created": 0, "owned_by": "fake"}]})
+                    self._send(
+                        200,
+                        {
+                            "object": "list",
+                            "data": [{"id": fake.model, "object": "model", "created": 0, "owned_by": "fake"}],
+                        },
+                    )
                 else:
                     self._send(404, {"error": {"message": f"no route {self.path}"}})
 
@@ -226,22 +244,42 @@ class FakeOpenAI:
                 rf = (body.get("response_format") or {}).get("type")
                 if rf == "json_schema" and fake.faults.reject_json_schema:
                     rec.status = 500  # what llama-server answers (llama.cpp issue #11847)
-                    return self._send(500, {"error": {"code": 500, "type": "server_error", "message":
-                                      'Either "json_schema" or "grammar" can be specified, but not both'}})
+                    return self._send(
+                        500,
+                        {
+                            "error": {
+                                "code": 500,
+                                "type": "server_error",
+                                "message": 'Either "json_schema" or "grammar" can be specified, but not both',
+                            }
+                        },
+                    )
                 if rf == "json_object" and fake.faults.reject_json_object:
                     rec.status = 400
-                    return self._send(400, {"error": {"type": "invalid_request_error", "param": "response_format",
-                                      "message": "response_format type json_object is not supported"}})
+                    return self._send(
+                        400,
+                        {
+                            "error": {
+                                "type": "invalid_request_error",
+                                "param": "response_format",
+                                "message": "response_format type json_object is not supported",
+                            }
+                        },
+                    )
                 fault = fake._draw_fault()
                 rec.fault = fault
                 if fault == "429":
                     rec.status = 429
-                    return self._send(429, {"error": {"message": "Rate limit reached (injected)", "type": "rate_limit"}},
-                                      {"Retry-After": f"{fake.faults.retry_after_s:g}"})
+                    return self._send(
+                        429,
+                        {"error": {"message": "Rate limit reached (injected)", "type": "rate_limit"}},
+                        {"Retry-After": f"{fake.faults.retry_after_s:g}"},
+                    )
                 if fault == "500":
                     rec.status = 500
-                    return self._send(500, {"error": {"message": "internal server error (injected)",
-                                                      "type": "server_error"}})
+                    return self._send(
+                        500, {"error": {"message": "internal server error (injected)", "type": "server_error"}}
+                    )
                 if fault == "slow":
                     time.sleep(fake.faults.slow_s)
                 try:

@@ -32,8 +32,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from adversarial_payloads import BEHAVIOURS, entity_script, marker_processes, new_marker, poison_tools_module
+
 from agentskiller import io
 from agentskiller.jobs import StepContext
 from agentskiller.llm import LLMClient, LLMConfig
@@ -48,8 +48,14 @@ FIX = TESTS / "fixtures"
 ROOT = os.geteuid() == 0
 
 #: Small limits: each payload is stopped within a few seconds.
-SANDBOX = {"timeout_s": 3, "memory_mb": 256, "cpu_s": 10, "max_processes": 32, "max_output_mb": 2,
-           "isolate_network": True}
+SANDBOX = {
+    "timeout_s": 3,
+    "memory_mb": 256,
+    "cpu_s": 10,
+    "max_processes": 32,
+    "max_output_mb": 2,
+    "isolate_network": True,
+}
 #: The s09 worker imports pydantic and the runtime before any tool runs; 256 MB of address
 #: space is too little for that, so s09 gets a (still small) 768 MB.
 S09_SANDBOX = {**SANDBOX, "memory_mb": 768}
@@ -115,8 +121,11 @@ def listener():
 def escape_targets(tmp_path: Path, marker: str) -> list[Path]:
     """Files the write_outside payload tries to create: in the repo, in the run's outputs
     directory and in /tmp. None may exist afterwards."""
-    return [REPO_ROOT / "tests" / f".{marker}_escape", tmp_path / "outputs" / f".{marker}_escape",
-            Path("/tmp") / f".{marker}_escape"]
+    return [
+        REPO_ROOT / "tests" / f".{marker}_escape",
+        tmp_path / "outputs" / f".{marker}_escape",
+        Path("/tmp") / f".{marker}_escape",
+    ]
 
 
 def payload_kwargs(kind: str, tmp_path: Path, marker: str, listener: Listener) -> dict:
@@ -170,8 +179,12 @@ class PayloadProvider:
         self.calls.append(request.task)
         resp = self.inner.complete(request)
         if request.task in self.tasks:
-            resp = ProviderResponse(text=self.rewrite(resp.text), model=resp.model,
-                                    prompt_tokens=resp.prompt_tokens, completion_tokens=resp.completion_tokens)
+            resp = ProviderResponse(
+                text=self.rewrite(resp.text),
+                model=resp.model,
+                prompt_tokens=resp.prompt_tokens,
+                completion_tokens=resp.completion_tokens,
+            )
         return resp
 
     def close(self) -> None:
@@ -184,8 +197,10 @@ def client(cfg: dict, provider) -> LLMClient:
 
 def _report_line(step: str, kind: str, w: Watched, reason: str) -> None:
     # Visible with -s / in the captured output of a failure: the figures the acceptance asks for.
-    print(f"\n[{step} {kind}] stopped and quarantined in {w.seconds:.2f} s "
-          f"(peak {w.peak} marked processes): {reason[:300]}")
+    print(
+        f"\n[{step} {kind}] stopped and quarantined in {w.seconds:.2f} s "
+        f"(peak {w.peak} marked processes): {reason[:300]}"
+    )
 
 
 # -------------------------------------------------------------------------------- s06
@@ -200,10 +215,17 @@ def s06_config(tmp_path: Path) -> dict:
 
 def s06_entity_ctx(tmp_path: Path, cfg: dict, provider, name: str) -> StepContext:
     out = tmp_path / "outputs"
-    return StepContext.from_paths("s06", cfg, inputs={"entities": FIX / "entities_small.json"},
-                                  outputs={"table": out / f"database/entities/{name}.json",
-                                           "script": out / f"database/scripts/entities/{name}.py"},
-                                  wildcards={"entity": name}, llm=client(cfg, provider))
+    return StepContext.from_paths(
+        "s06",
+        cfg,
+        inputs={"entities": FIX / "entities_small.json"},
+        outputs={
+            "table": out / f"database/entities/{name}.json",
+            "script": out / f"database/scripts/entities/{name}.py",
+        },
+        wildcards={"entity": name},
+        llm=client(cfg, provider),
+    )
 
 
 @pytest.mark.parametrize("kind", BEHAVIOURS)
@@ -263,20 +285,35 @@ def s09_ctx(tmp_path: Path, provider, sandbox: dict | None = None) -> tuple[Step
     out = tmp_path / "outputs"
     if not out.exists():
         shutil.copytree(S09_FIXTURE, out)
-    cfg = {"seed": 7, "simulation_time": "2025-06-02T09:00:00Z", "outputs_dir": str(out),
-           "llm": {"provider": "offline", "models": {"text": "offline-text", "code": "offline-code"},
-                   "cache_mode": "off", "cache_dir": str(tmp_path / ".llm_cache"), "max_repair_rounds": 0},
-           "server": {"max_repair_rounds": 0},
-           "sandbox": dict(sandbox or S09_SANDBOX)}
+    cfg = {
+        "seed": 7,
+        "simulation_time": "2025-06-02T09:00:00Z",
+        "outputs_dir": str(out),
+        "llm": {
+            "provider": "offline",
+            "models": {"text": "offline-text", "code": "offline-code"},
+            "cache_mode": "off",
+            "cache_dir": str(tmp_path / ".llm_cache"),
+            "max_repair_rounds": 0,
+        },
+        "server": {"max_repair_rounds": 0},
+        "sandbox": dict(sandbox or S09_SANDBOX),
+    }
     ctx = StepContext.from_paths(
-        "s09", cfg,
-        inputs={"blueprint": out / f"blueprints/{S09_DOMAIN}.json",
-                "tool_list": out / f"tool_lists/{S09_DOMAIN}.json",
-                "policy": out / f"policies/{S09_DOMAIN}.md", "policy_report": out / f"policies/{S09_DOMAIN}.json",
-                "db": out / f"database/{S09_DOMAIN}",
-                "entity_tables": [out / f"database/entities/{e}.json" for e in S09_ENTITIES]},
+        "s09",
+        cfg,
+        inputs={
+            "blueprint": out / f"blueprints/{S09_DOMAIN}.json",
+            "tool_list": out / f"tool_lists/{S09_DOMAIN}.json",
+            "policy": out / f"policies/{S09_DOMAIN}.md",
+            "policy_report": out / f"policies/{S09_DOMAIN}.json",
+            "db": out / f"database/{S09_DOMAIN}",
+            "entity_tables": [out / f"database/entities/{e}.json" for e in S09_ENTITIES],
+        },
         outputs={"tools": out / f"servers/{S09_DOMAIN}/tools.py", "report": out / f"servers/{S09_DOMAIN}/report.json"},
-        wildcards={"domain": S09_DOMAIN}, llm=client(cfg, provider))
+        wildcards={"domain": S09_DOMAIN},
+        llm=client(cfg, provider),
+    )
     return ctx, out / "servers" / S09_DOMAIN
 
 
@@ -289,6 +326,7 @@ def _code_of(answer: str) -> str:
 def poisoning(kind: str, marker: str, at_import: bool = False, **kw):
     def rewrite(text: str) -> str:
         return "```python\n" + poison_tools_module(_code_of(text), kind, marker, at_import=at_import, **kw) + "```"
+
     return rewrite
 
 
@@ -319,8 +357,9 @@ S09_SIGNS = {
 def test_s09_hostile_tools_module_is_stopped_and_quarantined(kind, tmp_path, listener):
     _skip_unless_root(kind)
     marker = new_marker()
-    provider = PayloadProvider({"s09.tools", "s09.repair"},
-                               poisoning(kind, marker, **payload_kwargs(kind, tmp_path, marker, listener)))
+    provider = PayloadProvider(
+        {"s09.tools", "s09.repair"}, poisoning(kind, marker, **payload_kwargs(kind, tmp_path, marker, listener))
+    )
     ctx, server = s09_ctx(tmp_path, provider)
 
     w = Watched(lambda: s09_server.run(ctx), marker)
@@ -363,17 +402,19 @@ def test_s09_fork_bomb_at_import_time_is_stopped(tmp_path):
     _report_line("s09", "fork@import", w, rep["reason"].split("; most common failure")[-1])
 
 
-
 @pytest.mark.skipif(not ROOT, reason="the sandbox drops root; without root there is no difference to detect")
 def test_s09_module_that_behaves_only_in_the_sandbox_cannot_escape_in_the_mcp_check(tmp_path):
     """A module that passes every contract test (in the sandbox it is harmless) but writes a
     file when it finds itself running as root: the live MCP check imports it too."""
     escaped = tmp_path / "escaped_from_mcp_check"
-    sneaky = ("import os as _os\n"
-              "if _os.getuid() == 0:  # the sandbox always runs code as an unprivileged uid\n"
-              f"    open({str(escaped)!r}, 'w').write('escaped')\n")
-    provider = PayloadProvider({"s09.tools", "s09.repair"},
-                               lambda text: "```python\n" + _code_of(text) + "\n" + sneaky + "```")
+    sneaky = (
+        "import os as _os\n"
+        "if _os.getuid() == 0:  # the sandbox always runs code as an unprivileged uid\n"
+        f"    open({str(escaped)!r}, 'w').write('escaped')\n"
+    )
+    provider = PayloadProvider(
+        {"s09.tools", "s09.repair"}, lambda text: "```python\n" + _code_of(text) + "\n" + sneaky + "```"
+    )
     ctx, server = s09_ctx(tmp_path, provider)
     s09_server.run(ctx)
     rep = io.read_json(server / "report.json")
@@ -432,14 +473,26 @@ def test_workflow_completes_with_one_hostile_domain_quarantined(tmp_path):
         return victim_box["respond"](body, headers)
 
     with FakeOpenAI(responder) as srv:
-        cfg = write_config(work, **{
-            "llm.provider": "openai", "llm.base_url": srv.base_url, "llm.api_key_env": WF_KEY_ENV,
-            "llm.models.text": "fake-text-model", "llm.models.code": "fake-code-model",
-            "llm.timeout_s": 30, "llm.backoff_initial_s": 0.01, "llm.backoff_max_s": 0.05,
-            "llm.cache_dir": str(work / ".llm_cache"),
-            "blueprints.max_domains": 2, "server.max_repair_rounds": 1,
-            "sandbox.timeout_s": 5, "sandbox.cpu_s": 10, "sandbox.max_processes": 32, "sandbox.max_output_mb": 2,
-        })
+        cfg = write_config(
+            work,
+            **{
+                "llm.provider": "openai",
+                "llm.base_url": srv.base_url,
+                "llm.api_key_env": WF_KEY_ENV,
+                "llm.models.text": "fake-text-model",
+                "llm.models.code": "fake-code-model",
+                "llm.timeout_s": 30,
+                "llm.backoff_initial_s": 0.01,
+                "llm.backoff_max_s": 0.05,
+                "llm.cache_dir": str(work / ".llm_cache"),
+                "blueprints.max_domains": 2,
+                "server.max_repair_rounds": 1,
+                "sandbox.timeout_s": 5,
+                "sandbox.cpu_s": 10,
+                "sandbox.max_processes": 32,
+                "sandbox.max_output_mb": 2,
+            },
+        )
         env = {WF_KEY_ENV: "sk-test-adversarial-not-a-secret"}
         first = snakemake(work, "--cores", "2", "outputs/blueprints/outlines.json", config=cfg, env=env)
         assert first.returncode == 0, first.output[-4000:]
@@ -475,5 +528,7 @@ def test_workflow_completes_with_one_hostile_domain_quarantined(tmp_path):
     assert envs == {other}  # the training set holds the other domain's rows only
     # the machine is clean: nothing of the payload runs, nothing was left in the repo
     assert marker_processes(marker) == []
-    print(f"\n[workflow] {len(domains)} domains, victim {victim}: whole workflow in {seconds:.1f} s; "
-          f"reason: {rep['reason'][:200]}")
+    print(
+        f"\n[workflow] {len(domains)} domains, victim {victim}: whole workflow in {seconds:.1f} s; "
+        f"reason: {rep['reason'][:200]}"
+    )

@@ -6,10 +6,11 @@ from __future__ import annotations
 import copy
 import json
 import random
-from typing import Callable
+from collections.abc import Callable
 
 import pytest
 
+from agentskiller import io
 from agentskiller.jobs import StepContext
 from agentskiller.llm import LLMClient, LLMConfig, ProviderResponse
 from agentskiller.llm.offline.catalog import load_catalog
@@ -18,19 +19,26 @@ from agentskiller.llm.offline.provider import OfflineRequest, run_handler
 from agentskiller.models.blueprint import Blueprint, Outline
 from agentskiller.steps import s04_blueprints, s05_tool_lists
 from agentskiller.steps.blueprint_checks import CODES, Limits, check_blueprint
-from agentskiller import io
 
 CAT = load_catalog()
 TOPIC = CAT.topics["dental_clinic"]
 IDEA = next(d for d in TOPIC.domains if d.name == "SmileTreatmentPlanner")  # 2 relationships, 3 peripherals
-OUTLINE = Outline(domain=IDEA.name, topic="dental_clinic", description=IDEA.description, core_entity="Patient",
-                  peripheral_entities=TOPIC.peripherals_of(IDEA))
+OUTLINE = Outline(
+    domain=IDEA.name,
+    topic="dental_clinic",
+    description=IDEA.description,
+    core_entity="Patient",
+    peripheral_entities=TOPIC.peripherals_of(IDEA),
+)
 ENTS = {n: CAT.entities[n] for n in ["Patient", *OUTLINE.peripheral_entities]}
 
 
 def context(limits: Limits) -> dict:
-    return {"outline": OUTLINE.model_dump(), "limits": limits.as_dict(),
-            "entities": {n: e.model_dump() for n, e in ENTS.items()}}
+    return {
+        "outline": OUTLINE.model_dump(),
+        "limits": limits.as_dict(),
+        "entities": {n: e.model_dump() for n, e in ENTS.items()},
+    }
 
 
 def valid(limits: Limits = Limits()) -> dict:
@@ -77,8 +85,9 @@ def m_unknown_table(bp):
 
 
 def m_unknown_ref(bp):
-    bp["relationships"][0]["columns"].append({"name": "spaceship_id", "type": "string", "references": "Spaceship",
-                                              "description": "x"})
+    bp["relationships"][0]["columns"].append(
+        {"name": "spaceship_id", "type": "string", "references": "Spaceship", "description": "x"}
+    )
 
 
 def m_fk_name(bp):
@@ -115,8 +124,9 @@ def m_reads_writes(bp):
 
 
 def m_unbound(bp):
-    tool_of(bp, "search")["parameters"].append({"name": "color", "type": "string", "description": "x",
-                                                "required": False, "column": None})
+    tool_of(bp, "search")["parameters"].append(
+        {"name": "color", "type": "string", "description": "x", "required": False, "column": None}
+    )
 
 
 def m_param_type(bp):
@@ -204,10 +214,14 @@ def test_check_catches_and_feedback_repairs(code, mutate, limits):
     # Feed back like the client does; the repair must remove this code in the first round
     # and converge within the default repair budget.
     for rnd in range(1, 4):
-        req = OfflineRequest(task="s04.blueprint_detail", rng=random.Random(1), feedback=problems, round=rnd,
-                             context=context(limits),
-                             messages=[{"role": "user", "content": "design"},
-                                       {"role": "assistant", "content": json.dumps(bp)}])
+        req = OfflineRequest(
+            task="s04.blueprint_detail",
+            rng=random.Random(1),
+            feedback=problems,
+            round=rnd,
+            context=context(limits),
+            messages=[{"role": "user", "content": "design"}, {"role": "assistant", "content": json.dumps(bp)}],
+        )
         bp = blueprint_detail(req)
         problems = errs(bp, limits)
         if rnd == 1:
@@ -260,21 +274,34 @@ def test_still_invalid_blueprint_is_quarantined(tmp_path):
     io.write_json(tmp_path / "entities.json", cat_ents)
     io.write_json(tmp_path / "outlines.json", {"domains": [OUTLINE.model_dump()]})
     cfg = {"seed": 1, "blueprints": {"min_tools": 8}, "llm": {"provider": "offline"}}
-    ctx = StepContext.from_paths("s04", cfg, {"outlines": tmp_path / "outlines.json",
-                                              "entities": tmp_path / "entities.json"},
-                                 {"blueprint": tmp_path / "bp.json"}, wildcards={"domain": OUTLINE.domain},
-                                 llm=client(BrokenFirst(m_no_auth, always=True)))
+    ctx = StepContext.from_paths(
+        "s04",
+        cfg,
+        {"outlines": tmp_path / "outlines.json", "entities": tmp_path / "entities.json"},
+        {"blueprint": tmp_path / "bp.json"},
+        wildcards={"domain": OUTLINE.domain},
+        llm=client(BrokenFirst(m_no_auth, always=True)),
+    )
     s04_blueprints.run_detail(ctx)
     art = io.read_json(tmp_path / "bp.json")
     assert art["status"] == "failed" and "authorize" in art["reason"] and art["domain"] == OUTLINE.domain
     assert s04_blueprints.load_blueprint(tmp_path / "bp.json") is None
-    ctx5 = StepContext.from_paths("s05", cfg, {"blueprint": tmp_path / "bp.json"}, {"tool_list": tmp_path / "tl.json"},
-                                  wildcards={"domain": OUTLINE.domain})
+    ctx5 = StepContext.from_paths(
+        "s05",
+        cfg,
+        {"blueprint": tmp_path / "bp.json"},
+        {"tool_list": tmp_path / "tl.json"},
+        wildcards={"domain": OUTLINE.domain},
+    )
     s05_tool_lists.run(ctx5)
     tl = io.read_json(tmp_path / "tl.json")
     assert tl["status"] == "failed" and tl["tools"] == [] and tl["reason"].startswith("s04: ")
-    ctxi = StepContext.from_paths("s04", cfg, {"outlines": tmp_path / "outlines.json",
-                                               "blueprints": [tmp_path / "bp.json"]}, {"index": tmp_path / "ix.json"})
+    ctxi = StepContext.from_paths(
+        "s04",
+        cfg,
+        {"outlines": tmp_path / "outlines.json", "blueprints": [tmp_path / "bp.json"]},
+        {"index": tmp_path / "ix.json"},
+    )
     s04_blueprints.run_index(ctxi)
     ix = io.read_json(tmp_path / "ix.json")
     assert ix["failed"] == 1 and ix["domains"][0]["status"] == "failed" and ix["domains"][0]["reason"]

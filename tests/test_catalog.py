@@ -21,11 +21,32 @@ def test_enough_topics_grouped_in_areas():
     assert len(CAT.topics) >= 24
     for seed_area in ("healthcare", "travel", "finance", "education"):
         assert len(CAT.topics_in_area(seed_area)) >= 3
-    for name in ("dental_clinic", "pharmacy", "health_insurance", "airline", "hotel", "car_rental", "bank",
-                 "credit_card", "university_registrar", "library", "gym", "veterinary_clinic", "telecom",
-                 "utility_billing", "online_grocery", "food_delivery", "real_estate_rental", "event_ticketing",
-                 "restaurant_reservations", "ride_hailing", "online_courses", "streaming_service", "auto_repair",
-                 "municipal_services"):
+    for name in (
+        "dental_clinic",
+        "pharmacy",
+        "health_insurance",
+        "airline",
+        "hotel",
+        "car_rental",
+        "bank",
+        "credit_card",
+        "university_registrar",
+        "library",
+        "gym",
+        "veterinary_clinic",
+        "telecom",
+        "utility_billing",
+        "online_grocery",
+        "food_delivery",
+        "real_estate_rental",
+        "event_ticketing",
+        "restaurant_reservations",
+        "ride_hailing",
+        "online_courses",
+        "streaming_service",
+        "auto_repair",
+        "municipal_services",
+    ):
         assert name in CAT.topics
 
 
@@ -59,12 +80,24 @@ def test_every_domain_idea_builds_a_valid_blueprint(topic):
     t = CAT.topics[topic]
     limits = Limits()
     for idea in t.domains:
-        outline = Outline(domain=idea.name, topic=topic, description=idea.description, core_entity=t.person,
-                          peripheral_entities=t.peripherals_of(idea))
+        outline = Outline(
+            domain=idea.name,
+            topic=topic,
+            description=idea.description,
+            core_entity=t.person,
+            peripheral_entities=t.peripherals_of(idea),
+        )
         ents = {n: CAT.entities[n] for n in [t.person, *outline.peripheral_entities]}
-        req = OfflineRequest(task="s04.blueprint_detail", messages=[], rng=random.Random(3),
-                             context={"outline": outline.model_dump(), "limits": limits.as_dict(),
-                                      "entities": {n: e.model_dump() for n, e in ents.items()}})
+        req = OfflineRequest(
+            task="s04.blueprint_detail",
+            messages=[],
+            rng=random.Random(3),
+            context={
+                "outline": outline.model_dump(),
+                "limits": limits.as_dict(),
+                "entities": {n: e.model_dump() for n, e in ents.items()},
+            },
+        )
         bp = Blueprint.model_validate(blueprint_detail(req))
         assert check_blueprint(bp, ents, limits, outline) == []
         kinds = {tool.kind for tool in bp.tools}

@@ -60,8 +60,9 @@ def run_plan(tmp_path: Path, bp: Blueprint, plan: ct.TestPlan, code: str, expect
         shutil.rmtree(d)
     d.mkdir(parents=True)
     (d / "tools.py").write_text(code)
-    (d / "report.json").write_text(json.dumps(
-        {"status": "passed", "environment": environment_manifest(bp, _files(bp), d, SIM_TIME)}))
+    (d / "report.json").write_text(
+        json.dumps({"status": "passed", "environment": environment_manifest(bp, _files(bp), d, SIM_TIME)})
+    )
     eps = execute_episodes_inprocess(d, [e.as_json() for e in plan.episodes])
     outcome = {e.id: [c.model_dump() for c in e.calls] for e in eps}
     results = ct.evaluate(plan, outcome)
@@ -101,8 +102,10 @@ def test_derivation_is_deterministic_and_covers_every_tool(setup):
     # valid calls authorize first as a user who owns a suitable record
     ep = next(e for e in plan.episodes if e.id == "cancel_appointment/valid")
     assert ep.calls[0]["tool"] == "authorize_patient"
-    appts = {r["appointment_id"]: r for r in json.loads(
-        (FIXTURE / "database" / DOMAIN / "Appointment.json").read_text())["records"]}
+    appts = {
+        r["appointment_id"]: r
+        for r in json.loads((FIXTURE / "database" / DOMAIN / "Appointment.json").read_text())["records"]
+    }
     target = appts[ep.calls[1]["arguments"]["appointment_id"]]
     assert target["status"] == "scheduled"
     assert target["patient_id"] == ep.calls[0]["arguments"]["patient_id"]
@@ -120,58 +123,78 @@ def _mutate(code: str, old: str, new: str, count: int = 1) -> str:
     return code.replace(old, new, count)
 
 
-GET_APPT_OWNER = ('''    if record.get('patient_id') != user:
+GET_APPT_OWNER = """    if record.get('patient_id') != user:
         raise ToolError(f"Appointment {appointment_id} does not belong to the authorized patient")
-    return record''')
+    return record"""
 
 MUTATIONS = {
     # a read tool that writes: the read_only oracle must see it
     "read_mutates_state": (
         GET_APPT_OWNER,
-        GET_APPT_OWNER.replace("    return record", "    ctx.table('Appointment').update(appointment_id, "
-                               "{'duration_minutes': 999})\n    return record"),
-        {"get_appointment.read_only"}),
+        GET_APPT_OWNER.replace(
+            "    return record",
+            "    ctx.table('Appointment').update(appointment_id, {'duration_minutes': 999})\n    return record",
+        ),
+        {"get_appointment.read_only"},
+    ),
     # a crash (TypeError on None) instead of a ToolError for an unknown ID
     "crash_on_unknown_id": (
-        '''    record = ctx.table('Appointment').get(appointment_id)
+        """    record = ctx.table('Appointment').get(appointment_id)
     if record is None:
         raise ToolError(f"unknown appointment_id: {appointment_id}")
     if record.get('patient_id') != user:
         raise ToolError(f"Appointment {appointment_id} does not belong to the authorized patient")
-    return record''',
-        '''    record = ctx.table('Appointment').get(appointment_id)
+    return record""",
+        """    record = ctx.table('Appointment').get(appointment_id)
     if record['patient_id'] != user:
         raise ToolError(f"Appointment {appointment_id} does not belong to the authorized patient")
-    return record''',
-        {"get_appointment.unknown_id"}),
+    return record""",
+        {"get_appointment.unknown_id"},
+    ),
     "no_ownership_check": (GET_APPT_OWNER, "    return record", {"get_appointment.ownership"}),
     "search_leaks_other_users": (
         "    rows = [r for r in rows if r.get('patient_id') == user]\n    if status is not None:",
         "    if status is not None:",
-        {"list_appointments.valid"}),
-    "wrong_aggregate": ("value = round(sum(values), 6)", "value = round(sum(values) + 1, 6)",
-                        {"total_invoice_amount.valid", "total_invoice_amount.filtered"}),
+        {"list_appointments.valid"},
+    ),
+    "wrong_aggregate": (
+        "value = round(sum(values), 6)",
+        "value = round(sum(values) + 1, 6)",
+        {"total_invoice_amount.valid", "total_invoice_amount.filtered"},
+    ),
     "missing_precondition": (
         "    if record.get('status') not in ('open',):",
         "    if False:",
-        {"pay_invoice.precondition"}),
+        {"pay_invoice.precondition"},
+    ),
     "writes_undeclared_table": (
         "    changes['status'] = 'paid'",
         "    changes['status'] = 'paid'\n    ctx.table('Appointment').update('APT-0001', {'status': 'cancelled'})",
-        {"pay_invoice.writes_declared"}),
+        {"pay_invoice.writes_declared"},
+    ),
     # get_dentist is the first tool with a bare session check (no ownership to test)
     "no_auth_check": ("    ctx.require_user()\n", "", {"get_dentist.requires_auth"}),
     "no_fk_check": (
         "    if ctx.table('Dentist').get(dentist_id) is None:\n        raise ToolError(f\"unknown dentist_id: {dentist_id}\")\n",
-        "", {"book_appointment.unknown_dentist_id"}),
-    "non_json_result": ('    return {"deleted": True, \'appointment_id\': appointment_id}',
-                        '    return {"deleted": {1, 2}}', {"delete_cancelled_appointment.valid"}),
-    "signature_drift": ("def cancel_appointment(ctx: Context, appointment_id: str)",
-                        "def cancel_appointment(ctx: Context, appointment: str)", {"tool_list.match"}),
-    "write_that_does_nothing": ("    ctx.table('Appointment').update(appointment_id, changes)\n"
-                                "    return ctx.table('Appointment').get(appointment_id)",
-                                "    return ctx.table('Appointment').get(appointment_id)",
-                                {"reschedule_appointment.writes_declared"}),
+        "",
+        {"book_appointment.unknown_dentist_id"},
+    ),
+    "non_json_result": (
+        "    return {\"deleted\": True, 'appointment_id': appointment_id}",
+        '    return {"deleted": {1, 2}}',
+        {"delete_cancelled_appointment.valid"},
+    ),
+    "signature_drift": (
+        "def cancel_appointment(ctx: Context, appointment_id: str)",
+        "def cancel_appointment(ctx: Context, appointment: str)",
+        {"tool_list.match"},
+    ),
+    "write_that_does_nothing": (
+        "    ctx.table('Appointment').update(appointment_id, changes)\n"
+        "    return ctx.table('Appointment').get(appointment_id)",
+        "    return ctx.table('Appointment').get(appointment_id)",
+        {"reschedule_appointment.writes_declared"},
+    ),
 }
 
 

@@ -19,10 +19,20 @@ from agentskiller.steps import pair_server, s10_combinations, s12_database_fusio
 FIXTURE = Path(__file__).parent / "fixtures" / "cross" / "outputs"
 PAIR = "DentalCareDesk+PharmacyCareLine"
 MEMBERS = ["DentalCareDesk", "PharmacyCareLine"]
-CONFIG = {"seed": 7, "simulation_time": "2025-06-02T09:00:00Z", "llm": {"provider": "offline"},
-          "cross": {"enabled": True, "max_pairs": 4, "min_member_tasks": 2},
-          "sandbox": {"timeout_s": 60, "memory_mb": 1024, "cpu_s": 60, "max_processes": 64, "max_output_mb": 20,
-                      "isolate_network": True}}
+CONFIG = {
+    "seed": 7,
+    "simulation_time": "2025-06-02T09:00:00Z",
+    "llm": {"provider": "offline"},
+    "cross": {"enabled": True, "max_pairs": 4, "min_member_tasks": 2},
+    "sandbox": {
+        "timeout_s": 60,
+        "memory_mb": 1024,
+        "cpu_s": 60,
+        "max_processes": 64,
+        "max_output_mb": 20,
+        "isolate_network": True,
+    },
+}
 
 
 @pytest.fixture
@@ -39,20 +49,29 @@ def _domains(out: Path) -> list[str]:
 def run_s10(out: Path, config: dict | None = None) -> dict:
     doms = _domains(out)
     ctx = StepContext.from_paths(
-        "s10", config or CONFIG,
-        inputs={"index": out / "blueprints/index.json", "blueprints": [out / f"blueprints/{d}.json" for d in doms],
-                "server_reports": [out / f"servers/{d}/report.json" for d in doms],
-                "tasks": [out / f"tasks/{d}.json" for d in doms]},
-        outputs={"combinations": out / "cross/combinations.json"})
+        "s10",
+        config or CONFIG,
+        inputs={
+            "index": out / "blueprints/index.json",
+            "blueprints": [out / f"blueprints/{d}.json" for d in doms],
+            "server_reports": [out / f"servers/{d}/report.json" for d in doms],
+            "tasks": [out / f"tasks/{d}.json" for d in doms],
+        },
+        outputs={"combinations": out / "cross/combinations.json"},
+    )
     s10_combinations.run(ctx)
     return io.read_json(out / "cross/combinations.json")
 
 
 def run_s12(out: Path, pair: str = PAIR) -> Path:
     m = pair.split("+")
-    ctx = StepContext.from_paths("s12", CONFIG, inputs={"blueprints": [out / f"blueprints/{d}.json" for d in m],
-                                                        "dbs": [out / f"database/{d}" for d in m]},
-                                 outputs={"db": out / f"cross/{pair}/database"}, wildcards={"pair": pair})
+    ctx = StepContext.from_paths(
+        "s12",
+        CONFIG,
+        inputs={"blueprints": [out / f"blueprints/{d}.json" for d in m], "dbs": [out / f"database/{d}" for d in m]},
+        outputs={"db": out / f"cross/{pair}/database"},
+        wildcards={"pair": pair},
+    )
     s12_database_fusion.run(ctx)
     return out / f"cross/{pair}/database"
 
@@ -60,13 +79,18 @@ def run_s12(out: Path, pair: str = PAIR) -> Path:
 def run_pair_server(out: Path, pair: str = PAIR) -> dict:
     m = pair.split("+")
     ctx = StepContext.from_paths(
-        "pair_server", CONFIG,
-        inputs={"blueprints": [out / f"blueprints/{d}.json" for d in m],
-                "server_reports": [out / f"servers/{d}/report.json" for d in m],
-                "tools": [out / f"servers/{d}/tools.py" for d in m], "db": out / f"cross/{pair}/database",
-                "tool_lists": [out / f"tool_lists/{d}.json" for d in m]},
+        "pair_server",
+        CONFIG,
+        inputs={
+            "blueprints": [out / f"blueprints/{d}.json" for d in m],
+            "server_reports": [out / f"servers/{d}/report.json" for d in m],
+            "tools": [out / f"servers/{d}/tools.py" for d in m],
+            "db": out / f"cross/{pair}/database",
+            "tool_lists": [out / f"tool_lists/{d}.json" for d in m],
+        },
         outputs={"report": out / f"cross/{pair}/server/report.json", "tool_list": out / f"cross/{pair}/tool_list.json"},
-        wildcards={"pair": pair})
+        wildcards={"pair": pair},
+    )
     pair_server.run(ctx)
     return io.read_json(out / f"cross/{pair}/server/report.json")
 
@@ -101,8 +125,12 @@ def test_s10_cap_is_deterministic_and_prefers_different_persons():
     def entry(pair, core, n):
         return {"pair": pair, "core_entity": core, "interlockable_tasks": {"a": n, "b": n}}
 
-    feasible = [entry("A+B", "Patient", 9), entry("A+C", "Patient", 8), entry("D+E", "Student", 1),
-                entry("F+G", "Traveler", 2)]
+    feasible = [
+        entry("A+B", "Patient", 9),
+        entry("A+C", "Patient", 8),
+        entry("D+E", "Student", 1),
+        entry("F+G", "Traveler", 2),
+    ]
     kept, over = s10_combinations.select(copy.deepcopy(feasible), 3)
     assert [e["pair"] for e in kept] == ["A+B", "D+E", "F+G"]  # one per person before a second Patient pair
     assert [e["pair"] for e in over] == ["A+C"]
@@ -203,11 +231,15 @@ def test_pair_server_serves_both_members_over_the_fused_database(outputs):
     session = load_environment(outputs / f"cross/{PAIR}/server").new_session()
     user = ep["user"]
     assert session.call("DentalCareDesk__authorize_patient", {"patient_id": user}).ok
-    mine = [r for r in io.read_json(outputs / "database/PharmacyCareLine/PrescriptionFill.json")["records"]
-            if r["patient_id"] == user]
+    mine = [
+        r
+        for r in io.read_json(outputs / "database/PharmacyCareLine/PrescriptionFill.json")["records"]
+        if r["patient_id"] == user
+    ]
     if mine:
-        rec = session.call("PharmacyCareLine__get_prescription_fill",
-                           {"prescription_fill_id": mine[0]["prescription_fill_id"]})
+        rec = session.call(
+            "PharmacyCareLine__get_prescription_fill", {"prescription_fill_id": mine[0]["prescription_fill_id"]}
+        )
         assert rec.ok, rec.error
     tables = set(session.state.tables)
     assert "DentalCareDesk_DentalAppointment" in tables and "DentalAppointment" not in tables
@@ -228,10 +260,12 @@ def test_pair_server_quarantines_a_pair_whose_read_breaks(outputs, tmp_path):
     run_s12(outputs)
     tools = outputs / "servers/PharmacyCareLine/tools.py"
     code = tools.read_text().replace("def get_prescription_fill(", "def _old_get_prescription_fill(")
-    code += ("\n\n@tool\n"
-             "def get_prescription_fill(ctx: Context, prescription_fill_id: str) -> dict:\n"
-             "    \"\"\"Broken on purpose.\"\"\"\n"
-             "    raise RuntimeError('boom')\n")
+    code += (
+        "\n\n@tool\n"
+        "def get_prescription_fill(ctx: Context, prescription_fill_id: str) -> dict:\n"
+        '    """Broken on purpose."""\n'
+        "    raise RuntimeError('boom')\n"
+    )
     tools.write_text(code)
     report = run_pair_server(outputs)
     assert report["status"] == "failed"

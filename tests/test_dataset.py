@@ -11,10 +11,10 @@ import json
 from pathlib import Path
 
 import pytest
+from fixtures.s14.pipeline import ENV, config, copy_fixture, run_all, run_dataset, run_step
 
 from agentskiller import io
 from agentskiller.runtime.environment import load_environment
-from fixtures.s14.pipeline import ENV, config, copy_fixture, run_all, run_dataset, run_step
 
 
 @pytest.fixture(scope="module")
@@ -59,8 +59,9 @@ def test_rows_have_chat_format_and_tools(built):
 
 def test_loads_with_datasets(built):
     datasets = pytest.importorskip("datasets")
-    ds = datasets.load_dataset("json", data_files=str(built / "dataset/train.jsonl"), split="train",
-                               cache_dir=str(built / ".hf_cache"))
+    ds = datasets.load_dataset(
+        "json", data_files=str(built / "dataset/train.jsonl"), split="train", cache_dir=str(built / ".hf_cache")
+    )
     assert ds.num_rows == len(io.read_jsonl(built / "dataset/train.jsonl"))
     assert ds[0]["messages"][0]["role"] == "system"
     json.loads(ds[0]["golden_calls"][0]["function"]["arguments"])

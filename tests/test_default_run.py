@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 import yaml
+from test_dataset import replay  # the independent replay: dataset rows + servers + databases only
 
 from agentskiller import io
-from test_dataset import replay  # the independent replay: dataset rows + servers + databases only
 
 pytestmark = pytest.mark.slow
 
@@ -167,8 +167,11 @@ def test_fused_databases_have_no_collisions_and_intact_foreign_keys(out):
         entities = {t for t, rel in manifest["tables"].items() if rel.startswith("../../../database/entities/")}
         # a physical table is used by two members only when it is a shared entity table
         assert all(n == 1 or t in entities for t, n in owners.items()), (pair, owners)
-        keys = {e: {r[t["primary_key"]] for r in t["records"]}
-                for e in entities for t in [_table(db / manifest["tables"][e])]}
+        keys = {
+            e: {r[t["primary_key"]] for r in t["records"]}
+            for e in entities
+            for t in [_table(db / manifest["tables"][e])]
+        }
         for domain in pair.split("+"):
             bp = io.read_json(out / f"blueprints/{domain}.json")
             for rel in bp["relationships"]:
@@ -179,7 +182,8 @@ def test_fused_databases_have_no_collisions_and_intact_foreign_keys(out):
                     if col.get("references"):
                         for r in t["records"]:
                             assert r[col["name"]] in keys[col["references"]] or (
-                                r[col["name"]] is None and col.get("nullable")), (pair, physical_name, col["name"])
+                                r[col["name"]] is None and col.get("nullable")
+                            ), (pair, physical_name, col["name"])
                             checked += 1
     assert checked > 0
 

@@ -70,8 +70,9 @@ def _server_env() -> dict[str, str]:
 
 def _params(server: Path) -> StdioServerParameters:
     # exactly the documented command
-    return StdioServerParameters(command=sys.executable, args=["-m", "agentskiller.serve", str(server)],
-                                 env=_server_env(), cwd=str(server))
+    return StdioServerParameters(
+        command=sys.executable, args=["-m", "agentskiller.serve", str(server)], env=_server_env(), cwd=str(server)
+    )
 
 
 def _expected_tools(outputs: Path, domain: str) -> list[dict]:
@@ -104,14 +105,15 @@ def test_sdk_client_lists_tools_and_reads_a_record(outputs_dir, servers):
         expected = _expected_tools(outputs_dir, server.name)
         calls, pk, record = _read_call(outputs_dir, server)
 
-        async def main():
+        async def main(server=server, calls=calls):
             with anyio.fail_after(120):
                 async with Client(_params(server)) as client:
                     listed = await client.list_tools()
                     tools = [{"name": t.name, "inputSchema": t.input_schema} for t in listed.tools]
                     results = [await client.call_tool(c["tool"], c["arguments"]) for c in calls]
-                    unknown = await client.call_tool(calls[-1]["tool"],
-                                                     {k: "no-such-id-0" for k in calls[-1]["arguments"]})
+                    unknown = await client.call_tool(
+                        calls[-1]["tool"], {k: "no-such-id-0" for k in calls[-1]["arguments"]}
+                    )
                     return tools, results, unknown
 
         tools, results, unknown = anyio.run(main)
@@ -131,8 +133,18 @@ def test_mcp_inspector_cli_lists_the_tools(outputs_dir, servers, tmp_path):
         pytest.skip("npx is not installed")
     server = servers[0]
     expected = sorted(t["function"]["name"] for t in _expected_tools(outputs_dir, server.name))
-    cmd = [npx, "-y", INSPECTOR, "--cli", sys.executable, "-m", "agentskiller.serve", str(server),
-           "--method", "tools/list"]
+    cmd = [
+        npx,
+        "-y",
+        INSPECTOR,
+        "--cli",
+        sys.executable,
+        "-m",
+        "agentskiller.serve",
+        str(server),
+        "--method",
+        "tools/list",
+    ]
     env = {**os.environ, **_server_env()}
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=180, cwd=tmp_path, env=env)
@@ -140,8 +152,10 @@ def test_mcp_inspector_cli_lists_the_tools(outputs_dir, servers, tmp_path):
         pytest.skip("the MCP Inspector could not be fetched/started in time")
     if proc.returncode != 0:
         text = proc.stderr + proc.stdout
-        if any(s in text for s in ("ENOTFOUND", "EAI_AGAIN", "ECONNREFUSED", "ETIMEDOUT", "E404", "network",
-                                   "npm ERR!", "npm error")):
+        if any(
+            s in text
+            for s in ("ENOTFOUND", "EAI_AGAIN", "ECONNREFUSED", "ETIMEDOUT", "E404", "network", "npm ERR!", "npm error")
+        ):
             pytest.skip(f"the MCP Inspector package cannot be fetched: {text.strip()[-300:]}")
         pytest.fail(f"inspector failed ({proc.returncode}): {text[-2000:]}")
     start = proc.stdout.find("{")

@@ -37,8 +37,8 @@ def _person(req: OfflineRequest) -> dict:
 def _flaky_json(req: OfflineRequest) -> str:
     # Round 0: prose + broken JSON; round 1: fenced JSON inside prose (must be extracted).
     if req.round == 0:
-        return "Sure! Here it is: {\"name\": \"Ada\", \"age\": "
-    return "Here you go:\n```json\n{\"name\": \"Ada\", \"age\": 36}\n```\nAnything else?"
+        return 'Sure! Here it is: {"name": "Ada", "age": '
+    return 'Here you go:\n```json\n{"name": "Ada", "age": 36}\n```\nAnything else?'
 
 
 @handler("test.wrong_type")
@@ -60,8 +60,10 @@ class CounterAnswer(BaseModel):
 
 @handler("test.code")
 def _code(req: OfflineRequest) -> str:
-    return ("Plan first.\n```text\nnot code\n```\n```python\ndef f(x):\n    return x + 1\n```\n"
-            "```python\nprint('second')\n```")
+    return (
+        "Plan first.\n```text\nnot code\n```\n```python\ndef f(x):\n    return x + 1\n```\n"
+        "```python\nprint('second')\n```"
+    )
 
 
 @handler("test.text")
@@ -88,8 +90,10 @@ def test_structured_answer_is_deterministic_per_seed_and_context(offline_llm_con
     b = c1.generate("test.person", _msgs(), schema=Person, context={"name": "Ada"})
     assert isinstance(a, Person) and a == b and a.name == "Ada" and 18 <= a.age <= 90
     other_seed = LLMClient.from_config({**offline_llm_config, "cache_mode": "off"}, seed=8)
-    ages = {other_seed.generate("test.person", _msgs(), schema=Person, context={"name": n}).age
-            for n in ("a", "b", "c", "d", "e", "f")}
+    ages = {
+        other_seed.generate("test.person", _msgs(), schema=Person, context={"name": n}).age
+        for n in ("a", "b", "c", "d", "e", "f")
+    }
     assert len(ages) > 1  # the context reaches the RNG
 
 
@@ -107,8 +111,13 @@ def test_text_answer_and_check_on_text(offline_llm_config):
     c = _client(offline_llm_config)
     assert c.generate("test.text", _msgs(), context={"who": "you"}) == "hello you"
     with pytest.raises(LLMError, match="must mention world"):
-        c.generate("test.text", _msgs(), context={"who": "you"},
-                   check=lambda t: [] if "world" in t else ["must mention world"], max_rounds=1)
+        c.generate(
+            "test.text",
+            _msgs(),
+            context={"who": "you"},
+            check=lambda t: [] if "world" in t else ["must mention world"],
+            max_rounds=1,
+        )
 
 
 # ------------------------------------------------------------ self-correction
@@ -146,8 +155,9 @@ def test_check_crash_is_reported_as_problem(offline_llm_config):
         raise KeyError("boom")
 
     with pytest.raises(LLMError, match="could not be checked: KeyError"):
-        _client(offline_llm_config).generate("test.person", _msgs(), schema=Person, context={"name": "x"},
-                                             check=bad_check, max_rounds=0)
+        _client(offline_llm_config).generate(
+            "test.person", _msgs(), schema=Person, context={"name": "x"}, check=bad_check, max_rounds=0
+        )
 
 
 def test_feedback_message_roundtrip():
@@ -178,10 +188,12 @@ def test_cache_key_depends_on_inputs(offline_llm_config):
     c.generate("test.person", _msgs("q1"), schema=Person, context={"name": "A"})
     c.generate("test.person", _msgs("q2"), schema=Person, context={"name": "A"})  # messages
     c.generate("test.person", _msgs("q1"), schema=Person, context={"name": "B"})  # context (offline)
-    _client(offline_llm_config, temperature=0.5).generate("test.person", _msgs("q1"), schema=Person,
-                                                          context={"name": "A"})
-    LLMClient.from_config(offline_llm_config, seed=99).generate("test.person", _msgs("q1"), schema=Person,
-                                                               context={"name": "A"})
+    _client(offline_llm_config, temperature=0.5).generate(
+        "test.person", _msgs("q1"), schema=Person, context={"name": "A"}
+    )
+    LLMClient.from_config(offline_llm_config, seed=99).generate(
+        "test.person", _msgs("q1"), schema=Person, context={"name": "A"}
+    )
     assert len(_cache_files(offline_llm_config)) == 5
     c.generate("test.person", _msgs("q1"), schema=Person, context={"name": "A"})
     assert c.stats.cache_hits == 1
@@ -265,10 +277,20 @@ def test_usage_lines_and_summary(offline_llm_config, usage_log):
     c.generate("test.flaky_json", _msgs(), schema=Person)
     c2 = _client(cfg, usage_log)
     c2.generate("test.flaky_json", _msgs(), schema=Person)
-    rows = parse_usage_lines("garbage line\n" + usage_log.text + "LLM_USAGE {\"task\": \"trunc")
+    rows = parse_usage_lines("garbage line\n" + usage_log.text + 'LLM_USAGE {"task": "trunc')
     assert len(rows) == 4
-    assert set(rows[0]) == {"task", "role", "model", "provider", "prompt_tokens", "completion_tokens",
-                            "latency_s", "cache_hit", "round", "cost_usd"}
+    assert set(rows[0]) == {
+        "task",
+        "role",
+        "model",
+        "provider",
+        "prompt_tokens",
+        "completion_tokens",
+        "latency_s",
+        "cache_hit",
+        "round",
+        "cost_usd",
+    }
     assert [r["cache_hit"] for r in rows] == [False, False, True, True]
     assert rows[0]["cost_usd"] > 0 and rows[2]["cost_usd"] == 0
     s = summarize(rows)
@@ -300,9 +322,16 @@ def test_map_generate_is_same_as_sequential(offline_llm_config):
     names = [f"n{i}" for i in range(12)]
     par = _client(offline_llm_config, cache_mode="off").map(
         lambda n: _client(offline_llm_config, cache_mode="off").generate(
-            "test.person", _msgs(), schema=Person, context={"name": n}), names)
-    seq = [_client(offline_llm_config, cache_mode="off").generate("test.person", _msgs(), schema=Person,
-                                                                 context={"name": n}) for n in names]
+            "test.person", _msgs(), schema=Person, context={"name": n}
+        ),
+        names,
+    )
+    seq = [
+        _client(offline_llm_config, cache_mode="off").generate(
+            "test.person", _msgs(), schema=Person, context={"name": n}
+        )
+        for n in names
+    ]
     assert par == seq
 
 
@@ -319,14 +348,17 @@ def test_map_raises_first_error(offline_llm_config):
 
 
 # ------------------------------------------------------------------ extract
-@pytest.mark.parametrize("text,expected", [
-    ('{"a": 1}', {"a": 1}),
-    ('Here:\n```json\n{"a": 1}\n```\nDone.', {"a": 1}),
-    ('```\n[1, 2]\n```', [1, 2]),
-    ('<think>maybe {"a": 0}?</think>\nThe answer is {"a": 2} as requested.', {"a": 2}),
-    ('prefix {not json} then {"b": [1, {"c": 2}]} suffix', {"b": [1, {"c": 2}]}),
-    ('```json\n{"a": 3}', {"a": 3}),  # unclosed fence (cut off)
-])
+@pytest.mark.parametrize(
+    "text,expected",
+    [
+        ('{"a": 1}', {"a": 1}),
+        ('Here:\n```json\n{"a": 1}\n```\nDone.', {"a": 1}),
+        ("```\n[1, 2]\n```", [1, 2]),
+        ('<think>maybe {"a": 0}?</think>\nThe answer is {"a": 2} as requested.', {"a": 2}),
+        ('prefix {not json} then {"b": [1, {"c": 2}]} suffix', {"b": [1, {"c": 2}]}),
+        ('```json\n{"a": 3}', {"a": 3}),  # unclosed fence (cut off)
+    ],
+)
 def test_extract_json(text, expected):
     assert extract_json(text) == expected
 
@@ -347,6 +379,7 @@ def test_extract_code():
 # ----------------------------------------------------------------- registry
 def test_duplicate_handler_registration_is_rejected():
     with pytest.raises(ValueError, match="already registered"):
+
         @handler("test.person")
         def other(req):  # pragma: no cover - never called
             return {}

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
+from fake_openai import ALL_FAULTS, TRANSPORT_FAULTS, FakeOpenAI, Faults, offline_bridge
 from pydantic import BaseModel, ConfigDict
 
 from agentskiller.llm import LLMClient, LLMError
@@ -15,7 +16,6 @@ from agentskiller.llm.offline import OfflineRequest, handler
 from agentskiller.llm.openai_provider import retry_after_s
 from agentskiller.llm.usage import parse_usage_lines
 from agentskiller.prompts import extract_context
-from fake_openai import ALL_FAULTS, TRANSPORT_FAULTS, FakeOpenAI, Faults, offline_bridge
 
 SECRET = "sk-test-SECRET-0123456789abcdef"
 SEED = 7
@@ -31,8 +31,11 @@ class Item(BaseModel):
 @handler("test.oa_item")
 def _item(req: OfflineRequest) -> dict:
     ctx = req.context or {}
-    return {"name": ctx.get("name", "?"), "tags": sorted(req.rng.sample(["a", "b", "c", "d", "e"], 2)),
-            "score": req.rng.randint(0, 100)}
+    return {
+        "name": ctx.get("name", "?"),
+        "tags": sorted(req.rng.sample(["a", "b", "c", "d", "e"], 2)),
+        "score": req.rng.randint(0, 100),
+    }
 
 
 @handler("test.oa_long")
@@ -43,21 +46,31 @@ def _long(req: OfflineRequest) -> dict:
 def _messages(name: str | dict) -> list[dict]:
     # The same shape agentskiller.prompts.render produces: input data block at the end.
     ctx = json.dumps(name if isinstance(name, dict) else {"name": name}, indent=2, sort_keys=True)
-    return [{"role": "system", "content": "You produce items."},
-            {"role": "user", "content": f"Make an item.\n\n### Input data (JSON)\n```json\n{ctx}\n```"}]
+    return [
+        {"role": "system", "content": "You produce items."},
+        {"role": "user", "content": f"Make an item.\n\n### Input data (JSON)\n```json\n{ctx}\n```"},
+    ]
 
 
 @pytest.fixture
 def oa_config(offline_llm_config, monkeypatch) -> dict:
     monkeypatch.setenv("AGENTSKILLER_TEST_KEY", SECRET)
-    return {**offline_llm_config, "provider": "openai", "api_key_env": "AGENTSKILLER_TEST_KEY",
-            "models": {"text": "fake-text", "code": "fake-code"}, "timeout_s": 0.4, "max_retries": 6,
-            "backoff_initial_s": 0.005, "backoff_max_s": 0.02}
+    return {
+        **offline_llm_config,
+        "provider": "openai",
+        "api_key_env": "AGENTSKILLER_TEST_KEY",
+        "models": {"text": "fake-text", "code": "fake-code"},
+        "timeout_s": 0.4,
+        "max_retries": 6,
+        "backoff_initial_s": 0.005,
+        "backoff_max_s": 0.02,
+    }
 
 
 def _client(cfg: dict, base_url: str, usage=None, **over) -> LLMClient:
-    return LLMClient.from_config({**cfg, "base_url": base_url, **over}, seed=SEED,
-                                 usage_log=usage.logger if usage else None)
+    return LLMClient.from_config(
+        {**cfg, "base_url": base_url, **over}, seed=SEED, usage_log=usage.logger if usage else None
+    )
 
 
 def _run_items(cfg: dict, base_url: str, names: list[str], **over) -> list[Item]:

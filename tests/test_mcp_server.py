@@ -13,7 +13,6 @@ from pathlib import Path
 
 import anyio
 import pytest
-
 from mcp import Client, StdioServerParameters
 
 from agentskiller.runtime.loader import compare_tool_lists
@@ -41,8 +40,9 @@ def test_stdio_server_lists_tools_and_answers_calls():
         with anyio.fail_after(60):
             async with Client(params) as client:
                 tools = (await client.list_tools()).tools
-                advertised = [{"name": t.name, "description": t.description, "input_schema": t.input_schema}
-                              for t in tools]
+                advertised = [
+                    {"name": t.name, "description": t.description, "input_schema": t.input_schema} for t in tools
+                ]
                 assert compare_tool_lists(TOOL_LIST, advertised) == []
                 by_name = {t.name: t for t in tools}
                 assert by_name["cancel_appointment"].description.startswith("Cancel one of")
@@ -51,7 +51,10 @@ def test_stdio_server_lists_tools_and_answers_calls():
                 r = await client.call_tool("get_dentist", {"dentist_id": "DEN-02"})
                 assert not r.is_error
                 assert json.loads(_text(r)) == {
-                    "dentist_id": "DEN-02", "name": "Dr. Sato", "specialty": "orthodontics", "accepting": False,
+                    "dentist_id": "DEN-02",
+                    "name": "Dr. Sato",
+                    "specialty": "orthodontics",
+                    "accepting": False,
                 }
                 # an unknown ID is a tool error the model can read, not a crash
                 r = await client.call_tool("get_dentist", {"dentist_id": "DEN-404"})
@@ -147,8 +150,12 @@ def _server_copy(tmp_path: Path, extra_code: str = "", poison: tuple[str, str] |
 
 
 def _params(server: Path, *extra: str, env: dict | None = None) -> StdioServerParameters:
-    return StdioServerParameters(command=sys.executable, args=["-m", "agentskiller.serve", str(server), *extra],
-                                 env={"PYTHONPATH": str(REPO_ROOT), **(env or {})}, cwd=str(REPO_ROOT))
+    return StdioServerParameters(
+        command=sys.executable,
+        args=["-m", "agentskiller.serve", str(server), *extra],
+        env={"PYTHONPATH": str(REPO_ROOT), **(env or {})},
+        cwd=str(REPO_ROOT),
+    )
 
 
 def _left(marker: str, seconds: float = 5.0) -> list:
@@ -165,8 +172,12 @@ def test_sandboxed_server_runs_tool_code_unprivileged_without_network_secrets_or
     server = _server_copy(tmp_path, PROBE_TOOL)
     secret = tmp_path / "secret.txt"
     secret.write_text("top secret")
-    targets = [str(tmp_path / "escaped"), "/root/agentskiller_escaped", str(REPO_ROOT / "escaped_from_server"),
-               str(server / "escaped")]
+    targets = [
+        str(tmp_path / "escaped"),
+        "/root/agentskiller_escaped",
+        str(REPO_ROOT / "escaped_from_server"),
+        str(server / "escaped"),
+    ]
     lst = socket.create_server(("127.0.0.1", 0))
     port = lst.getsockname()[1]
     socket.create_connection(("127.0.0.1", port), timeout=2).close()  # the control: reachable from here
@@ -181,8 +192,9 @@ def test_sandboxed_server_runs_tool_code_unprivileged_without_network_secrets_or
             async with Client(_params(server, env={"OPENAI_API_KEY": "sk-must-not-leak"})) as client:
                 r = await client.call_tool("get_dentist", {"dentist_id": "DEN-02"})  # the tools work
                 assert not r.is_error and json.loads(_text(r))["name"] == "Dr. Sato"
-                r = await client.call_tool("probe_environment", {"port": port, "secret_file": str(secret),
-                                                                 "write_targets": targets})
+                r = await client.call_tool(
+                    "probe_environment", {"port": port, "secret_file": str(secret), "write_targets": targets}
+                )
                 assert not r.is_error, _text(r)
                 return json.loads(_text(r))
 
@@ -257,8 +269,9 @@ def test_serve_cleans_up_and_no_sandbox_still_serves(tmp_path):
     assert list(scratch.iterdir()) == []
     if not ROOT:
         assert "rlimits only" in p.stderr
-    p = subprocess.run([*cmd, "--no-sandbox"], stdin=subprocess.DEVNULL, capture_output=True, text=True,
-                       timeout=60, env=env)
+    p = subprocess.run(
+        [*cmd, "--no-sandbox"], stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60, env=env
+    )
     assert p.returncode == 0 and "--no-sandbox" in p.stderr, p.stderr
 
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 import os
 
 import pytest
+from fake_openai import FakeOpenAI, Faults, offline_bridge
 from pydantic import BaseModel
 
 from agentskiller.llm import LLMClient
 from agentskiller.llm.base import format_feedback
 from agentskiller.llm.offline import OfflineRequest, handler
 from agentskiller.prompts import PromptError, extract_context, load, prompt_version, render
-from fake_openai import FakeOpenAI, Faults, offline_bridge
 
 EXAMPLE = """\
 version: 2
@@ -41,7 +41,7 @@ def test_render_system_user_and_input_block(prompts_dir):
     assert [m["role"] for m in msgs] == ["system", "user"]
     assert msgs[0]["content"] == 'You are a robot. Reply in JSON like {"greeting": "..."}; costs are in $.'
     user = msgs[1]["content"]
-    assert user.startswith("Greet Ada. Known facts:\n{\n  \"y\": [\n    2\n  ],\n  \"z\": 1\n}")
+    assert user.startswith('Greet Ada. Known facts:\n{\n  "y": [\n    2\n  ],\n  "z": 1\n}')
     assert user.endswith('### Input data (JSON)\n```json\n{\n  "a": [\n    1,\n    "ü"\n  ],\n  "b": 2\n}\n```')
     assert extract_context(msgs) == ctx
 
@@ -76,8 +76,10 @@ def test_version_and_reload_on_edit(prompts_dir):
 
 def test_extract_context_skips_repair_messages_and_missing_block(prompts_dir):
     msgs = render("example", "bare", {"k": [1, 2]}, x="y")
-    msgs += [{"role": "assistant", "content": "```json\n{}\n```"},
-             {"role": "user", "content": format_feedback(["k: wrong"])}]
+    msgs += [
+        {"role": "assistant", "content": "```json\n{}\n```"},
+        {"role": "user", "content": format_feedback(["k: wrong"])},
+    ]
     assert extract_context(msgs) == {"k": [1, 2]}
     assert extract_context([{"role": "user", "content": "no block"}]) is None
 

@@ -143,11 +143,14 @@ def test_tool_specs_come_from_signatures_and_docstrings():
     search = specs["search_appointments"]["parameters"]
     assert search["required"] == []
     assert search["properties"]["status"] == {
-        "type": "string", "enum": ["scheduled", "completed", "cancelled"],
+        "type": "string",
+        "enum": ["scheduled", "completed", "cancelled"],
         "description": "Only appointments with this status.",
     }
     assert specs["get_appointment"]["description"] == "Return one of the authorized patient's appointments."
-    assert specs["get_appointment"]["parameters"]["properties"]["appointment_id"]["description"].startswith("The appointment")
+    assert specs["get_appointment"]["parameters"]["properties"]["appointment_id"]["description"].startswith(
+        "The appointment"
+    )
 
 
 def test_compare_tool_lists_finds_each_kind_of_difference():
@@ -231,10 +234,14 @@ def test_fused_pair_namespace_and_prefix(tmp_path):
     tables["Other_Appointment"] = tables["Clinic_Appointment"]
     ns = {"Patient": "Patient", "Dentist": "Dentist"}
     fused = {
-        "env": "ClinicDesk_Other", "domains": ["ClinicDesk", "Other"], "core_entity": "Patient",
+        "env": "ClinicDesk_Other",
+        "domains": ["ClinicDesk", "Other"],
+        "core_entity": "Patient",
         "tables": tables,
-        "namespace": {"ClinicDesk": ns | {"Appointment": "Clinic_Appointment"},
-                      "Other": ns | {"Appointment": "Other_Appointment"}},
+        "namespace": {
+            "ClinicDesk": ns | {"Appointment": "Clinic_Appointment"},
+            "Other": ns | {"Appointment": "Other_Appointment"},
+        },
         "tools_modules": {"ClinicDesk": str(SERVER_DIR / "tools.py"), "Other": str(SERVER_DIR / "tools.py")},
         "simulation_time": "2025-06-02T09:00:00Z",
         "tool_prefix": {"ClinicDesk": "clinic", "Other": "other"},

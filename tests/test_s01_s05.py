@@ -32,25 +32,33 @@ def run_chain(out: Path, seed: int) -> Path:
     s02_entities.run(ctx("s02", {"topics": out / "topics.json"}, {"entities": out / "entities.json"}))
     s03_entity_graph.run(ctx("s03", {"entities": out / "entities.json"}, {"graph": out / "entity_graph.json"}))
     outlines = out / "blueprints" / "outlines.json"
-    s04_blueprints.run_outlines(ctx("s04", {"entities": out / "entities.json", "graph": out / "entity_graph.json"},
-                                    {"outlines": outlines}))
+    s04_blueprints.run_outlines(
+        ctx("s04", {"entities": out / "entities.json", "graph": out / "entity_graph.json"}, {"outlines": outlines})
+    )
     domains = [d["domain"] for d in io.read_json(outlines)["domains"]]
     for d in domains:
         bp = out / "blueprints" / f"{d}.json"
-        s04_blueprints.run_detail(ctx("s04", {"outlines": outlines, "entities": out / "entities.json"},
-                                      {"blueprint": bp}, {"domain": d}))
-        s05_tool_lists.run(ctx("s05", {"blueprint": bp}, {"tool_list": out / "tool_lists" / f"{d}.json"},
-                               {"domain": d}))
-    s04_blueprints.run_index(ctx("s04", {"outlines": outlines,
-                                         "blueprints": [out / "blueprints" / f"{d}.json" for d in domains]},
-                                 {"index": out / "blueprints" / "index.json"}))
+        s04_blueprints.run_detail(
+            ctx("s04", {"outlines": outlines, "entities": out / "entities.json"}, {"blueprint": bp}, {"domain": d})
+        )
+        s05_tool_lists.run(
+            ctx("s05", {"blueprint": bp}, {"tool_list": out / "tool_lists" / f"{d}.json"}, {"domain": d})
+        )
+    s04_blueprints.run_index(
+        ctx(
+            "s04",
+            {"outlines": outlines, "blueprints": [out / "blueprints" / f"{d}.json" for d in domains]},
+            {"index": out / "blueprints" / "index.json"},
+        )
+    )
     client.close()
     return out
 
 
 def artifacts(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): p.read_text() for p in sorted(root.rglob("*.json"))
-            if ".llm_cache" not in p.parts}
+    return {
+        str(p.relative_to(root)): p.read_text() for p in sorted(root.rglob("*.json")) if ".llm_cache" not in p.parts
+    }
 
 
 @pytest.fixture(scope="module")
@@ -129,17 +137,23 @@ def test_topic_name_dedup_normalizes_case_separators_and_plurals():
 
 
 def test_primary_key_is_enforced_in_code():
-    raw = RawEntity(name="dental clinic", description="A clinic", attributes=[
-        {"name": "clinic_name", "type": "str", "description": "Name"},
-        {"name": "id", "type": "int", "description": "Identifier"},
-        {"name": "patient_id", "type": "string", "description": "FK"}])
+    raw = RawEntity(
+        name="dental clinic",
+        description="A clinic",
+        attributes=[
+            {"name": "clinic_name", "type": "str", "description": "Name"},
+            {"name": "id", "type": "int", "description": "Identifier"},
+            {"name": "patient_id", "type": "string", "description": "FK"},
+        ],
+    )
     ent, reason = normalize_entity(raw, {"DentalClinic", "Patient"})
     assert reason == "" and ent.name == "DentalClinic" and ent.primary_key == "dental_clinic_id"
     assert [a.name for a in ent.attributes] == ["dental_clinic_id", "clinic_name", "patient_id"]
     assert ent.attributes[0].type == "string" and ent.attributes[1].type == "string"
     # A foreign key to another entity is never taken as the primary key.
-    raw2 = RawEntity(name="Visit", attributes=[{"name": "patient_id", "type": "string"},
-                                               {"name": "notes", "type": "text"}])
+    raw2 = RawEntity(
+        name="Visit", attributes=[{"name": "patient_id", "type": "string"}, {"name": "notes", "type": "text"}]
+    )
     ent2, _ = normalize_entity(raw2, {"Visit", "Patient"})
     assert [a.name for a in ent2.attributes] == ["visit_id", "patient_id", "notes"]
     bad, why = normalize_entity(RawEntity(name="123", attributes=[]), set())
@@ -148,8 +162,12 @@ def test_primary_key_is_enforced_in_code():
 
 def test_tool_schema_arrays_and_ranges():
     from agentskiller.models.blueprint import ToolParam
+
     p = ToolParam(name="tags", type="array", items="date", description="Days", required=False, enum=None)
-    assert s05_tool_lists.param_schema(p) == {"type": "array", "items": {"type": "string", "format": "date"},
-                                              "description": "Days"}
+    assert s05_tool_lists.param_schema(p) == {
+        "type": "array",
+        "items": {"type": "string", "format": "date"},
+        "description": "Days",
+    }
     q = ToolParam(name="n", type="integer", description="N", minimum=1, maximum=5)
     assert s05_tool_lists.param_schema(q) == {"type": "integer", "minimum": 1, "maximum": 5, "description": "N"}

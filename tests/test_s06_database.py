@@ -38,10 +38,16 @@ def entities():
 
 
 def entity_ctx(tmp: Path, name: str, cfg: dict) -> StepContext:
-    return StepContext.from_paths("s06", cfg, inputs={"entities": FIX / "entities_small.json"},
-                                  outputs={"table": tmp / f"database/entities/{name}.json",
-                                           "script": tmp / f"database/scripts/entities/{name}.py"},
-                                  wildcards={"entity": name})
+    return StepContext.from_paths(
+        "s06",
+        cfg,
+        inputs={"entities": FIX / "entities_small.json"},
+        outputs={
+            "table": tmp / f"database/entities/{name}.json",
+            "script": tmp / f"database/scripts/entities/{name}.py",
+        },
+        wildcards={"entity": name},
+    )
 
 
 def build_entities(tmp: Path, cfg: dict) -> list[Path]:
@@ -53,16 +59,33 @@ def build_entities(tmp: Path, cfg: dict) -> list[Path]:
 
 
 def domain_ctx(tmp: Path, cfg: dict, paths: list[Path], bp_path: Path | None = None) -> StepContext:
-    return StepContext.from_paths("s06", cfg, inputs={"blueprint": bp_path or FIX / "blueprint_dental.json",
-                                                      "entities": FIX / "entities_small.json", "entity_tables": paths},
-                                  outputs={"db": tmp / "database/DentalCare"}, wildcards={"domain": "DentalCare"})
+    return StepContext.from_paths(
+        "s06",
+        cfg,
+        inputs={
+            "blueprint": bp_path or FIX / "blueprint_dental.json",
+            "entities": FIX / "entities_small.json",
+            "entity_tables": paths,
+        },
+        outputs={"db": tmp / "database/DentalCare"},
+        wildcards={"domain": "DentalCare"},
+    )
 
 
 # ------------------------------------------------------------------ data checks
 def good_patients(n: int = 5) -> list[dict]:
-    return [{"patient_id": f"PAT-{10000 + i}", "full_name": "Ann Lee", "date_of_birth": "1980-01-0%d" % (i + 1),
-             "email": "a@b.c", "phone": "+1", "preferred_language": "english", "has_allergies": False}
-            for i in range(n)]
+    return [
+        {
+            "patient_id": f"PAT-{10000 + i}",
+            "full_name": "Ann Lee",
+            "date_of_birth": f"1980-01-0{i + 1}",
+            "email": "a@b.c",
+            "phone": "+1",
+            "preferred_language": "english",
+            "has_allergies": False,
+        }
+        for i in range(n)
+    ]
 
 
 def test_check_records_accepts_good_data():
@@ -70,16 +93,19 @@ def test_check_records_accepts_good_data():
     assert dc.check_records(good_patients(), spec, 5) == []
 
 
-@pytest.mark.parametrize("mutate, expected", [
-    (lambda rs: rs.pop(), "expected exactly 5 records, got 4"),
-    (lambda rs: rs[1].update(has_allergies="no"), "not true/false"),
-    (lambda rs: rs[2].update(date_of_birth="2020-13-40"), "ISO date"),
-    (lambda rs: rs[0].update(preferred_language="klingon"), "not in enum"),
-    (lambda rs: rs[3].update(patient_id="PAT-10000"), "is not unique"),
-    (lambda rs: rs[4].pop("email"), "missing"),
-    (lambda rs: rs[4].update(email=None), "null in a non-nullable column"),
-    (lambda rs: rs[0].update(shoe_size=42), "unknown column 'shoe_size'"),
-])
+@pytest.mark.parametrize(
+    "mutate, expected",
+    [
+        (lambda rs: rs.pop(), "expected exactly 5 records, got 4"),
+        (lambda rs: rs[1].update(has_allergies="no"), "not true/false"),
+        (lambda rs: rs[2].update(date_of_birth="2020-13-40"), "ISO date"),
+        (lambda rs: rs[0].update(preferred_language="klingon"), "not in enum"),
+        (lambda rs: rs[3].update(patient_id="PAT-10000"), "is not unique"),
+        (lambda rs: rs[4].pop("email"), "missing"),
+        (lambda rs: rs[4].update(email=None), "null in a non-nullable column"),
+        (lambda rs: rs[0].update(shoe_size=42), "unknown column 'shoe_size'"),
+    ],
+)
 def test_check_records_catches_each_defect(mutate, expected):
     recs = good_patients()
     mutate(recs)
@@ -90,8 +116,17 @@ def test_check_records_catches_each_defect(mutate, expected):
 def test_range_and_fk_and_implied_rules():
     bp = blueprint()
     inv = dc.spec_for_relationship(bp.relationship("Invoice"))
-    rec = {"invoice_id": "INV-1", "patient_id": "PAT-1", "dental_procedure_id": "DEP-1", "quantity": 2,
-           "unit_price": 100.0, "total_amount": 200.0, "status": "open", "issued_date": "2025-05-01", "paid_at": None}
+    rec = {
+        "invoice_id": "INV-1",
+        "patient_id": "PAT-1",
+        "dental_procedure_id": "DEP-1",
+        "quantity": 2,
+        "unit_price": 100.0,
+        "total_amount": 200.0,
+        "status": "open",
+        "issued_date": "2025-05-01",
+        "paid_at": None,
+    }
     fk = {"patient_id": {"PAT-1"}, "dental_procedure_id": {"DEP-1"}}
     assert dc.check_records([rec], inv, 1, fk, NOW) == []
     bad = dict(rec, quantity=9, invoice_id="INV-2")
@@ -100,9 +135,16 @@ def test_range_and_fk_and_implied_rules():
     errs = dc.check_records([dict(rec, patient_id="PAT-404")], inv, 1, fk, NOW)
     assert any("foreign key is not a Patient primary key" in e and "PAT-404" in e for e in errs)
     appt = dc.spec_for_relationship(bp.relationship("Appointment"))
-    a = {"appointment_id": "APP-1", "patient_id": "PAT-1", "dentist_id": "DEN-1", "dental_procedure_id": "DEP-1",
-         "scheduled_at": "2025-05-01T10:00:00Z", "created_at": "2025-05-03T10:00:00Z", "status": "scheduled",
-         "notes": None}
+    a = {
+        "appointment_id": "APP-1",
+        "patient_id": "PAT-1",
+        "dentist_id": "DEN-1",
+        "dental_procedure_id": "DEP-1",
+        "scheduled_at": "2025-05-01T10:00:00Z",
+        "created_at": "2025-05-03T10:00:00Z",
+        "status": "scheduled",
+        "notes": None,
+    }
     errs = dc.check_records([a], appt, 1, None, NOW)
     assert any("created_at later than scheduled_at" in e for e in errs)
     assert any("status 'scheduled' but scheduled_at in the past" in e for e in errs)
@@ -114,8 +156,11 @@ def test_summary_is_computed_from_data():
     cols = dc.summarize_columns(recs, dc.spec_for_entity(entities()["Patient"]))
     assert cols["preferred_language"]["values"] == ["english", "french"]
     assert cols["date_of_birth"]["min"] == "1980-01-01" and cols["date_of_birth"]["max"] == "1980-01-04"
-    assert cols["patient_id"]["distinct"] == 4 and cols["patient_id"]["samples"] == ["PAT-10000", "PAT-10001",
-                                                                                     "PAT-10002"]
+    assert cols["patient_id"]["distinct"] == 4 and cols["patient_id"]["samples"] == [
+        "PAT-10000",
+        "PAT-10001",
+        "PAT-10002",
+    ]
     assert cols["full_name"]["distinct"] == 1 and cols["email"]["nulls"] == 0
 
 
@@ -178,10 +223,10 @@ def swap_handler():
         offline.handler(task)(fn)
 
 
-BROKEN = '''```python
+BROKEN = """```python
 import json, sys
 json.dump([{"patient_id": "PAT-1", "full_name": "X"}] * 3, open(sys.argv[1], "w"))
-```'''
+```"""
 
 
 def test_repair_loop_fixes_a_broken_script(tmp_path, swap_handler):
@@ -203,10 +248,13 @@ def test_repair_loop_fixes_a_broken_script(tmp_path, swap_handler):
     assert seen[1] == rounds[0]["errors"]  # the model was told exactly what was wrong
 
 
-@pytest.mark.parametrize("script, reason", [
-    ("```python\nwhile True:\n    pass\n```", "timeout"),
-    ("```python\nraise SystemExit(3)\n```", "exited with status 3"),
-])
+@pytest.mark.parametrize(
+    "script, reason",
+    [
+        ("```python\nwhile True:\n    pass\n```", "timeout"),
+        ("```python\nraise SystemExit(3)\n```", "exited with status 3"),
+    ],
+)
 def test_hanging_or_crashing_script_is_quarantined(tmp_path, swap_handler, script, reason):
     swap_handler("s06.entity_script", lambda req: script)
     cfg = config(max_repair_rounds=1)
@@ -234,8 +282,17 @@ def test_failed_blueprint_or_entity_quarantines_domain(tmp_path):
     ent = tmp_path / "ents"
     ent.mkdir()
     p = ent / "Patient.json"
-    io.write_json(p, {"table": "Patient", "primary_key": "patient_id", "records": [], "status": "failed",
-                      "reason": "s06: table Patient: boom", "meta": {}})
+    io.write_json(
+        p,
+        {
+            "table": "Patient",
+            "primary_key": "patient_id",
+            "records": [],
+            "status": "failed",
+            "reason": "s06: table Patient: boom",
+            "meta": {},
+        },
+    )
     out = tmp_path / "o2"
     s06.run_domain(domain_ctx(out, cfg, [p]))
     summary = io.read_json(out / "database/DentalCare/summary.json")

@@ -31,15 +31,27 @@ def schema() -> pm.PolicySchema:
 
 
 def context() -> dict:
-    return {"blueprint": blueprint().model_dump(exclude_none=True), "database": {},
-            "simulation_time": "2025-06-02T09:00:00Z", "tools": [t.name for t in blueprint().tools]}
+    return {
+        "blueprint": blueprint().model_dump(exclude_none=True),
+        "database": {},
+        "simulation_time": "2025-06-02T09:00:00Z",
+        "tools": [t.name for t in blueprint().tools],
+    }
 
 
 def offline_policy(feedback=None, previous: str = "") -> str:
     fn = offline.get_handler("s07.policy")
     msgs = [{"role": "user", "content": "x"}] + ([{"role": "assistant", "content": previous}] if previous else [])
-    return fn(OfflineRequest(task="s07.policy", messages=msgs, context=context(), rng=random.Random(1),
-                             feedback=list(feedback or []), round=1 if feedback else 0))
+    return fn(
+        OfflineRequest(
+            task="s07.policy",
+            messages=msgs,
+            context=context(),
+            rng=random.Random(1),
+            feedback=list(feedback or []),
+            round=1 if feedback else 0,
+        )
+    )
 
 
 def test_offline_policy_passes_checks_and_parses():
@@ -61,8 +73,11 @@ def _section(name: str) -> str:
 def test_missing_duplicate_and_unknown_sections():
     text = offline_policy()
     sec = _section("pay_invoice")
-    dup = text.replace(pm.POLICY_END, f"{pm.tool_start('pay_invoice')}\n{sec}\n{pm.tool_end('pay_invoice')}\n"
-                       f"{pm.tool_start('fly_to_moon')}\n{sec}\n{pm.tool_end('fly_to_moon')}\n{pm.POLICY_END}")
+    dup = text.replace(
+        pm.POLICY_END,
+        f"{pm.tool_start('pay_invoice')}\n{sec}\n{pm.tool_end('pay_invoice')}\n"
+        f"{pm.tool_start('fly_to_moon')}\n{sec}\n{pm.tool_end('fly_to_moon')}\n{pm.POLICY_END}",
+    )
     errs = pm.check_policy(dup, schema())
     assert any("`pay_invoice` has 2 sections" in e for e in errs)
     assert any("unknown tool `fly_to_moon`" in e for e in errs)
@@ -77,18 +92,23 @@ def test_structural_problems_and_missing_parts():
     assert any("POLICY_START" in e for e in pm.check_policy(text.replace(pm.POLICY_START, ""), schema()))
     unclosed = text.replace(pm.tool_end("get_dentist"), "", 1)
     assert any("section get_dentist is not closed" in e for e in pm.parse_policy(unclosed).problems)
-    no_effects = text.replace("**Effects:**\n- None: the tool only reads data.\n<!-- TOOL_END: get_dentist -->",
-                              "<!-- TOOL_END: get_dentist -->")
+    no_effects = text.replace(
+        "**Effects:**\n- None: the tool only reads data.\n<!-- TOOL_END: get_dentist -->",
+        "<!-- TOOL_END: get_dentist -->",
+    )
     assert any("`get_dentist` lacks the part(s) ['effects']" in e for e in pm.check_policy(no_effects, schema()))
 
 
-@pytest.mark.parametrize("snippet, bad", [
-    ("`Appointment.room_number`", "unknown column `Appointment.room_number`"),
-    ("Appointment.room_number in plain text", "unknown column `Appointment.room_number`"),
-    ("`Insurance`", "unknown table `Insurance`"),
-    ("`loyalty_points`", "unknown column or value `loyalty_points`"),
-    ("`pending`", "unknown column or value `pending`"),
-])
+@pytest.mark.parametrize(
+    "snippet, bad",
+    [
+        ("`Appointment.room_number`", "unknown column `Appointment.room_number`"),
+        ("Appointment.room_number in plain text", "unknown column `Appointment.room_number`"),
+        ("`Insurance`", "unknown table `Insurance`"),
+        ("`loyalty_points`", "unknown column or value `loyalty_points`"),
+        ("`pending`", "unknown column or value `pending`"),
+    ],
+)
 def test_unknown_mentions(snippet, bad):
     text = offline_policy().replace("- Call one tool at a time", f"- Check {snippet}.\n- Call one tool at a time")
     text = text.replace("- Make one tool call at a time", f"- Check {snippet}.\n- Make one tool call at a time")
@@ -105,14 +125,18 @@ def test_values_and_prose_are_not_mentions():
 def test_offline_repair_fixes_what_feedback_names():
     text = offline_policy()
     sec = _section("pay_invoice")
-    broken = text.replace("- Call one tool at a time", "- Always check `loyalty_points` first.\n- Call one tool at a time")
-    broken = broken.replace("- Make one tool call at a time",
-                            "- Always check `loyalty_points` first.\n- Make one tool call at a time")
+    broken = text.replace(
+        "- Call one tool at a time", "- Always check `loyalty_points` first.\n- Call one tool at a time"
+    )
+    broken = broken.replace(
+        "- Make one tool call at a time", "- Always check `loyalty_points` first.\n- Make one tool call at a time"
+    )
     start = broken.index(pm.tool_start("get_dentist"))
     end = broken.index(pm.tool_end("get_dentist")) + len(pm.tool_end("get_dentist"))
     broken = broken[:start] + broken[end:]
-    broken = broken.replace(pm.POLICY_END, f"{pm.tool_start('fly_to_moon')}\n{sec}\n{pm.tool_end('fly_to_moon')}\n"
-                            f"{pm.POLICY_END}")
+    broken = broken.replace(
+        pm.POLICY_END, f"{pm.tool_start('fly_to_moon')}\n{sec}\n{pm.tool_end('fly_to_moon')}\n{pm.POLICY_END}"
+    )
     errs = pm.check_policy(broken, schema())
     assert len(errs) == 3
     fixed = offline_policy(errs, broken)
@@ -137,11 +161,13 @@ def make_db(tmp: Path, status: str = "ok") -> Path:
 
 
 def step_ctx(tmp: Path, db: Path, bp: Path | None = None) -> StepContext:
-    return StepContext.from_paths("s07", config(), inputs={"blueprint": bp or FIX / "blueprint_dental.json",
-                                                           "entities": FIX / "entities_small.json", "db": db},
-                                  outputs={"policy": tmp / "policies/DentalCare.md",
-                                           "report": tmp / "policies/DentalCare.json"},
-                                  wildcards={"domain": "DentalCare"})
+    return StepContext.from_paths(
+        "s07",
+        config(),
+        inputs={"blueprint": bp or FIX / "blueprint_dental.json", "entities": FIX / "entities_small.json", "db": db},
+        outputs={"policy": tmp / "policies/DentalCare.md", "report": tmp / "policies/DentalCare.json"},
+        wildcards={"domain": "DentalCare"},
+    )
 
 
 def test_step_writes_policy_and_report_deterministically(tmp_path):

@@ -26,8 +26,9 @@ def blueprint() -> Blueprint:
 def offline_answer() -> s08.ToolGraphAnswer:
     bp = blueprint()
     fn = offline.get_handler("s08.tool_graph")
-    ans = fn(OfflineRequest(task="s08.tool_graph", messages=[], context=s08.graph_context(bp, ""),
-                            rng=random.Random(0)))
+    ans = fn(
+        OfflineRequest(task="s08.tool_graph", messages=[], context=s08.graph_context(bp, ""), rng=random.Random(0))
+    )
     return s08.ToolGraphAnswer.model_validate(ans)
 
 
@@ -62,8 +63,10 @@ def test_second_root_and_unreachable_are_reported():
     # an island: reachable only from a node that is itself unreachable
     base = offline_answer()
     edges = [e for e in base.edges if e.target not in ("list_invoices", "pay_invoice")]
-    edges += [s08.GraphEdge(source="pay_invoice", target="list_invoices", type="storyline flow"),
-              s08.GraphEdge(source="list_invoices", target="pay_invoice", type="storyline flow")]
+    edges += [
+        s08.GraphEdge(source="pay_invoice", target="list_invoices", type="storyline flow"),
+        s08.GraphEdge(source="list_invoices", target="pay_invoice", type="storyline flow"),
+    ]
     errs = s08.check_graph(s08.ToolGraphAnswer(edges=edges, preconditions={}), blueprint())
     assert any("not reachable" in e or "cycle" in e for e in errs)
 
@@ -105,6 +108,7 @@ def test_enumeration_preconditions_and_cap_are_deterministic():
 
 def test_enumeration_bound():
     import networkx as nx
+
     g = nx.complete_graph(8, nx.DiGraph())
     g = nx.DiGraph([(a, b) for a, b in g.edges if a < b])
     paths, truncated = s08.enumerate_paths(nx.relabel_nodes(g, str), "0", 1, 8, limit=20)
@@ -120,9 +124,17 @@ def config() -> dict:
 def step_ctx(tmp: Path, report: dict) -> StepContext:
     io.write_json(tmp / "policy.json", report)
     (tmp / "policy.md").write_text("policy")
-    return StepContext.from_paths("s08", config(), inputs={"blueprint": FIX / "blueprint_dental.json",
-                                                           "policy": tmp / "policy.md", "policy_report": tmp / "policy.json"},
-                                  outputs={"graph": tmp / "tool_graphs/DentalCare.json"}, wildcards={"domain": "DentalCare"})
+    return StepContext.from_paths(
+        "s08",
+        config(),
+        inputs={
+            "blueprint": FIX / "blueprint_dental.json",
+            "policy": tmp / "policy.md",
+            "policy_report": tmp / "policy.json",
+        },
+        outputs={"graph": tmp / "tool_graphs/DentalCare.json"},
+        wildcards={"domain": "DentalCare"},
+    )
 
 
 def test_step_writes_graph_and_repairs(tmp_path):
@@ -132,8 +144,9 @@ def test_step_writes_graph_and_repairs(tmp_path):
     def cyclic_first(req):
         ans = real(req)
         if req.round == 0:
-            ans["edges"].append({"source": "cancel_appointment", "target": "list_my_appointments",
-                                 "type": "storyline flow"})
+            ans["edges"].append(
+                {"source": "cancel_appointment", "target": "list_my_appointments", "type": "storyline flow"}
+            )
         return ans
 
     offline.unregister("s08.tool_graph")
@@ -175,7 +188,6 @@ def test_kept_trajectories_mix_lengths_round_robin():
         assert any(kinds[x] in ("create", "update", "delete") for x in first), first
     assert s08.assemble(bp, offline_answer(), 2, 4, 12) == art
     # a length with too few paths drops out of the rotation; the others fill the cap
-    paths = [("a", "w"), ("a", "b", "w"), ("a", "b", "c", "w"), ("a", "c", "b", "w"), ("a", "b", "c"),
-             ("a", "c", "w")]
+    paths = [("a", "w"), ("a", "b", "w"), ("a", "b", "c", "w"), ("a", "c", "b", "w"), ("a", "b", "c"), ("a", "c", "w")]
     kept = s08.rank_trajectories(paths, {"w": "create", "b": "read", "c": "search", "a": "authorize"}, 5)
     assert [len(t) for t in kept] == [4, 3, 2, 4, 3]

@@ -24,9 +24,10 @@ ENTITIES = ("Patient", "Dentist", "Treatment")
 BUG_OLD = """    if record.get('patient_id') != user:
         raise ToolError(f"Appointment {appointment_id} does not belong to the authorized patient")
     return record"""
-BUG_NEW = BUG_OLD.replace("    return record",
-                          "    ctx.table('Appointment').update(appointment_id, {'duration_minutes': 999})\n"
-                          "    return record")
+BUG_NEW = BUG_OLD.replace(
+    "    return record",
+    "    ctx.table('Appointment').update(appointment_id, {'duration_minutes': 999})\n    return record",
+)
 
 
 class BuggyProvider:
@@ -47,8 +48,12 @@ class BuggyProvider:
         resp = self.inner.complete(request)
         if request.task in self.buggy_tasks:
             assert BUG_OLD in resp.text
-            resp = ProviderResponse(text=resp.text.replace(BUG_OLD, BUG_NEW), model=resp.model,
-                                    prompt_tokens=resp.prompt_tokens, completion_tokens=resp.completion_tokens)
+            resp = ProviderResponse(
+                text=resp.text.replace(BUG_OLD, BUG_NEW),
+                model=resp.model,
+                prompt_tokens=resp.prompt_tokens,
+                completion_tokens=resp.completion_tokens,
+            )
         return resp
 
     def close(self) -> None:
@@ -61,12 +66,27 @@ class ForbiddenProvider(BuggyProvider):
 
 
 def _config(out: Path, repairs: int = 2) -> dict:
-    return {"seed": 7, "simulation_time": "2025-06-02T09:00:00Z", "outputs_dir": str(out),
-            "llm": {"provider": "offline", "models": {"text": "offline-text", "code": "offline-code"},
-                    "cache_mode": "off", "cache_dir": str(out / ".llm_cache"), "max_repair_rounds": 2},
-            "server": {"max_repair_rounds": repairs},
-            "sandbox": {"timeout_s": 60, "memory_mb": 1024, "cpu_s": 60, "max_processes": 64,
-                        "max_output_mb": 20, "isolate_network": True}}
+    return {
+        "seed": 7,
+        "simulation_time": "2025-06-02T09:00:00Z",
+        "outputs_dir": str(out),
+        "llm": {
+            "provider": "offline",
+            "models": {"text": "offline-text", "code": "offline-code"},
+            "cache_mode": "off",
+            "cache_dir": str(out / ".llm_cache"),
+            "max_repair_rounds": 2,
+        },
+        "server": {"max_repair_rounds": repairs},
+        "sandbox": {
+            "timeout_s": 60,
+            "memory_mb": 1024,
+            "cpu_s": 60,
+            "max_processes": 64,
+            "max_output_mb": 20,
+            "isolate_network": True,
+        },
+    }
 
 
 def make_ctx(tmp_path: Path, provider=None, repairs: int = 2) -> tuple[StepContext, Path]:
@@ -78,13 +98,20 @@ def make_ctx(tmp_path: Path, provider=None, repairs: int = 2) -> tuple[StepConte
     if provider is not None:
         llm = LLMClient(LLMConfig.model_validate(cfg["llm"]), provider, seed=7)
     ctx = StepContext.from_paths(
-        "s09", cfg,
-        inputs={"blueprint": out / f"blueprints/{DOMAIN}.json", "tool_list": out / f"tool_lists/{DOMAIN}.json",
-                "policy": out / f"policies/{DOMAIN}.md", "policy_report": out / f"policies/{DOMAIN}.json",
-                "db": out / f"database/{DOMAIN}",
-                "entity_tables": [out / f"database/entities/{e}.json" for e in ENTITIES]},
+        "s09",
+        cfg,
+        inputs={
+            "blueprint": out / f"blueprints/{DOMAIN}.json",
+            "tool_list": out / f"tool_lists/{DOMAIN}.json",
+            "policy": out / f"policies/{DOMAIN}.md",
+            "policy_report": out / f"policies/{DOMAIN}.json",
+            "db": out / f"database/{DOMAIN}",
+            "entity_tables": [out / f"database/entities/{e}.json" for e in ENTITIES],
+        },
         outputs={"tools": out / f"servers/{DOMAIN}/tools.py", "report": out / f"servers/{DOMAIN}/report.json"},
-        wildcards={"domain": DOMAIN}, llm=llm)
+        wildcards={"domain": DOMAIN},
+        llm=llm,
+    )
     return ctx, out / "servers" / DOMAIN
 
 
@@ -114,8 +141,9 @@ def test_offline_run_passes_and_installs_a_real_server(tmp_path):
     assert env["tables"]["Patient"] == "../../database/entities/Patient.json"
     assert env["namespace"][DOMAIN]["Invoice"] == "Invoice"
     loaded = load_environment(server)
-    assert sorted(loaded.toolset().names()) == sorted(t["function"]["name"] for t in io.read_json(
-        ctx.inputs["tool_list"])["tools"])
+    assert sorted(loaded.toolset().names()) == sorted(
+        t["function"]["name"] for t in io.read_json(ctx.inputs["tool_list"])["tools"]
+    )
 
 
 def test_buggy_first_answer_is_repaired(tmp_path):
@@ -165,8 +193,10 @@ def test_upstream_failure_quarantines_without_llm_calls(tmp_path):
 
 
 def test_policy_sections_stop_at_the_next_marker_or_heading():
-    text = ("# P\n\nGlobal rule.\n\n<!-- TOOL: a -->\n### a\nrule a\n\n<!-- TOOL: b -->\n### b\nrule b\n\n"
-            "## Bridge Rules\n- x\n")
+    text = (
+        "# P\n\nGlobal rule.\n\n<!-- TOOL: a -->\n### a\nrule a\n\n<!-- TOOL: b -->\n### b\nrule b\n\n"
+        "## Bridge Rules\n- x\n"
+    )
     assert s09_server.policy_sections(text) == {"a": "### a\nrule a", "b": "### b\nrule b"}
     assert s09_server.global_policy(text) == "# P\n\nGlobal rule."
 

@@ -40,8 +40,10 @@ def root(tmp_path) -> Path:
     shutil.copytree(FIXTURE, tmp_path / "outputs")
     r = tmp_path / "outputs"
     (r / "cross").mkdir()
-    io.write_json(r / "cross/combinations.json",
-                  {"status": "ok", "pairs": [{"pair": PAIR, "domains": [A, B], "core_entity": "Patient"}]})
+    io.write_json(
+        r / "cross/combinations.json",
+        {"status": "ok", "pairs": [{"pair": PAIR, "domains": [A, B], "core_entity": "Patient"}]},
+    )
     return r
 
 
@@ -58,11 +60,19 @@ class NoLLM:
 
 def run_s11(root: Path, cfg: dict | None = None, llm=None, out: str = "cross") -> dict:
     ctx = StepContext.from_paths(
-        "s11", cfg or config(root),
-        inputs=dict(combos=root / "cross/combinations.json", blueprints=member_paths(root, "blueprints"),
-                    tool_graphs=member_paths(root, "tool_graphs"), tasks=member_paths(root, "tasks"),
-                    policies=member_paths(root, "policies", ".md")),
-        outputs=dict(graph=root / out / PAIR / "tool_graph.json"), wildcards={"pair": PAIR}, llm=llm)
+        "s11",
+        cfg or config(root),
+        inputs=dict(
+            combos=root / "cross/combinations.json",
+            blueprints=member_paths(root, "blueprints"),
+            tool_graphs=member_paths(root, "tool_graphs"),
+            tasks=member_paths(root, "tasks"),
+            policies=member_paths(root, "policies", ".md"),
+        ),
+        outputs=dict(graph=root / out / PAIR / "tool_graph.json"),
+        wildcards={"pair": PAIR},
+        llm=llm,
+    )
     try:
         s11.run(ctx)
     finally:
@@ -73,11 +83,17 @@ def run_s11(root: Path, cfg: dict | None = None, llm=None, out: str = "cross") -
 
 def run_s13(root: Path, cfg: dict | None = None, llm=None, out: str = "cross") -> tuple[str, dict]:
     ctx = StepContext.from_paths(
-        "s13", cfg or config(root),
-        inputs=dict(blueprints=member_paths(root, "blueprints"), policies=member_paths(root, "policies", ".md"),
-                    policy_reports=member_paths(root, "policies")),
+        "s13",
+        cfg or config(root),
+        inputs=dict(
+            blueprints=member_paths(root, "blueprints"),
+            policies=member_paths(root, "policies", ".md"),
+            policy_reports=member_paths(root, "policies"),
+        ),
         outputs=dict(policy=root / out / PAIR / "policy.md", report=root / out / PAIR / "policy.json"),
-        wildcards={"pair": PAIR}, llm=llm)
+        wildcards={"pair": PAIR},
+        llm=llm,
+    )
     try:
         s13.run(ctx)
     finally:
@@ -107,8 +123,12 @@ def wrapped_handler(task: str, first_round):
 
 
 def members(root: Path) -> list[s11.Member]:
-    ms, reason = s11.load_members(member_paths(root, "blueprints"), member_paths(root, "tool_graphs"),
-                                  member_paths(root, "tasks"), member_paths(root, "policies", ".md"))
+    ms, reason = s11.load_members(
+        member_paths(root, "blueprints"),
+        member_paths(root, "tool_graphs"),
+        member_paths(root, "tasks"),
+        member_paths(root, "policies", ".md"),
+    )
     assert reason is None
     return ms
 
@@ -117,7 +137,7 @@ def members(root: Path) -> list[s11.Member]:
 def test_fused_graph_shape_and_every_trajectory_interlocks(root):
     g = run_s11(root)
     assert g["status"] == "ok" and g["domain"] == PAIR and g["members"] == [A, B]
-    io.validate(g, "tool_graph")          # the single-domain shape: s14 reads it unchanged
+    io.validate(g, "tool_graph")  # the single-domain shape: s14 reads it unchanged
     io.validate(g, "fused_trajectories")
     cap = config(root)["tool_graph"]["max_trajectories"]
     assert 0 < g["kept"] == len(g["trajectories"]) == len(g["storylines"]) <= cap
@@ -151,21 +171,35 @@ def test_fusion_checks_catch_violations(root):
     assert any("not a namespaced tool" in e for e in s11.check_trajectory(["authorize_patient", b], ms, 6))
     # one member only, and a member that only authorizes
     assert any(f"{B} takes no part" in e for e in s11.check_trajectory([a, f"{A}__cancel_appointment"], ms, 6))
-    assert any("contributes only its authorization" in e
-               for e in s11.check_trajectory([a, f"{A}__cancel_appointment", b], ms, 6))
+    assert any(
+        "contributes only its authorization" in e
+        for e in s11.check_trajectory([a, f"{A}__cancel_appointment", b], ms, 6)
+    )
     # too long, repeated tool, path not in the member's graph
-    long = [a, f"{A}__search_dentists", f"{A}__get_dentist_details", f"{A}__book_appointment", b,
-            f"{B}__request_consultation", f"{B}__get_consultation"]
+    long = [
+        a,
+        f"{A}__search_dentists",
+        f"{A}__get_dentist_details",
+        f"{A}__book_appointment",
+        b,
+        f"{B}__request_consultation",
+        f"{B}__get_consultation",
+    ]
     assert any("at most 6" in e for e in s11.check_trajectory(long, ms, 6))
     assert any("more than once" in e for e in s11.check_trajectory(ok + [f"{A}__cancel_appointment"], ms, 8))
-    assert any("no edge" in e for e in s11.check_trajectory(
-        [a, f"{A}__cancel_appointment", f"{A}__book_appointment", b, f"{B}__cancel_consultation"], ms, 6))
+    assert any(
+        "no edge" in e
+        for e in s11.check_trajectory(
+            [a, f"{A}__cancel_appointment", f"{A}__book_appointment", b, f"{B}__cancel_consultation"], ms, 6
+        )
+    )
     # interleaving is fine as long as each member's own calls are valid
     inter = [a, b, f"{A}__cancel_appointment", f"{B}__cancel_consultation"]
     assert s11.check_trajectory(inter, ms, 6) == []
     # duplicates across the answer
-    ans = s11.FusionAnswer(trajectories=[s11.FusedTrajectory(tools=ok, storyline="x"),
-                                         s11.FusedTrajectory(tools=ok, storyline="y")])
+    ans = s11.FusionAnswer(
+        trajectories=[s11.FusedTrajectory(tools=ok, storyline="x"), s11.FusedTrajectory(tools=ok, storyline="y")]
+    )
     assert any(e.startswith("1: ") and "duplicate" in e for e in s11.check_answer(ans, ms, 6))
 
 
@@ -176,7 +210,12 @@ def test_segment_that_failed_in_s16_is_rejected(root):
             t["status"] = "invalid"
     io.write_json(root / f"tasks/{B}.json", tasks)
     ms = members(root)
-    seg = [f"{A}__authorize_patient", f"{A}__cancel_appointment", f"{B}__authorize_patient", f"{B}__cancel_consultation"]
+    seg = [
+        f"{A}__authorize_patient",
+        f"{A}__cancel_appointment",
+        f"{B}__authorize_patient",
+        f"{B}__cancel_consultation",
+    ]
     assert any("failed every single-domain execution" in e for e in s11.check_trajectory(seg, ms, 6))
     g = run_s11(root)
     b_parts = [[t for t in traj if t.startswith(B + "__")] for traj in g["trajectories"]]
@@ -188,7 +227,7 @@ def test_fusion_repair_fixes_a_misordered_trajectory(root):
         ans = copy.deepcopy(ans)
         t = ans["trajectories"][0]["tools"]
         i = next(k for k, x in enumerate(t) if x.endswith("__authorize_patient") and k > 0)
-        t[i], t[i + 1] = t[i + 1], t[i]           # the second service's tool before its authorize
+        t[i], t[i + 1] = t[i + 1], t[i]  # the second service's tool before its authorize
         return ans
 
     with wrapped_handler("s11.fusion", misorder):
@@ -207,7 +246,9 @@ def test_fusion_is_deterministic(root):
     cfg["llm"]["cache_mode"] = "off"
     g2 = run_s11(root, cfg, out="cross2")
     assert g1 == g2
-    assert (root / f"cross1/{PAIR}/tool_graph.json").read_bytes() == (root / f"cross2/{PAIR}/tool_graph.json").read_bytes()
+    assert (root / f"cross1/{PAIR}/tool_graph.json").read_bytes() == (
+        root / f"cross2/{PAIR}/tool_graph.json"
+    ).read_bytes()
 
 
 def test_fusion_quarantines_a_failed_member_without_llm(root):
@@ -228,16 +269,19 @@ def test_merged_policy_keeps_members_whole_and_namespaced(root):
     assert p.problems == []
     bps = {d: io.read_json(root / f"blueprints/{d}.json") for d in (A, B)}
     want = [f"{d}__{t['name']}" for d in (A, B) for t in bps[d]["tools"]]
-    assert sorted(p.order) == sorted(want) and len(p.order) == len(set(p.order))   # exactly one section each
+    assert sorted(p.order) == sorted(want) and len(p.order) == len(set(p.order))  # exactly one section each
     assert rep["sections"] == p.order
     # every member section kept whole: the namespaced original section, word for word
     orig = parse_policy(io.read_text(root / f"policies/{A}.md")).sections["book_appointment"]
     mapping = {t["name"]: f"{A}__{t['name']}" for t in bps[A]["tools"]}
     mapping["DentalAppointment"] = f"{A}_DentalAppointment"
     assert p.sections[f"{A}__book_appointment"] == s13.namespace_text(orig, mapping)
-    assert orig.replace("`authorize_patient`", f"`{A}__authorize_patient`").replace(
-        "### book_appointment", f"### {A}__book_appointment").replace(
-        "DentalAppointment", f"{A}_DentalAppointment") == p.sections[f"{A}__book_appointment"]
+    assert (
+        orig.replace("`authorize_patient`", f"`{A}__authorize_patient`")
+        .replace("### book_appointment", f"### {A}__book_appointment")
+        .replace("DentalAppointment", f"{A}_DentalAppointment")
+        == p.sections[f"{A}__book_appointment"]
+    )
     assert f"`{A}_DentalAppointment.patient_id`" in text and "`DentalAppointment" not in text
     assert "`authorize_patient`" not in text and "<!-- TOOL: authorize_patient -->" not in text
     # bridge rules: one of each kind, inside the global rules, so every task's policy carries them
@@ -257,30 +301,33 @@ def test_bridge_rule_checks(root):
     def section(*rules: str) -> str:
         return "\n".join([s13.BRIDGE_START, "## Bridge Rules", *[f"- {r}" for r in rules], s13.BRIDGE_END])
 
-    ident = (f"**Identity:** The same `patient_id` authorizes `{A}__authorize_patient` and "
-             f"`{B}__authorize_patient`.")
+    ident = f"**Identity:** The same `patient_id` authorizes `{A}__authorize_patient` and `{B}__authorize_patient`."
     order = f"**Ordering:** `{A}__book_appointment` is confirmed before `{B}__submit_prescription_fill`."
     confl = f"**Conflict:** {A} rules govern {A} tools; the stricter rule wins."
     assert s13.check_bridge(section(ident, order, confl), v) == []
     errs = s13.check_bridge(section(ident, f"**Ordering:** call `{A}__fly_plane` first.", confl), v)
     assert any("unknown tool `DentalCareDesk__fly_plane`" in e for e in errs)
     errs = s13.check_bridge(section(ident, "**Ordering:** call `authorize_patient` first.", confl), v)
-    assert any("bare tool name" in e and f"`{A}__authorize_patient`" in e and f"`{B}__authorize_patient`" in e
-               for e in errs)
+    assert any(
+        "bare tool name" in e and f"`{A}__authorize_patient`" in e and f"`{B}__authorize_patient`" in e for e in errs
+    )
     errs = s13.check_bridge(section(ident, order, "**Conflict:** `DentalAppointment.status` wins."), v)
     assert any(f"`{A}_DentalAppointment.status`" in e for e in errs)
     assert any("no conflict rule" in e for e in s13.check_bridge(section(ident, order), v))
     assert any("kind label" in e for e in s13.check_bridge(section(ident, order, confl, "Just be nice."), v))
-    assert any("identity rules must name" in e for e in s13.check_bridge(
-        section("**Identity:** The same `patient_id` everywhere.", order, confl), v))
+    assert any(
+        "identity rules must name" in e
+        for e in s13.check_bridge(section("**Identity:** The same `patient_id` everywhere.", order, confl), v)
+    )
     assert any("exactly once" in e for e in s13.check_bridge("## Bridge Rules\n- **Identity:** x", v))
     assert s13.check_bridge(section(ident, order, f"**Conflict:** `{A}_DentalAppointment.no_such` wins."), v)
 
 
 def test_bridge_rules_repair_drops_an_unknown_tool(root):
     def add_unknown(text: str) -> str:
-        return text.replace(s13.BRIDGE_END, f"- **Ordering:** call `{A}__teleport_patient` before anything else.\n"
-                                            + s13.BRIDGE_END)
+        return text.replace(
+            s13.BRIDGE_END, f"- **Ordering:** call `{A}__teleport_patient` before anything else.\n" + s13.BRIDGE_END
+        )
 
     with wrapped_handler("s13.bridge_rules", add_unknown):
         cfg = config(root)
@@ -323,10 +370,13 @@ def test_merge_is_deterministic_and_quarantines_without_llm(root):
 
 def test_namespace_text_leaves_prose_alone():
     m = {"book_appointment": "X__book_appointment", "refund": "X__refund", "Booking": "X_Booking"}
-    src = ("Booking is easy. Use `book_appointment` or book_appointment; `refund` differs from a refund.\n"
-           "`Booking.status` and Booking.status; <!-- TOOL: refund -->\n### refund\n")
+    src = (
+        "Booking is easy. Use `book_appointment` or book_appointment; `refund` differs from a refund.\n"
+        "`Booking.status` and Booking.status; <!-- TOOL: refund -->\n### refund\n"
+    )
     out = s13.namespace_text(src, m)
-    assert out.startswith("Booking is easy. Use `X__book_appointment` or X__book_appointment; `X__refund` "
-                          "differs from a refund.")
+    assert out.startswith(
+        "Booking is easy. Use `X__book_appointment` or X__book_appointment; `X__refund` differs from a refund."
+    )
     assert "`X_Booking.status` and X_Booking.status; <!-- TOOL: X__refund -->\n### X__refund" in out
-    assert s13.namespace_text(out, m) == out   # idempotent: namespaced names are not renamed again
+    assert s13.namespace_text(out, m) == out  # idempotent: namespaced names are not renamed again

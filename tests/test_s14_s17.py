@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+from fixtures.s14.pipeline import ENV, FIXTURE, config, copy_fixture, run_all, run_step
 
 from agentskiller import io
 from agentskiller.llm.offline.handlers.s14_templates import judge_template
@@ -14,7 +15,6 @@ from agentskiller.steps import s16_tasks
 from agentskiller.steps.grounding import mentions, ungrounded
 from agentskiller.steps.s14_templates import base_context, check_draft
 from agentskiller.steps.task_env import EnvView, trajectory_slots
-from fixtures.s14.pipeline import ENV, FIXTURE, config, copy_fixture, run_all, run_step
 
 SIM = "2025-06-02T09:00:00Z"
 
@@ -34,14 +34,18 @@ def view() -> EnvView:
 def judge_ctx(view, traj, instruction, holds=()):
     slots = trajectory_slots(view, traj)
     ctx = base_context(view, traj, slots, (FIXTURE / f"policies/{ENV}.md").read_text())
-    return {**ctx, "criteria": list(CRITERIA),
-            "template": {"instruction": instruction, "reason_for_call": "Plans changed.", "user_holds": list(holds)}}
+    return {
+        **ctx,
+        "criteria": list(CRITERIA),
+        "template": {"instruction": instruction, "reason_for_call": "Plans changed.", "user_holds": list(holds)},
+    }
 
 
 # ------------------------------------------------------------------ s14
 def test_slots_follow_the_trajectory(view):
-    slots = {s.name: s for s in trajectory_slots(view, ["authorize_patient", "book_appointment",
-                                                        "reschedule_appointment"])}
+    slots = {
+        s.name: s for s in trajectory_slots(view, ["authorize_patient", "book_appointment", "reschedule_appointment"])
+    }
     assert slots["patient_id"].kind == "record"
     assert slots["clinician_id"].kind == "record" and not slots["clinician_id"].internal_id
     assert {"date", "reason", "new_date"} <= set(slots)
@@ -51,8 +55,10 @@ def test_slots_follow_the_trajectory(view):
 
 def test_judge_accepts_a_complete_template_and_rejects_a_missing_value(view):
     traj = ["authorize_patient", "get_appointment", "reschedule_appointment"]
-    good = ("Hi, I'm {Patient.full_name}, patient ID {patient_id}. Please check my appointment on "
-            "{Appointment.date} and move it to {new_date}.")
+    good = (
+        "Hi, I'm {Patient.full_name}, patient ID {patient_id}. Please check my appointment on "
+        "{Appointment.date} and move it to {new_date}."
+    )
     v = judge_template(judge_ctx(view, traj, good))
     assert min(v[c] for c in CRITERIA) == 5, v["problems"]
     bad = "Hi, I'm {Patient.full_name}, patient ID {patient_id}. Please check my appointment on {Appointment.date} and move it."
@@ -62,17 +68,29 @@ def test_judge_accepts_a_complete_template_and_rejects_a_missing_value(view):
 
 def test_judge_flags_unheld_internal_ids_and_missing_identity(view):
     traj = ["authorize_patient", "list_appointments", "cancel_appointment"]
-    v = judge_template(judge_ctx(view, traj, "Please show my appointments and cancel appointment {appointment_id} for me."))
+    v = judge_template(
+        judge_ctx(view, traj, "Please show my appointments and cancel appointment {appointment_id} for me.")
+    )
     assert v["unambiguous"] < 5 and v["policy_compliant"] < 5
-    v2 = judge_template(judge_ctx(view, traj, "I'm {Patient.full_name}, ID {patient_id}. Show my appointments and "
-                                              "cancel my booking {appointment_id}.", holds=["appointment_id"]))
+    v2 = judge_template(
+        judge_ctx(
+            view,
+            traj,
+            "I'm {Patient.full_name}, ID {patient_id}. Show my appointments and cancel my booking {appointment_id}.",
+            holds=["appointment_id"],
+        )
+    )
     assert v2["unambiguous"] == 5 and v2["policy_compliant"] == 5
 
 
 def test_check_draft_rejects_unknown_placeholders(view):
     slots = trajectory_slots(view, ["authorize_patient", "cancel_appointment"])
-    errs = check_draft(TemplateDraft(instruction="I'm {patient_id}; cancel {booking_code}.", reason_for_call="x",
-                                     user_holds=["patient_id"]), slots)
+    errs = check_draft(
+        TemplateDraft(
+            instruction="I'm {patient_id}; cancel {booking_code}.", reason_for_call="x", user_holds=["patient_id"]
+        ),
+        slots,
+    )
     assert any("booking_code" in e for e in errs) and any("user_holds" in e for e in errs)
 
 
@@ -92,7 +110,7 @@ def test_templates_artifact_keeps_rejections_and_is_reused(tmp_path, monkeypatch
         if t["status"] == "rejected":
             assert t["reason"] and t["problems"] and t["scores"]
     before = (tmp_path / f"task_templates/{ENV}.json").read_bytes()
-    ctx = run_step("s14", tmp_path, cfg)   # cache off: only reuse can avoid the LLM
+    ctx = run_step("s14", tmp_path, cfg)  # cache off: only reuse can avoid the LLM
     assert ctx._llm is None or ctx._llm.stats.provider_calls == 0
     assert (tmp_path / f"task_templates/{ENV}.json").read_bytes() == before
 
@@ -115,20 +133,23 @@ def test_instances_respect_ownership_preconditions_and_time(done):
         assert inst["calls"][0]["arguments"]["patient_id"] == inst["user_id"]
         if "appointment_id" in v:
             rec = appts[v["appointment_id"]]
-            assert rec["patient_id"] == inst["user_id"]        # the user owns the record
-            assert rec["status"] == "scheduled"                 # cancel / reschedule precondition
+            assert rec["patient_id"] == inst["user_id"]  # the user owns the record
+            assert rec["status"] == "scheduled"  # cancel / reschedule precondition
         for k in ("date", "new_date"):
             if k in v:
-                assert v[k] > SIM                               # bookings after simulation time
+                assert v[k] > SIM  # bookings after simulation time
         if "status" in v:
             assert v["status"] in ("scheduled", "cancelled", "completed")
-    assert set(per_template.values()) == {2}                   # tasks.samples_per_template
+    assert set(per_template.values()) == {2}  # tasks.samples_per_template
 
 
 def test_create_then_update_resolves_the_new_id(done):
     doc = io.read_json(done / f"instances/{ENV}.json")
-    chained = [i for i in doc["instances"] if [c["name"] for c in i["calls"]][1:] ==
-               ["book_appointment", "reschedule_appointment"]]
+    chained = [
+        i
+        for i in doc["instances"]
+        if [c["name"] for c in i["calls"]][1:] == ["book_appointment", "reschedule_appointment"]
+    ]
     assert chained
     for inst in chained:
         assert inst["calls"][2]["resolve"] == {"appointment_id": {"call": 1, "field": "appointment_id"}}
@@ -151,20 +172,35 @@ def test_failing_and_no_op_writes_are_invalid(done, view):
     scheduled = next(a for a in appts if a["status"] == "scheduled")
 
     def inst(iid, calls):
-        return Instance(instance_id=iid, template_id="t", user_id="u", values={}, records={},
-                        calls=[GoldenCall(name=n, arguments=a) for n, a in calls])
+        return Instance(
+            instance_id=iid,
+            template_id="t",
+            user_id="u",
+            values={},
+            records={},
+            calls=[GoldenCall(name=n, arguments=a) for n, a in calls],
+        )
 
-    bad = inst("a" * 16, [("authorize_patient", {"patient_id": cancelled["patient_id"]}),
-                          ("cancel_appointment", {"appointment_id": cancelled["appointment_id"]})])
-    noop = inst("b" * 16, [("authorize_patient", {"patient_id": scheduled["patient_id"]}),
-                           ("reschedule_appointment", {"appointment_id": scheduled["appointment_id"],
-                                                       "new_date": scheduled["date"]})])
+    bad = inst(
+        "a" * 16,
+        [
+            ("authorize_patient", {"patient_id": cancelled["patient_id"]}),
+            ("cancel_appointment", {"appointment_id": cancelled["appointment_id"]}),
+        ],
+    )
+    noop = inst(
+        "b" * 16,
+        [
+            ("authorize_patient", {"patient_id": scheduled["patient_id"]}),
+            ("reschedule_appointment", {"appointment_id": scheduled["appointment_id"], "new_date": scheduled["date"]}),
+        ],
+    )
     from agentskiller.runtime.environment import load_environment
 
     server = done / f"servers/{ENV}"
     h0 = load_environment(server).initial_state().hash()
     tasks = s16_tasks.validate(view, server, [bad, noop], h0, s16_tasks.inprocess_executor())
-    if scheduled["date"] <= SIM:   # a past date is refused by the tool: also invalid, for another reason
+    if scheduled["date"] <= SIM:  # a past date is refused by the tool: also invalid, for another reason
         assert tasks[1].status == "invalid"
     else:
         assert tasks[1].status == "invalid" and "did not change the state" in tasks[1].reason
@@ -192,7 +228,7 @@ def test_queries_are_grounded_complete_and_keep_internal_ids_private(done):
                 # the value itself or a natural rendering of it ("June 6, 2025 at 10 AM UTC")
                 assert mentions(q["instruction"], v), (name, v, q["instruction"])
                 if slot_kinds.get(name) == "record":
-                    assert str(v) in q["instruction"]          # IDs stay verbatim
+                    assert str(v) in q["instruction"]  # IDs stay verbatim
         assert ungrounded(q["instruction"], [task["values"], task["records"]]) == []
         assert q["first_message"] and q["persona"]["name"]
 
@@ -227,18 +263,24 @@ def test_two_writes_of_one_column_are_two_slots_with_different_values(tmp_path):
     bp = json.loads(bp_path.read_text())
     for t in bp["tools"]:
         if t["name"] == "reschedule_appointment":
-            t["parameters"][1]["name"] = "date"   # same name and column as book_appointment's date
+            t["parameters"][1]["name"] = "date"  # same name and column as book_appointment's date
     bp_path.write_text(json.dumps(bp))
     view = EnvView.load(ENV, bp_path, tmp_path / f"servers/{ENV}/report.json")
     traj = ["authorize_patient", "book_appointment", "reschedule_appointment"]
     slots = {s.name: s for s in trajectory_slots(view, traj)}
     assert slots["date"].calls == [1] and slots["new_date"].calls == [2]
-    from agentskiller.models.tasks import TaskTemplate
-    from agentskiller.steps.s15_instances import make_instances
     import random
 
-    tpl = TaskTemplate(template_id="0" * 16, trajectory=traj, slots=list(slots.values()), status="accepted",
-                       instruction="I'm {patient_id}. Book {clinician_id} on {date} for {reason}, then move it to {new_date}.")
+    from agentskiller.models.tasks import TaskTemplate
+    from agentskiller.steps.s15_instances import make_instances
+
+    tpl = TaskTemplate(
+        template_id="0" * 16,
+        trajectory=traj,
+        slots=list(slots.values()),
+        status="accepted",
+        instruction="I'm {patient_id}. Book {clinician_id} on {date} for {reason}, then move it to {new_date}.",
+    )
     insts, _ = make_instances(view, view.load_tables(), tpl, 3, random.Random(1))
     assert insts
     for inst in insts:
@@ -250,23 +292,50 @@ def test_two_writes_of_one_column_are_two_slots_with_different_values(tmp_path):
 def _address_case():
     from agentskiller.models.tasks import KnownFact, Persona, QueryDraft, Slot, TaskTemplate
 
-    tpl = TaskTemplate(template_id="0" * 16, trajectory=["authorize_patient", "get_appointment"], status="accepted",
-                       slots=[Slot(name="patient_id", kind="record", table="Patient", column="patient_id", calls=[0]),
-                              Slot(name="appointment_id", kind="record", table="Appointment",
-                                   column="appointment_id", calls=[1], internal_id=True),
-                              Slot(name="Appointment.date", kind="descriptor", table="Appointment", column="date")],
-                       instruction="I'm {patient_id}. Check my appointment on {Appointment.date}.")
-    inst = Instance(instance_id="1" * 16, template_id=tpl.template_id, user_id="PAT-1",
-                    values={"patient_id": "PAT-1", "appointment_id": "APT-7", "Appointment.date": "2025-07-01"},
-                    records={"Patient": {"patient_id": "PAT-1", "full_name": "Maria Wilson",
-                                         "home_address": "3246 Chad Village Apt. 172", "phone": "+1-902-181-0132"},
-                             "Appointment": {"appointment_id": "APT-7", "patient_id": "PAT-1", "date": "2025-07-01"}},
-                    calls=[])
+    tpl = TaskTemplate(
+        template_id="0" * 16,
+        trajectory=["authorize_patient", "get_appointment"],
+        status="accepted",
+        slots=[
+            Slot(name="patient_id", kind="record", table="Patient", column="patient_id", calls=[0]),
+            Slot(
+                name="appointment_id",
+                kind="record",
+                table="Appointment",
+                column="appointment_id",
+                calls=[1],
+                internal_id=True,
+            ),
+            Slot(name="Appointment.date", kind="descriptor", table="Appointment", column="date"),
+        ],
+        instruction="I'm {patient_id}. Check my appointment on {Appointment.date}.",
+    )
+    inst = Instance(
+        instance_id="1" * 16,
+        template_id=tpl.template_id,
+        user_id="PAT-1",
+        values={"patient_id": "PAT-1", "appointment_id": "APT-7", "Appointment.date": "2025-07-01"},
+        records={
+            "Patient": {
+                "patient_id": "PAT-1",
+                "full_name": "Maria Wilson",
+                "home_address": "3246 Chad Village Apt. 172",
+                "phone": "+1-902-181-0132",
+            },
+            "Appointment": {"appointment_id": "APT-7", "patient_id": "PAT-1", "date": "2025-07-01"},
+        },
+        calls=[],
+    )
 
     def draft(facts):
-        return QueryDraft(persona=Persona(name="Maria Wilson", manner="calm"), reason_for_call="Plans changed.",
-                          instruction="I'm PAT-1. Check my appointment on 2025-07-01.",
-                          known_facts=[KnownFact(fact=f, value=v) for f, v in facts], first_message="Hi there.")
+        return QueryDraft(
+            persona=Persona(name="Maria Wilson", manner="calm"),
+            reason_for_call="Plans changed.",
+            instruction="I'm PAT-1. Check my appointment on 2025-07-01.",
+            known_facts=[KnownFact(fact=f, value=v) for f, v in facts],
+            first_message="Hi there.",
+        )
+
     return tpl, inst, draft
 
 
@@ -312,14 +381,23 @@ def test_update_with_only_optional_values_still_writes_one(tmp_path):
     view = EnvView.load(ENV, bp_path, tmp_path / f"servers/{ENV}/report.json")
     traj = ["authorize_patient", "get_appointment", "reschedule_appointment"]
     slots = trajectory_slots(view, traj)
-    silent = "Hi, I'm {Patient.full_name}, patient ID {patient_id}. Check my appointment on {Appointment.date} and move it."
+    silent = (
+        "Hi, I'm {Patient.full_name}, patient ID {patient_id}. Check my appointment on {Appointment.date} and move it."
+    )
     kinds = ["authorize", "read", "update"]
-    assert any("gives no new value" in e for e in check_draft(TemplateDraft(instruction=silent, reason_for_call="x"),
-                                                              slots, kinds))
+    assert any(
+        "gives no new value" in e
+        for e in check_draft(TemplateDraft(instruction=silent, reason_for_call="x"), slots, kinds)
+    )
     assert not check_draft(TemplateDraft(instruction=silent + " To {new_date}.", reason_for_call="x"), slots, kinds)
     ctx = base_context(view, traj, slots, "")
-    v = judge_template({**ctx, "criteria": list(CRITERIA),
-                        "template": {"instruction": silent, "reason_for_call": "Plans changed.", "user_holds": []}})
+    v = judge_template(
+        {
+            **ctx,
+            "criteria": list(CRITERIA),
+            "template": {"instruction": silent, "reason_for_call": "Plans changed.", "user_holds": []},
+        }
+    )
     assert v["trajectory_faithful"] <= 2 and any("new value" in p for p in v["problems"])
     tpl = TaskTemplate(template_id="0" * 16, trajectory=traj, slots=slots, status="accepted", instruction=silent)
     insts, reasons = make_instances(view, view.load_tables(), tpl, 3, random.Random(3))

@@ -93,8 +93,12 @@ def test_fork_bomb_hitting_the_process_limit_reports_fork_limit():
 
 @needs_root
 def test_writing_outside_the_sandbox_directory_is_denied():
-    targets = [REPO_ROOT / "tests" / ".sandbox_escape_probe", Path("/tmp/.sandbox_escape_probe"),
-               REPO_ROOT / "agentskiller" / ".sandbox_escape_probe", Path("/etc/.sandbox_escape_probe")]
+    targets = [
+        REPO_ROOT / "tests" / ".sandbox_escape_probe",
+        Path("/tmp/.sandbox_escape_probe"),
+        REPO_ROOT / "agentskiller" / ".sandbox_escape_probe",
+        Path("/etc/.sandbox_escape_probe"),
+    ]
     code = (
         "import sys\nfailed = []\n"
         f"for p in {[str(t) for t in targets]!r}:\n"
@@ -129,10 +133,7 @@ def test_network_is_isolated():
     port = server.getsockname()[1]
     try:
         socket.create_connection(("127.0.0.1", port), timeout=2).close()  # works from outside
-        code = (
-            "import socket\n"
-            f"socket.create_connection(('127.0.0.1', {port}), timeout=2)\n"
-        )
+        code = f"import socket\nsocket.create_connection(('127.0.0.1', {port}), timeout=2)\n"
         r = run_py(code)
         assert r.reason == "exit" and r.returncode == 1
         assert "Network is unreachable" in r.stderr
@@ -182,15 +183,29 @@ def test_confine_wraps_a_long_running_process_with_inherited_stdio_and_close_kil
 
     from agentskiller.runtime.sandbox import confine
 
-    code = ("import os, sys, time\n"
-            "if os.fork() == 0:\n"
-            "    os.setsid(); time.sleep(120)\n"
-            "for line in sys.stdin:\n"
-            "    print(f'{os.getuid()} {os.getpgrp()} {os.path.exists(sys.argv[1])} ' + line.strip(), flush=True)\n")
-    conf = confine([PY, "-c", code, str(tmp_path)], files={"in.txt": "x"}, new_session=False,
-                   die_with_parent=True, **{k: v for k, v in LIMITS.items() if k not in ("timeout_s", "max_output_bytes")})
-    proc = subprocess.Popen(conf.argv, env=conf.env, preexec_fn=conf.preexec, close_fds=True,
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    code = (
+        "import os, sys, time\n"
+        "if os.fork() == 0:\n"
+        "    os.setsid(); time.sleep(120)\n"
+        "for line in sys.stdin:\n"
+        "    print(f'{os.getuid()} {os.getpgrp()} {os.path.exists(sys.argv[1])} ' + line.strip(), flush=True)\n"
+    )
+    conf = confine(
+        [PY, "-c", code, str(tmp_path)],
+        files={"in.txt": "x"},
+        new_session=False,
+        die_with_parent=True,
+        **{k: v for k, v in LIMITS.items() if k not in ("timeout_s", "max_output_bytes")},
+    )
+    proc = subprocess.Popen(
+        conf.argv,
+        env=conf.env,
+        preexec_fn=conf.preexec,
+        close_fds=True,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         proc.stdin.write("ping\n")
         proc.stdin.flush()
@@ -222,8 +237,13 @@ def test_confined_child_dies_with_its_parent(tmp_path):
         "print(c.uid, flush=True)\n"
         "import os; os._exit(0)  # no clean-up: the kernel must stop the child\n"
     )
-    out = subprocess.run([PY, "-c", starter], capture_output=True, text=True, timeout=30,
-                         env={"PYTHONPATH": str(REPO_ROOT), "PATH": "/usr/bin:/bin"})
+    out = subprocess.run(
+        [PY, "-c", starter],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={"PYTHONPATH": str(REPO_ROOT), "PATH": "/usr/bin:/bin"},
+    )
     uid = int(out.stdout.split()[0])
     deadline = time.monotonic() + 5
     while _pids_of_uid(uid) and time.monotonic() < deadline:

@@ -11,7 +11,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from test_workflow_openai import KEY_ENV, SECRET, OpenAIRun, shared_run
 
 RUN_KINDS = ("clean", "faulty", "dead")
@@ -23,15 +22,21 @@ def run(request, tmp_path_factory) -> OpenAIRun:
 
 
 def files_holding(root: Path, needle: bytes) -> list[str]:
-    return [str(p.relative_to(root)) for p in sorted(root.rglob("*"))
-            if p.is_file() and not p.is_symlink() and needle in p.read_bytes()]
+    return [
+        str(p.relative_to(root))
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and not p.is_symlink() and needle in p.read_bytes()
+    ]
 
 
 def test_the_secret_is_in_no_file_of_the_run(run):
     work = run.work
     # the places that matter must exist, or "no hits" would prove nothing
-    present = {"logs": (work / "logs").is_dir(), ".snakemake": (work / ".snakemake").is_dir(),
-               "config": (work / "config.yaml").is_file()}
+    present = {
+        "logs": (work / "logs").is_dir(),
+        ".snakemake": (work / ".snakemake").is_dir(),
+        "config": (work / "config.yaml").is_file(),
+    }
     if run.ok:
         present["outputs"] = any((work / "outputs").rglob("*.json"))
         present["cache"] = any((work / ".llm_cache").rglob("*.json"))

@@ -22,10 +22,10 @@ import subprocess
 import time
 
 import pytest
-
-from agentskiller import io
 from test_workflow_openai import shared_run
 from workflow_helpers import REPO, artifact_files, snakemake
+
+from agentskiller import io
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
@@ -41,16 +41,18 @@ def _cluster_up() -> str | None:
     if out.returncode != 0:
         return f"sinfo failed: {out.stderr.strip()[:200]}"
     states = [line.split() for line in out.stdout.splitlines() if line.strip()]
-    if not any(avail == "up" and state.rstrip("*~#") in ("idle", "mixed", "allocated", "completing")
-               for avail, state in states):
+    if not any(
+        avail == "up" and state.rstrip("*~#") in ("idle", "mixed", "allocated", "completing") for avail, state in states
+    ):
         return f"no usable SLURM node: {out.stdout.strip()[:200]}"
     return None
 
 
 def _sacct_works() -> bool:
     try:
-        res = subprocess.run(["sacct", "-n", "-X", "--starttime", "now-1minutes"], capture_output=True,
-                             text=True, timeout=20)
+        res = subprocess.run(
+            ["sacct", "-n", "-X", "--starttime", "now-1minutes"], capture_output=True, text=True, timeout=20
+        )
     except (OSError, subprocess.TimeoutExpired):
         return False
     return res.returncode == 0
@@ -62,10 +64,18 @@ if _why_not:
 
 
 def slurm_args() -> list[str]:
-    args = ["--profile", str(REPO / "profiles" / "slurm"), "--executor", "slurm", "--jobs", "4",
-            "--slurm-init-seconds-before-status-checks", "1",
-            # a test cluster has no accounts to charge; its default partition is used
-            "--slurm-no-account"]
+    args = [
+        "--profile",
+        str(REPO / "profiles" / "slurm"),
+        "--executor",
+        "slurm",
+        "--jobs",
+        "4",
+        "--slurm-init-seconds-before-status-checks",
+        "1",
+        # a test cluster has no accounts to charge; its default partition is used
+        "--slurm-no-account",
+    ]
     if not _sacct_works():  # LOCAL_SLURM_ACCOUNTING=none: sacct cannot see jobs
         args += ["--slurm-status-command", "squeue"]
     return args
@@ -84,8 +94,7 @@ def test_s01_s05_on_slurm_equal_a_local_run(tmp_path, tmp_path_factory):
     first = _snakemake_slurm(work, "outputs/blueprints/index.json")
     assert first.returncode == 0, first.output[-6000:]
     domains = [d["domain"] for d in io.read_json(work / "outputs/blueprints/outlines.json")["domains"]]
-    second = _snakemake_slurm(work, "outputs/blueprints/index.json",
-                              *(f"outputs/tool_lists/{d}.json" for d in domains))
+    second = _snakemake_slurm(work, "outputs/blueprints/index.json", *(f"outputs/tool_lists/{d}.json" for d in domains))
     assert second.returncode == 0, second.output[-6000:]
     print(f"\ns01-s05 on SLURM: {time.perf_counter() - t0:.1f} s")
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 import shutil
 
 import pytest
+from workflow_helpers import artifact_files, snakemake, usage_rows, write_config
 
 from agentskiller import io
-from workflow_helpers import artifact_files, snakemake, usage_rows, write_config
 
 pytestmark = pytest.mark.slow
 
@@ -25,9 +25,13 @@ def test_default_run_yields_domains_and_valid_artifacts(default_run):
     index = _load(work, "blueprints/index.json")
     ok = [d for d in index["domains"] if d["status"] == "ok"]
     assert len(ok) >= 6, index
-    for rel, schema in [("topics.json", "topics"), ("entities.json", "entities"),
-                        ("entity_graph.json", "entity_graph"), ("blueprints/outlines.json", "outlines"),
-                        ("blueprints/index.json", "blueprint_index")]:
+    for rel, schema in [
+        ("topics.json", "topics"),
+        ("entities.json", "entities"),
+        ("entity_graph.json", "entity_graph"),
+        ("blueprints/outlines.json", "outlines"),
+        ("blueprints/index.json", "blueprint_index"),
+    ]:
         io.validate(_load(work, rel), schema)
     for d in ok:
         io.validate(_load(work, f"blueprints/{d['domain']}.json"), "blueprint")
@@ -91,6 +95,7 @@ def test_dry_run_and_rulegraph(tmp_path):
     dot = shutil.which("dot")
     if dot:
         import subprocess
+
         svg = subprocess.run([dot, "-Tsvg"], input=graph.stdout, capture_output=True, text=True)
         assert svg.returncode == 0 and "<svg" in svg.stdout
 

@@ -23,10 +23,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-
-from agentskiller import io
 from fake_openai import ALL_FAULTS, TRANSPORT_FAULTS, FakeOpenAI, Faults, Recorded, offline_bridge
 from workflow_helpers import RunResult, artifact_files, snakemake, usage_rows, write_config
+
+from agentskiller import io
 
 SEED = 7  # config/config.yaml's seed: the bridge must answer with the workflow's seed
 KEY_ENV = "AGENTSKILLER_TEST_OPENAI_KEY"
@@ -67,21 +67,24 @@ class OpenAIRun:
 
 
 def openai_config(work: Path, base_url: str, **overrides) -> Path:
-    return write_config(work, **{
-        "llm.provider": "openai",
-        "llm.base_url": base_url,
-        "llm.api_key_env": KEY_ENV,
-        "llm.models.text": "fake-text-model",
-        "llm.models.code": "fake-code-model",
-        "llm.timeout_s": TIMEOUT_S,
-        "llm.backoff_initial_s": 0.01,
-        "llm.backoff_max_s": 0.05,
-        # A malformed or schema-breaking answer costs one repair round on top of the
-        # rounds the offline answers themselves may need (s04 blueprints are repaired by
-        # design), so the default of 3 could run out under 30 % faults; 6 cannot in practice.
-        "llm.max_repair_rounds": 6,
-        **overrides,
-    })
+    return write_config(
+        work,
+        **{
+            "llm.provider": "openai",
+            "llm.base_url": base_url,
+            "llm.api_key_env": KEY_ENV,
+            "llm.models.text": "fake-text-model",
+            "llm.models.code": "fake-code-model",
+            "llm.timeout_s": TIMEOUT_S,
+            "llm.backoff_initial_s": 0.01,
+            "llm.backoff_max_s": 0.05,
+            # A malformed or schema-breaking answer costs one repair round on top of the
+            # rounds the offline answers themselves may need (s04 blueprints are repaired by
+            # design), so the default of 3 could run out under 30 % faults; 6 cannot in practice.
+            "llm.max_repair_rounds": 6,
+            **overrides,
+        },
+    )
 
 
 def run_s01_s05(work: Path, config: Path, env: dict | None = None) -> list[RunResult]:
@@ -92,8 +95,10 @@ def run_s01_s05(work: Path, config: Path, env: dict | None = None) -> list[RunRe
     if first.returncode != 0:
         return [first]
     outlines = io.read_json(work / "outputs/blueprints/outlines.json")
-    targets = ["outputs/blueprints/index.json", *(f"outputs/tool_lists/{d['domain']}.json"
-                                                   for d in outlines["domains"])]
+    targets = [
+        "outputs/blueprints/index.json",
+        *(f"outputs/tool_lists/{d['domain']}.json" for d in outlines["domains"]),
+    ]
     second = snakemake(work, "--cores", "2", *targets, config=config, env=env)
     return [first, second]
 
@@ -131,8 +136,9 @@ _KINDS = {
     "faulty": lambda w: _run_openai(w, Faults(rate=0.3, kinds=ALL_FAULTS, seed=FAULT_SEED, slow_s=SLOW_S)),
     # Only transport faults: every attempt fails before an answer exists. Few retries keep
     # the failing run short; it must fail either way.
-    "dead": lambda w: _run_openai(w, Faults(rate=1.0, kinds=TRANSPORT_FAULTS, seed=3, slow_s=SLOW_S),
-                                  **{"llm.max_retries": 3}),
+    "dead": lambda w: _run_openai(
+        w, Faults(rate=1.0, kinds=TRANSPORT_FAULTS, seed=3, slow_s=SLOW_S), **{"llm.max_retries": 3}
+    ),
     "offline": _run_offline,
 }
 
@@ -179,9 +185,15 @@ def test_clean_run_produces_s01_s05_through_the_openai_provider(clean_run):
     outlines = io.read_json(clean_run.work / "outputs/blueprints/outlines.json")
     domains = [d["domain"] for d in outlines["domains"]]
     assert domains
-    expected = {"topics.json", "entities.json", "entity_graph.json", "blueprints/outlines.json",
-                "blueprints/index.json", *(f"blueprints/{d}.json" for d in domains),
-                *(f"tool_lists/{d}.json" for d in domains)}
+    expected = {
+        "topics.json",
+        "entities.json",
+        "entity_graph.json",
+        "blueprints/outlines.json",
+        "blueprints/index.json",
+        *(f"blueprints/{d}.json" for d in domains),
+        *(f"tool_lists/{d}.json" for d in domains),
+    }
     assert set(files) == expected, sorted(set(files) ^ expected)
     for name in ("topics.json", "entities.json", "blueprints/index.json", f"blueprints/{domains[0]}.json"):
         meta = io.read_json(clean_run.work / "outputs" / name)["meta"]
@@ -190,8 +202,13 @@ def test_clean_run_produces_s01_s05_through_the_openai_provider(clean_run):
 
     chats = clean_run.chat_requests()
     tasks = {r.headers.get("x-agentskiller-task") for r in chats}
-    assert {"s01.expand_topics", "s02.extract_entities", "s03.relate_entities", "s04.outlines",
-            "s04.blueprint_detail"} <= tasks, tasks
+    assert {
+        "s01.expand_topics",
+        "s02.extract_entities",
+        "s03.relate_entities",
+        "s04.outlines",
+        "s04.blueprint_detail",
+    } <= tasks, tasks
     assert all(r.status == 200 and r.fault is None for r in chats)
     assert {r.body["model"] for r in chats} == {"fake-text-model"}
     # every provider call is accounted for in the job logs, one usage line per request
@@ -203,8 +220,9 @@ def test_clean_run_produces_s01_s05_through_the_openai_provider(clean_run):
 def test_clean_rerun_is_a_no_op(clean_run):
     cfg = clean_run.work / "config.yaml"
     # The fake server is gone: anything that still wanted to call it would fail.
-    res = snakemake(clean_run.work, "--cores", "2", "-n", "outputs/blueprints/index.json", config=cfg,
-                    env={KEY_ENV: SECRET})
+    res = snakemake(
+        clean_run.work, "--cores", "2", "-n", "outputs/blueprints/index.json", config=cfg, env={KEY_ENV: SECRET}
+    )
     assert res.returncode == 0, res.output[-3000:]
     assert "Nothing to be done" in res.output, res.output[-3000:]
 

@@ -59,11 +59,22 @@ def write_config(workdir: Path, **overrides) -> Path:
     return path
 
 
-def snakemake(workdir: Path, *args: str, config: Path | None = None, env: dict | None = None,
-              timeout: int = 900) -> RunResult:
+def snakemake(
+    workdir: Path, *args: str, config: Path | None = None, env: dict | None = None, timeout: int = 900
+) -> RunResult:
     workdir.mkdir(parents=True, exist_ok=True)
-    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(SNAKEFILE), "--directory", str(workdir),
-           "--configfile", str(config or DEFAULT_CONFIG), *args]
+    cmd = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "--snakefile",
+        str(SNAKEFILE),
+        "--directory",
+        str(workdir),
+        "--configfile",
+        str(config or DEFAULT_CONFIG),
+        *args,
+    ]
     full_env = {**os.environ, **(env or {})}
     proc = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, timeout=timeout, env=full_env)
     return RunResult(proc.returncode, proc.stdout, proc.stderr, workdir)

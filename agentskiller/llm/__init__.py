@@ -14,5 +14,13 @@ from .base import LLMConfig, LLMError, ProviderRequest, ProviderResponse
 from .client import LLMClient, LLMStats
 from .extract import extract_code, extract_json
 
-__all__ = ["LLMClient", "LLMConfig", "LLMError", "LLMStats", "ProviderRequest", "ProviderResponse",
-           "extract_code", "extract_json"]
+__all__ = [
+    "LLMClient",
+    "LLMConfig",
+    "LLMError",
+    "LLMStats",
+    "ProviderRequest",
+    "ProviderResponse",
+    "extract_code",
+    "extract_json",
+]

@@ -128,8 +128,7 @@ def messages_text(messages: list[dict[str, Any]]) -> str:
 # server (tests/fake_openai.py) can recover the error list and answer like the offline
 # provider does. One bullet per error; continuation lines of an error are indented.
 FEEDBACK_HEADER = "Your previous answer had these problems:"
-FEEDBACK_FOOTER = ("Answer again with the complete, corrected answer in the same format "
-                   "(not a diff, no commentary).")
+FEEDBACK_FOOTER = "Answer again with the complete, corrected answer in the same format (not a diff, no commentary)."
 
 
 def format_feedback(errors: list[str]) -> str:
@@ -144,7 +143,7 @@ def parse_feedback(text: str) -> list[str] | None:
     """Inverse of :func:`format_feedback`; None when ``text`` is not a repair message."""
     if not isinstance(text, str) or not text.startswith(FEEDBACK_HEADER):
         return None
-    body = text[len(FEEDBACK_HEADER):]
+    body = text[len(FEEDBACK_HEADER) :]
     end = body.rfind("\n\n" + FEEDBACK_FOOTER)
     if end >= 0:
         body = body[:end]

@@ -12,9 +12,10 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
-from typing import Any, Callable, Iterable, Sequence, TypeVar
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
@@ -57,8 +58,14 @@ def validation_messages(exc: ValidationError) -> list[str]:
 
 
 class LLMClient:
-    def __init__(self, config: LLMConfig, provider: Any, seed: int = 0,
-                 usage_log: logging.Logger | None = None, cache: ResponseCache | None = None) -> None:
+    def __init__(
+        self,
+        config: LLMConfig,
+        provider: Any,
+        seed: int = 0,
+        usage_log: logging.Logger | None = None,
+        cache: ResponseCache | None = None,
+    ) -> None:
         self.config = config
         self.provider = provider
         self.seed = int(seed)
@@ -72,8 +79,9 @@ class LLMClient:
         self._closed = False
 
     @classmethod
-    def from_config(cls, llm_config: dict | LLMConfig, seed: int = 0,
-                    usage_log: logging.Logger | None = None) -> "LLMClient":
+    def from_config(
+        cls, llm_config: dict | LLMConfig, seed: int = 0, usage_log: logging.Logger | None = None
+    ) -> LLMClient:
         cfg = llm_config if isinstance(llm_config, LLMConfig) else LLMConfig.model_validate(llm_config or {})
         if cfg.provider == "offline":
             from .offline.provider import OfflineProvider
@@ -86,9 +94,16 @@ class LLMClient:
         return cls(cfg, provider, seed=seed, usage_log=usage_log)
 
     # ------------------------------------------------------------------ API
-    def generate(self, task: str, messages: Sequence[dict], schema: type[BaseModel] | None = None,
-                 role: str = "text", context: Any = None, check: CheckFn | None = None,
-                 max_rounds: int | None = None) -> Any:
+    def generate(
+        self,
+        task: str,
+        messages: Sequence[dict],
+        schema: type[BaseModel] | None = None,
+        role: str = "text",
+        context: Any = None,
+        check: CheckFn | None = None,
+        max_rounds: int | None = None,
+    ) -> Any:
         """Ask until the answer parses, validates and passes ``check``.
 
         ``max_rounds`` is the number of *repair* rounds after the first answer (default
@@ -105,10 +120,20 @@ class LLMClient:
         feedback: list[str] = []
         errors: list[str] = []
         for rnd in range(repairs + 1):
-            req = ProviderRequest(task=task, role=role, model=model, messages=[dict(m) for m in convo], schema=schema,
-                                  schema_json=schema_json, temperature=self.config.temperature,
-                                  max_tokens=self.config.max_tokens, seed=self.seed, context=context,
-                                  feedback=list(feedback), round=rnd)
+            req = ProviderRequest(
+                task=task,
+                role=role,
+                model=model,
+                messages=[dict(m) for m in convo],
+                schema=schema,
+                schema_json=schema_json,
+                temperature=self.config.temperature,
+                max_tokens=self.config.max_tokens,
+                seed=self.seed,
+                context=context,
+                feedback=list(feedback),
+                round=rnd,
+            )
             text = self._complete(req)
             value, errors = self._accept(text, schema, role, check)
             if not errors:
@@ -128,8 +153,9 @@ class LLMClient:
         items = list(items)
         if len(items) <= 1 or self.config.max_concurrency <= 1:
             return [fn(x) for x in items]
-        with ThreadPoolExecutor(max_workers=min(self.config.max_concurrency, len(items)),
-                                thread_name_prefix="llm") as pool:
+        with ThreadPoolExecutor(
+            max_workers=min(self.config.max_concurrency, len(items)), thread_name_prefix="llm"
+        ) as pool:
             futures = [pool.submit(fn, x) for x in items]
             return [f.result() for f in futures]
 
@@ -138,7 +164,7 @@ class LLMClient:
             self._closed = True
             self.provider.close()
 
-    def __enter__(self) -> "LLMClient":
+    def __enter__(self) -> LLMClient:
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -146,18 +172,20 @@ class LLMClient:
 
     # ------------------------------------------------------------ internals
     def _key(self, req: ProviderRequest) -> str:
-        return cache_key({
-            "provider": self.provider.name,
-            "model": req.model,
-            "task": req.task,
-            "messages": req.messages,
-            "schema": req.schema_json,
-            "temperature": req.temperature,
-            "max_tokens": req.max_tokens,
-            "response_format": self.config.response_format if req.schema is not None else "text",
-            "seed": req.seed,
-            "salt": self.provider.cache_salt(req),
-        })
+        return cache_key(
+            {
+                "provider": self.provider.name,
+                "model": req.model,
+                "task": req.task,
+                "messages": req.messages,
+                "schema": req.schema_json,
+                "temperature": req.temperature,
+                "max_tokens": req.max_tokens,
+                "response_format": self.config.response_format if req.schema is not None else "text",
+                "seed": req.seed,
+                "salt": self.provider.cache_salt(req),
+            }
+        )
 
     def _complete(self, req: ProviderRequest) -> str:
         t0 = time.perf_counter()
@@ -165,22 +193,36 @@ class LLMClient:
         entry = self.cache.lookup(key, req.task) if key else None
         if entry is not None:
             r = entry["response"]
-            resp = ProviderResponse(text=r["text"], model=r.get("model", req.model),
-                                    prompt_tokens=int(r.get("prompt_tokens", 0)),
-                                    completion_tokens=int(r.get("completion_tokens", 0)),
-                                    finish_reason=r.get("finish_reason"))
+            resp = ProviderResponse(
+                text=r["text"],
+                model=r.get("model", req.model),
+                prompt_tokens=int(r.get("prompt_tokens", 0)),
+                completion_tokens=int(r.get("completion_tokens", 0)),
+                finish_reason=r.get("finish_reason"),
+            )
             hit = True
         else:
             with self._slots:
                 resp = self.provider.complete(req)
             hit = False
             if key:
-                self.cache.put(key, {
-                    "task": req.task, "role": req.role, "round": req.round, "provider": self.provider.name,
-                    "request": {"model": req.model, "messages": req.messages},
-                    "response": {"text": resp.text, "model": resp.model, "prompt_tokens": resp.prompt_tokens,
-                                 "completion_tokens": resp.completion_tokens, "finish_reason": resp.finish_reason},
-                })
+                self.cache.put(
+                    key,
+                    {
+                        "task": req.task,
+                        "role": req.role,
+                        "round": req.round,
+                        "provider": self.provider.name,
+                        "request": {"model": req.model, "messages": req.messages},
+                        "response": {
+                            "text": resp.text,
+                            "model": resp.model,
+                            "prompt_tokens": resp.prompt_tokens,
+                            "completion_tokens": resp.completion_tokens,
+                            "finish_reason": resp.finish_reason,
+                        },
+                    },
+                )
         latency = time.perf_counter() - t0
         cost = 0.0 if hit else self.config.cost(req.model, resp.prompt_tokens, resp.completion_tokens)
         with self._stats_lock:
@@ -191,16 +233,25 @@ class LLMClient:
                 self.stats.prompt_tokens += resp.prompt_tokens
                 self.stats.completion_tokens += resp.completion_tokens
                 self.stats.cost_usd += cost
-        log_usage(self.usage_log, {
-            "task": req.task, "role": req.role, "model": req.model, "provider": self.provider.name,
-            "prompt_tokens": resp.prompt_tokens, "completion_tokens": resp.completion_tokens,
-            "latency_s": round(latency, 4), "cache_hit": hit, "round": req.round, "cost_usd": round(cost, 8),
-        })
+        log_usage(
+            self.usage_log,
+            {
+                "task": req.task,
+                "role": req.role,
+                "model": req.model,
+                "provider": self.provider.name,
+                "prompt_tokens": resp.prompt_tokens,
+                "completion_tokens": resp.completion_tokens,
+                "latency_s": round(latency, 4),
+                "cache_hit": hit,
+                "round": req.round,
+                "cost_usd": round(cost, 8),
+            },
+        )
         return resp.text
 
     @staticmethod
-    def _accept(text: str, schema: type[BaseModel] | None, role: str,
-                check: CheckFn | None) -> tuple[Any, list[str]]:
+    def _accept(text: str, schema: type[BaseModel] | None, role: str, check: CheckFn | None) -> tuple[Any, list[str]]:
         """(value, problems) for one answer; problems empty = accepted."""
         if schema is None:
             value: Any = extract_code(text) if role == "code" else text

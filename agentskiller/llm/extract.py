@@ -47,7 +47,7 @@ def extract_json(text: str) -> Any:
     except ValueError:
         pass
     blocks = fenced_blocks(text)
-    for lang, body in sorted(blocks, key=lambda b: b[0] not in ("json", "json5", "jsonc")):
+    for _lang, body in sorted(blocks, key=lambda b: b[0] not in ("json", "json5", "jsonc")):
         try:
             return json.loads(body)
         except ValueError:

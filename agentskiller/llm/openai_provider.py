@@ -20,11 +20,11 @@ import random
 import re
 import threading
 import time
+from collections.abc import Callable
 from email.utils import parsedate_to_datetime
-from typing import Any, Callable
+from typing import Any
 
-from .base import (LLMConfig, LLMError, ProviderRequest, ProviderResponse, estimate_tokens, messages_text,
-                   schema_name)
+from .base import LLMConfig, LLMError, ProviderRequest, ProviderResponse, estimate_tokens, messages_text, schema_name
 
 log = logging.getLogger("agentskiller.llm.openai")
 
@@ -95,8 +95,10 @@ class OpenAIProvider:
         key = os.environ.get(cfg.api_key_env) if cfg.api_key_env else None
         if not key:
             if cfg.base_url is None:
-                raise LLMError(f"llm.provider is openai but environment variable {cfg.api_key_env or '(none)'} "
-                               f"holding the API key is not set (or set llm.base_url for a local server)")
+                raise LLMError(
+                    f"llm.provider is openai but environment variable {cfg.api_key_env or '(none)'} "
+                    f"holding the API key is not set (or set llm.base_url for a local server)"
+                )
             key = "sk-no-key-required"  # local servers ignore it, the SDK insists on one
         self.client = openai.OpenAI(api_key=key, base_url=self.endpoint, timeout=cfg.timeout_s, max_retries=0)
         self._sleep = sleep
@@ -128,15 +130,22 @@ class OpenAIProvider:
             except _FormatRejected as exc:
                 last = exc
                 nxt = modes[i + 1] if i + 1 < len(modes) else None
-                log.warning("%s rejected response_format %s for task %s (%s)%s", self.endpoint, mode, request.task,
-                            exc, f"; falling back to {nxt}" if nxt else "")
+                log.warning(
+                    "%s rejected response_format %s for task %s (%s)%s",
+                    self.endpoint,
+                    mode,
+                    request.task,
+                    exc,
+                    f"; falling back to {nxt}" if nxt else "",
+                )
                 continue
             if request.schema is not None and self.cfg.response_format == "auto":
                 with self._lock:
                     self._learned_mode = mode
             return resp
-        raise LLMError(f"{request.task}: {self.endpoint} rejected every response format {list(modes)}; "
-                       f"last error: {last}")
+        raise LLMError(
+            f"{request.task}: {self.endpoint} rejected every response format {list(modes)}; last error: {last}"
+        )
 
     # -------------------------------------------------------------- internals
     def _modes(self, request: ProviderRequest) -> tuple[str, ...]:
@@ -145,7 +154,7 @@ class OpenAIProvider:
         if self.cfg.response_format != "auto":
             return (self.cfg.response_format,)
         learned = self._learned_mode
-        return MODES[MODES.index(learned):] if learned else MODES
+        return MODES[MODES.index(learned) :] if learned else MODES
 
     def _messages(self, request: ProviderRequest, mode: str) -> list[dict]:
         msgs = [dict(m) for m in request.messages]
@@ -154,8 +163,11 @@ class OpenAIProvider:
         # Without server-side schema enforcement the model must see the schema itself.
         # It goes into the system message (not the user turn, which test servers parse,
         # nor a second system message, which some chat templates refuse).
-        note = ("Respond with a single JSON object only, valid against this JSON Schema:\n```json\n"
-                + json.dumps(request.schema_json, ensure_ascii=False) + "\n```")
+        note = (
+            "Respond with a single JSON object only, valid against this JSON Schema:\n```json\n"
+            + json.dumps(request.schema_json, ensure_ascii=False)
+            + "\n```"
+        )
         if msgs and msgs[0].get("role") == "system" and isinstance(msgs[0].get("content"), str):
             msgs[0]["content"] = msgs[0]["content"].rstrip() + "\n\n" + note
         else:
@@ -172,8 +184,10 @@ class OpenAIProvider:
             text = choice.message.content or getattr(choice.message, "refusal", None) or ""
             if choice.finish_reason == "length":
                 if max_tokens >= cap:
-                    raise LLMError(f"{request.task}: answer from {self.endpoint} truncated (finish_reason=length) "
-                                   f"even with max_tokens={max_tokens}")
+                    raise LLMError(
+                        f"{request.task}: answer from {self.endpoint} truncated (finish_reason=length) "
+                        f"even with max_tokens={max_tokens}"
+                    )
                 max_tokens = min(cap, max_tokens * 2)
                 log.warning("task %s: answer truncated; retrying with max_tokens=%d", request.task, max_tokens)
                 continue
@@ -181,15 +195,17 @@ class OpenAIProvider:
             pt = getattr(usage, "prompt_tokens", None)
             ct = getattr(usage, "completion_tokens", None)
             return ProviderResponse(
-                text=text, model=request.model,
+                text=text,
+                model=request.model,
                 prompt_tokens=int(pt) if pt is not None else estimate_tokens(messages_text(messages)),
                 completion_tokens=int(ct) if ct is not None else estimate_tokens(text),
-                finish_reason=choice.finish_reason)
+                finish_reason=choice.finish_reason,
+            )
 
     def _backoff(self, attempt: int, retry_after: float | None) -> float:
         if retry_after is not None:
             return min(retry_after, MAX_RETRY_AFTER_S)
-        base = min(self.cfg.backoff_max_s, self.cfg.backoff_initial_s * (2 ** attempt))
+        base = min(self.cfg.backoff_max_s, self.cfg.backoff_initial_s * (2**attempt))
         return base * (0.5 + 0.5 * self._jitter.random())  # "equal jitter": spread, yet grows
 
     def _create(self, request: ProviderRequest, messages: list[dict], mode: str, max_tokens: int) -> Any:
@@ -202,8 +218,10 @@ class OpenAIProvider:
             "extra_headers": {TASK_HEADER: request.task},
         }
         if mode == "json_schema":
-            kwargs["response_format"] = {"type": "json_schema", "json_schema": {
-                "name": schema_name(request.schema), "schema": request.schema_json, "strict": False}}
+            kwargs["response_format"] = {
+                "type": "json_schema",
+                "json_schema": {"name": schema_name(request.schema), "schema": request.schema_json, "strict": False},
+            }
         elif mode == "json_object":
             kwargs["response_format"] = {"type": "json_object"}
         attempts = self.cfg.max_retries + 1
@@ -223,8 +241,7 @@ class OpenAIProvider:
             except oa.APIStatusError as exc:
                 status = exc.status_code
                 body = _body_text(exc)
-                if (status == 400 and "max_completion_tokens" in body
-                        and self._max_tokens_param == "max_tokens"):
+                if status == 400 and "max_completion_tokens" in body and self._max_tokens_param == "max_tokens":
                     # Newer OpenAI models refuse max_tokens; switch once and retry at once.
                     self._max_tokens_param = "max_completion_tokens"
                     last = exc
@@ -240,8 +257,16 @@ class OpenAIProvider:
                 last = exc
             if attempt + 1 < attempts:
                 delay = self._backoff(attempt, retry_after)
-                log.warning("task %s: %s failed (%s); retry %d/%d in %.2fs", request.task, self.endpoint,
-                            _describe(last), attempt + 1, attempts - 1, delay)
+                log.warning(
+                    "task %s: %s failed (%s); retry %d/%d in %.2fs",
+                    request.task,
+                    self.endpoint,
+                    _describe(last),
+                    attempt + 1,
+                    attempts - 1,
+                    delay,
+                )
                 self._sleep(delay)
-        raise LLMError(f"{request.task}: {self.endpoint} failed after {attempts} attempt(s); "
-                       f"last error: {_describe(last)}")
+        raise LLMError(
+            f"{request.task}: {self.endpoint} failed after {attempts} attempt(s); last error: {_describe(last)}"
+        )

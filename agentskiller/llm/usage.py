@@ -9,12 +9,23 @@ from __future__ import annotations
 import json
 import logging
 from collections import defaultdict
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 PREFIX = "LLM_USAGE "
 
-FIELDS = ("task", "role", "model", "provider", "prompt_tokens", "completion_tokens",
-          "latency_s", "cache_hit", "round", "cost_usd")
+FIELDS = (
+    "task",
+    "role",
+    "model",
+    "provider",
+    "prompt_tokens",
+    "completion_tokens",
+    "latency_s",
+    "cache_hit",
+    "round",
+    "cost_usd",
+)
 
 
 def usage_line(row: dict[str, Any]) -> str:
@@ -34,7 +45,7 @@ def parse_usage_lines(log_text: str) -> list[dict]:
         if i < 0:
             continue
         try:
-            row = json.loads(line[i + len(PREFIX):])
+            row = json.loads(line[i + len(PREFIX) :])
         except ValueError:
             continue  # a truncated last line of a killed job
         if isinstance(row, dict):
@@ -43,9 +54,18 @@ def parse_usage_lines(log_text: str) -> list[dict]:
 
 
 def _empty() -> dict[str, float]:
-    return {"calls": 0, "provider_calls": 0, "cache_hits": 0, "prompt_tokens": 0, "completion_tokens": 0,
-            "cached_prompt_tokens": 0, "cached_completion_tokens": 0, "cost_usd": 0.0, "latency_s": 0.0,
-            "repair_rounds": 0}
+    return {
+        "calls": 0,
+        "provider_calls": 0,
+        "cache_hits": 0,
+        "prompt_tokens": 0,
+        "completion_tokens": 0,
+        "cached_prompt_tokens": 0,
+        "cached_completion_tokens": 0,
+        "cost_usd": 0.0,
+        "latency_s": 0.0,
+        "repair_rounds": 0,
+    }
 
 
 def _add(acc: dict, row: dict) -> None:
@@ -69,8 +89,11 @@ def _add(acc: dict, row: dict) -> None:
 def summarize(rows: Iterable[dict]) -> dict:
     """Totals, per step (task prefix before the first dot), per task and per model."""
     total = _empty()
-    by: dict[str, dict[str, dict]] = {"step": defaultdict(_empty), "task": defaultdict(_empty),
-                                       "model": defaultdict(_empty)}
+    by: dict[str, dict[str, dict]] = {
+        "step": defaultdict(_empty),
+        "task": defaultdict(_empty),
+        "model": defaultdict(_empty),
+    }
     for row in rows:
         task = str(row.get("task") or "?")
         _add(total, row)
@@ -84,8 +107,10 @@ def summarize(rows: Iterable[dict]) -> dict:
         acc["latency_s"] = round(acc["latency_s"], 3)
         return acc
 
-    return {"total": done(total),
-            **{f"by_{k}": {name: done(acc) for name, acc in sorted(v.items())} for k, v in by.items()}}
+    return {
+        "total": done(total),
+        **{f"by_{k}": {name: done(acc) for name, acc in sorted(v.items())} for k, v in by.items()},
+    }
 
 
 def format_table(summary: dict, by: str = "step") -> str:

@@ -36,7 +36,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from .catalog import AttrType, Attribute, Strict
+from .catalog import Attribute, AttrType, Strict
 
 ToolKind = Literal["authorize", "read", "search", "create", "update", "delete", "compute"]
 ParamType = Literal["string", "integer", "number", "boolean", "date", "datetime", "array"]

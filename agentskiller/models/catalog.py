@@ -76,8 +76,8 @@ class EntityGraph(Strict):
     links: list[EntityLink]
 
     def neighbours(self, person: str) -> list[str]:
-        out = [l.target for l in self.links if l.source == person]
-        out += [l.source for l in self.links if l.target == person]
+        out = [link.target for link in self.links if link.source == person]
+        out += [link.source for link in self.links if link.target == person]
         seen: list[str] = []
         for n in out:
             if n != person and n not in seen:

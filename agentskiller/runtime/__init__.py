@@ -30,11 +30,30 @@ def __getattr__(name: str):
         return getattr(worker, name)
     raise AttributeError(name)
 
+
 __all__ = [
-    "GENERATED_ID_RE", "Context", "Table", "ToolError", "is_tool", "tool",
-    "CallRecord", "Environment", "EnvironmentManifest", "Session", "load_environment",
-    "ToolSet", "compare_tool_lists", "tool_spec", "tool_specs_from_file",
-    "SandboxResult", "SandboxSettings", "run_sandboxed",
-    "State", "StateError",
-    "EpisodeResult", "WorkerError", "execute_episodes", "execute_episodes_inprocess",
+    "GENERATED_ID_RE",
+    "Context",
+    "Table",
+    "ToolError",
+    "is_tool",
+    "tool",
+    "CallRecord",
+    "Environment",
+    "EnvironmentManifest",
+    "Session",
+    "load_environment",
+    "ToolSet",
+    "compare_tool_lists",
+    "tool_spec",
+    "tool_specs_from_file",
+    "SandboxResult",
+    "SandboxSettings",
+    "run_sandboxed",
+    "State",
+    "StateError",
+    "EpisodeResult",
+    "WorkerError",
+    "execute_episodes",
+    "execute_episodes_inprocess",
 ]

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import copy
 import re
-from typing import TYPE_CHECKING, Any, Callable, Iterator, TypeVar
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:  # pragma: no cover - import for type checkers only
     from .state import State
@@ -62,7 +63,7 @@ class Table:
     """One table of the state, seen through a tool's namespace. Every record handed out
     is a copy: tool code cannot change the state except through insert/update/delete."""
 
-    def __init__(self, state: "State", logical: str, physical: str) -> None:
+    def __init__(self, state: State, logical: str, physical: str) -> None:
         self._state = state
         self.name = logical
         self.physical = physical
@@ -176,7 +177,7 @@ class Context:
 
     def __init__(
         self,
-        state: "State",
+        state: State,
         namespace: dict[str, str] | None = None,
         core_entity: str | None = None,
         now: str = "",

@@ -58,7 +58,7 @@ class EnvironmentManifest(BaseModel):
     tool_prefix: dict[str, str] = Field(default_factory=dict)
 
     @model_validator(mode="after")
-    def _consistent(self) -> "EnvironmentManifest":
+    def _consistent(self) -> EnvironmentManifest:
         for d in self.domains:
             if d not in self.tools_modules:
                 raise ValueError(f"no tools module for domain {d}")
@@ -97,7 +97,7 @@ class Environment:
 
         return ToolSet.from_environment(self)
 
-    def new_session(self, state: State | None = None, toolset=None) -> "Session":
+    def new_session(self, state: State | None = None, toolset=None) -> Session:
         return Session(self, toolset or self.toolset(), state if state is not None else self.initial_state())
 
 

@@ -25,9 +25,10 @@ import re
 import sys
 import types
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Callable, Literal, Union, get_args, get_origin
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 from pydantic import ConfigDict, create_model
 from pydantic.fields import FieldInfo
@@ -74,9 +75,7 @@ def load_tools_module(path: str | Path, module_name: str | None = None) -> types
 def collect_tools(module: types.ModuleType) -> list[Callable[..., Any]]:
     """The module's own ``@tool`` functions, in definition order."""
     found = [
-        obj
-        for obj in vars(module).values()
-        if is_tool(obj) and getattr(obj, "__module__", None) == module.__name__
+        obj for obj in vars(module).values() if is_tool(obj) and getattr(obj, "__module__", None) == module.__name__
     ]
     return sorted(found, key=lambda f: getattr(getattr(f, "__code__", None), "co_firstlineno", 0))
 
@@ -127,9 +126,15 @@ def _field_schema(info: FieldInfo) -> dict:
     if info.description:
         out["description"] = info.description
     for meta in info.metadata:
-        for attr, key in (("ge", "minimum"), ("le", "maximum"), ("gt", "exclusiveMinimum"),
-                          ("lt", "exclusiveMaximum"), ("min_length", "minLength"),
-                          ("max_length", "maxLength"), ("pattern", "pattern")):
+        for attr, key in (
+            ("ge", "minimum"),
+            ("le", "maximum"),
+            ("gt", "exclusiveMinimum"),
+            ("lt", "exclusiveMaximum"),
+            ("min_length", "minLength"),
+            ("max_length", "maxLength"),
+            ("pattern", "pattern"),
+        ):
             val = getattr(meta, attr, None)
             if val is not None:
                 out[key] = val
@@ -331,10 +336,7 @@ class BoundTool:
             raise ValueError("arguments must be a JSON object")
         if self._model is None:
             rest, hints = _tool_params(self.fn)
-            fields = {
-                p.name: (hints[p.name], ... if p.default is inspect.Parameter.empty else p.default)
-                for p in rest
-            }
+            fields = {p.name: (hints[p.name], ... if p.default is inspect.Parameter.empty else p.default) for p in rest}
             self._model = create_model(
                 f"{self.fn.__name__}_arguments",
                 __config__=ConfigDict(extra="ignore", arbitrary_types_allowed=False),
@@ -355,7 +357,7 @@ class ToolSet:
             self.tools[t.name] = t
 
     @classmethod
-    def from_environment(cls, env) -> "ToolSet":
+    def from_environment(cls, env) -> ToolSet:
         m = env.manifest
         tools: list[BoundTool] = []
         for domain in m.domains:

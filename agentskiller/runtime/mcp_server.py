@@ -80,8 +80,10 @@ def _wrapper(bound: BoundTool, session: Session, lock: threading.Lock, call_time
             try:
                 rec = _call_with_deadline(lambda: session.call(bound.name, kwargs), call_timeout_s)
             except TimeoutError:
-                msg = (f"tool call {bound.name} timed out after {call_timeout_s:g} s; "
-                       "the server stops (its state can no longer be trusted)")
+                msg = (
+                    f"tool call {bound.name} timed out after {call_timeout_s:g} s; "
+                    "the server stops (its state can no longer be trusted)"
+                )
                 print(f"agentskiller.serve: {msg}", file=sys.stderr, flush=True)
                 _stop_soon()
                 raise MCPToolError(msg) from None
@@ -101,8 +103,9 @@ def _wrapper(bound: BoundTool, session: Session, lock: threading.Lock, call_time
     return call
 
 
-def build_server(environment: Environment | str | Path, session: Session | None = None,
-                 call_timeout_s: float | None = None) -> MCPServer:
+def build_server(
+    environment: Environment | str | Path, session: Session | None = None, call_timeout_s: float | None = None
+) -> MCPServer:
     """An MCP server for ``environment`` (an Environment, server directory or manifest);
     ``call_timeout_s``: see the module docstring."""
     env = environment if isinstance(environment, Environment) else load_environment(environment)

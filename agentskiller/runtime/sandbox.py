@@ -49,13 +49,13 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
-__all__ = ["SandboxSettings", "SandboxResult", "run_sandboxed", "REASONS", "SandboxError", "Confinement",
-           "confine"]
+__all__ = ["SandboxSettings", "SandboxResult", "run_sandboxed", "REASONS", "SandboxError", "Confinement", "confine"]
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -64,8 +64,13 @@ REASONS = ("ok", "timeout", "memory", "cpu", "fork_limit", "output_limit", "cras
 
 _SECRET_RE = re.compile(r"(API_?KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|^OPENAI_|^AWS_|^HF_)", re.I)
 _MEMORY_MARKERS = ("MemoryError", "Cannot allocate memory", "std::bad_alloc", "out of memory")
-_FORK_MARKERS = ("Resource temporarily unavailable", "BlockingIOError", "can't start new thread",
-                 "fork: retry", "Cannot fork")
+_FORK_MARKERS = (
+    "Resource temporarily unavailable",
+    "BlockingIOError",
+    "can't start new thread",
+    "fork: retry",
+    "Cannot fork",
+)
 _OUTPUT_MARKERS = ("File too large",)
 
 # Linux constants (linux/sched.h, sys/mount.h, linux/prctl.h)
@@ -92,7 +97,7 @@ class SandboxSettings:
     isolate_network: bool = True
 
     @classmethod
-    def from_config(cls, cfg: Mapping[str, Any] | None) -> "SandboxSettings":
+    def from_config(cls, cfg: Mapping[str, Any] | None) -> SandboxSettings:
         """From ``config["sandbox"]`` (``max_output_mb`` there, bytes here)."""
         cfg = dict(cfg or {})
         d = cls()
@@ -284,8 +289,14 @@ def _namespaces_work() -> bool:
         _mount(None, "/", None, MS_REC | MS_PRIVATE)
 
     try:
-        subprocess.run(["/bin/true"], preexec_fn=probe, check=True, timeout=10,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        subprocess.run(
+            ["/bin/true"],
+            preexec_fn=probe,
+            check=True,
+            timeout=10,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         return True
     except (subprocess.SubprocessError, OSError):
         return False
@@ -297,8 +308,12 @@ def _user_netns_works() -> bool:
     if not exe:
         return False
     try:
-        r = subprocess.run([exe, "--user", "--map-root-user", "--net", "--", "/bin/true"], timeout=10,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        r = subprocess.run(
+            [exe, "--user", "--map-root-user", "--net", "--", "/bin/true"],
+            timeout=10,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         return r.returncode == 0
     except (subprocess.SubprocessError, OSError):
         return False
@@ -339,7 +354,7 @@ def _shorten(text: str, limit: int = 64_000) -> str:
     if len(text) <= limit:
         return text
     head = limit // 8
-    return text[:head] + f"\n...[{len(text) - limit} characters cut]...\n" + text[-(limit - head):]
+    return text[:head] + f"\n...[{len(text) - limit} characters cut]...\n" + text[-(limit - head) :]
 
 
 def _collect(work: Path, names: Sequence[str], limit: int) -> dict[str, bytes]:
@@ -492,8 +507,17 @@ def confine(
     except BaseException:
         shutil.rmtree(base, ignore_errors=True)
         raise
-    return Confinement(argv=argv, env=env, base=base, work=work, run_dir=run_dir, uid=uid, gid=gid,
-                       isolation=isolation, preexec=preexec)
+    return Confinement(
+        argv=argv,
+        env=env,
+        base=base,
+        work=work,
+        run_dir=run_dir,
+        uid=uid,
+        gid=gid,
+        isolation=isolation,
+        preexec=preexec,
+    )
 
 
 # --------------------------------------------------------------------------- main entry
@@ -526,9 +550,19 @@ def run_sandboxed(
         raise ValueError("empty argv")
     start = time.monotonic()
     fsize = max(int(max_file_bytes or max_output_bytes), 1)
-    conf = confine(argv, cwd=cwd, memory_mb=memory_mb, cpu_s=cpu_s, max_processes=max_processes,
-                   max_file_bytes=fsize, isolate_network=isolate_network, env_extra=env_extra,
-                   readable_paths=readable_paths, files=files, sandbox_root=sandbox_root)
+    conf = confine(
+        argv,
+        cwd=cwd,
+        memory_mb=memory_mb,
+        cpu_s=cpu_s,
+        max_processes=max_processes,
+        max_file_bytes=fsize,
+        isolate_network=isolate_network,
+        env_extra=env_extra,
+        readable_paths=readable_paths,
+        files=files,
+        sandbox_root=sandbox_root,
+    )
     base, work, isolation = conf.base, conf.work, conf.isolation
     out_path, err_path = base / "stdout", base / "stderr"
     try:
@@ -539,14 +573,25 @@ def run_sandboxed(
         with open(out_path, "wb") as out_fh, open(err_path, "wb") as err_fh:
             try:
                 proc = subprocess.Popen(
-                    conf.argv, stdin=stdin, stdout=out_fh, stderr=err_fh, env=conf.env,
-                    preexec_fn=conf.preexec, close_fds=True, restore_signals=True,
+                    conf.argv,
+                    stdin=stdin,
+                    stdout=out_fh,
+                    stderr=err_fh,
+                    env=conf.env,
+                    preexec_fn=conf.preexec,
+                    close_fds=True,
+                    restore_signals=True,
                 )
             except (subprocess.SubprocessError, OSError) as exc:
                 err_fh.flush()
                 return SandboxResult(
-                    None, "", _shorten(err_path.read_text(errors="replace") + f"\n{exc}"), False,
-                    "sandbox_error", time.monotonic() - start, isolation=isolation,
+                    None,
+                    "",
+                    _shorten(err_path.read_text(errors="replace") + f"\n{exc}"),
+                    False,
+                    "sandbox_error",
+                    time.monotonic() - start,
+                    isolation=isolation,
                 )
             finally:
                 if stdin is not subprocess.DEVNULL:
@@ -566,9 +611,16 @@ def run_sandboxed(
         truncated = out_size > max_output_bytes or err_size > max_output_bytes or max(out_size, err_size) >= fsize
         reason = _classify(rc, sig, timed_out, stderr, truncated, cpu_used, cpu_s)
         return SandboxResult(
-            returncode=rc, stdout=stdout, stderr=stderr, timed_out=timed_out, reason=reason,
-            duration_s=round(duration, 3), signal=sig, output_truncated=truncated,
-            cpu_s=round(cpu_used, 3), isolation=isolation,
+            returncode=rc,
+            stdout=stdout,
+            stderr=stderr,
+            timed_out=timed_out,
+            reason=reason,
+            duration_s=round(duration, 3),
+            signal=sig,
+            output_truncated=truncated,
+            cpu_s=round(cpu_used, 3),
+            isolation=isolation,
             files=_collect(work, collect, fsize),
         )
     finally:
@@ -603,9 +655,22 @@ def _masks(exposures: Sequence[Path]) -> list[Path]:
     return sorted(m for m in masks if not any(o != m and _is_under(m, o) for o in masks))
 
 
-def _make_preexec(*, run_dir: Path, work: Path, memory_mb: int, cpu_s: int, nproc: int, fsize: int,
-                  uid: int | None, gid: int | None, namespaces: bool, isolate_network: bool,
-                  exposures: list[Path], new_session: bool = True, parent_pid: int | None = None):
+def _make_preexec(
+    *,
+    run_dir: Path,
+    work: Path,
+    memory_mb: int,
+    cpu_s: int,
+    nproc: int,
+    fsize: int,
+    uid: int | None,
+    gid: int | None,
+    namespaces: bool,
+    isolate_network: bool,
+    exposures: list[Path],
+    new_session: bool = True,
+    parent_pid: int | None = None,
+):
     masks = _masks(exposures) if namespaces else []
     # Bind back only what a mask hides; skip paths inside another rebound path.
     rebinds = [e for e in exposures if any(_is_under(e, m) for m in masks)]
@@ -677,8 +742,9 @@ def _wait(proc: subprocess.Popen, timeout_s: float):
         delay = min(delay * 2, 0.05)
 
 
-def _classify(rc: int | None, sig: int | None, timed_out: bool, stderr: str, truncated: bool,
-              cpu_used: float, cpu_limit: float) -> str:
+def _classify(
+    rc: int | None, sig: int | None, timed_out: bool, stderr: str, truncated: bool, cpu_used: float, cpu_limit: float
+) -> str:
     has = lambda markers: any(m in stderr for m in markers)  # noqa: E731
     if truncated or sig == signal.SIGXFSZ or (rc and has(_OUTPUT_MARKERS)):
         return "output_limit"

@@ -20,8 +20,9 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pragma: no cover
     from .environment import Environment
@@ -93,7 +94,7 @@ class State:
         self.primary_keys[name] = primary_key
 
     @classmethod
-    def from_files(cls, files: Mapping[str, str | Path]) -> "State":
+    def from_files(cls, files: Mapping[str, str | Path]) -> State:
         """``files``: physical table name -> table file."""
         state = cls()
         for name, path in files.items():
@@ -102,7 +103,7 @@ class State:
         return state
 
     @classmethod
-    def load(cls, environment: "Environment | str | Path") -> "State":
+    def load(cls, environment: Environment | str | Path) -> State:
         """The initial state of an environment (an Environment or its path)."""
         from .environment import Environment, load_environment
 
@@ -117,7 +118,7 @@ class State:
 
             raise ToolError(f"unknown table: {table}") from None
 
-    def copy(self) -> "State":
+    def copy(self) -> State:
         new = State(copy.deepcopy(self.tables), self.primary_keys, self.counters, self.user)
         new._table_json = dict(self._table_json)
         return new
@@ -172,9 +173,7 @@ class State:
         changed = set()
         for (table, pk), old in first_old.items():
             now = self.tables[table].get(pk, _MISSING)
-            if (old is _MISSING) != (now is _MISSING) or (
-                old is not _MISSING and _dumps(old) != _dumps(now)
-            ):
+            if (old is _MISSING) != (now is _MISSING) or (old is not _MISSING and _dumps(old) != _dumps(now)):
                 changed.add(table)
         return sorted(changed)
 
@@ -204,11 +203,10 @@ class State:
 
     def table_hashes(self) -> dict[str, str]:
         return {
-            name: hashlib.sha256(self._table_text(name).encode("utf-8")).hexdigest()
-            for name in sorted(self.tables)
+            name: hashlib.sha256(self._table_text(name).encode("utf-8")).hexdigest() for name in sorted(self.tables)
         }
 
-    def diff(self, other: "State") -> dict[str, TableDiff]:
+    def diff(self, other: State) -> dict[str, TableDiff]:
         """Which tables/primary keys differ from ``other`` (``self`` is the newer state).
         Tables present on one side only count as all added / all removed."""
         out: dict[str, TableDiff] = {}
@@ -218,9 +216,7 @@ class State:
                 continue
             added = sorted((k for k in mine if k not in theirs), key=_sort_key)
             removed = sorted((k for k in theirs if k not in mine), key=_sort_key)
-            changed = sorted(
-                (k for k in mine if k in theirs and _dumps(mine[k]) != _dumps(theirs[k])), key=_sort_key
-            )
+            changed = sorted((k for k in mine if k in theirs and _dumps(mine[k]) != _dumps(theirs[k])), key=_sort_key)
             if added or removed or changed:
                 out[name] = TableDiff(added=added, removed=removed, changed=changed)
         return out

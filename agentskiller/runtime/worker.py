@@ -28,8 +28,9 @@ import json
 import signal
 import sys
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal, Sequence
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -139,8 +140,13 @@ def _in_main_thread() -> bool:
     return threading.current_thread() is threading.main_thread()
 
 
-def run_request(env: Environment, episodes: Sequence[Any], *, include_final_state: bool = False,
-                per_call_timeout_s: float | None = DEFAULT_PER_CALL_TIMEOUT_S) -> dict:
+def run_request(
+    env: Environment,
+    episodes: Sequence[Any],
+    *,
+    include_final_state: bool = False,
+    per_call_timeout_s: float | None = DEFAULT_PER_CALL_TIMEOUT_S,
+) -> dict:
     """Execute episodes against ``env`` in this process; returns the response dict."""
     toolset = env.toolset()
     initial = env.initial_state()
@@ -149,8 +155,16 @@ def run_request(env: Environment, episodes: Sequence[Any], *, include_final_stat
     for ep in _normalize_episodes(episodes):
         problem = _episode_problem(ep)
         if problem:
-            results.append({"id": ep["id"], "calls": [], "initial_state_hash": initial_hash,
-                            "final_state_hash": initial_hash, "final_state": None, "error": problem})
+            results.append(
+                {
+                    "id": ep["id"],
+                    "calls": [],
+                    "initial_state_hash": initial_hash,
+                    "final_state_hash": initial_hash,
+                    "final_state": None,
+                    "error": problem,
+                }
+            )
             continue
         session = env.new_session(initial.copy(), toolset)
         calls = []
@@ -158,20 +172,26 @@ def run_request(env: Environment, episodes: Sequence[Any], *, include_final_stat
             with _Alarm(per_call_timeout_s):
                 rec = session.call(c["tool"], c.get("arguments") or {})
             calls.append(rec.to_json())
-        results.append({
-            "id": ep["id"],
-            "calls": calls,
-            "initial_state_hash": initial_hash,
-            "final_state_hash": session.state.hash(),
-            "final_state": session.state.canonical() if include_final_state else None,
-            "error": None,
-        })
+        results.append(
+            {
+                "id": ep["id"],
+                "calls": calls,
+                "initial_state_hash": initial_hash,
+                "final_state_hash": session.state.hash(),
+                "final_state": session.state.canonical() if include_final_state else None,
+                "error": None,
+            }
+        )
     return {"initial_state_hash": initial_hash, "tools": toolset.names(), "episodes": results}
 
 
-def execute_episodes_inprocess(environment: Environment | str | Path, episodes: Sequence[Any], *,
-                               include_final_state: bool = False,
-                               per_call_timeout_s: float | None = DEFAULT_PER_CALL_TIMEOUT_S) -> list[EpisodeResult]:
+def execute_episodes_inprocess(
+    environment: Environment | str | Path,
+    episodes: Sequence[Any],
+    *,
+    include_final_state: bool = False,
+    per_call_timeout_s: float | None = DEFAULT_PER_CALL_TIMEOUT_S,
+) -> list[EpisodeResult]:
     """Trusted replays only (tests, hand-written fixtures): no sandbox."""
     env = environment if isinstance(environment, Environment) else load_environment(environment)
     resp = run_request(env, episodes, include_final_state=include_final_state, per_call_timeout_s=per_call_timeout_s)
@@ -202,9 +222,14 @@ def _safe(name: str) -> str:
     return "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in name) or "x"
 
 
-def execute_episodes(environment: Environment | str | Path, episodes: Sequence[Any],
-                     sandbox_settings: SandboxSettings | None = None, *, include_final_state: bool = False,
-                     per_call_timeout_s: float | None = DEFAULT_PER_CALL_TIMEOUT_S) -> list[EpisodeResult]:
+def execute_episodes(
+    environment: Environment | str | Path,
+    episodes: Sequence[Any],
+    sandbox_settings: SandboxSettings | None = None,
+    *,
+    include_final_state: bool = False,
+    per_call_timeout_s: float | None = DEFAULT_PER_CALL_TIMEOUT_S,
+) -> list[EpisodeResult]:
     """Run the episodes in one sandboxed worker process. Raises :class:`WorkerError` when the
     worker as a whole fails (the message says why: timeout, memory, import error, ...)."""
     settings = sandbox_settings or SandboxSettings()
@@ -251,8 +276,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         per_call_timeout_s=request.get("per_call_timeout_s", DEFAULT_PER_CALL_TIMEOUT_S),
     )
     # Write next to the target and rename: a killed worker leaves no half-written response.
-    with tempfile.NamedTemporaryFile("w", dir=resp_path.parent or ".", delete=False, suffix=".tmp",
-                                     encoding="utf-8") as fh:
+    with tempfile.NamedTemporaryFile(
+        "w", dir=resp_path.parent or ".", delete=False, suffix=".tmp", encoding="utf-8"
+    ) as fh:
         json.dump(resp, fh, ensure_ascii=False, allow_nan=False)
     Path(fh.name).replace(resp_path)
     return 0

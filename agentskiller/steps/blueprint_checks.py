@@ -25,10 +25,28 @@ from agentskiller.models.catalog import Attribute, Entity, primary_key_for
 
 #: every problem code :func:`check_blueprint` can report
 CODES = (
-    "too_few_tools", "authorize_count", "authorize_shape", "core_not_in_relationship", "unknown_entity",
-    "unknown_table", "unknown_reference", "fk_name", "relationship_pk", "tool_name", "duplicate_tool",
-    "server_name", "reads_writes", "unbound_param", "param_type", "enum_value", "missing_pk_param",
-    "create_incomplete", "aggregate", "too_many_peripherals", "too_many_relationships", "outline_mismatch",
+    "too_few_tools",
+    "authorize_count",
+    "authorize_shape",
+    "core_not_in_relationship",
+    "unknown_entity",
+    "unknown_table",
+    "unknown_reference",
+    "fk_name",
+    "relationship_pk",
+    "tool_name",
+    "duplicate_tool",
+    "server_name",
+    "reads_writes",
+    "unbound_param",
+    "param_type",
+    "enum_value",
+    "missing_pk_param",
+    "create_incomplete",
+    "aggregate",
+    "too_many_peripherals",
+    "too_many_relationships",
+    "outline_mismatch",
     "duplicate_table",
 )
 
@@ -40,14 +58,20 @@ class Limits:
     max_relationships: int = 3
 
     @classmethod
-    def from_config(cls, config: dict) -> "Limits":
+    def from_config(cls, config: dict) -> Limits:
         b = config.get("blueprints", {})
-        return cls(min_tools=int(b.get("min_tools", 8)), max_peripheral=int(b.get("max_peripheral", 3)),
-                   max_relationships=int(b.get("max_relationships", 3)))
+        return cls(
+            min_tools=int(b.get("min_tools", 8)),
+            max_peripheral=int(b.get("max_peripheral", 3)),
+            max_relationships=int(b.get("max_relationships", 3)),
+        )
 
     def as_dict(self) -> dict:
-        return {"min_tools": self.min_tools, "max_peripheral": self.max_peripheral,
-                "max_relationships": self.max_relationships}
+        return {
+            "min_tools": self.min_tools,
+            "max_peripheral": self.max_peripheral,
+            "max_relationships": self.max_relationships,
+        }
 
 
 def namespaced(domain: str, tool: str) -> str:
@@ -68,80 +92,133 @@ def _p(code: str, msg: str) -> str:
     return f"[{code}] {msg}"
 
 
-def check_blueprint(bp: Blueprint, entities: dict[str, Entity], limits: Limits,
-                    outline: Outline | None = None) -> list[str]:
+def check_blueprint(
+    bp: Blueprint, entities: dict[str, Entity], limits: Limits, outline: Outline | None = None
+) -> list[str]:
     """All rule violations of ``bp`` (empty = valid)."""
     out: list[str] = []
     # ---------------------------------------------------------------- shape
     if not DOMAIN_NAME_RE.match(bp.domain):
-        out.append(_p("server_name", f"server name {bp.domain!r} must be PascalCase letters and digits, "
-                                     "2-40 characters, starting with a capital letter"))
+        out.append(
+            _p(
+                "server_name",
+                f"server name {bp.domain!r} must be PascalCase letters and digits, "
+                "2-40 characters, starting with a capital letter",
+            )
+        )
     if outline is not None:
         if bp.domain != outline.domain:
-            out.append(_p("outline_mismatch", f"domain must be {outline.domain!r} as in the outline, not {bp.domain!r}"))
+            out.append(
+                _p("outline_mismatch", f"domain must be {outline.domain!r} as in the outline, not {bp.domain!r}")
+            )
         if bp.core_entity != outline.core_entity:
             out.append(_p("outline_mismatch", f"core_entity must be {outline.core_entity!r} as in the outline"))
     for name in bp.entities:
         if name not in entities:
-            out.append(_p("unknown_entity", f"entity {name!r} is not in the entity catalogue; use only "
-                                            f"catalogue entities"))
+            out.append(
+                _p("unknown_entity", f"entity {name!r} is not in the entity catalogue; use only catalogue entities")
+            )
     if bp.core_entity in entities and not entities[bp.core_entity].is_person:
         out.append(_p("unknown_entity", f"core entity {bp.core_entity!r} must be a person entity"))
     if bp.core_entity in bp.peripheral_entities:
         out.append(_p("unknown_entity", f"the core entity {bp.core_entity!r} must not also be a peripheral entity"))
     if len(bp.peripheral_entities) > limits.max_peripheral:
-        out.append(_p("too_many_peripherals", f"{len(bp.peripheral_entities)} peripheral entities; at most "
-                                              f"{limits.max_peripheral} are allowed: drop "
-                                              f"{bp.peripheral_entities[limits.max_peripheral:]}"))
+        out.append(
+            _p(
+                "too_many_peripherals",
+                f"{len(bp.peripheral_entities)} peripheral entities; at most "
+                f"{limits.max_peripheral} are allowed: drop "
+                f"{bp.peripheral_entities[limits.max_peripheral :]}",
+            )
+        )
     if not bp.peripheral_entities:
         out.append(_p("too_many_peripherals", "at least one peripheral entity is required"))
     if len(bp.relationships) > limits.max_relationships:
-        out.append(_p("too_many_relationships", f"{len(bp.relationships)} relationships; at most "
-                                                f"{limits.max_relationships} are allowed: drop "
-                                                f"{[r.name for r in bp.relationships[limits.max_relationships:]]}"))
+        out.append(
+            _p(
+                "too_many_relationships",
+                f"{len(bp.relationships)} relationships; at most "
+                f"{limits.max_relationships} are allowed: drop "
+                f"{[r.name for r in bp.relationships[limits.max_relationships :]]}",
+            )
+        )
     if not bp.relationships:
         out.append(_p("too_many_relationships", "at least one relationship table is required"))
     seen_tables: set[str] = set()
     for t in bp.tables:
         if t in seen_tables:
-            out.append(_p("duplicate_table", f"table name {t!r} is used twice; relationship names must differ "
-                                             "from each other and from entity names"))
+            out.append(
+                _p(
+                    "duplicate_table",
+                    f"table name {t!r} is used twice; relationship names must differ "
+                    "from each other and from entity names",
+                )
+            )
         seen_tables.add(t)
 
     # -------------------------------------------------------- relationships
     for rel in bp.relationships:
         pk = primary_key_for(rel.name)
         if rel.primary_key != pk or not rel.columns or rel.columns[0].name != pk or rel.columns[0].type != "string":
-            out.append(_p("relationship_pk", f"relationship {rel.name}: primary key must be the first column, "
-                                             f"named {pk!r}, type string"))
+            out.append(
+                _p(
+                    "relationship_pk",
+                    f"relationship {rel.name}: primary key must be the first column, named {pk!r}, type string",
+                )
+            )
         names = [c.name for c in rel.columns]
         for dup in sorted({n for n in names if names.count(n) > 1}):
             out.append(_p("relationship_pk", f"relationship {rel.name}: column {dup!r} appears twice"))
         fks = rel.foreign_keys()
         if bp.core_entity not in fks.values():
-            out.append(_p("core_not_in_relationship",
-                          f"relationship {rel.name} has no foreign key to the core entity {bp.core_entity}; add "
-                          f"column {primary_key_for(bp.core_entity)!r} with references {bp.core_entity!r}"))
+            out.append(
+                _p(
+                    "core_not_in_relationship",
+                    f"relationship {rel.name} has no foreign key to the core entity {bp.core_entity}; add "
+                    f"column {primary_key_for(bp.core_entity)!r} with references {bp.core_entity!r}",
+                )
+            )
         for col, ref in fks.items():
             if ref not in bp.entities or ref not in entities:
-                out.append(_p("unknown_reference", f"relationship {rel.name}: column {col!r} references {ref!r}, "
-                                                   "which is not an entity of this blueprint"))
+                out.append(
+                    _p(
+                        "unknown_reference",
+                        f"relationship {rel.name}: column {col!r} references {ref!r}, "
+                        "which is not an entity of this blueprint",
+                    )
+                )
             elif col != primary_key_for(ref):
-                out.append(_p("fk_name", f"relationship {rel.name}: foreign key column {col!r} references {ref}; "
-                                         f"rename it to {primary_key_for(ref)!r}"))
+                out.append(
+                    _p(
+                        "fk_name",
+                        f"relationship {rel.name}: foreign key column {col!r} references {ref}; "
+                        f"rename it to {primary_key_for(ref)!r}",
+                    )
+                )
         for c in rel.columns:
             if c.enum is not None and not c.enum:
                 out.append(_p("enum_value", f"relationship {rel.name}: column {c.name!r} has an empty enum"))
 
     # ---------------------------------------------------------------- tools
     if len(bp.tools) < limits.min_tools:
-        out.append(_p("too_few_tools", f"{len(bp.tools)} tools; at least {limits.min_tools} are required "
-                                       f"(add {limits.min_tools - len(bp.tools)} more useful tools)"))
+        out.append(
+            _p(
+                "too_few_tools",
+                f"{len(bp.tools)} tools; at least {limits.min_tools} are required "
+                f"(add {limits.min_tools - len(bp.tools)} more useful tools)",
+            )
+        )
     auth = [t for t in bp.tools if t.kind == "authorize"]
     if len(auth) != 1:
-        out.append(_p("authorize_count", f"exactly one authorize tool is required, found {len(auth)}"
-                                         + (f": {[t.name for t in auth]}" if auth else
-                                            f"; add authorize_{primary_key_for(bp.core_entity)[:-3]}")))
+        out.append(
+            _p(
+                "authorize_count",
+                f"exactly one authorize tool is required, found {len(auth)}"
+                + (
+                    f": {[t.name for t in auth]}" if auth else f"; add authorize_{primary_key_for(bp.core_entity)[:-3]}"
+                ),
+            )
+        )
     names = [t.name for t in bp.tools]
     for dup in sorted({n for n in names if names.count(n) > 1}):
         out.append(_p("duplicate_tool", f"tool name {dup!r} is used more than once; tool names must be unique"))
@@ -155,13 +232,22 @@ def _check_tool(bp: Blueprint, entities: dict[str, Entity], tool: Tool) -> list[
     where = f"tool {tool.name}"
     full = namespaced(bp.domain, tool.name)
     if not TOOL_NAME_RE.match(tool.name) or not OPENAI_NAME_RE.match(full):
-        out.append(_p("tool_name", f"{where}: name must be snake_case and {full!r} must match "
-                                   f"^[a-zA-Z0-9_-]{{1,64}}$ (shorten it to at most "
-                                   f"{62 - len(bp.domain)} characters)"))
+        out.append(
+            _p(
+                "tool_name",
+                f"{where}: name must be snake_case and {full!r} must match "
+                f"^[a-zA-Z0-9_-]{{1,64}}$ (shorten it to at most "
+                f"{62 - len(bp.domain)} characters)",
+            )
+        )
     cols = table_columns(bp, entities, tool.table)
     if cols is None:
-        out.append(_p("unknown_table", f"{where}: table {tool.table!r} is neither an entity nor a relationship "
-                                       "of this blueprint"))
+        out.append(
+            _p(
+                "unknown_table",
+                f"{where}: table {tool.table!r} is neither an entity nor a relationship of this blueprint",
+            )
+        )
         return out
     # ------------------------------------------------------- reads / writes
     for t in [*tool.reads, *tool.writes]:
@@ -172,49 +258,84 @@ def _check_tool(bp: Blueprint, entities: dict[str, Entity], tool: Tool) -> list[
     if tool.kind in READ_ONLY_KINDS and tool.writes:
         out.append(_p("reads_writes", f"{where}: kind {tool.kind} is read-only; writes must be empty"))
     if tool.kind in WRITE_KINDS and tool.writes != [tool.table]:
-        out.append(_p("reads_writes", f"{where}: kind {tool.kind} writes exactly its own table: "
-                                      f"writes must be [{tool.table!r}]"))
+        out.append(
+            _p(
+                "reads_writes",
+                f"{where}: kind {tool.kind} writes exactly its own table: writes must be [{tool.table!r}]",
+            )
+        )
     is_rel = bp.relationship(tool.table) is not None
     pk = primary_key_for(tool.table)
     # ----------------------------------------------------------- kind shape
     if tool.kind == "authorize":
         core_pk = primary_key_for(bp.core_entity)
         if tool.table != bp.core_entity or [p.column for p in tool.parameters] != [core_pk] or tool.requires_auth:
-            out.append(_p("authorize_shape", f"{where}: the authorize tool acts on table {bp.core_entity!r}, takes "
-                                             f"exactly one parameter bound to column {core_pk!r} and has "
-                                             "requires_auth false"))
+            out.append(
+                _p(
+                    "authorize_shape",
+                    f"{where}: the authorize tool acts on table {bp.core_entity!r}, takes "
+                    f"exactly one parameter bound to column {core_pk!r} and has "
+                    "requires_auth false",
+                )
+            )
     if tool.kind in ("create", "update", "delete") and not is_rel:
-        out.append(_p("unknown_table", f"{where}: {tool.kind} tools act on relationship tables, not on "
-                                       f"entity {tool.table!r}"))
+        out.append(
+            _p("unknown_table", f"{where}: {tool.kind} tools act on relationship tables, not on entity {tool.table!r}")
+        )
     if tool.kind in ("read", "update", "delete") and not any(p.column == pk and p.required for p in tool.parameters):
-        out.append(_p("missing_pk_param", f"{where}: a {tool.kind} tool needs a required parameter bound to the "
-                                          f"primary key {pk!r}"))
+        out.append(
+            _p(
+                "missing_pk_param",
+                f"{where}: a {tool.kind} tool needs a required parameter bound to the primary key {pk!r}",
+            )
+        )
     if tool.kind == "compute":
         agg_col = cols.get(tool.aggregate_column or "")
         if tool.aggregate is None:
             out.append(_p("aggregate", f"{where}: compute tools set aggregate (count, sum, avg, min, max)"))
         elif tool.aggregate != "count" and (agg_col is None or agg_col.type not in ("integer", "number")):
-            out.append(_p("aggregate", f"{where}: aggregate {tool.aggregate} needs aggregate_column naming a "
-                                       f"numeric column of {tool.table}"))
+            out.append(
+                _p(
+                    "aggregate",
+                    f"{where}: aggregate {tool.aggregate} needs aggregate_column naming a "
+                    f"numeric column of {tool.table}",
+                )
+            )
         if not is_rel:
             out.append(_p("aggregate", f"{where}: compute tools aggregate the user's records of a relationship"))
     # ----------------------------------------------------------- parameters
     for p in tool.parameters:
         if p.column is None:
-            out.append(_p("unbound_param", f"{where}: parameter {p.name!r} must be bound to a column of "
-                                           f"{tool.table} (set 'column')"))
+            out.append(
+                _p(
+                    "unbound_param",
+                    f"{where}: parameter {p.name!r} must be bound to a column of {tool.table} (set 'column')",
+                )
+            )
             continue
         col = cols.get(p.column)
         if col is None:
-            out.append(_p("unbound_param", f"{where}: parameter {p.name!r} is bound to unknown column "
-                                           f"{p.column!r} of {tool.table}"))
+            out.append(
+                _p(
+                    "unbound_param",
+                    f"{where}: parameter {p.name!r} is bound to unknown column {p.column!r} of {tool.table}",
+                )
+            )
             continue
         if p.type != col.type and not (p.type == "array" and p.items == col.type):
-            out.append(_p("param_type", f"{where}: parameter {p.name!r} has type {p.type} but column "
-                                        f"{p.column!r} is {col.type}"))
+            out.append(
+                _p(
+                    "param_type",
+                    f"{where}: parameter {p.name!r} has type {p.type} but column {p.column!r} is {col.type}",
+                )
+            )
         if p.enum is not None and (col.enum is None or not set(p.enum) <= set(col.enum)):
-            out.append(_p("enum_value", f"{where}: parameter {p.name!r} enum {p.enum} must use values of column "
-                                        f"{p.column!r}: {col.enum}"))
+            out.append(
+                _p(
+                    "enum_value",
+                    f"{where}: parameter {p.name!r} enum {p.enum} must use values of column {p.column!r}: {col.enum}",
+                )
+            )
         if col.enum and p.enum is None and p.type != "array":
             out.append(_p("enum_value", f"{where}: parameter {p.name!r} must list the allowed values {col.enum}"))
     for cond in tool.preconditions:
@@ -222,8 +343,12 @@ def _check_tool(bp: Blueprint, entities: dict[str, Entity], tool: Tool) -> list[
         if col is None:
             out.append(_p("unbound_param", f"{where}: precondition on unknown column {cond.column!r}"))
         elif col.enum is not None and not set(map(str, cond.values)) <= set(col.enum):
-            out.append(_p("enum_value", f"{where}: precondition values {cond.values} must come from column "
-                                        f"{cond.column!r}: {col.enum}"))
+            out.append(
+                _p(
+                    "enum_value",
+                    f"{where}: precondition values {cond.values} must come from column {cond.column!r}: {col.enum}",
+                )
+            )
         elif not cond.values:
             out.append(_p("enum_value", f"{where}: precondition on {cond.column!r} lists no values"))
     if tool.preconditions and tool.kind not in ("update", "delete"):
@@ -233,8 +358,9 @@ def _check_tool(bp: Blueprint, entities: dict[str, Entity], tool: Tool) -> list[
         if col is None:
             out.append(_p("unbound_param", f"{where}: effect sets unknown column {key!r}"))
         elif col.enum is not None and value not in col.enum:
-            out.append(_p("enum_value", f"{where}: effect {key}={value!r} is not a value of column {key!r}: "
-                                        f"{col.enum}"))
+            out.append(
+                _p("enum_value", f"{where}: effect {key}={value!r} is not a value of column {key!r}: {col.enum}")
+            )
     if tool.effects and tool.kind not in ("create", "update"):
         out.append(_p("reads_writes", f"{where}: only create and update tools have effects"))
     if tool.kind == "create" and is_rel:
@@ -242,13 +368,20 @@ def _check_tool(bp: Blueprint, entities: dict[str, Entity], tool: Tool) -> list[
         given = {p.column for p in tool.parameters} | set(tool.effects)
         core_fk = primary_key_for(bp.core_entity)
         if core_fk in {p.column for p in tool.parameters} or pk in {p.column for p in tool.parameters}:
-            out.append(_p("create_incomplete", f"{where}: the primary key and {core_fk!r} come from the runtime "
-                                               "and the session; they are not parameters"))
-        missing = [c.name for c in rel.columns  # type: ignore[union-attr]
-                   if c.name not in given and c.name not in (pk, core_fk) and not c.nullable]
+            out.append(
+                _p(
+                    "create_incomplete",
+                    f"{where}: the primary key and {core_fk!r} come from the runtime "
+                    "and the session; they are not parameters",
+                )
+            )
+        missing = [
+            c.name
+            for c in rel.columns  # type: ignore[union-attr]
+            if c.name not in given and c.name not in (pk, core_fk) and not c.nullable
+        ]
         if missing:
-            out.append(_p("create_incomplete", f"{where}: columns {missing} must be set by a parameter or an "
-                                               "effect"))
+            out.append(_p("create_incomplete", f"{where}: columns {missing} must be set by a parameter or an effect"))
     return out
 
 

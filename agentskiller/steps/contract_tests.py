@@ -22,8 +22,9 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from ..models.blueprint import READ_ONLY_KINDS, WRITE_KINDS, Blueprint, Tool, ToolParam
 from ..models.catalog import primary_key_for, snake_case
@@ -235,8 +236,9 @@ def expect_writes_within(writes: list[str]) -> Check:
 
 # ---------------------------------------------------------------------------- deriving
 class _Deriver:
-    def __init__(self, blueprint: Blueprint, data: DomainData, policy_sections: dict[str, str] | None,
-                 simulation_time: str) -> None:
+    def __init__(
+        self, blueprint: Blueprint, data: DomainData, policy_sections: dict[str, str] | None, simulation_time: str
+    ) -> None:
         self.bp = blueprint
         self.data = data
         self.policy = policy_sections or {}
@@ -244,7 +246,7 @@ class _Deriver:
         self.core = blueprint.core_entity
         self.core_pk = data.pk(self.core)
         self.auth = blueprint.authorize_tool()
-        self.auth_param = (self.auth.parameters[0].name if self.auth.parameters else self.core_pk)
+        self.auth_param = self.auth.parameters[0].name if self.auth.parameters else self.core_pk
         self.plan = TestPlan()
         self.users = [r.get(self.core_pk) for r in data.records(self.core)]
 
@@ -327,8 +329,14 @@ class _Deriver:
         elif p.column:
             candidates = self.column_values(tool.table, p.column)
             if p.type in ("integer", "number"):
-                candidates = [v for v in candidates if isinstance(v, (int, float)) and not isinstance(v, bool)
-                              and (lo is None or v >= lo) and (hi is None or v <= hi)]
+                candidates = [
+                    v
+                    for v in candidates
+                    if isinstance(v, (int, float))
+                    and not isinstance(v, bool)
+                    and (lo is None or v >= lo)
+                    and (hi is None or v <= hi)
+                ]
         fallback = self.type_default(p, lo, hi)
         candidates = [c for c in candidates if not isinstance(c, (dict, list))] + [fallback]
         if p.type == "array":
@@ -369,8 +377,13 @@ class _Deriver:
         if args is None:
             return
         eid = self.episode(f"{tool.name}/no_auth", [_call(tool.name, **args)])
-        self.test(f"{tool.name}.requires_auth", f"{tool.name} refuses with a ToolError when nobody is authorized",
-                  eid, tool.name, expect_tool_error())
+        self.test(
+            f"{tool.name}.requires_auth",
+            f"{tool.name} refuses with a ToolError when nobody is authorized",
+            eid,
+            tool.name,
+            expect_tool_error(),
+        )
 
     def sample_args(self, tool: Tool) -> dict | None:
         """Plausible arguments for the no-authorization test (validity does not matter:
@@ -393,14 +406,22 @@ class _Deriver:
             return
         user = self.users[0]
         eid = self.episode(f"{tool.name}/valid", self.login(user))
-        self.test(f"{tool.name}.valid", f"{tool.name} accepts an existing {self.core} ({user})", eid, tool.name,
-                  expect_ok())
-        self.test(f"{tool.name}.read_only", f"{tool.name} leaves the tables unchanged", eid, tool.name,
-                  expect_no_change())
-        eid = self.episode(f"{tool.name}/unknown_id",
-                           [_call(tool.name, **{self.auth_param: self.data.unknown_id(self.core)})])
-        self.test(f"{tool.name}.unknown_id", f"{tool.name} refuses an unknown {self.core_pk} with a ToolError",
-                  eid, tool.name, expect_tool_error())
+        self.test(
+            f"{tool.name}.valid", f"{tool.name} accepts an existing {self.core} ({user})", eid, tool.name, expect_ok()
+        )
+        self.test(
+            f"{tool.name}.read_only", f"{tool.name} leaves the tables unchanged", eid, tool.name, expect_no_change()
+        )
+        eid = self.episode(
+            f"{tool.name}/unknown_id", [_call(tool.name, **{self.auth_param: self.data.unknown_id(self.core)})]
+        )
+        self.test(
+            f"{tool.name}.unknown_id",
+            f"{tool.name} refuses an unknown {self.core_pk} with a ToolError",
+            eid,
+            tool.name,
+            expect_tool_error(),
+        )
 
     def derive_read(self, tool: Tool) -> None:
         key = self.key_param(tool)
@@ -429,10 +450,16 @@ class _Deriver:
                 return f"record differs from the data: wrong {wrong}, missing {missing}"
             return None
 
-        self.test(f"{tool.name}.valid", f"{tool.name} returns {tool.table} {rid} to its owner {user}", eid,
-                  tool.name, expect_ok(same_record))
-        self.test(f"{tool.name}.read_only", f"{tool.name} leaves the tables unchanged", eid, tool.name,
-                  expect_no_change())
+        self.test(
+            f"{tool.name}.valid",
+            f"{tool.name} returns {tool.table} {rid} to its owner {user}",
+            eid,
+            tool.name,
+            expect_ok(same_record),
+        )
+        self.test(
+            f"{tool.name}.read_only", f"{tool.name} leaves the tables unchanged", eid, tool.name, expect_no_change()
+        )
         self.unknown_key_test(tool, key, user)
         self.foreign_owner_test(tool, key, recs)
 
@@ -442,8 +469,13 @@ class _Deriver:
             if p.required and p is not key:
                 args[p.name] = self.valid_value(tool, p)
         eid = self.episode(f"{tool.name}/unknown_id", self.login(user) + [_call(tool.name, **args)])
-        self.test(f"{tool.name}.unknown_id", f"{tool.name} refuses an unknown {key.name} with a ToolError", eid,
-                  tool.name, expect_tool_error())
+        self.test(
+            f"{tool.name}.unknown_id",
+            f"{tool.name} refuses an unknown {key.name} with a ToolError",
+            eid,
+            tool.name,
+            expect_tool_error(),
+        )
 
     def foreign_owner_test(self, tool: Tool, key: ToolParam, recs: list[dict]) -> None:
         """A record of another user must be refused (only for tables the user owns)."""
@@ -461,9 +493,13 @@ class _Deriver:
             if p.required and p is not key:
                 args[p.name] = self.valid_value(tool, p, avoid=target.get(p.column or ""))
         eid = self.episode(f"{tool.name}/ownership", self.login(stranger) + [_call(tool.name, **args)])
-        self.test(f"{tool.name}.ownership",
-                  f"{tool.name} refuses {tool.table} {target.get(pk)} to {stranger}, who does not own it", eid,
-                  tool.name, expect_tool_error())
+        self.test(
+            f"{tool.name}.ownership",
+            f"{tool.name} refuses {tool.table} {target.get(pk)} to {stranger}, who does not own it",
+            eid,
+            tool.name,
+            expect_tool_error(),
+        )
 
     def filtered_variants(self, tool: Tool, sample: dict | None) -> list[tuple[str, dict]]:
         """(suffix, arguments): required filters from ``sample``; one variant without
@@ -473,8 +509,18 @@ class _Deriver:
             if p.required:
                 base[p.name] = (sample or {}).get(p.column) if p.column and sample else self.valid_value(tool, p)
         out = [("valid", base)]
-        opt = next((p for p in tool.parameters if not p.required and p.column and p.type != "array"
-                    and sample is not None and sample.get(p.column) is not None), None)
+        opt = next(
+            (
+                p
+                for p in tool.parameters
+                if not p.required
+                and p.column
+                and p.type != "array"
+                and sample is not None
+                and sample.get(p.column) is not None
+            ),
+            None,
+        )
         if opt is not None:
             out.append(("filtered", {**base, opt.name: sample[opt.column]}))
         return out
@@ -517,12 +563,22 @@ class _Deriver:
 
             eid = self.episode(f"{tool.name}/{suffix}", self.login(user) + [_call(tool.name, **args)])
             shown = ", ".join(f"{k}={v!r}" for k, v in sorted(args.items())) or "no filters"
-            self.test(f"{tool.name}.{suffix}",
-                      f"{tool.name} ({shown}) as {user} returns exactly the matching {tool.table} records "
-                      f"it may see, sorted by {pk}", eid, tool.name, expect_ok(same_rows))
+            self.test(
+                f"{tool.name}.{suffix}",
+                f"{tool.name} ({shown}) as {user} returns exactly the matching {tool.table} records "
+                f"it may see, sorted by {pk}",
+                eid,
+                tool.name,
+                expect_ok(same_rows),
+            )
             if suffix == "valid":
-                self.test(f"{tool.name}.read_only", f"{tool.name} leaves the tables unchanged", eid, tool.name,
-                          expect_no_change())
+                self.test(
+                    f"{tool.name}.read_only",
+                    f"{tool.name} leaves the tables unchanged",
+                    eid,
+                    tool.name,
+                    expect_no_change(),
+                )
 
     def derive_compute(self, tool: Tool) -> None:
         user, sample = self.scope_user_and_sample(tool)
@@ -532,8 +588,11 @@ class _Deriver:
         agg, col = tool.aggregate or "count", tool.aggregate_column
         for suffix, args in self.filtered_variants(tool, sample):
             rows = self.expected_rows(tool, user, args)
-            nums = [r.get(col) for r in rows if col and isinstance(r.get(col), (int, float))
-                    and not isinstance(r.get(col), bool)]
+            nums = [
+                r.get(col)
+                for r in rows
+                if col and isinstance(r.get(col), (int, float)) and not isinstance(r.get(col), bool)
+            ]
             if agg == "count" or not col:
                 value: Any = len(rows)
             elif agg == "sum":
@@ -545,7 +604,7 @@ class _Deriver:
 
             def same_value(result: Any, value: Any = value, count: int = len(rows)) -> str | None:
                 if not isinstance(result, dict) or "value" not in result:
-                    return f"expected {{\"value\": ..., \"count\": n}}, got {json.dumps(result, default=str)[:200]}"
+                    return f'expected {{"value": ..., "count": n}}, got {json.dumps(result, default=str)[:200]}'
                 if not _close(result.get("value"), value):
                     return f"expected value {value!r} ({agg} over {count} records), got {result.get('value')!r}"
                 if "count" in result and result.get("count") != count:
@@ -554,17 +613,31 @@ class _Deriver:
 
             eid = self.episode(f"{tool.name}/{suffix}", self.login(user) + [_call(tool.name, **args)])
             shown = ", ".join(f"{k}={v!r}" for k, v in sorted(args.items())) or "no filters"
-            self.test(f"{tool.name}.{suffix}", f"{tool.name} ({shown}) as {user} computes the {agg} from the data",
-                      eid, tool.name, expect_ok(same_value))
+            self.test(
+                f"{tool.name}.{suffix}",
+                f"{tool.name} ({shown}) as {user} computes the {agg} from the data",
+                eid,
+                tool.name,
+                expect_ok(same_value),
+            )
             if suffix == "valid":
-                self.test(f"{tool.name}.read_only", f"{tool.name} leaves the tables unchanged", eid, tool.name,
-                          expect_no_change())
+                self.test(
+                    f"{tool.name}.read_only",
+                    f"{tool.name} leaves the tables unchanged",
+                    eid,
+                    tool.name,
+                    expect_no_change(),
+                )
 
     def write_checks(self, tool: Tool, eid: str, what: str, extra: Callable[[Any], str | None] | None) -> None:
         self.test(f"{tool.name}.valid", f"{tool.name} {what}", eid, tool.name, expect_ok(extra))
-        self.test(f"{tool.name}.writes_declared",
-                  f"{tool.name} changes the state, and only its declared tables {sorted(tool.writes)}", eid,
-                  tool.name, expect_writes_within(tool.writes))
+        self.test(
+            f"{tool.name}.writes_declared",
+            f"{tool.name} changes the state, and only its declared tables {sorted(tool.writes)}",
+            eid,
+            tool.name,
+            expect_writes_within(tool.writes),
+        )
 
     def derive_create(self, tool: Tool) -> None:
         if not self.users:
@@ -607,8 +680,11 @@ class _Deriver:
         recs = self.owned_by_someone(tool.table)
         suitable = [r for r in recs if self.meets(tool, r)]
         if not suitable or not self.users:
-            self.skip(f"{tool.name}.valid", tool.name,
-                      f"no {tool.table} record owned by a {self.core} meets the preconditions")
+            self.skip(
+                f"{tool.name}.valid",
+                tool.name,
+                f"no {tool.table} record owned by a {self.core} meets the preconditions",
+            )
         else:
             rec = suitable[0]
             user = self.owner_of(tool.table, rec)
@@ -621,8 +697,9 @@ class _Deriver:
                     args[p.name] = self.valid_value(tool, p, avoid=rec.get(p.column or ""))
             eid = self.episode(f"{tool.name}/valid", self.login(user) + [_call(tool.name, **args)])
             if tool.kind == "update":
-                expected = {p.column: args[p.name] for p in tool.parameters
-                            if p.column and p.name in args and p is not key}
+                expected = {
+                    p.column: args[p.name] for p in tool.parameters if p.column and p.name in args and p is not key
+                }
                 expected.update(tool.effects)
 
                 def updated(result: Any, expected: dict = expected, rid: Any = rid) -> str | None:
@@ -659,9 +736,13 @@ class _Deriver:
                 args[p.name] = self.valid_value(tool, p, avoid=rec.get(p.column or ""))
         conds = "; ".join(f"{c.column} in {c.values}" for c in tool.preconditions)
         eid = self.episode(f"{tool.name}/precondition", self.login(user) + [_call(tool.name, **args)])
-        self.test(f"{tool.name}.precondition",
-                  f"{tool.name} refuses {tool.table} {rec.get(pk)} which fails its preconditions ({conds})", eid,
-                  tool.name, expect_tool_error())
+        self.test(
+            f"{tool.name}.precondition",
+            f"{tool.name} refuses {tool.table} {rec.get(pk)} which fails its preconditions ({conds})",
+            eid,
+            tool.name,
+            expect_tool_error(),
+        )
 
     def invalid_value_tests(self, tool: Tool, user: Any, args: dict) -> None:
         """Enum, range and foreign-key violations in the parameters a write takes."""
@@ -684,15 +765,25 @@ class _Deriver:
                 what, tid = "an out-of-range value", f"{tool.name}.out_of_range_{p.name}"
             else:
                 continue
-            eid = self.episode(f"{tool.name}/bad_{p.name}",
-                               self.login(user) + [_call(tool.name, **{**args, p.name: bad})])
-            self.test(tid, f"{tool.name} refuses {what} for {p.name} ({bad!r}) with a ToolError", eid, tool.name,
-                      expect_tool_error(accepted=VALIDATION_REFUSAL if tid.startswith(
-                          (f"{tool.name}.invalid_", f"{tool.name}.out_of_range_")) else REFUSAL))
+            eid = self.episode(
+                f"{tool.name}/bad_{p.name}", self.login(user) + [_call(tool.name, **{**args, p.name: bad})]
+            )
+            self.test(
+                tid,
+                f"{tool.name} refuses {what} for {p.name} ({bad!r}) with a ToolError",
+                eid,
+                tool.name,
+                expect_tool_error(
+                    accepted=VALIDATION_REFUSAL
+                    if tid.startswith((f"{tool.name}.invalid_", f"{tool.name}.out_of_range_"))
+                    else REFUSAL
+                ),
+            )
 
 
-def derive_tests(blueprint: Blueprint, data: DomainData, policy_sections: dict[str, str] | None = None,
-                 simulation_time: str = "") -> TestPlan:
+def derive_tests(
+    blueprint: Blueprint, data: DomainData, policy_sections: dict[str, str] | None = None, simulation_time: str = ""
+) -> TestPlan:
     """The contract tests of one domain (deterministic for the same inputs)."""
     return _Deriver(blueprint, data, policy_sections, simulation_time).derive()
 
@@ -713,27 +804,47 @@ def evaluate(plan: TestPlan, episode_results: dict[str, Any]) -> list[dict]:
                 detail = t.check(res)
             except Exception as exc:  # a checker bug must not read as a tool bug
                 detail = f"checker error: {type(exc).__name__}: {exc}"
-        out.append({"id": t.id, "description": t.description, "tool": t.tool, "passed": detail is None,
-                    "detail": detail or ""})
+        out.append(
+            {"id": t.id, "description": t.description, "tool": t.tool, "passed": detail is None, "detail": detail or ""}
+        )
     return out
 
 
-def tool_list_test(expected: list[dict], actual: list[dict] | None, differences: list[str] | None,
-                   load_error: str = "") -> dict:
+def tool_list_test(
+    expected: list[dict], actual: list[dict] | None, differences: list[str] | None, load_error: str = ""
+) -> dict:
     """The signature test: the tool list built from the code equals the s05 tool list."""
     if actual is None:
         detail = f"the tool module could not be loaded: {load_error}" if load_error else "no tools loaded"
     else:
         detail = "; ".join(differences or [])
-    return {"id": "tool_list.match", "description": "the tool list built from the code's signatures equals "
-            "tool_lists/{domain}.json", "tool": None, "passed": not detail, "detail": detail}
+    return {
+        "id": "tool_list.match",
+        "description": "the tool list built from the code's signatures equals tool_lists/{domain}.json",
+        "tool": None,
+        "passed": not detail,
+        "detail": detail,
+    }
 
 
 def summarize_failures(results: list[dict], limit: int = 40) -> list[dict]:
     """The failing tests as the repair prompt and the report show them."""
-    return [{"id": r["id"], "description": r["description"], "tool": r.get("tool"), "detail": r["detail"]}
-            for r in results if not r["passed"]][:limit]
+    return [
+        {"id": r["id"], "description": r["description"], "tool": r.get("tool"), "detail": r["detail"]}
+        for r in results
+        if not r["passed"]
+    ][:limit]
 
 
-__all__ = ["ContractTest", "DomainData", "Episode", "TestPlan", "derive_tests", "evaluate", "tool_list_test",
-           "summarize_failures", "READ_ONLY_KINDS", "WRITE_KINDS"]
+__all__ = [
+    "ContractTest",
+    "DomainData",
+    "Episode",
+    "TestPlan",
+    "derive_tests",
+    "evaluate",
+    "tool_list_test",
+    "summarize_failures",
+    "READ_ONLY_KINDS",
+    "WRITE_KINDS",
+]

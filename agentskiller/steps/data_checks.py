@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import date, datetime, timezone
-from typing import Any, Iterable
+from datetime import UTC, date, datetime
+from typing import Any
 
 from ..models.blueprint import Relationship
 from ..models.catalog import Entity
@@ -27,19 +28,73 @@ MAX_EXAMPLES = 3
 
 # Column-name vocabulary for the implied rules. Deliberately conservative: a rule fires only
 # when the names leave no doubt, so a sensible table never fails on a heuristic.
-CREATED_NAMES = {"created_at", "booked_at", "requested_at", "submitted_at", "ordered_at", "placed_at",
-                 "opened_at", "filed_at", "registered_at", "enrolled_at"}
-EVENT_HINTS = ("scheduled", "start", "appointment", "visit", "departure", "check_in", "event", "session",
-               "pickup", "service_date", "travel_date", "class_date")
+CREATED_NAMES = {
+    "created_at",
+    "booked_at",
+    "requested_at",
+    "submitted_at",
+    "ordered_at",
+    "placed_at",
+    "opened_at",
+    "filed_at",
+    "registered_at",
+    "enrolled_at",
+}
+EVENT_HINTS = (
+    "scheduled",
+    "start",
+    "appointment",
+    "visit",
+    "departure",
+    "check_in",
+    "event",
+    "session",
+    "pickup",
+    "service_date",
+    "travel_date",
+    "class_date",
+)
 EVENT_EXACT = {"date", "datetime", "time", "slot", "when"}
-PAST_STATUSES = {"completed", "no_show", "attended", "delivered", "fulfilled", "finished", "checked_out",
-                 "departed", "arrived", "done", "performed", "administered"}
+PAST_STATUSES = {
+    "completed",
+    "no_show",
+    "attended",
+    "delivered",
+    "fulfilled",
+    "finished",
+    "checked_out",
+    "departed",
+    "arrived",
+    "done",
+    "performed",
+    "administered",
+}
 FUTURE_STATUSES = {"scheduled", "upcoming", "booked", "planned", "confirmed", "reserved"}
 TOTAL_NAMES = {"total", "total_amount", "total_price", "total_cost", "total_due", "total_fare"}
-QUANTITY_NAMES = {"quantity", "qty", "units", "nights", "num_units", "seats", "tickets", "num_nights",
-                  "num_tickets", "sessions"}
-UNIT_NAMES = {"unit_price", "price", "price_per_unit", "rate", "nightly_rate", "unit_cost", "price_per_night",
-              "fare", "price_per_ticket", "price_per_session"}
+QUANTITY_NAMES = {
+    "quantity",
+    "qty",
+    "units",
+    "nights",
+    "num_units",
+    "seats",
+    "tickets",
+    "num_nights",
+    "num_tickets",
+    "sessions",
+}
+UNIT_NAMES = {
+    "unit_price",
+    "price",
+    "price_per_unit",
+    "rate",
+    "nightly_rate",
+    "unit_cost",
+    "price_per_night",
+    "fare",
+    "price_per_ticket",
+    "price_per_session",
+}
 
 
 @dataclass(frozen=True)
@@ -72,8 +127,16 @@ class TableSpec:
 
 
 def _col(a: Any, references: str | None = None) -> ColumnSpec:
-    return ColumnSpec(name=a.name, type=a.type, enum=tuple(a.enum) if a.enum else None, minimum=a.minimum,
-                      maximum=a.maximum, nullable=bool(a.nullable), references=references, format=a.format)
+    return ColumnSpec(
+        name=a.name,
+        type=a.type,
+        enum=tuple(a.enum) if a.enum else None,
+        minimum=a.minimum,
+        maximum=a.maximum,
+        nullable=bool(a.nullable),
+        references=references,
+        format=a.format,
+    )
 
 
 def spec_for_entity(entity: Entity) -> TableSpec:
@@ -103,7 +166,7 @@ def parse_datetime(v: Any) -> datetime | None:
         dt = datetime.fromisoformat(v.replace("Z", "+00:00"))
     except ValueError:
         return None
-    return dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)
+    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
 
 
 def _type_ok(ctype: str, v: Any) -> bool:
@@ -122,8 +185,14 @@ def _type_ok(ctype: str, v: Any) -> bool:
     return False
 
 
-_TYPE_HINT = {"date": "an ISO date string YYYY-MM-DD", "datetime": "an ISO 8601 datetime string with time (…T…Z)",
-              "integer": "a JSON integer", "number": "a JSON number", "boolean": "true/false", "string": "a string"}
+_TYPE_HINT = {
+    "date": "an ISO date string YYYY-MM-DD",
+    "datetime": "an ISO 8601 datetime string with time (…T…Z)",
+    "integer": "a JSON integer",
+    "number": "a JSON number",
+    "boolean": "true/false",
+    "string": "a string",
+}
 
 
 def _temporal_key(ctype: str, v: Any) -> date | datetime | None:
@@ -184,8 +253,13 @@ def load_records(data: Any) -> tuple[list[dict] | None, str | None]:
     return data, None
 
 
-def check_records(records: list[dict], spec: TableSpec, expected_count: int | None = None,
-                  fk_values: dict[str, set] | None = None, simulation_time: str | None = None) -> list[str]:
+def check_records(
+    records: list[dict],
+    spec: TableSpec,
+    expected_count: int | None = None,
+    fk_values: dict[str, set] | None = None,
+    simulation_time: str | None = None,
+) -> list[str]:
     """Every defect found in ``records`` against ``spec`` (empty list: the table is good).
 
     ``fk_values`` maps a foreign-key column to the primary keys of the referenced table;
@@ -205,8 +279,9 @@ def check_records(records: list[dict], spec: TableSpec, expected_count: int | No
     for i, rec in enumerate(records):
         for c in spec.columns:
             if c.name not in rec:
-                err.add("missing (every record must have every column; use null only where nullable)", c.name,
-                        f"record {i}")
+                err.add(
+                    "missing (every record must have every column; use null only where nullable)", c.name, f"record {i}"
+                )
                 continue
             v = rec[c.name]
             if v is None:
@@ -231,8 +306,10 @@ def check_records(records: list[dict], spec: TableSpec, expected_count: int | No
                 err.add(f"whose foreign key is not a {c.references} primary key", c.name, f"record {i}: {v!r}")
     dups = sorted((k for k, n in pk_seen.items() if n > 1), key=str)
     if dups:
-        err.plain.append(f"primary key {spec.primary_key!r} is not unique: {len(dups)} duplicated value(s), "
-                         f"e.g. {dups[:MAX_EXAMPLES]}")
+        err.plain.append(
+            f"primary key {spec.primary_key!r} is not unique: {len(dups)} duplicated value(s), "
+            f"e.g. {dups[:MAX_EXAMPLES]}"
+        )
     if spec.kind == "relationship":
         _implied_rules(records, spec, simulation_time, err)
     return err.lines()
@@ -250,7 +327,8 @@ def _implied_rules(records: list[dict], spec: TableSpec, simulation_time: str | 
     qty = next((cols[n] for n in cols if n in QUANTITY_NAMES), None)
     unit = next((cols[n] for n in cols if n in UNIT_NAMES), None)
     for i, rec in enumerate(records):
-        def tval(c: ColumnSpec):
+
+        def tval(c: ColumnSpec, rec: dict = rec):
             v = rec.get(c.name)
             return _temporal_key(c.type, v) if v is not None else None
 
@@ -259,25 +337,39 @@ def _implied_rules(records: list[dict], spec: TableSpec, simulation_time: str | 
             if cv is None:
                 continue
             if now is not None and not _before(cv, now):
-                err.add(f"with {cc.name} after the simulation time {simulation_time}", cc.name,
-                        f"record {i}: {rec[cc.name]!r}")
+                err.add(
+                    f"with {cc.name} after the simulation time {simulation_time}",
+                    cc.name,
+                    f"record {i}: {rec[cc.name]!r}",
+                )
             for oc in temporal:
                 ov = tval(oc)
                 if oc is not cc and ov is not None and not is_created_column(oc.name) and not _before(cv, ov):
-                    err.add(f"with {cc.name} later than {oc.name}", cc.name,
-                            f"record {i}: {rec[cc.name]!r} > {rec[oc.name]!r}")
+                    err.add(
+                        f"with {cc.name} later than {oc.name}",
+                        cc.name,
+                        f"record {i}: {rec[cc.name]!r} > {rec[oc.name]!r}",
+                    )
         if now is not None and status is not None and events and isinstance(rec.get("status"), str):
             ev, st = tval(events[0]), rec["status"]
             if ev is not None and st in PAST_STATUSES and not _before(ev, now):
-                err.add(f"with status {st!r} but {events[0].name} in the future (after {simulation_time})",
-                        events[0].name, f"record {i}: {rec[events[0].name]!r}")
+                err.add(
+                    f"with status {st!r} but {events[0].name} in the future (after {simulation_time})",
+                    events[0].name,
+                    f"record {i}: {rec[events[0].name]!r}",
+                )
             if ev is not None and st in FUTURE_STATUSES and not _before(now, ev):
-                err.add(f"with status {st!r} but {events[0].name} in the past (before {simulation_time})",
-                        events[0].name, f"record {i}: {rec[events[0].name]!r}")
+                err.add(
+                    f"with status {st!r} but {events[0].name} in the past (before {simulation_time})",
+                    events[0].name,
+                    f"record {i}: {rec[events[0].name]!r}",
+                )
         if total and qty and unit:
             t, q, u = rec.get(total.name), rec.get(qty.name), rec.get(unit.name)
             if all(_type_ok("number", x) for x in (t, q, u)) and abs(t - u * q) > 0.011 + 1e-9 * abs(t):
-                err.add(f"where {total.name} != {unit.name} * {qty.name}", total.name, f"record {i}: {t!r} vs {u!r}*{q!r}")
+                err.add(
+                    f"where {total.name} != {unit.name} * {qty.name}", total.name, f"record {i}: {t!r} vs {u!r}*{q!r}"
+                )
 
 
 # -------------------------------------------------------------------- the summary
@@ -299,14 +391,19 @@ def summarize_columns(records: list[dict], spec: TableSpec) -> dict[str, dict]:
             if key not in seen:
                 seen.add(key)
                 distinct.append(v)
-        col: dict[str, Any] = {"type": c.type, "distinct": len(distinct), "nulls": len(values) - len(present),
-                               "samples": [_jsonable(v) for v in distinct[:3]]}
+        col: dict[str, Any] = {
+            "type": c.type,
+            "distinct": len(distinct),
+            "nulls": len(values) - len(present),
+            "samples": [_jsonable(v) for v in distinct[:3]],
+        }
         if c.references:
             col["references"] = c.references
         if c.enum is not None or c.type == "boolean":
             col["values"] = sorted((_jsonable(v) for v in distinct), key=lambda x: (str(type(x)), x))
-        elif present and (c.type in ("integer", "number", "date", "datetime") or c.name == spec.primary_key
-                          or c.references):
+        elif present and (
+            c.type in ("integer", "number", "date", "datetime") or c.name == spec.primary_key or c.references
+        ):
             comparable = [v for v in present if _type_ok(c.type, v)]
             if comparable:
                 col["min"], col["max"] = _jsonable(min(comparable)), _jsonable(max(comparable))

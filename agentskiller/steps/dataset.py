@@ -71,12 +71,21 @@ def build_row(query: dict, task: dict, policy: str, tools: list[dict]) -> dict:
         "cross_domain": query["cross_domain"],
         "messages": [{"role": "system", "content": policy}, {"role": "user", "content": query["first_message"]}],
         "tools": _dumps(tools),
-        "scenario": {"persona": query["persona"], "reason_for_call": query["reason_for_call"],
-                     "instruction": query["instruction"], "known_facts": query["known_facts"]},
+        "scenario": {
+            "persona": query["persona"],
+            "reason_for_call": query["reason_for_call"],
+            "instruction": query["instruction"],
+            "known_facts": query["known_facts"],
+        },
         "trajectory": query["trajectory"],
-        "golden_calls": [{"type": "function",
-                          "function": {"name": c["name"], "arguments": _dumps(c["arguments"])},
-                          "resolve": _dumps(c.get("resolve") or {})} for c in task["golden_calls"]],
+        "golden_calls": [
+            {
+                "type": "function",
+                "function": {"name": c["name"], "arguments": _dumps(c["arguments"])},
+                "resolve": _dumps(c.get("resolve") or {}),
+            }
+            for c in task["golden_calls"]
+        ],
         "expected_outputs": [_dumps(o) for o in task["expected_outputs"]],
         "initial_state_hash": task.get("initial_state_hash") or "",
         "final_state_hash": task["final_state_hash"],
@@ -88,8 +97,14 @@ def build_row(query: dict, task: dict, policy: str, tools: list[dict]) -> dict:
 
 def golden_calls(row: dict) -> list[dict]:
     """A row's golden calls back as ``{"name", "arguments", "resolve"}`` dicts (for replay)."""
-    return [{"name": c["function"]["name"], "arguments": json.loads(c["function"]["arguments"]),
-             "resolve": json.loads(c["resolve"])} for c in row["golden_calls"]]
+    return [
+        {
+            "name": c["function"]["name"],
+            "arguments": json.loads(c["function"]["arguments"]),
+            "resolve": json.loads(c["resolve"]),
+        }
+        for c in row["golden_calls"]
+    ]
 
 
 def card_text(meta: dict, stats: dict) -> str:
@@ -143,24 +158,33 @@ def card_text(meta: dict, stats: dict) -> str:
             lines.append(f"| {env} | quarantined: {c.get('reason', '')} | | | |")
             continue
         s14, s15, s16 = c.get("s14", {}), c.get("s15", {}), c.get("s16", {})
-        lines.append(f"| {env} | {s14.get('accepted', 0)} / {s14.get('rejected', 0)} / {s14.get('failed', 0)} | "
-                     f"{s15.get('instances', 0)} | {s16.get('valid', 0)} / {s16.get('invalid', 0)} | "
-                     f"{c.get('queries', 0)} |")
-    lines += ["", "## Provenance", "",
-              f"- provider: {meta.get('provider')}",
-              f"- models: text `{meta.get('models', {}).get('text')}`, code `{meta.get('models', {}).get('code')}`",
-              f"- seed: {meta.get('seed')}",
-              f"- schema version: {meta.get('schema_version')}", ""]
+        lines.append(
+            f"| {env} | {s14.get('accepted', 0)} / {s14.get('rejected', 0)} / {s14.get('failed', 0)} | "
+            f"{s15.get('instances', 0)} | {s16.get('valid', 0)} / {s16.get('invalid', 0)} | "
+            f"{c.get('queries', 0)} |"
+        )
+    lines += [
+        "",
+        "## Provenance",
+        "",
+        f"- provider: {meta.get('provider')}",
+        f"- models: text `{meta.get('models', {}).get('text')}`, code `{meta.get('models', {}).get('code')}`",
+        f"- seed: {meta.get('seed')}",
+        f"- schema version: {meta.get('schema_version')}",
+        "",
+    ]
     if meta.get("provider") == "offline":
-        lines += ["The offline provider is a deterministic procedural stand-in for a model (demos,",
-                  "tests, CI): phrasing comes from seeded templates, not from a language model.", ""]
+        lines += [
+            "The offline provider is a deterministic procedural stand-in for a model (demos,",
+            "tests, CI): phrasing comes from seeded templates, not from a language model.",
+            "",
+        ]
     return "\n".join(lines)
 
 
 def run(ctx: StepContext) -> None:
     policies = {_env_of(p): io.read_text(p) for p in _as_list(ctx.inputs.get("policies")) if p.is_file()}
-    tool_lists = {_env_of(p): _tools_of(io.read_json(p)) for p in _as_list(ctx.inputs.get("tool_lists"))
-                  if p.is_file()}
+    tool_lists = {_env_of(p): _tools_of(io.read_json(p)) for p in _as_list(ctx.inputs.get("tool_lists")) if p.is_file()}
     tasks_by_env: dict[str, dict] = {}
     for p in _as_list(ctx.inputs.get("tasks")):
         doc = io.read_json(p)
@@ -180,8 +204,11 @@ def run(ctx: StepContext) -> None:
             continue
         tasks = {t["task_id"]: t for t in doc.get("tasks", [])}
         hist = doc.get("history", {})
-        entry = {"status": "ok", **{s: dict(h.get("counts", {})) for s, h in sorted(hist.items())},
-                 "queries": len(queries)}
+        entry = {
+            "status": "ok",
+            **{s: dict(h.get("counts", {})) for s, h in sorted(hist.items())},
+            "queries": len(queries),
+        }
         for step, h in hist.items():
             for r in h.get("rejections", []):
                 rejections.setdefault(step, Counter())[_reason_key(r.get("reason"))] += 1
@@ -197,9 +224,12 @@ def run(ctx: StepContext) -> None:
             tools_used.update(f"{env}:{c['name']}" for c in task["golden_calls"])
     rows.sort(key=lambda r: (r["env"], r["id"]))
     stats = {
-        "totals": {"rows": len(rows), "envs": len(per_env),
-                   "envs_failed": sum(1 for e in per_env.values() if e.get("status") == "failed"),
-                   "cross_domain_rows": sum(r["cross_domain"] for r in rows)},
+        "totals": {
+            "rows": len(rows),
+            "envs": len(per_env),
+            "envs_failed": sum(1 for e in per_env.values() if e.get("status") == "failed"),
+            "cross_domain_rows": sum(r["cross_domain"] for r in rows),
+        },
         "per_env": per_env,
         "trajectory_lengths": dict(sorted(traj_len.items(), key=lambda kv: int(kv[0]))),
         "tools_used": dict(sorted(tools_used.items())),

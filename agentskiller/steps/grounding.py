@@ -28,41 +28,161 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from typing import Any, Iterable, NamedTuple
+from collections.abc import Iterable
+from typing import Any, NamedTuple
 
 EMAIL_RE = re.compile(r"\b[\w.+-]+@[\w-]+(?:\.[\w-]+)+\b")
 DATETIME_RE = re.compile(r"\b\d{4}-\d{2}-\d{2}(?:[T ]\d{1,2}:\d{2}(?::\d{2})?(?:\.\d+)?(?:Z|[+-]\d{2}:?\d{2})?)?")
 ID_RE = re.compile(r"\b(?=[A-Za-z0-9_-]*\d)(?=[A-Za-z0-9_-]*[A-Za-z])[A-Za-z0-9][A-Za-z0-9_-]{3,}\b")
-PHONE_RE = re.compile(r"(?<![\w.+])(?:\+?\d{1,3}[\s.-]?)?(?:\(\d{2,4}\)\s?|\d{2,4}[\s.-])\d{2,4}[\s.-]?\d{3,4}"
-                      r"(?:\s?(?:x|ext\.?)\s?\d{1,6})?(?![\w])")
+PHONE_RE = re.compile(
+    r"(?<![\w.+])(?:\+?\d{1,3}[\s.-]?)?(?:\(\d{2,4}\)\s?|\d{2,4}[\s.-])\d{2,4}[\s.-]?\d{3,4}"
+    r"(?:\s?(?:x|ext\.?)\s?\d{1,6})?(?![\w])"
+)
 NUMBER_RE = re.compile(r"(?<![\w.])[-+]?\d[\d,]*(?:\.\d+)?(?![\w])")
-MONTHS = ["january", "february", "march", "april", "may", "june", "july", "august", "september", "october",
-          "november", "december"]
-_MONTH = r"(?:Jan(?:uary)?|Feb(?:ruary)?|Mar(?:ch)?|Apr(?:il)?|May|June?|July?|Aug(?:ust)?|Sept?(?:ember)?|" \
-         r"Oct(?:ober)?|Nov(?:ember)?|Dec(?:ember)?)"
+MONTHS = [
+    "january",
+    "february",
+    "march",
+    "april",
+    "may",
+    "june",
+    "july",
+    "august",
+    "september",
+    "october",
+    "november",
+    "december",
+]
+_MONTH = (
+    r"(?:Jan(?:uary)?|Feb(?:ruary)?|Mar(?:ch)?|Apr(?:il)?|May|June?|July?|Aug(?:ust)?|Sept?(?:ember)?|"
+    r"Oct(?:ober)?|Nov(?:ember)?|Dec(?:ember)?)"
+)
 _WEEKDAY = r"(?:(?P<wd>Mon|Tues|Wednes|Thurs|Fri|Satur|Sun)day,?\s+(?:the\s+)?)?"
 _ORD = r"(?:st|nd|rd|th)?"
 #: "10:00", "10:00 AM", "10 am", "2:30 p.m." - a bare hour without am/pm is not a time
-_TIME = r"(?P<h>\d{1,2})(?:(?::(?P<mi>\d{2}))\s*(?P<ap>[aApP]\.?[mM]\.?)?|\s*(?P<ap2>[aApP]\.?[mM]\.?))" \
-        r"(?:\s*\(?(?:UTC|GMT)\)?)?(?![\w:])"
+_TIME = (
+    r"(?P<h>\d{1,2})(?:(?::(?P<mi>\d{2}))\s*(?P<ap>[aApP]\.?[mM]\.?)?|\s*(?P<ap2>[aApP]\.?[mM]\.?))"
+    r"(?:\s*\(?(?:UTC|GMT)\)?)?(?![\w:])"
+)
 NATURAL_DATE_RE = re.compile(
     _WEEKDAY + r"(?:(?P<m1>" + _MONTH + r")\.?\s+(?P<d1>\d{1,2})" + _ORD + r"(?:,?\s+(?P<y1>\d{4}))?"
     r"|(?P<d2>\d{1,2})" + _ORD + r"\s+(?:of\s+)?(?P<m2>" + _MONTH + r")\.?(?:,?\s+(?P<y2>\d{4}))?)(?![\w])"
-    r"(?:,?\s+(?:at\s+|from\s+)?" + _TIME + r")?")
+    r"(?:,?\s+(?:at\s+|from\s+)?" + _TIME + r")?"
+)
 #: a clock time on its own; only "HH:MM" forms ("by 3 pm" stays as unchecked as any single digit)
 TIME_RE = re.compile(r"(?<![\w:.])(?=\d{1,2}:\d{2})" + _TIME)
 NAME_RE = re.compile(r"\b[A-Z][a-zA-Z'\-]+(?:\.?\s+[A-Z][a-zA-Z'\-]+)+\b")
 #: capitalised words that begin sentences or greetings, not names
 COMMON = {
-    "hi", "hello", "hey", "good", "morning", "afternoon", "evening", "dear", "thanks", "thank", "please",
-    "i", "i'm", "i've", "i'd", "i'll", "my", "me", "could", "can", "would", "will", "should", "first", "then",
-    "next", "after", "finally", "and", "also", "lastly", "once", "to", "the", "a", "an", "this", "that", "it",
-    "is", "are", "was", "do", "does", "did", "what", "when", "where", "why", "how", "which", "who", "yes", "no",
-    "ok", "okay", "sure", "sorry", "just", "so", "but", "if", "id", "dr", "mr", "mrs", "ms", "monday",
-    "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday", "january", "february", "march",
-    "april", "may", "june", "july", "august", "september", "october", "november", "december", "patient",
-    "customer", "reference", "number", "appointment", "booking", "account", "there", "again", "let", "start",
-    "show", "list", "book", "cancel", "check", "tell", "set", "change", "update", "help", "need", "want",
+    "hi",
+    "hello",
+    "hey",
+    "good",
+    "morning",
+    "afternoon",
+    "evening",
+    "dear",
+    "thanks",
+    "thank",
+    "please",
+    "i",
+    "i'm",
+    "i've",
+    "i'd",
+    "i'll",
+    "my",
+    "me",
+    "could",
+    "can",
+    "would",
+    "will",
+    "should",
+    "first",
+    "then",
+    "next",
+    "after",
+    "finally",
+    "and",
+    "also",
+    "lastly",
+    "once",
+    "to",
+    "the",
+    "a",
+    "an",
+    "this",
+    "that",
+    "it",
+    "is",
+    "are",
+    "was",
+    "do",
+    "does",
+    "did",
+    "what",
+    "when",
+    "where",
+    "why",
+    "how",
+    "which",
+    "who",
+    "yes",
+    "no",
+    "ok",
+    "okay",
+    "sure",
+    "sorry",
+    "just",
+    "so",
+    "but",
+    "if",
+    "id",
+    "dr",
+    "mr",
+    "mrs",
+    "ms",
+    "monday",
+    "tuesday",
+    "wednesday",
+    "thursday",
+    "friday",
+    "saturday",
+    "sunday",
+    "january",
+    "february",
+    "march",
+    "april",
+    "may",
+    "june",
+    "july",
+    "august",
+    "september",
+    "october",
+    "november",
+    "december",
+    "patient",
+    "customer",
+    "reference",
+    "number",
+    "appointment",
+    "booking",
+    "account",
+    "there",
+    "again",
+    "let",
+    "start",
+    "show",
+    "list",
+    "book",
+    "cancel",
+    "check",
+    "tell",
+    "set",
+    "change",
+    "update",
+    "help",
+    "need",
+    "want",
 }
 
 
@@ -72,8 +192,8 @@ class When(NamedTuple):
     year: int | None
     month: int
     day: int
-    time: str | None      # "HH:MM", 24-hour
-    weekday: int | None = None   # Monday 0, as stated in the text
+    time: str | None  # "HH:MM", 24-hour
+    weekday: int | None = None  # Monday 0, as stated in the text
 
 
 def _clock(h: str, mi: str | None, ap: str | None) -> str | None:
@@ -97,11 +217,14 @@ def _when(m: re.Match) -> When | None:
         return None
     if month:
         try:
-            dt.date(int(year) if year else 2024, month, day)   # 2024: a leap year, so Feb 29 is a date
+            dt.date(int(year) if year else 2024, month, day)  # 2024: a leap year, so Feb 29 is a date
         except ValueError:
             return None
-    weekday = [w.lower() for w in ("Mon", "Tues", "Wednes", "Thurs", "Fri", "Satur", "Sun")].index(
-        g["wd"].lower()) if g.get("wd") else None
+    weekday = (
+        [w.lower() for w in ("Mon", "Tues", "Wednes", "Thurs", "Fri", "Satur", "Sun")].index(g["wd"].lower())
+        if g.get("wd")
+        else None
+    )
     return When(int(year) if year else None, month, day, time, weekday)
 
 
@@ -113,8 +236,12 @@ def natural_dates(text: str) -> list[tuple[str, When | None]]:
 
 def iso_when(v: str) -> When | None:
     """The calendar value of an ISO date / date-time value ("2025-07-06", "2025-07-06T10:00:00Z")."""
-    m = re.fullmatch(r"(\d{4})-(\d{2})-(\d{2})(?:[T ](\d{1,2}):(\d{2})(?::\d{2}(?:\.\d+)?)?"
-                     r"(?:Z|[+-]\d{2}:?\d{2})?)?", v.strip(), flags=re.I)
+    m = re.fullmatch(
+        r"(\d{4})-(\d{2})-(\d{2})(?:[T ](\d{1,2}):(\d{2})(?::\d{2}(?:\.\d+)?)?"
+        r"(?:Z|[+-]\d{2}:?\d{2})?)?",
+        v.strip(),
+        flags=re.I,
+    )
     if not m:
         return None
     try:
@@ -134,8 +261,11 @@ def same_when(said: When, value: When) -> bool:
         return False
     if said.time is not None and said.time != value.time:
         return False
-    if said.weekday is not None and value.year is not None and \
-            dt.date(value.year, value.month, value.day).weekday() != said.weekday:
+    if (
+        said.weekday is not None
+        and value.year is not None
+        and dt.date(value.year, value.month, value.day).weekday() != said.weekday
+    ):
         return False
     return True
 
@@ -172,8 +302,15 @@ def extract_values(text: str) -> list[tuple[str, str]]:
     def free(m: re.Match) -> bool:
         return all(m.end() <= a or m.start() >= b for a, b in taken)
 
-    for kind, rx in (("email", EMAIL_RE), ("date", DATETIME_RE), ("date", NATURAL_DATE_RE), ("time", TIME_RE),
-                     ("phone", PHONE_RE), ("id", ID_RE), ("number", NUMBER_RE)):
+    for kind, rx in (
+        ("email", EMAIL_RE),
+        ("date", DATETIME_RE),
+        ("date", NATURAL_DATE_RE),
+        ("time", TIME_RE),
+        ("phone", PHONE_RE),
+        ("id", ID_RE),
+        ("number", NUMBER_RE),
+    ):
         for m in rx.finditer(text):
             if not free(m):
                 continue
@@ -182,9 +319,13 @@ def extract_values(text: str) -> list[tuple[str, str]]:
                 continue
             if kind == "number" and len(re.sub(r"\D", "", v)) < 2:
                 continue
-            if kind == "date" and rx is NATURAL_DATE_RE and not re.search(r"\d{2}|\d\s*[:aApP]|\d{4}", v) \
-                    and not m.group("wd"):
-                continue   # "May 5" alone: a single-digit day is as unchecked as any single digit
+            if (
+                kind == "date"
+                and rx is NATURAL_DATE_RE
+                and not re.search(r"\d{2}|\d\s*[:aApP]|\d{4}", v)
+                and not m.group("wd")
+            ):
+                continue  # "May 5" alone: a single-digit day is as unchecked as any single digit
             found.append((kind, v))
             taken.append(m.span())
     for m in NAME_RE.finditer(text):
@@ -273,8 +414,10 @@ def mentions(text: str, value: Any) -> bool:
         return True
     when = iso_when(v)
     if when is not None:
-        return any(w is not None and w.year is not None and same_when(w, when) and (w.time or not when.time)
-                   for _, w in natural_dates(text))
+        return any(
+            w is not None and w.year is not None and same_when(w, when) and (w.time or not when.time)
+            for _, w in natural_dates(text)
+        )
     for r in renderings(v):
         if re.search(rf"(?<![a-z0-9]){re.escape(r)}(?![a-z0-9])", low):
             return True

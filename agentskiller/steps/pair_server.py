@@ -75,8 +75,9 @@ def namespaced_tool_list(members: dict[str, list[dict]]) -> list[dict]:
     return out
 
 
-def pair_manifest(pair: str, bps: list[Blueprint], db_dir: Path, tools: dict[str, Path], server_dir: Path,
-                  simulation_time: str) -> dict:
+def pair_manifest(
+    pair: str, bps: list[Blueprint], db_dir: Path, tools: dict[str, Path], server_dir: Path, simulation_time: str
+) -> dict:
     """The runtime manifest of the pair (paths relative to ``server_dir``)."""
     fused = io.read_json(db_dir / "tables.json")
     base = server_dir.resolve()
@@ -224,8 +225,14 @@ def _values(obj: Any) -> list:
 # ------------------------------------------------------------------------- step
 def _report(pair: str, domains: list[str], status: str, reason: str, checks: dict, environment: dict | None) -> dict:
     # no top-level "env": load_environment() would take the report for a bare manifest
-    return {"pair": pair, "domains": domains, "status": status, "reason": reason, "checks": checks,
-            "environment": environment}
+    return {
+        "pair": pair,
+        "domains": domains,
+        "status": status,
+        "reason": reason,
+        "checks": checks,
+        "environment": environment,
+    }
 
 
 def _quarantine(ctx: StepContext, pair: str, domains: list[str], reason: str, checks: dict | None = None) -> None:
@@ -267,11 +274,14 @@ def run(ctx: StepContext) -> None:
         if [bp.domain for bp in bps] != domains:
             raise PairFailure(f"blueprints {[bp.domain for bp in bps]} are not the members of {pair}")
         tools = _by_domain(_as_list(ctx.inputs["tools"]), dir_named=True)
-        lists = {d: list(io.read_json(p).get("tools") or [])
-                 for d, p in _by_domain(_as_list(ctx.inputs["tool_lists"]), dir_named=False).items()}
+        lists = {
+            d: list(io.read_json(p).get("tools") or [])
+            for d, p in _by_domain(_as_list(ctx.inputs["tool_lists"]), dir_named=False).items()
+        }
         tool_list = namespaced_tool_list({d: lists[d] for d in domains})
-        manifest = pair_manifest(pair, bps, Path(ctx.inputs["db"]), tools, server_dir,
-                                 str(ctx.config.get("simulation_time") or ""))
+        manifest = pair_manifest(
+            pair, bps, Path(ctx.inputs["db"]), tools, server_dir, str(ctx.config.get("simulation_time") or "")
+        )
     except PairFailure as exc:
         _quarantine(ctx, pair, domains, str(exc))
         return
@@ -289,13 +299,15 @@ def run(ctx: StepContext) -> None:
     mcp = check_mcp_server(server_dir, tool_list, sandbox, timeout_s=float(sandbox.timeout_s))
     checks["mcp"] = mcp
     if not mcp["tools_match"]:
-        _quarantine(ctx, pair, domains, f"the live MCP server does not advertise the tool list: {mcp['detail']}",
-                    checks)
+        _quarantine(
+            ctx, pair, domains, f"the live MCP server does not advertise the tool list: {mcp['detail']}", checks
+        )
         return
     ctx.write_json("tool_list", {"domain": pair, "status": "ok", "tools": tool_list}, TOOL_LIST_SCHEMA)
     ctx.write_json("report", _report(pair, domains, "passed", "", checks, manifest), REPORT_SCHEMA)
-    ctx.log.info("pair server %s passed: %d tools, episode %s, MCP tools match", pair, len(tool_list),
-                 checks["episode"]["calls"])
+    ctx.log.info(
+        "pair server %s passed: %d tools, episode %s, MCP tools match", pair, len(tool_list), checks["episode"]["calls"]
+    )
 
 
 __all__ = ["run", "namespaced_tool_list", "pair_manifest", "episode_check", "shared_user", "PairFailure"]

@@ -28,8 +28,9 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any
 
 from ..models.blueprint import Blueprint
 from ..models.catalog import Entity
@@ -90,7 +91,7 @@ def parse_policy(text: str) -> ParsedPolicy:
     pos = {k: s for k, _, s, _ in markers if k in ("POLICY_START", "GLOBAL_RULES_END", "POLICY_END")}
     if "POLICY_START" in pos and "GLOBAL_RULES_END" in pos:
         start_end = next(e for k, _, _, e in markers if k == "POLICY_START")
-        p.global_rules = text[start_end:pos["GLOBAL_RULES_END"]].strip()
+        p.global_rules = text[start_end : pos["GLOBAL_RULES_END"]].strip()
         if pos["GLOBAL_RULES_END"] < pos["POLICY_START"]:
             p.problems.append("<!-- GLOBAL_RULES_END --> comes before <!-- POLICY_START -->")
         elif GLOBAL_HEADING.lower() not in p.global_rules.lower():
@@ -102,8 +103,9 @@ def parse_policy(text: str) -> ParsedPolicy:
     for kind, name, s, e in markers:
         if kind == "TOOL":
             if open_name is not None:
-                p.problems.append(f"section {open_name} is not closed (<!-- TOOL_END: {open_name} -->) "
-                                  f"before section {name} starts")
+                p.problems.append(
+                    f"section {open_name} is not closed (<!-- TOOL_END: {open_name} -->) before section {name} starts"
+                )
             if "GLOBAL_RULES_END" in pos and s < pos["GLOBAL_RULES_END"]:
                 p.problems.append(f"section {name} starts inside the global rules")
             if "POLICY_END" in pos and s > pos["POLICY_END"]:
@@ -143,8 +145,7 @@ class PolicySchema:
     values: set[str] = field(default_factory=set)
 
     @classmethod
-    def from_blueprint(cls, bp: Blueprint, entities: dict[str, Entity],
-                       summary: dict | None = None) -> "PolicySchema":
+    def from_blueprint(cls, bp: Blueprint, entities: dict[str, Entity], summary: dict | None = None) -> PolicySchema:
         """Columns come from the data summary when there is one (the data is the truth),
         else from the entity and relationship definitions."""
         tables: dict[str, set[str]] = {}
@@ -160,7 +161,7 @@ class PolicySchema:
             elif bp.relationship(name) is not None:
                 tables[name] = {c.name for c in bp.relationship(name).columns}
         for name in bp.entities:
-            for a in (entities[name].attributes if name in entities else []):
+            for a in entities[name].attributes if name in entities else []:
                 values.update(a.enum or [])
         for rel in bp.relationships:
             for c in rel.columns:
@@ -173,8 +174,7 @@ class PolicySchema:
             for cond in t.preconditions:
                 values.update(_spell(v) for v in cond.values)
             values.update(_spell(v) for v in t.effects.values())
-        return cls(domain=bp.domain, tables=tables, tools=[t.name for t in bp.tools], parameters=params,
-                   values=values)
+        return cls(domain=bp.domain, tables=tables, tools=[t.name for t in bp.tools], parameters=params, values=values)
 
     @property
     def columns(self) -> set[str]:
@@ -195,10 +195,18 @@ def find_mentions(text: str, schema: PolicySchema) -> list[str]:
             if tok not in schema.tables and tok != schema.domain:
                 bad.setdefault(tok, f"unknown table `{tok}` mentioned; the tables are {sorted(schema.tables)}")
         elif _SNAKE_RE.match(tok):
-            if not (tok in columns or tok in schema.tools or tok in schema.parameters or tok in schema.values
-                    or tok in _LITERALS):
-                bad.setdefault(tok, f"unknown column or value `{tok}` mentioned: it is not a column, tool, "
-                                    f"parameter or enum value of this domain; use only names from the schema")
+            if not (
+                tok in columns
+                or tok in schema.tools
+                or tok in schema.parameters
+                or tok in schema.values
+                or tok in _LITERALS
+            ):
+                bad.setdefault(
+                    tok,
+                    f"unknown column or value `{tok}` mentioned: it is not a column, tool, "
+                    f"parameter or enum value of this domain; use only names from the schema",
+                )
     plain = _BACKTICK_RE.sub(" ", text)
     for m in _DOTTED_RE.finditer(plain):
         if m.group(1) in schema.tables:

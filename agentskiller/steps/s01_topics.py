@@ -70,10 +70,17 @@ def run(ctx: StepContext) -> None:
             break
         rounds = rnd + 1
         context = {"seeds": seeds, "topics": [t["name"] for t in topics], "count": min(batch, target - len(topics))}
-        messages = render("s01", "expand_topics", context, count=str(context["count"]),
-                          seeds=", ".join(seeds), topics=", ".join(context["topics"]) or "(none yet)")
-        answer: TopicsAnswer = ctx.llm.generate(task="s01.expand_topics", messages=messages, schema=TopicsAnswer,
-                                                context=context)
+        messages = render(
+            "s01",
+            "expand_topics",
+            context,
+            count=str(context["count"]),
+            seeds=", ".join(seeds),
+            topics=", ".join(context["topics"]) or "(none yet)",
+        )
+        answer: TopicsAnswer = ctx.llm.generate(
+            task="s01.expand_topics", messages=messages, schema=TopicsAnswer, context=context
+        )
         added = 0
         for idea in answer.topics:
             name = normalize_name(idea.name)
@@ -96,5 +103,8 @@ def run(ctx: StepContext) -> None:
             break
     if not topics:
         raise RuntimeError("s01 produced no topics")
-    ctx.write_json("topics", {"seeds": seeds, "target_count": target, "rounds": rounds, "topics": topics,
-                              "rejected": rejected}, "topics")
+    ctx.write_json(
+        "topics",
+        {"seeds": seeds, "target_count": target, "rounds": rounds, "topics": topics, "rejected": rejected},
+        "topics",
+    )

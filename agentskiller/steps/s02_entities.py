@@ -11,16 +11,29 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from agentskiller.jobs import StepContext
-from agentskiller.models.catalog import PASCAL_RE, SNAKE_RE, Attribute, Entity, pascal_case, primary_key_for, \
-    snake_case
-from agentskiller.prompts import render
 from agentskiller import io
+from agentskiller.jobs import StepContext
+from agentskiller.models.catalog import PASCAL_RE, SNAKE_RE, Attribute, Entity, pascal_case, primary_key_for, snake_case
+from agentskiller.prompts import render
 
-TYPE_ALIASES = {"int": "integer", "integer": "integer", "float": "number", "double": "number", "number": "number",
-                "decimal": "number", "bool": "boolean", "boolean": "boolean", "str": "string", "string": "string",
-                "text": "string", "uuid": "string", "date": "date", "datetime": "datetime", "timestamp": "datetime",
-                "date-time": "datetime"}
+TYPE_ALIASES = {
+    "int": "integer",
+    "integer": "integer",
+    "float": "number",
+    "double": "number",
+    "number": "number",
+    "decimal": "number",
+    "bool": "boolean",
+    "boolean": "boolean",
+    "str": "string",
+    "string": "string",
+    "text": "string",
+    "uuid": "string",
+    "date": "date",
+    "datetime": "datetime",
+    "timestamp": "datetime",
+    "date-time": "datetime",
+}
 
 
 class RawAttribute(BaseModel):
@@ -54,9 +67,16 @@ def _attribute(raw: RawAttribute) -> Attribute | None:
     if not SNAKE_RE.match(name or "-"):
         return None
     enum = [str(v) for v in raw.enum] if raw.enum else None
-    return Attribute(name=name, type=TYPE_ALIASES.get(raw.type.lower().strip(), "string"),  # type: ignore[arg-type]
-                     description=raw.description or name.replace("_", " "), enum=enum, minimum=raw.minimum,
-                     maximum=raw.maximum, format=raw.format, nullable=raw.nullable)
+    return Attribute(
+        name=name,
+        type=TYPE_ALIASES.get(raw.type.lower().strip(), "string"),  # type: ignore[arg-type]
+        description=raw.description or name.replace("_", " "),
+        enum=enum,
+        minimum=raw.minimum,
+        maximum=raw.maximum,
+        format=raw.format,
+        nullable=raw.nullable,
+    )
 
 
 def normalize_entity(raw: RawEntity, entity_names: set[str]) -> tuple[Entity | None, str]:
@@ -75,19 +95,41 @@ def normalize_entity(raw: RawEntity, entity_names: set[str]) -> tuple[Entity | N
         # Rename an obvious stand-in: the declared key, ``id``, or an ``*_id`` that is not
         # another entity's key (a foreign key must stay a foreign key).
         others = {primary_key_for(n) for n in entity_names if n != name}
-        current = next((a for a in attrs if raw.primary_key and a.name == snake_case(raw.primary_key)
-                        and a.name not in others), None) \
-            or next((a for a in attrs if a.name == "id"), None) \
+        current = (
+            next(
+                (
+                    a
+                    for a in attrs
+                    if raw.primary_key and a.name == snake_case(raw.primary_key) and a.name not in others
+                ),
+                None,
+            )
+            or next((a for a in attrs if a.name == "id"), None)
             or next((a for a in attrs if a.name.endswith("_id") and a.name not in others), None)
+        )
     if current is not None:
         attrs.remove(current)
-    attrs.insert(0, Attribute(name=pk, type="string", format="uuid",
-                              description=(current.description if current else f"Unique identifier of the "
-                                                                                f"{snake_case(name).replace('_', ' ')}")))
+    attrs.insert(
+        0,
+        Attribute(
+            name=pk,
+            type="string",
+            format="uuid",
+            description=(
+                current.description if current else f"Unique identifier of the {snake_case(name).replace('_', ' ')}"
+            ),
+        ),
+    )
     if len(attrs) < 2:
         return None, f"entity {name} has no attributes besides its key"
-    return Entity(name=name, description=raw.description or name, is_person=raw.is_person, primary_key=pk,
-                  attributes=attrs, topics=list(raw.topics)), ""
+    return Entity(
+        name=name,
+        description=raw.description or name,
+        is_person=raw.is_person,
+        primary_key=pk,
+        attributes=attrs,
+        topics=list(raw.topics),
+    ), ""
 
 
 def merge(entities: list[Entity]) -> list[Entity]:
@@ -109,13 +151,12 @@ def merge(entities: list[Entity]) -> list[Entity]:
 def run(ctx: StepContext) -> None:
     topics = io.read_json(ctx.inputs["topics"])["topics"]
     size = max(1, int(ctx.config.get("entities", {}).get("batch_size", 4)))
-    batches = [topics[i:i + size] for i in range(0, len(topics), size)]
+    batches = [topics[i : i + size] for i in range(0, len(topics), size)]
 
     def ask(batch: list[dict]) -> EntitiesAnswer:
         context = {"topics": [{"name": t["name"], "description": t.get("description", "")} for t in batch]}
         messages = render("s02", "extract_entities", context, topics=", ".join(t["name"] for t in batch))
-        return ctx.llm.generate(task="s02.extract_entities", messages=messages, schema=EntitiesAnswer,
-                                context=context)
+        return ctx.llm.generate(task="s02.extract_entities", messages=messages, schema=EntitiesAnswer, context=context)
 
     answers = ctx.llm.map(ask, batches)
     raws = [e for a in answers for e in a.entities]
@@ -131,10 +172,12 @@ def run(ctx: StepContext) -> None:
     merged = merge(good)
     if not any(e.is_person for e in merged):
         raise RuntimeError("s02 found no person entity; no domain can be built")
-    ctx.log.info("s02: %d entities (%d persons) from %d batch(es)", len(merged),
-                 sum(e.is_person for e in merged), len(batches))
-    ctx.write_json("entities", {"entities": [e.model_dump(mode="json") for e in merged], "rejected": rejected},
-                   "entities")
+    ctx.log.info(
+        "s02: %d entities (%d persons) from %d batch(es)", len(merged), sum(e.is_person for e in merged), len(batches)
+    )
+    ctx.write_json(
+        "entities", {"entities": [e.model_dump(mode="json") for e in merged], "rejected": rejected}, "entities"
+    )
 
 
 def load_entities(path) -> dict[str, Entity]:

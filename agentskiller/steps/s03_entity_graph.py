@@ -34,7 +34,7 @@ def run(ctx: StepContext) -> None:
     jobs = []
     for p in persons:
         others = [n for n in entities if n != p]
-        jobs += [(p, others[i:i + size]) for i in range(0, len(others), size)]
+        jobs += [(p, others[i : i + size]) for i in range(0, len(others), size)]
 
     def brief(name: str) -> dict:
         e = entities[name]
@@ -44,15 +44,22 @@ def run(ctx: StepContext) -> None:
         person, batch = job
         context = {"person": brief(person), "candidates": [brief(n) for n in batch]}
         messages = render("s03", "relate_entities", context, person=person)
-        answer: RelatedAnswer = ctx.llm.generate(task="s03.relate_entities", messages=messages, schema=RelatedAnswer,
-                                                 context=context)
+        answer: RelatedAnswer = ctx.llm.generate(
+            task="s03.relate_entities", messages=messages, schema=RelatedAnswer, context=context
+        )
         seen: set[str] = set()
         links = []
         for r in answer.related:
             if r.entity in batch and r.entity not in seen:
                 seen.add(r.entity)
-                links.append(EntityLink(source=person, target=r.entity, relationship=r.relationship or "related_to",
-                                        description=r.description))
+                links.append(
+                    EntityLink(
+                        source=person,
+                        target=r.entity,
+                        relationship=r.relationship or "related_to",
+                        description=r.description,
+                    )
+                )
         return links
 
     links = [link for batch_links in ctx.llm.map(ask, jobs) for link in batch_links]

@@ -36,8 +36,9 @@ def load_graph(path: str | Path) -> EntityGraph:
     return EntityGraph.model_validate({k: v for k, v in io.read_json(path).items() if k != "meta"})
 
 
-def validate_outline(o: Outline, person: str, entities: dict[str, Entity], neighbours: list[str],
-                     limits: Limits) -> tuple[Outline | None, str]:
+def validate_outline(
+    o: Outline, person: str, entities: dict[str, Entity], neighbours: list[str], limits: Limits
+) -> tuple[Outline | None, str]:
     """(fixed outline, "") or (None, reason)."""
     name = o.domain if DOMAIN_NAME_RE.match(o.domain) else pascal_case(re.sub(r"[^A-Za-z0-9]+", " ", o.domain))[:40]
     if not DOMAIN_NAME_RE.match(name):
@@ -76,15 +77,21 @@ def run_outlines(ctx: StepContext) -> None:
 
     def ask(person: str) -> list[Outline]:
         e = entities[person]
-        context = {"person": {"name": person, "description": e.description, "topics": e.topics},
-                   "neighbours": [{"name": n, "description": entities[n].description, "topics": entities[n].topics}
-                                  for n in graph.neighbours(person) if n in entities],
-                   "count": per_person, "max_peripheral": limits.max_peripheral,
-                   "max_relationships": limits.max_relationships}
-        messages = render("s04", "outlines", context, person=person, count=str(per_person),
-                          max_peripheral=str(limits.max_peripheral))
-        return ctx.llm.generate(task="s04.outlines", messages=messages, schema=OutlinesAnswer,
-                                context=context).outlines
+        context = {
+            "person": {"name": person, "description": e.description, "topics": e.topics},
+            "neighbours": [
+                {"name": n, "description": entities[n].description, "topics": entities[n].topics}
+                for n in graph.neighbours(person)
+                if n in entities
+            ],
+            "count": per_person,
+            "max_peripheral": limits.max_peripheral,
+            "max_relationships": limits.max_relationships,
+        }
+        messages = render(
+            "s04", "outlines", context, person=person, count=str(per_person), max_peripheral=str(limits.max_peripheral)
+        )
+        return ctx.llm.generate(task="s04.outlines", messages=messages, schema=OutlinesAnswer, context=context).outlines
 
     answers = ctx.llm.map(ask, persons)
     dropped: list[dict] = []
@@ -111,13 +118,16 @@ def run_outlines(ctx: StepContext) -> None:
             by_person.setdefault(person, []).append(fixed)
     chosen = select_domains(by_person, entities, cap)
     kept = {o.domain for o in chosen}
-    dropped += [{"domain": o.domain, "core_entity": o.core_entity, "reason": f"over max_domains={cap}"}
-                for outs in by_person.values() for o in outs if o.domain not in kept]
+    dropped += [
+        {"domain": o.domain, "core_entity": o.core_entity, "reason": f"over max_domains={cap}"}
+        for outs in by_person.values()
+        for o in outs
+        if o.domain not in kept
+    ]
     if not chosen:
         raise RuntimeError("s04 produced no valid outline")
     ctx.log.info("s04 outlines: %d domain(s) kept, %d dropped", len(chosen), len(dropped))
-    ctx.write_json("outlines", {"domains": [o.model_dump(mode="json") for o in chosen], "dropped": dropped},
-                   "outlines")
+    ctx.write_json("outlines", {"domains": [o.model_dump(mode="json") for o in chosen], "dropped": dropped}, "outlines")
 
 
 def load_outlines(path: str | Path) -> list[Outline]:
@@ -127,19 +137,35 @@ def load_outlines(path: str | Path) -> list[Outline]:
 # ------------------------------------------------------------------------- detail
 def detail_context(outline: Outline, entities: dict[str, Entity], limits: Limits) -> dict:
     names = [outline.core_entity, *outline.peripheral_entities]
-    return {"outline": outline.model_dump(mode="json"),
-            "entities": {n: entities[n].model_dump(mode="json", exclude={"topics"}) for n in names if n in entities},
-            "limits": limits.as_dict()}
+    return {
+        "outline": outline.model_dump(mode="json"),
+        "entities": {n: entities[n].model_dump(mode="json", exclude={"topics"}) for n in names if n in entities},
+        "limits": limits.as_dict(),
+    }
 
 
-def generate_blueprint(client, outline: Outline, entities: dict[str, Entity], limits: Limits,
-                       max_rounds: int | None = None) -> Blueprint:
+def generate_blueprint(
+    client, outline: Outline, entities: dict[str, Entity], limits: Limits, max_rounds: int | None = None
+) -> Blueprint:
     """Ask for the blueprint of ``outline`` until it passes the checks (LLMError if not)."""
     context = detail_context(outline, entities, limits)
-    messages = render("s04", "blueprint_detail", context, domain=outline.domain, core=outline.core_entity,
-                      min_tools=str(limits.min_tools), max_relationships=str(limits.max_relationships))
-    return client.generate(task="s04.blueprint_detail", messages=messages, schema=Blueprint, context=context,
-                           check=lambda bp: check_blueprint(bp, entities, limits, outline), max_rounds=max_rounds)
+    messages = render(
+        "s04",
+        "blueprint_detail",
+        context,
+        domain=outline.domain,
+        core=outline.core_entity,
+        min_tools=str(limits.min_tools),
+        max_relationships=str(limits.max_relationships),
+    )
+    return client.generate(
+        task="s04.blueprint_detail",
+        messages=messages,
+        schema=Blueprint,
+        context=context,
+        check=lambda bp: check_blueprint(bp, entities, limits, outline),
+        max_rounds=max_rounds,
+    )
 
 
 def run_detail(ctx: StepContext) -> None:
@@ -175,12 +201,28 @@ def run_index(ctx: StepContext) -> None:
         data = io.read_json(path)
         domain = data["domain"]
         o = outlines.get(domain)
-        row = {"domain": domain, "status": data.get("status", "ok"), "reason": data.get("reason"),
-               "core_entity": o.core_entity if o else data.get("core_entity"), "topic": o.topic if o else "",
-               "tools": len(data.get("tools", [])), "relationships": len(data.get("relationships", []))}
+        row = {
+            "domain": domain,
+            "status": data.get("status", "ok"),
+            "reason": data.get("reason"),
+            "core_entity": o.core_entity if o else data.get("core_entity"),
+            "topic": o.topic if o else "",
+            "tools": len(data.get("tools", [])),
+            "relationships": len(data.get("relationships", [])),
+        }
         rows.append(row)
     missing = sorted(set(outlines) - {r["domain"] for r in rows})
-    rows += [{"domain": d, "status": "failed", "reason": "no blueprint artifact", "core_entity":
-              outlines[d].core_entity, "topic": outlines[d].topic, "tools": 0, "relationships": 0} for d in missing]
+    rows += [
+        {
+            "domain": d,
+            "status": "failed",
+            "reason": "no blueprint artifact",
+            "core_entity": outlines[d].core_entity,
+            "topic": outlines[d].topic,
+            "tools": 0,
+            "relationships": 0,
+        }
+        for d in missing
+    ]
     ok = sum(r["status"] == "ok" for r in rows)
     ctx.write_json("index", {"domains": rows, "ok": ok, "failed": len(rows) - ok}, "blueprint_index")

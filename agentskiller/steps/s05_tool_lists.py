@@ -16,9 +16,14 @@ from agentskiller.models.blueprint import Blueprint, Tool, ToolParam
 
 from .s04_blueprints import load_blueprint
 
-SCALAR = {"string": {"type": "string"}, "integer": {"type": "integer"}, "number": {"type": "number"},
-          "boolean": {"type": "boolean"}, "date": {"type": "string", "format": "date"},
-          "datetime": {"type": "string", "format": "date-time"}}
+SCALAR = {
+    "string": {"type": "string"},
+    "integer": {"type": "integer"},
+    "number": {"type": "number"},
+    "boolean": {"type": "boolean"},
+    "date": {"type": "string", "format": "date"},
+    "datetime": {"type": "string", "format": "date-time"},
+}
 
 
 def param_schema(p: ToolParam) -> dict[str, Any]:
@@ -40,13 +45,19 @@ def param_schema(p: ToolParam) -> dict[str, Any]:
 
 
 def openai_tool(tool: Tool) -> dict[str, Any]:
-    return {"type": "function", "function": {
-        "name": tool.name,
-        "description": tool.description,
-        "parameters": {"type": "object",
-                       "properties": {p.name: param_schema(p) for p in tool.parameters},
-                       "required": [p.name for p in tool.parameters if p.required],
-                       "additionalProperties": False}}}
+    return {
+        "type": "function",
+        "function": {
+            "name": tool.name,
+            "description": tool.description,
+            "parameters": {
+                "type": "object",
+                "properties": {p.name: param_schema(p) for p in tool.parameters},
+                "required": [p.name for p in tool.parameters if p.required],
+                "additionalProperties": False,
+            },
+        },
+    }
 
 
 def tool_list(bp: Blueprint) -> list[dict[str, Any]]:
@@ -58,7 +69,8 @@ def run(ctx: StepContext) -> None:
     bp = load_blueprint(ctx.inputs["blueprint"])
     if bp is None:
         reason = io.read_json(ctx.inputs["blueprint"]).get("reason", "")
-        ctx.write_json("tool_list", {"domain": domain, "status": "failed", "reason": f"s04: {reason}",
-                                     "tools": []}, "tool_list")
+        ctx.write_json(
+            "tool_list", {"domain": domain, "status": "failed", "reason": f"s04: {reason}", "tools": []}, "tool_list"
+        )
         return
     ctx.write_json("tool_list", {"domain": domain, "status": "ok", "tools": tool_list(bp)}, "tool_list")

@@ -117,8 +117,9 @@ def run_generator(code: str, inputs: dict[str, Path], sandbox: dict[str, Any]) -
         return None, problems
     raw = res.files.get(OUTPUT_NAME)
     if raw is None:
-        return None, [f"the script exited normally but wrote no file at the output path given as sys.argv[1] "
-                      f"({OUTPUT_NAME})"]
+        return None, [
+            f"the script exited normally but wrote no file at the output path given as sys.argv[1] ({OUTPUT_NAME})"
+        ]
     try:
         data = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as exc:
@@ -133,8 +134,16 @@ def _one_line(problem: str, limit: int = 300) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def generate_table(ctx: StepContext, task: str, prompt: str, context: dict, spec: dc.TableSpec, count: int,
-                   inputs: dict[str, Path] | None = None, fk_values: dict[str, set] | None = None) -> TableResult:
+def generate_table(
+    ctx: StepContext,
+    task: str,
+    prompt: str,
+    context: dict,
+    spec: dc.TableSpec,
+    count: int,
+    inputs: dict[str, Path] | None = None,
+    fk_values: dict[str, set] | None = None,
+) -> TableResult:
     """Ask for a generator script, run and check it, repair within the budget."""
     sandbox = _sandbox_kwargs(ctx.config)
     sim_time = str(ctx.config.get("simulation_time"))
@@ -151,8 +160,13 @@ def generate_table(ctx: StepContext, task: str, prompt: str, context: dict, spec
         result.rounds.append({"round": len(result.rounds), "errors": problems})
         if not problems:
             result.records = records or []
-        ctx.log.info("%s: round %d (%.2f s): %s", spec.name, len(result.rounds) - 1, time.monotonic() - t0,
-                     "ok" if not problems else f"{len(problems)} problem(s): " + " | ".join(problems)[:400])
+        ctx.log.info(
+            "%s: round %d (%.2f s): %s",
+            spec.name,
+            len(result.rounds) - 1,
+            time.monotonic() - t0,
+            "ok" if not problems else f"{len(problems)} problem(s): " + " | ".join(problems)[:400],
+        )
         return problems
 
     messages = render("s06", prompt, context)
@@ -160,8 +174,10 @@ def generate_table(ctx: StepContext, task: str, prompt: str, context: dict, spec
         ctx.llm.generate(task, messages, role="code", context=context, check=check, max_rounds=max_rounds)
     except LLMError as exc:
         last = result.rounds[-1]["errors"] if result.rounds else [str(exc)]
-        result.reason = (f"s06: table {spec.name}: no generator passed the checks after "
-                         f"{max(len(result.rounds), 1)} round(s): " + "; ".join(_one_line(e) for e in last[:5]))
+        result.reason = (
+            f"s06: table {spec.name}: no generator passed the checks after "
+            f"{max(len(result.rounds), 1)} round(s): " + "; ".join(_one_line(e) for e in last[:5])
+        )
         ctx.log.warning(result.reason)
         return result
     result.status = "ok"
@@ -169,8 +185,7 @@ def generate_table(ctx: StepContext, task: str, prompt: str, context: dict, spec
 
 
 def _generation(res: TableResult, script_path: str, seed: int, count: int) -> dict:
-    return {"script": script_path, "seed": seed, "records": count, "rounds_used": len(res.rounds),
-            "rounds": res.rounds}
+    return {"script": script_path, "seed": seed, "records": count, "rounds_used": len(res.rounds), "rounds": res.rounds}
 
 
 def _script_text(res: TableResult, reason: str | None = None) -> str:
@@ -186,19 +201,38 @@ def run_entity(ctx: StepContext) -> None:
     if ent is None:
         reason = f"s06: entity {name} is not in entities.json"
         ctx.write_text("script", f"# {reason}\n")
-        ctx.write_json("table", {"table": name, "primary_key": f"{name}", "kind": "entity", "records": [],
-                                 "status": "failed", "reason": reason}, "table")
+        ctx.write_json(
+            "table",
+            {
+                "table": name,
+                "primary_key": f"{name}",
+                "kind": "entity",
+                "records": [],
+                "status": "failed",
+                "reason": reason,
+            },
+            "table",
+        )
         return
     count = int(ctx.config.get("database", {}).get("entity_records", 30))
     seed = table_seed(ctx.seed, "entity", name)
-    context = {"entity": ent.model_dump(exclude_none=True), "records": count, "seed": seed,
-               "simulation_time": str(ctx.config.get("simulation_time")),
-               "usage": f"python {name}.py OUTPUT_JSON"}
+    context = {
+        "entity": ent.model_dump(exclude_none=True),
+        "records": count,
+        "seed": seed,
+        "simulation_time": str(ctx.config.get("simulation_time")),
+        "usage": f"python {name}.py OUTPUT_JSON",
+    }
     res = generate_table(ctx, "s06.entity_script", "entity_script", context, dc.spec_for_entity(ent), count)
     ctx.write_text("script", _script_text(res))
-    table: dict[str, Any] = {"table": name, "primary_key": ent.primary_key, "kind": "entity",
-                             "records": res.records if res.status == "ok" else [], "status": res.status,
-                             "generation": _generation(res, script_rel, seed, count)}
+    table: dict[str, Any] = {
+        "table": name,
+        "primary_key": ent.primary_key,
+        "kind": "entity",
+        "records": res.records if res.status == "ok" else [],
+        "status": res.status,
+        "generation": _generation(res, script_rel, seed, count),
+    }
     if res.status != "ok":
         table["reason"] = res.reason
     ctx.write_json("table", table, "table")
@@ -208,29 +242,45 @@ def run_entity(ctx: StepContext) -> None:
 def _entity_tables(paths: list[Path] | Path | None) -> dict[str, tuple[Path, dict]]:
     """entity name -> (file, parsed table) for the entity tables given to the job."""
     out: dict[str, tuple[Path, dict]] = {}
-    for p in ([paths] if isinstance(paths, Path) else list(paths or [])):
+    for p in [paths] if isinstance(paths, Path) else list(paths or []):
         data = io.read_json(p)
         out[str(data.get("table") or Path(p).stem)] = (Path(p), data)
     return out
 
 
-def relationship_context(bp: Blueprint, rel: Relationship, entities: dict[str, Entity], count: int, seed: int,
-                         simulation_time: str) -> dict:
+def relationship_context(
+    bp: Blueprint, rel: Relationship, entities: dict[str, Entity], count: int, seed: int, simulation_time: str
+) -> dict:
     refs = sorted(set(rel.foreign_keys().values()))
-    return {"domain": bp.domain, "domain_description": bp.description, "core_entity": bp.core_entity,
-            "relationship": rel.model_dump(exclude_none=True),
-            "entities": {e: entities[e].model_dump(exclude_none=True) for e in refs},
-            "records": count, "seed": seed, "simulation_time": simulation_time,
-            "usage": f"python {rel.name}.py OUTPUT_JSON " + " ".join(f"{e}=TABLE_JSON" for e in refs)}
+    return {
+        "domain": bp.domain,
+        "domain_description": bp.description,
+        "core_entity": bp.core_entity,
+        "relationship": rel.model_dump(exclude_none=True),
+        "entities": {e: entities[e].model_dump(exclude_none=True) for e in refs},
+        "records": count,
+        "seed": seed,
+        "simulation_time": simulation_time,
+        "usage": f"python {rel.name}.py OUTPUT_JSON " + " ".join(f"{e}=TABLE_JSON" for e in refs),
+    }
 
 
 def _write_failed_domain(ctx: StepContext, out: Path, domain: str, reason: str) -> None:
     ctx.log.warning("domain %s quarantined: %s", domain, reason)
-    ctx.write_json(out / "tables.json", {"domain": domain, "status": "failed", "reason": reason, "tables": {}},
-                   "database_tables")
-    ctx.write_json(out / "summary.json", {"domain": domain, "status": "failed", "reason": reason, "tables": {},
-                                          "simulation_time": str(ctx.config.get("simulation_time"))},
-                   "database_summary")
+    ctx.write_json(
+        out / "tables.json", {"domain": domain, "status": "failed", "reason": reason, "tables": {}}, "database_tables"
+    )
+    ctx.write_json(
+        out / "summary.json",
+        {
+            "domain": domain,
+            "status": "failed",
+            "reason": reason,
+            "tables": {},
+            "simulation_time": str(ctx.config.get("simulation_time")),
+        },
+        "database_summary",
+    )
 
 
 def run_domain(ctx: StepContext) -> None:
@@ -258,11 +308,21 @@ def run_domain(ctx: StepContext) -> None:
         if missing:
             return _write_failed_domain(ctx, out, domain, f"s06: {rel.name} references {missing} without entity tables")
         seed = table_seed(ctx.seed, "relationship", domain, rel.name)
-        fk_values = {col: dc.primary_keys(tables[e][1]["records"], tables[e][1]["primary_key"]) for col, e in fks.items()}
+        fk_values = {
+            col: dc.primary_keys(tables[e][1]["records"], tables[e][1]["primary_key"]) for col, e in fks.items()
+        }
         inputs = {e: tables[e][0] for e in sorted(set(fks.values()))}
         context = relationship_context(bp, rel, entities, count, seed, sim_time)
-        res = generate_table(ctx, "s06.relationship_script", "relationship_script", context,
-                             dc.spec_for_relationship(rel), count, inputs, fk_values)
+        res = generate_table(
+            ctx,
+            "s06.relationship_script",
+            "relationship_script",
+            context,
+            dc.spec_for_relationship(rel),
+            count,
+            inputs,
+            fk_values,
+        )
         # scripts are kept even for a failed table: they are what a person debugs
         ctx.write_text(out / "scripts" / f"{rel.name}.py", _script_text(res))
         if res.status != "ok":
@@ -276,25 +336,45 @@ def run_domain(ctx: StepContext) -> None:
         rel_path = Path("..") / "entities" / path.name if path.parent.name == "entities" else path.resolve()
         manifest[name] = str(rel_path)
         ent = entities[name]
-        summary_tables[name] = _table_summary("entity", str(rel_path), dc.spec_for_entity(ent), data["records"],
-                                              io.sha256_file(path))
+        summary_tables[name] = _table_summary(
+            "entity", str(rel_path), dc.spec_for_entity(ent), data["records"], io.sha256_file(path)
+        )
     for rel in bp.relationships:
         res, seed = results[rel.name]
         path = out / f"{rel.name}.json"
-        ctx.write_json(path, {"table": rel.name, "primary_key": rel.primary_key, "kind": "relationship",
-                              "records": res.records, "status": "ok",
-                              "generation": _generation(res, f"scripts/{rel.name}.py", seed, count)}, "table")
+        ctx.write_json(
+            path,
+            {
+                "table": rel.name,
+                "primary_key": rel.primary_key,
+                "kind": "relationship",
+                "records": res.records,
+                "status": "ok",
+                "generation": _generation(res, f"scripts/{rel.name}.py", seed, count),
+            },
+            "table",
+        )
         manifest[rel.name] = path.name
-        summary_tables[rel.name] = _table_summary("relationship", path.name, dc.spec_for_relationship(rel),
-                                                  res.records, io.sha256_file(path))
+        summary_tables[rel.name] = _table_summary(
+            "relationship", path.name, dc.spec_for_relationship(rel), res.records, io.sha256_file(path)
+        )
     ctx.write_json(out / "tables.json", {"domain": domain, "status": "ok", "tables": manifest}, "database_tables")
-    ctx.write_json(out / "summary.json", {"domain": domain, "status": "ok", "simulation_time": sim_time,
-                                          "tables": summary_tables}, "database_summary")
+    ctx.write_json(
+        out / "summary.json",
+        {"domain": domain, "status": "ok", "simulation_time": sim_time, "tables": summary_tables},
+        "database_summary",
+    )
 
 
 def _table_summary(kind: str, file: str, spec: dc.TableSpec, records: list[dict], sha: str) -> dict:
-    entry: dict[str, Any] = {"kind": kind, "file": file, "primary_key": spec.primary_key, "count": len(records),
-                             "sha256": sha, "columns": dc.summarize_columns(records, spec)}
+    entry: dict[str, Any] = {
+        "kind": kind,
+        "file": file,
+        "primary_key": spec.primary_key,
+        "count": len(records),
+        "sha256": sha,
+        "columns": dc.summarize_columns(records, spec),
+    }
     if spec.foreign_keys:
         entry["foreign_keys"] = dict(spec.foreign_keys)
     return entry

@@ -35,8 +35,12 @@ def database_context(summary: dict) -> dict[str, Any]:
             if cname == t.get("primary_key"):
                 entry["samples"] = c.get("samples", [])[:2]
             cols[cname] = entry
-        out[name] = {"kind": t.get("kind"), "primary_key": t.get("primary_key"), "count": t.get("count"),
-                     "columns": cols}
+        out[name] = {
+            "kind": t.get("kind"),
+            "primary_key": t.get("primary_key"),
+            "count": t.get("count"),
+            "columns": cols,
+        }
     return out
 
 
@@ -49,9 +53,20 @@ def _fail(ctx: StepContext, domain: str, reason: str, tools: list[str], rounds: 
     ctx.log.warning("policy for %s quarantined: %s", domain, reason)
     ctx.write_text("policy", "")
     last = (rounds or [{}])[-1].get("errors", []) if rounds else []
-    ctx.write_json("report", {"domain": domain, "status": "failed", "reason": reason, "tools": tools, "sections": [],
-                              "rounds": rounds or [], "rounds_used": len(rounds or []), "errors": last},
-                   "policy_report")
+    ctx.write_json(
+        "report",
+        {
+            "domain": domain,
+            "status": "failed",
+            "reason": reason,
+            "tools": tools,
+            "sections": [],
+            "rounds": rounds or [],
+            "rounds_used": len(rounds or []),
+            "errors": last,
+        },
+        "policy_report",
+    )
 
 
 def run(ctx: StepContext) -> None:
@@ -66,8 +81,12 @@ def run(ctx: StepContext) -> None:
     entities = load_entities(ctx.inputs["entities"])
     schema = PolicySchema.from_blueprint(bp, entities, summary)
     sim_time = str(ctx.config.get("simulation_time"))
-    context = {"blueprint": bp.model_dump(exclude_none=True), "database": database_context(summary),
-               "simulation_time": sim_time, "tools": tools}
+    context = {
+        "blueprint": bp.model_dump(exclude_none=True),
+        "database": database_context(summary),
+        "simulation_time": sim_time,
+        "tools": tools,
+    }
     rounds: list[dict] = []
 
     def check(text: str) -> list[str]:
@@ -78,15 +97,33 @@ def run(ctx: StepContext) -> None:
     messages = render("s07", "policy", context, domain=bp.domain, tools=", ".join(tools), simulation_time=sim_time)
     max_rounds = int(ctx.config.get("policy", {}).get("max_repair_rounds", 2))
     try:
-        text = ctx.llm.generate("s07.policy", messages, role="text", context=context, check=check,
-                                max_rounds=max_rounds)
+        text = ctx.llm.generate(
+            "s07.policy", messages, role="text", context=context, check=check, max_rounds=max_rounds
+        )
     except LLMError as exc:
         last = rounds[-1]["errors"] if rounds else [str(exc)]
-        return _fail(ctx, domain, f"s07: the policy failed its checks after {max(len(rounds), 1)} round(s): "
-                     + "; ".join(last[:5]), tools, rounds)
+        return _fail(
+            ctx,
+            domain,
+            f"s07: the policy failed its checks after {max(len(rounds), 1)} round(s): " + "; ".join(last[:5]),
+            tools,
+            rounds,
+        )
     text = strip_fence(text).strip() + "\n"
     parsed = parse_policy(text)
     ctx.write_text("policy", text)
-    ctx.write_json("report", {"domain": domain, "status": "ok", "tools": tools, "sections": parsed.order,
-                              "global_rules": len(parsed.rules), "sha256": io.sha256_text(text), "rounds": rounds,
-                              "rounds_used": len(rounds), "errors": []}, "policy_report")
+    ctx.write_json(
+        "report",
+        {
+            "domain": domain,
+            "status": "ok",
+            "tools": tools,
+            "sections": parsed.order,
+            "global_rules": len(parsed.rules),
+            "sha256": io.sha256_text(text),
+            "rounds": rounds,
+            "rounds_used": len(rounds),
+            "errors": [],
+        },
+        "policy_report",
+    )

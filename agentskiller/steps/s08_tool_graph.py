@@ -77,12 +77,15 @@ def check_graph(answer: ToolGraphAnswer, bp: Blueprint) -> list[str]:
         path = " -> ".join([cycle[0][0], *(v for _, v in cycle)])
         errors.append(f"the graph has a cycle {path}; it must be a DAG: remove one of these edges")
     if g.in_degree(root):
-        errors.append(f"the authorize tool {root} must be the root: remove its incoming edge(s) from "
-                      f"{sorted(g.predecessors(root))}")
+        errors.append(
+            f"the authorize tool {root} must be the root: remove its incoming edge(s) from "
+            f"{sorted(g.predecessors(root))}"
+        )
     roots = sorted(n for n in tools if n != root and g.in_degree(n) == 0)
     for n in roots:
-        errors.append(f"tool {n} has no incoming edge; only {root} may be a root: add an edge into {n} "
-                      f"(e.g. {root} -> {n})")
+        errors.append(
+            f"tool {n} has no incoming edge; only {root} may be a root: add an edge into {n} (e.g. {root} -> {n})"
+        )
     reach = nx.descendants(g, root) | {root}
     for n in tools:
         if n not in reach and n not in roots:
@@ -97,13 +100,16 @@ def check_graph(answer: ToolGraphAnswer, bp: Blueprint) -> list[str]:
             elif p == tool:
                 errors.append(f"tool {tool} cannot be its own precondition")
             elif not errors and p not in nx.ancestors(g, tool):
-                errors.append(f"precondition {p} of {tool} is not an ancestor of {tool} in the graph, so no "
-                              f"trajectory could satisfy it: add a path {p} -> ... -> {tool} or drop it")
+                errors.append(
+                    f"precondition {p} of {tool} is not an ancestor of {tool} in the graph, so no "
+                    f"trajectory could satisfy it: add a path {p} -> ... -> {tool} or drop it"
+                )
     return errors
 
 
-def enumerate_paths(g: nx.DiGraph, root: str, min_len: int, max_len: int,
-                    limit: int = MAX_ENUMERATED) -> tuple[list[tuple[str, ...]], bool]:
+def enumerate_paths(
+    g: nx.DiGraph, root: str, min_len: int, max_len: int, limit: int = MAX_ENUMERATED
+) -> tuple[list[tuple[str, ...]], bool]:
     """All paths from ``root`` with ``min_len..max_len`` nodes (depth-first, successors in
     name order, so the order is stable). Returns (paths, truncated)."""
     out: list[tuple[str, ...]] = []
@@ -146,15 +152,21 @@ def rank_trajectories(paths: list[tuple[str, ...]], kinds: dict[str, str], cap: 
     turn = 0
     while remaining and len(chosen) < cap:
         left = {len(p) for p in remaining}
-        while lengths[turn % len(lengths)] not in left:   # an exhausted length is skipped
+        while lengths[turn % len(lengths)] not in left:  # an exhausted length is skipped
             turn += 1
         want = lengths[turn % len(lengths)]
         turn += 1
 
         def key(p: tuple[str, ...]):
             writes = sum(1 for t in p if kinds.get(t) in WRITE_KINDS)
-            return (-(writes > 0), -len({t for t in p if used[t] == 0}), -len({kinds.get(t) for t in p}),
-                    sum(used[t] for t in p), p)
+            return (
+                -(writes > 0),
+                -len({t for t in p if used[t] == 0}),
+                -len({kinds.get(t) for t in p}),
+                sum(used[t] for t in p),
+                p,
+            )
+
         best = min((p for p in remaining if len(p) == want), key=key)
         remaining.remove(best)
         chosen.append(list(best))
@@ -164,12 +176,24 @@ def rank_trajectories(paths: list[tuple[str, ...]], kinds: dict[str, str], cap: 
 
 def graph_context(bp: Blueprint, policy: str) -> dict:
     return {
-        "domain": bp.domain, "core_entity": bp.core_entity, "authorize_tool": bp.authorize_tool().name,
-        "tools": [{"name": t.name, "kind": t.kind, "table": t.table, "reads": t.reads, "writes": t.writes,
-                   "requires_auth": t.requires_auth, "description": t.description,
-                   "parameters": [{"name": p.name, "column": p.column} for p in t.parameters],
-                   "preconditions": [c.model_dump() for c in t.preconditions], "effects": t.effects}
-                  for t in bp.tools],
+        "domain": bp.domain,
+        "core_entity": bp.core_entity,
+        "authorize_tool": bp.authorize_tool().name,
+        "tools": [
+            {
+                "name": t.name,
+                "kind": t.kind,
+                "table": t.table,
+                "reads": t.reads,
+                "writes": t.writes,
+                "requires_auth": t.requires_auth,
+                "description": t.description,
+                "parameters": [{"name": p.name, "column": p.column} for p in t.parameters],
+                "preconditions": [c.model_dump() for c in t.preconditions],
+                "effects": t.effects,
+            }
+            for t in bp.tools
+        ],
         "foreign_keys": {r.name: r.foreign_keys() for r in bp.relationships},
         "policy": policy,
     }
@@ -177,9 +201,22 @@ def graph_context(bp: Blueprint, policy: str) -> dict:
 
 def _failed(ctx: StepContext, domain: str, reason: str, rounds: list[dict] | None = None) -> None:
     ctx.log.warning("tool graph for %s quarantined: %s", domain, reason)
-    ctx.write_json("graph", {"domain": domain, "status": "failed", "reason": reason, "nodes": [], "edges": [],
-                             "preconditions": {}, "trajectories": [], "enumerated": 0, "kept": 0,
-                             "rounds": rounds or []}, "tool_graph")
+    ctx.write_json(
+        "graph",
+        {
+            "domain": domain,
+            "status": "failed",
+            "reason": reason,
+            "nodes": [],
+            "edges": [],
+            "preconditions": {},
+            "trajectories": [],
+            "enumerated": 0,
+            "kept": 0,
+            "rounds": rounds or [],
+        },
+        "tool_graph",
+    )
 
 
 def run(ctx: StepContext) -> None:
@@ -204,18 +241,29 @@ def run(ctx: StepContext) -> None:
 
     messages = render("s08", "tool_graph", context, domain=bp.domain, authorize_tool=bp.authorize_tool().name)
     try:
-        ans: ToolGraphAnswer = ctx.llm.generate("s08.tool_graph", messages, schema=ToolGraphAnswer, role="text",
-                                                context=context, check=check,
-                                                max_rounds=ctx.config.get("llm", {}).get("max_repair_rounds"))
+        ans: ToolGraphAnswer = ctx.llm.generate(
+            "s08.tool_graph",
+            messages,
+            schema=ToolGraphAnswer,
+            role="text",
+            context=context,
+            check=check,
+            max_rounds=ctx.config.get("llm", {}).get("max_repair_rounds"),
+        )
     except LLMError as exc:
         last = rounds[-1]["errors"] if rounds else [str(exc)]
-        return _failed(ctx, domain, f"s08: the tool graph failed its checks after {max(len(rounds), 1)} round(s): "
-                       + "; ".join(last[:5]), rounds)
+        return _failed(
+            ctx,
+            domain,
+            f"s08: the tool graph failed its checks after {max(len(rounds), 1)} round(s): " + "; ".join(last[:5]),
+            rounds,
+        )
     ctx.write_json("graph", assemble(bp, ans, min_len, max_len, cap, rounds), "tool_graph")
 
 
-def assemble(bp: Blueprint, ans: ToolGraphAnswer, min_len: int, max_len: int, cap: int,
-             rounds: list[dict] | None = None) -> dict:
+def assemble(
+    bp: Blueprint, ans: ToolGraphAnswer, min_len: int, max_len: int, cap: int, rounds: list[dict] | None = None
+) -> dict:
     """The tool_graph artifact (without meta) for an accepted answer."""
     tools = [t.name for t in bp.tools]
     root = bp.authorize_tool().name
@@ -226,9 +274,17 @@ def assemble(bp: Blueprint, ans: ToolGraphAnswer, min_len: int, max_len: int, ca
     valid = [p for p in paths if satisfies(p, pre)]
     kinds = {t.name: t.kind for t in bp.tools}
     kept = rank_trajectories(valid, kinds, cap)
-    return {"domain": bp.domain, "status": "ok", "root": root, "nodes": tools,
-            "edges": [{"source": s, "target": t, "type": ty} for (s, t), ty in edges],
-            "preconditions": pre, "trajectories": kept, "enumerated": len(paths), "valid": len(valid),
-            "kept": len(kept), "rounds": rounds or [],
-            "limits": {"min_length": min_len, "max_length": max_len, "max_trajectories": cap,
-                       "truncated": truncated}}
+    return {
+        "domain": bp.domain,
+        "status": "ok",
+        "root": root,
+        "nodes": tools,
+        "edges": [{"source": s, "target": t, "type": ty} for (s, t), ty in edges],
+        "preconditions": pre,
+        "trajectories": kept,
+        "enumerated": len(paths),
+        "valid": len(valid),
+        "kept": len(kept),
+        "rounds": rounds or [],
+        "limits": {"min_length": min_len, "max_length": max_len, "max_trajectories": cap, "truncated": truncated},
+    }

@@ -62,8 +62,11 @@ def _status_of(path: Path) -> tuple[str, str]:
 
 def upstream_failure(ctx: StepContext) -> str | None:
     """The first failed upstream artifact, as ``"sNN <artifact>: reason"``."""
-    checks = [("s04 blueprint", ctx.inputs.get("blueprint")), ("s05 tool list", ctx.inputs.get("tool_list")),
-              ("s07 policy", ctx.inputs.get("policy_report"))]
+    checks = [
+        ("s04 blueprint", ctx.inputs.get("blueprint")),
+        ("s05 tool list", ctx.inputs.get("tool_list")),
+        ("s07 policy", ctx.inputs.get("policy_report")),
+    ]
     db = ctx.inputs.get("db")
     if db is not None:
         for name in ("tables.json", "summary.json"):
@@ -134,10 +137,10 @@ def policy_sections(text: str) -> dict[str, str]:
     matches = list(_MARKER_RE.finditer(text))
     for i, m in enumerate(matches):
         end = matches[i + 1].start() if i + 1 < len(matches) else len(text)
-        body = text[m.end():end]
+        body = text[m.end() : end]
         cut = re.search(r"^#{1,2} ", body, flags=re.M)
         if cut:
-            body = body[:cut.start()]
+            body = body[: cut.start()]
         out[m.group(1)] = body.strip()
     return out
 
@@ -145,7 +148,7 @@ def policy_sections(text: str) -> dict[str, str]:
 def global_policy(text: str) -> str:
     """Everything before the first tool section (global rules apply to every tool)."""
     m = _MARKER_RE.search(text)
-    return (text[:m.start()] if m else text).strip()
+    return (text[: m.start()] if m else text).strip()
 
 
 def _column_types(records: list[dict]) -> dict[str, str]:
@@ -158,14 +161,19 @@ def _column_types(records: list[dict]) -> dict[str, str]:
     return dict(sorted(cols.items()))
 
 
-def llm_context(bp: Blueprint, tool_list: list[dict], policy_text: str, data: ct.DomainData,
-                simulation_time: str) -> dict:
+def llm_context(
+    bp: Blueprint, tool_list: list[dict], policy_text: str, data: ct.DomainData, simulation_time: str
+) -> dict:
     """What the code model sees (and what the offline writer builds from)."""
     tables = {}
     for name in bp.tables:
         recs = data.records(name)
-        tables[name] = {"primary_key": data.pk(name), "columns": _column_types(recs), "records": len(recs),
-                        "sample_rows": recs[:SAMPLE_ROWS]}
+        tables[name] = {
+            "primary_key": data.pk(name),
+            "columns": _column_types(recs),
+            "records": len(recs),
+            "sample_rows": recs[:SAMPLE_ROWS],
+        }
     return {
         "domain": bp.domain,
         "blueprint": bp.model_dump(mode="json"),
@@ -188,10 +196,12 @@ def syntax_problems(code: Any) -> list[str]:
 
 
 # ---------------------------------------------------------------------- environment
-def environment_manifest(bp: Blueprint, files: dict[str, Path], base_dir: Path, simulation_time: str,
-                         relative: bool = True) -> dict:
+def environment_manifest(
+    bp: Blueprint, files: dict[str, Path], base_dir: Path, simulation_time: str, relative: bool = True
+) -> dict:
     """The runtime manifest of a single-domain environment whose server lives in
     ``base_dir`` (paths relative to it: ``../../database/...``)."""
+
     def where(p: Path) -> str:
         return os.path.relpath(p, base_dir) if relative else str(p)
 
@@ -237,8 +247,12 @@ def code_tool_specs(tools_py: Path, sandbox) -> tuple[list[dict] | None, str]:
     """(specs, error): the tool list of the generated module, built in a sandbox."""
     from ..runtime.sandbox import run_sandboxed
 
-    res = run_sandboxed([sys.executable, "-c", _SPECS_SNIPPET], files={"tools.py": Path(tools_py)},
-                        collect=["specs.json"], **sandbox.kwargs())
+    res = run_sandboxed(
+        [sys.executable, "-c", _SPECS_SNIPPET],
+        files={"tools.py": Path(tools_py)},
+        collect=["specs.json"],
+        **sandbox.kwargs(),
+    )
     if "specs.json" not in res.files:
         return None, f"loading the module failed: {res.describe()}"
     try:
@@ -250,14 +264,16 @@ def code_tool_specs(tools_py: Path, sandbox) -> tuple[list[dict] | None, str]:
     return out.get("tools"), ""
 
 
-def run_round(work: Path, code: str, plan: ct.TestPlan, expected_tools: list[dict], manifest: dict,
-              sandbox) -> list[dict]:
+def run_round(
+    work: Path, code: str, plan: ct.TestPlan, expected_tools: list[dict], manifest: dict, sandbox
+) -> list[dict]:
     """One round: every episode in ONE sandboxed worker process (the runtime's fast path),
     then the signature check (also sandboxed: generated code never runs in this process)."""
     problems = syntax_problems(code)
     if problems:
-        return [{"id": "syntax", "description": "the module parses", "tool": None, "passed": False,
-                 "detail": problems[0]}]
+        return [
+            {"id": "syntax", "description": "the module parses", "tool": None, "passed": False, "detail": problems[0]}
+        ]
     _write_server_dir(work, code, manifest)
     from ..runtime.loader import compare_tool_lists
     from ..runtime.worker import WorkerError, execute_episodes
@@ -290,16 +306,31 @@ def server_parameters(server_dir: Path, sandbox=None):
 
     repo = str(io.REPO_ROOT)
     pythonpath = os.pathsep.join(p for p in [repo, os.environ.get("PYTHONPATH", "")] if p)
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONPATH": pythonpath, "LANG": "C.UTF-8",
-           "PYTHONDONTWRITEBYTECODE": "1", "PYTHONUNBUFFERED": "1"}
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "PYTHONPATH": pythonpath,
+        "LANG": "C.UTF-8",
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "PYTHONUNBUFFERED": "1",
+    }
     memory = max(int(getattr(sandbox, "memory_mb", 1024)), MIN_SERVER_MEMORY_MB)
     cpu = int(getattr(sandbox, "cpu_s", 60))
     # The documented command: agentskiller.serve runs the generated tool code sandboxed
     # (private mounts, no network, unprivileged uid, these limits; rlimits only when not root).
-    return StdioServerParameters(command=sys.executable,
-                                 args=["-m", "agentskiller.serve", str(Path(server_dir).resolve()),
-                                       "--memory-mb", str(memory), "--cpu-s", str(cpu)],
-                                 env=env, cwd=str(Path(server_dir).resolve()))
+    return StdioServerParameters(
+        command=sys.executable,
+        args=[
+            "-m",
+            "agentskiller.serve",
+            str(Path(server_dir).resolve()),
+            "--memory-mb",
+            str(memory),
+            "--cpu-s",
+            str(cpu),
+        ],
+        env=env,
+        cwd=str(Path(server_dir).resolve()),
+    )
 
 
 def _tool_dict(t: Any) -> dict:
@@ -344,8 +375,16 @@ def _failure_text(failures: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def _report(domain: str, status: str, reason: str, rounds: list[dict], tests: list[dict], skipped: list[dict],
-            mcp: dict, environment: dict | None) -> dict:
+def _report(
+    domain: str,
+    status: str,
+    reason: str,
+    rounds: list[dict],
+    tests: list[dict],
+    skipped: list[dict],
+    mcp: dict,
+    environment: dict | None,
+) -> dict:
     last = rounds[-1] if rounds else {"tests_run": 0, "tests_passed": 0}
     return {
         "domain": domain,
@@ -363,14 +402,35 @@ def _report(domain: str, status: str, reason: str, rounds: list[dict], tests: li
     }
 
 
-def quarantine(ctx: StepContext, domain: str, reason: str, rounds: list[dict] | None = None,
-               tests: list[dict] | None = None, skipped: list[dict] | None = None, mcp: dict | None = None) -> None:
+def quarantine(
+    ctx: StepContext,
+    domain: str,
+    reason: str,
+    rounds: list[dict] | None = None,
+    tests: list[dict] | None = None,
+    skipped: list[dict] | None = None,
+    mcp: dict | None = None,
+) -> None:
     ctx.log.warning("s09 %s quarantined: %s", domain, reason)
-    text = "\n".join(f"# {ln}" if ln else "#" for ln in
-                     [f"Quarantined: the {domain} MCP server is not available.", "", *reason.splitlines()[:40]])
+    text = "\n".join(
+        f"# {ln}" if ln else "#"
+        for ln in [f"Quarantined: the {domain} MCP server is not available.", "", *reason.splitlines()[:40]]
+    )
     ctx.write_text("tools", text + "\n")
-    ctx.write_json("report", _report(domain, "failed", reason, rounds or [], tests or [], skipped or [],
-                                     mcp or {"ran": False, "tools_match": False, "detail": "not run"}, None), SCHEMA)
+    ctx.write_json(
+        "report",
+        _report(
+            domain,
+            "failed",
+            reason,
+            rounds or [],
+            tests or [],
+            skipped or [],
+            mcp or {"ran": False, "tools_match": False, "detail": "not run"},
+            None,
+        ),
+        SCHEMA,
+    )
 
 
 def run(ctx: StepContext) -> None:
@@ -409,14 +469,20 @@ def build_server(ctx: StepContext, domain: str) -> None:
         ctx.log.exception("s09 %s: deriving contract tests failed", domain)
         raise Quarantine(f"contract tests could not be derived: {type(exc).__name__}: {exc}"[:2000]) from None
     context = llm_context(bp, expected_tools, policy_text, data, sim_time)
-    ctx.log.info("s09 %s: %d contract tests in %d episodes (%d skipped)", domain, len(plan.tests) + 1,
-                 len(plan.episodes), len(plan.skipped))
+    ctx.log.info(
+        "s09 %s: %d contract tests in %d episodes (%d skipped)",
+        domain,
+        len(plan.tests) + 1,
+        len(plan.episodes),
+        len(plan.skipped),
+    )
 
     def ask(task: str, name: str, ctx_data: dict, **vars: Any) -> str:
         messages = render("s09", name, ctx_data, domain=domain, core_entity=bp.core_entity, **vars)
         try:
-            return ctx.llm.generate(task, messages, role="code", context=ctx_data, check=syntax_problems,
-                                    max_rounds=max_repairs)
+            return ctx.llm.generate(
+                task, messages, role="code", context=ctx_data, check=syntax_problems, max_rounds=max_repairs
+            )
         except LLMError as exc:
             raise Quarantine(f"the code model gave no usable module ({task}): {exc}") from None
 
@@ -431,10 +497,23 @@ def build_server(ctx: StepContext, domain: str) -> None:
             t0 = time.perf_counter()
             results = run_round(work / f"round{rnd}", code, plan, expected_tools, work_manifest, sandbox)
             failures = ct.summarize_failures(results, limit=200)
-            rounds.append({"round": rnd, "tests_run": len(results), "tests_passed": sum(r["passed"] for r in results),
-                           "code_sha256": io.sha256_text(code), "failures": failures})
-            ctx.log.info("s09 %s round %d: %d/%d passed (%.1f s)", domain, rnd, rounds[-1]["tests_passed"],
-                         len(results), time.perf_counter() - t0)
+            rounds.append(
+                {
+                    "round": rnd,
+                    "tests_run": len(results),
+                    "tests_passed": sum(r["passed"] for r in results),
+                    "code_sha256": io.sha256_text(code),
+                    "failures": failures,
+                }
+            )
+            ctx.log.info(
+                "s09 %s round %d: %d/%d passed (%.1f s)",
+                domain,
+                rnd,
+                rounds[-1]["tests_passed"],
+                len(results),
+                time.perf_counter() - t0,
+            )
             if not failures or rnd == max_repairs:
                 break
             repair_ctx = {**context, "code": code, "failures": failures[:MAX_FAILURES_IN_PROMPT], "round": rnd + 1}
@@ -448,26 +527,52 @@ def build_server(ctx: StepContext, domain: str) -> None:
         # The most common failure names the cause (a timeout, a MemoryError, a refused
         # write ...) in the reason itself, which is what later steps and the dataset show.
         top, times = Counter(f["detail"] for f in last_failures).most_common(1)[0]
-        raise_q = (f"contract tests still failing after {len(rounds) - 1} repair round(s): "
-                   f"{len(last_failures)} of {rounds[-1]['tests_run']} failed ({ids}); "
-                   f"most common failure ({times}x): {top[:300]}")
+        raise_q = (
+            f"contract tests still failing after {len(rounds) - 1} repair round(s): "
+            f"{len(last_failures)} of {rounds[-1]['tests_run']} failed ({ids}); "
+            f"most common failure ({times}x): {top[:300]}"
+        )
         quarantine(ctx, domain, raise_q, rounds, results, plan.skipped)
         return
 
     # The tests pass: install the server where the documented command finds it, then
     # check the live server through the MCP SDK.
     ctx.write_text("tools", code)
-    ctx.write_json("report", _report(domain, "passed", "", rounds, results, plan.skipped,
-                                     {"ran": False, "tools_match": False, "detail": "pending"}, manifest), SCHEMA)
+    ctx.write_json(
+        "report",
+        _report(
+            domain,
+            "passed",
+            "",
+            rounds,
+            results,
+            plan.skipped,
+            {"ran": False, "tools_match": False, "detail": "pending"},
+            manifest,
+        ),
+        SCHEMA,
+    )
     mcp = check_mcp_server(server_dir, expected_tools, sandbox, timeout_s=float(sandbox.timeout_s))
     if not mcp["tools_match"]:
         reason = f"the live MCP server does not advertise the tool list: {mcp['detail']}"
         quarantine(ctx, domain, reason, rounds, results, plan.skipped, mcp)
         return
     ctx.write_json("report", _report(domain, "passed", "", rounds, results, plan.skipped, mcp, manifest), SCHEMA)
-    ctx.log.info("s09 %s passed: %d tests, %d repair round(s), MCP tools match", domain,
-                 rounds[-1]["tests_run"], len(rounds) - 1)
+    ctx.log.info(
+        "s09 %s passed: %d tests, %d repair round(s), MCP tools match", domain, rounds[-1]["tests_run"], len(rounds) - 1
+    )
 
 
-__all__ = ["run", "build_server", "quarantine", "upstream_failure", "policy_sections", "environment_manifest",
-           "llm_context", "run_round", "check_mcp_server", "syntax_problems", "Quarantine"]
+__all__ = [
+    "run",
+    "build_server",
+    "quarantine",
+    "upstream_failure",
+    "policy_sections",
+    "environment_manifest",
+    "llm_context",
+    "run_round",
+    "check_mcp_server",
+    "syntax_problems",
+    "Quarantine",
+]

@@ -91,8 +91,7 @@ def member_facts(domain: str, bp_path: Path | None, report_path: Path | None, ta
     """What s10 knows of one domain: its blueprint, server status and task counts, or why it
     cannot be a member."""
     bp, why = _blueprint(bp_path)
-    facts: dict[str, Any] = {"domain": domain, "blueprint": bp, "problem": None, "valid_tasks": 0,
-                             "interlockable": 0}
+    facts: dict[str, Any] = {"domain": domain, "blueprint": bp, "problem": None, "valid_tasks": 0, "interlockable": 0}
     if bp is None:
         facts["problem"] = f"{domain}: {why}"
         return facts
@@ -138,17 +137,23 @@ def evaluate_pair(fa: dict, fb: dict, min_tasks: int) -> tuple[dict, str | None]
     a, b = sorted((fa, fb), key=lambda f: f["domain"])
     doms = [a["domain"], b["domain"]]
     core = (a["blueprint"] or b["blueprint"]).core_entity if (a["blueprint"] or b["blueprint"]) else ""
-    entry: dict[str, Any] = {"pair": pair_name(doms), "domains": doms, "core_entity": core,
-                             "valid_tasks": {f["domain"]: f["valid_tasks"] for f in (a, b)},
-                             "interlockable_tasks": {f["domain"]: f["interlockable"] for f in (a, b)}}
+    entry: dict[str, Any] = {
+        "pair": pair_name(doms),
+        "domains": doms,
+        "core_entity": core,
+        "valid_tasks": {f["domain"]: f["valid_tasks"] for f in (a, b)},
+        "interlockable_tasks": {f["domain"]: f["interlockable"] for f in (a, b)},
+    }
     for f in (a, b):
         if f["problem"]:
             return entry, f"member not feasible: {f['problem']}"
     entry["shared_entities"] = sorted(set(a["blueprint"].entities) & set(b["blueprint"].entities))
     for f in (a, b):
         if f["interlockable"] < min_tasks:
-            return entry, (f"member not feasible: {f['domain']} has {f['interlockable']} interlockable valid "
-                           f"task(s) (of {f['valid_tasks']} valid), needs {min_tasks}")
+            return entry, (
+                f"member not feasible: {f['domain']} has {f['interlockable']} interlockable valid "
+                f"task(s) (of {f['valid_tasks']} valid), needs {min_tasks}"
+            )
     problems = name_problems(a["blueprint"], b["blueprint"])
     if problems:
         return entry, "; ".join(problems)[:500]
@@ -183,8 +188,9 @@ def run(ctx: StepContext) -> None:
 
     core_of = {d["domain"]: d.get("core_entity") for d in index.get("domains", [])}
     facts = {d: member_facts(d, bps.get(d), reports.get(d), tasks.get(d)) for d in sorted(core_of)}
-    candidates = [(a, b) for a, b in itertools.combinations(sorted(core_of), 2)
-                  if core_of[a] and core_of[a] == core_of[b]]
+    candidates = [
+        (a, b) for a, b in itertools.combinations(sorted(core_of), 2) if core_of[a] and core_of[a] == core_of[b]
+    ]
     feasible: list[dict] = []
     pruned: list[dict] = []
     for a, b in candidates:
@@ -202,14 +208,29 @@ def run(ctx: StepContext) -> None:
         cap_reason = f"over the cap cross.max_pairs={max_pairs} (kept pairs of other persons first)"
     pruned += [{**e, "stage": "cap", "reason": cap_reason} for e in over]
     pruned.sort(key=lambda e: e["pair"])
-    counts = {"domains": len(core_of), "candidates": len(candidates), "feasible": len(feasible),
-              "kept": len(kept), "pruned": len(pruned)}
+    counts = {
+        "domains": len(core_of),
+        "candidates": len(candidates),
+        "feasible": len(feasible),
+        "kept": len(kept),
+        "pruned": len(pruned),
+    }
     ctx.log.info("s10: %s", counts)
     for p in pruned:
         ctx.log.info("s10 pruned %s: %s", p["pair"], p["reason"])
-    ctx.write_json("combinations", {
-        "status": "ok", "enabled": enabled, "max_pairs": max_pairs, "min_member_tasks": min_tasks,
-        "counts": counts, "pairs": kept, "pruned": pruned}, SCHEMA)
+    ctx.write_json(
+        "combinations",
+        {
+            "status": "ok",
+            "enabled": enabled,
+            "max_pairs": max_pairs,
+            "min_member_tasks": min_tasks,
+            "counts": counts,
+            "pairs": kept,
+            "pruned": pruned,
+        },
+        SCHEMA,
+    )
 
 
 def kept_pairs(path: str | Path) -> list[str]:
@@ -217,5 +238,14 @@ def kept_pairs(path: str | Path) -> list[str]:
     return sorted(p["pair"] for p in io.read_json(path).get("pairs", []))
 
 
-__all__ = ["run", "pair_name", "pair_members", "physical_table", "kept_pairs", "interlockable_tasks",
-           "evaluate_pair", "select", "name_problems"]
+__all__ = [
+    "run",
+    "pair_name",
+    "pair_members",
+    "physical_table",
+    "kept_pairs",
+    "interlockable_tasks",
+    "evaluate_pair",
+    "select",
+    "name_problems",
+]

@@ -126,12 +126,15 @@ def segment_evidence(tasks_doc: dict) -> tuple[dict[tuple[str, ...], str], dict[
     return status, {s: n for s, n in valid.items() if n}
 
 
-def load_members(blueprints: list[Path], graphs: list[Path], tasks: list[Path],
-                 policies: list[Path]) -> tuple[list[Member], str | None]:
+def load_members(
+    blueprints: list[Path], graphs: list[Path], tasks: list[Path], policies: list[Path]
+) -> tuple[list[Member], str | None]:
     """The two members (sorted by domain), or the quarantine reason of the first failed
     member artifact."""
-    by = {kind: _by_domain(paths) for kind, paths in
-          (("blueprint", blueprints), ("tool_graph", graphs), ("tasks", tasks), ("policy", policies))}
+    by = {
+        kind: _by_domain(paths)
+        for kind, paths in (("blueprint", blueprints), ("tool_graph", graphs), ("tasks", tasks), ("policy", policies))
+    }
     members: list[Member] = []
     for p in sorted(blueprints, key=lambda x: Path(x).name):
         data = io.read_json(p)
@@ -180,8 +183,11 @@ def pair_record(combos_path: Path | None, pair: str) -> dict:
     if combos_path is None or not Path(combos_path).is_file():
         return {}
     data = io.read_json(combos_path)
-    items = data if isinstance(data, list) else next(
-        (data[k] for k in ("pairs", "kept", "combinations") if isinstance(data.get(k), list)), [])
+    items = (
+        data
+        if isinstance(data, list)
+        else next((data[k] for k in ("pairs", "kept", "combinations") if isinstance(data.get(k), list)), [])
+    )
     members = sorted(pair.split(PAIR_SEP))
     for e in items:
         if not isinstance(e, dict):
@@ -222,26 +228,32 @@ def check_trajectory(tools: list[str], members: list[Member], max_len: int) -> l
             errs.append(f"{m.domain} takes no part; both services must be used")
             continue
         if seg[0] != m.auth:
-            errs.append(f"{ns(m.domain, seg[0])} comes before {ns(m.domain, m.auth)}; each service's "
-                        f"authorization must come before its other tools")
+            errs.append(
+                f"{ns(m.domain, seg[0])} comes before {ns(m.domain, m.auth)}; each service's "
+                f"authorization must come before its other tools"
+            )
             continue
         if len(seg) < 2:
             errs.append(f"{m.domain} contributes only its authorization; add at least one {m.domain} action")
         edges, pre = m.edges, m.preconditions
         for a, b in zip(seg, seg[1:]):
             if (a, b) not in edges:
-                errs.append(f"{ns(m.domain, b)} cannot follow {ns(m.domain, a)}: no edge {a} -> {b} in "
-                            f"{m.domain}'s tool graph (that member's calls must form a path of its graph)")
+                errs.append(
+                    f"{ns(m.domain, b)} cannot follow {ns(m.domain, a)}: no edge {a} -> {b} in "
+                    f"{m.domain}'s tool graph (that member's calls must form a path of its graph)"
+                )
         seen: set[str] = set()
         for t in seg:
             missing = [p for p in pre.get(t, []) if p not in seen]
             if missing:
-                errs.append(f"{ns(m.domain, t)} needs {', '.join(ns(m.domain, p) for p in missing)} earlier "
-                            f"(its preconditions)")
+                errs.append(
+                    f"{ns(m.domain, t)} needs {', '.join(ns(m.domain, p) for p in missing)} earlier (its preconditions)"
+                )
             seen.add(t)
         if m.status(tuple(seg)) == "infeasible":
-            errs.append(f"the {m.domain} segment {seg} failed every single-domain execution (s16); "
-                        f"use a validated segment")
+            errs.append(
+                f"the {m.domain} segment {seg} failed every single-domain execution (s16); use a validated segment"
+            )
     return [f"trajectory [{label}]: {e}" for e in errs]
 
 
@@ -265,27 +277,44 @@ def check_answer(ans: FusionAnswer, members: list[Member], max_len: int) -> list
 # ------------------------------------------------------------------ context
 def member_context(m: Member) -> dict:
     segs = sorted(set(m.segments) | {tuple(t) for t in m.graph.get("trajectories", [])})
-    feasible = [{"tools": [ns(m.domain, t) for t in s], "status": m.status(s),
-                 "valid_tasks": m.valid_counts.get(s, 0)}
-                for s in segs if m.status(s) != "infeasible" and s and s[0] == m.auth]
+    feasible = [
+        {"tools": [ns(m.domain, t) for t in s], "status": m.status(s), "valid_tasks": m.valid_counts.get(s, 0)}
+        for s in segs
+        if m.status(s) != "infeasible" and s and s[0] == m.auth
+    ]
     feasible.sort(key=lambda x: (x["status"] != "validated", -x["valid_tasks"], x["tools"]))
     rules = parse_policy(m.policy).rules[:MAX_RULES] if m.policy else []
     return {
-        "domain": m.domain, "description": m.bp.description, "authorize_tool": ns(m.domain, m.auth),
-        "tools": [{"name": ns(m.domain, t.name), "kind": t.kind, "table": t.table,
-                   "owned": m.bp.relationship(t.table) is not None or t.table == m.bp.core_entity,
-                   "description": t.description} for t in m.bp.tools],
+        "domain": m.domain,
+        "description": m.bp.description,
+        "authorize_tool": ns(m.domain, m.auth),
+        "tools": [
+            {
+                "name": ns(m.domain, t.name),
+                "kind": t.kind,
+                "table": t.table,
+                "owned": m.bp.relationship(t.table) is not None or t.table == m.bp.core_entity,
+                "description": t.description,
+            }
+            for t in m.bp.tools
+        ],
         "edges": sorted([ns(m.domain, a), ns(m.domain, b)] for a, b in m.edges),
-        "preconditions": {ns(m.domain, k): [ns(m.domain, p) for p in v] for k, v in sorted(m.preconditions.items())
-                          if v},
+        "preconditions": {
+            ns(m.domain, k): [ns(m.domain, p) for p in v] for k, v in sorted(m.preconditions.items()) if v
+        },
         "segments": feasible,
         "policy_rules": rules,
     }
 
 
 def fusion_context(pair: str, core: str, members: list[Member], max_len: int, target: int) -> dict:
-    return {"pair": pair, "core_entity": core, "max_length": max_len, "target_count": target,
-            "members": [member_context(m) for m in members]}
+    return {
+        "pair": pair,
+        "core_entity": core,
+        "max_length": max_len,
+        "target_count": target,
+        "members": [member_context(m) for m in members],
+    }
 
 
 # ------------------------------------------------------------------ assembly
@@ -308,8 +337,15 @@ def rank(kept: list[list[str]], members: list[Member], cap: int) -> list[list[st
     return out
 
 
-def assemble(pair: str, core: str, members: list[Member], proposals: list[FusedTrajectory], max_len: int,
-             cap: int, rounds: list[dict]) -> dict:
+def assemble(
+    pair: str,
+    core: str,
+    members: list[Member],
+    proposals: list[FusedTrajectory],
+    max_len: int,
+    cap: int,
+    rounds: list[dict],
+) -> dict:
     accepted: dict[tuple[str, ...], str] = {}
     rejected: list[dict] = []
     for ft in proposals:
@@ -325,8 +361,11 @@ def assemble(pair: str, core: str, members: list[Member], proposals: list[FusedT
     over = [list(k) for k in accepted if list(k) not in kept]
     rejected += [{"tools": t, "reason": f"over the cap tool_graph.max_trajectories={cap}"} for t in over]
     nodes = [ns(m.domain, t) for m in members for t in m.tools]
-    edges = {(ns(m.domain, e["source"]), ns(m.domain, e["target"])): e["type"]
-             for m in members for e in m.graph.get("edges", [])}
+    edges = {
+        (ns(m.domain, e["source"]), ns(m.domain, e["target"])): e["type"]
+        for m in members
+        for e in m.graph.get("edges", [])
+    }
     # bridge edges: where a kept storyline hands over from one service to the other
     for traj in kept:
         for a, b in zip(traj, traj[1:]):
@@ -335,25 +374,50 @@ def assemble(pair: str, core: str, members: list[Member], proposals: list[FusedT
     pre = {ns(m.domain, t): [ns(m.domain, p) for p in m.preconditions.get(t, [])] for m in members for t in m.tools}
 
     def seg_status(traj: list[str]) -> dict[str, str]:
-        return {m.domain: m.status(tuple(split_ns(x)[1] for x in traj if split_ns(x)[0] == m.domain))
-                for m in members}
+        return {m.domain: m.status(tuple(split_ns(x)[1] for x in traj if split_ns(x)[0] == m.domain)) for m in members}
 
     return {
-        "domain": pair, "status": "ok", "members": [m.domain for m in members], "core_entity": core,
-        "roots": [ns(m.domain, m.auth) for m in members], "nodes": nodes,
+        "domain": pair,
+        "status": "ok",
+        "members": [m.domain for m in members],
+        "core_entity": core,
+        "roots": [ns(m.domain, m.auth) for m in members],
+        "nodes": nodes,
         "edges": [{"source": s, "target": t, "type": ty} for (s, t), ty in sorted(edges.items())],
-        "preconditions": pre, "trajectories": kept,
+        "preconditions": pre,
+        "trajectories": kept,
         "storylines": [{"trajectory": t, "storyline": accepted[tuple(t)], "segments": seg_status(t)} for t in kept],
-        "rejected": rejected, "enumerated": len(proposals), "valid": len(accepted), "kept": len(kept),
-        "rounds": rounds, "limits": {"max_length": max_len, "max_trajectories": cap},
+        "rejected": rejected,
+        "enumerated": len(proposals),
+        "valid": len(accepted),
+        "kept": len(kept),
+        "rounds": rounds,
+        "limits": {"max_length": max_len, "max_trajectories": cap},
     }
 
 
 def failed(ctx: StepContext, pair: str, reason: str, rounds: list[dict] | None = None) -> None:
     ctx.log.warning("trajectory fusion for %s quarantined: %s", pair, reason)
-    ctx.write_json(output_name(ctx), {"domain": pair, "status": "failed", "reason": reason, "members": sorted(pair.split(PAIR_SEP)),
-                             "nodes": [], "edges": [], "preconditions": {}, "trajectories": [], "storylines": [],
-                             "rejected": [], "enumerated": 0, "valid": 0, "kept": 0, "rounds": rounds or []}, SCHEMA)
+    ctx.write_json(
+        output_name(ctx),
+        {
+            "domain": pair,
+            "status": "failed",
+            "reason": reason,
+            "members": sorted(pair.split(PAIR_SEP)),
+            "nodes": [],
+            "edges": [],
+            "preconditions": {},
+            "trajectories": [],
+            "storylines": [],
+            "rejected": [],
+            "enumerated": 0,
+            "valid": 0,
+            "kept": 0,
+            "rounds": rounds or [],
+        },
+        SCHEMA,
+    )
 
 
 def output_name(ctx: StepContext) -> str:
@@ -371,15 +435,23 @@ def limits(config: dict) -> tuple[int, int]:
 
 def run(ctx: StepContext) -> None:
     pair = ctx.wildcards.get("pair") or ctx.wildcards.get("env", "")
-    members, reason = load_members(_as_list(ctx.inputs.get("blueprints")), _as_list(ctx.inputs.get("tool_graphs")),
-                                   _as_list(ctx.inputs.get("tasks")), _as_list(ctx.inputs.get("policies")))
+    members, reason = load_members(
+        _as_list(ctx.inputs.get("blueprints")),
+        _as_list(ctx.inputs.get("tool_graphs")),
+        _as_list(ctx.inputs.get("tasks")),
+        _as_list(ctx.inputs.get("policies")),
+    )
     if reason:
         return failed(ctx, pair, f"s11: {reason}")
     record = pair_record(ctx.inputs.get("combos"), pair)
     core = str(record.get("core_entity") or members[0].bp.core_entity)
     if any(m.bp.core_entity != core for m in members):
-        return failed(ctx, pair, f"s11: members do not share the core entity {core}: "
-                                 + ", ".join(f"{m.domain}={m.bp.core_entity}" for m in members))
+        return failed(
+            ctx,
+            pair,
+            f"s11: members do not share the core entity {core}: "
+            + ", ".join(f"{m.domain}={m.bp.core_entity}" for m in members),
+        )
     max_len, cap = limits(ctx.config)
     context = fusion_context(pair, core, members, max_len, cap)
     rounds: list[dict] = []
@@ -391,12 +463,26 @@ def run(ctx: StepContext) -> None:
         rounds.append({"round": len(rounds), "errors": errors})
         return errors
 
-    messages = render("s11", "fusion", context, pair=pair, core_entity=core, max_length=max_len, target_count=cap,
-                      domains=" and ".join(m.domain for m in members))
+    messages = render(
+        "s11",
+        "fusion",
+        context,
+        pair=pair,
+        core_entity=core,
+        max_length=max_len,
+        target_count=cap,
+        domains=" and ".join(m.domain for m in members),
+    )
     try:
-        ans: FusionAnswer = ctx.llm.generate("s11.fusion", messages, schema=FusionAnswer, role="text",
-                                             context=context, check=check,
-                                             max_rounds=ctx.config.get("llm", {}).get("max_repair_rounds"))
+        ans: FusionAnswer = ctx.llm.generate(
+            "s11.fusion",
+            messages,
+            schema=FusionAnswer,
+            role="text",
+            context=context,
+            check=check,
+            max_rounds=ctx.config.get("llm", {}).get("max_repair_rounds"),
+        )
     except LLMError as exc:
         if not last:
             return failed(ctx, pair, f"s11: no usable answer: {str(exc)[:300]}", rounds)
@@ -404,11 +490,27 @@ def run(ctx: StepContext) -> None:
         ctx.log.warning("s11 %s: repair rounds exhausted; keeping the trajectories that pass", pair)
     doc = assemble(pair, core, members, ans.trajectories, max_len, cap, rounds)
     if not doc["trajectories"]:
-        return failed(ctx, pair, "s11: no fused trajectory passed the checks: "
-                      + "; ".join(r["reason"] for r in doc["rejected"][:3])[:500], rounds)
+        return failed(
+            ctx,
+            pair,
+            "s11: no fused trajectory passed the checks: " + "; ".join(r["reason"] for r in doc["rejected"][:3])[:500],
+            rounds,
+        )
     ctx.log.info("s11 %s: %d proposed, %d valid, %d kept", pair, doc["enumerated"], doc["valid"], doc["kept"])
     ctx.write_json(output_name(ctx), doc, SCHEMA)
 
 
-__all__ = ["run", "FusionAnswer", "FusedTrajectory", "Member", "check_trajectory", "check_answer",
-           "load_members", "segment_evidence", "fusion_context", "assemble", "limits", "pair_record"]
+__all__ = [
+    "run",
+    "FusionAnswer",
+    "FusedTrajectory",
+    "Member",
+    "check_trajectory",
+    "check_answer",
+    "load_members",
+    "segment_evidence",
+    "fusion_context",
+    "assemble",
+    "limits",
+    "pair_record",
+]

@@ -92,8 +92,9 @@ def fk_problems(records: list[dict], spec: dc.TableSpec, entity_keys: dict[str, 
     return problems
 
 
-def fuse(pair: str, blueprints: list[Blueprint], member_dbs: dict[str, Path], out: Path,
-         write_table) -> tuple[dict, dict, dict]:
+def fuse(
+    pair: str, blueprints: list[Blueprint], member_dbs: dict[str, Path], out: Path, write_table
+) -> tuple[dict, dict, dict]:
     """Build the pair's tables in ``out``; -> (tables manifest, namespace, summary tables).
     ``write_table(path, table_obj)`` writes one table file (schema-validated, atomic)."""
     entities = sorted({e for bp in blueprints for e in bp.entities})
@@ -136,10 +137,19 @@ def fuse(pair: str, blueprints: list[Blueprint], member_dbs: dict[str, Path], ou
                 problems.append(f"{phys}: primary key {rel.primary_key} is not unique")
             problems += [f"{bp.domain}: {p}" for p in fk_problems(records, spec, entity_keys)]
             path = out / f"{phys}.json"
-            write_table(path, {"table": phys, "primary_key": rel.primary_key, "kind": "relationship",
-                               "domain": bp.domain, "logical_table": rel.name,
-                               "source": os.path.relpath(src, out.resolve()),
-                               "records": records, "status": "ok"})
+            write_table(
+                path,
+                {
+                    "table": phys,
+                    "primary_key": rel.primary_key,
+                    "kind": "relationship",
+                    "domain": bp.domain,
+                    "logical_table": rel.name,
+                    "source": os.path.relpath(src, out.resolve()),
+                    "records": records,
+                    "status": "ok",
+                },
+            )
             tables[phys] = path.name
             ns[rel.name] = phys
             summary[phys] = _summary("relationship", path.name, spec, records, io.sha256_file(path))
@@ -148,8 +158,9 @@ def fuse(pair: str, blueprints: list[Blueprint], member_dbs: dict[str, Path], ou
         raise FusionError("foreign-key integrity check failed: " + "; ".join(problems)[:1500])
     ent_specs = _entity_specs(blueprints, entity_data)
     for e in entities:
-        summary[e] = _summary("entity", tables[e], ent_specs[e], entity_data[e].get("records") or [],
-                              io.sha256_file(entity_files[e]))
+        summary[e] = _summary(
+            "entity", tables[e], ent_specs[e], entity_data[e].get("records") or [], io.sha256_file(entity_files[e])
+        )
     return dict(sorted(tables.items())), namespace, dict(sorted(summary.items()))
 
 
@@ -164,14 +175,21 @@ def _entity_specs(blueprints: list[Blueprint], entity_data: dict[str, dict]) -> 
             for k, v in r.items():
                 if v is not None and k not in cols:
                     cols[k] = names.get(type(v), "string")
-        out[e] = dc.TableSpec(e, "entity", data["primary_key"],
-                              [dc.ColumnSpec(name=k, type=t, nullable=True) for k, t in cols.items()])
+        out[e] = dc.TableSpec(
+            e, "entity", data["primary_key"], [dc.ColumnSpec(name=k, type=t, nullable=True) for k, t in cols.items()]
+        )
     return out
 
 
 def _summary(kind: str, file: str, spec: dc.TableSpec, records: list[dict], sha: str) -> dict:
-    entry: dict[str, Any] = {"kind": kind, "file": file, "primary_key": spec.primary_key, "count": len(records),
-                             "sha256": sha, "columns": dc.summarize_columns(records, spec)}
+    entry: dict[str, Any] = {
+        "kind": kind,
+        "file": file,
+        "primary_key": spec.primary_key,
+        "count": len(records),
+        "sha256": sha,
+        "columns": dc.summarize_columns(records, spec),
+    }
     if spec.foreign_keys:
         entry["foreign_keys"] = dict(spec.foreign_keys)
     return entry
@@ -181,10 +199,22 @@ def _write_failed(ctx: StepContext, out: Path, pair: str, domains: list[str], re
     ctx.log.warning("s12 %s quarantined: %s", pair, reason)
     for stale in out.glob("*_*.json"):  # a previous successful fusion's tables
         stale.unlink()
-    ctx.write_json(out / "tables.json", {"domain": pair, "domains": domains, "status": "failed", "reason": reason,
-                                         "tables": {}, "namespace": {}}, TABLES_SCHEMA)
-    ctx.write_json(out / "summary.json", {"domain": pair, "status": "failed", "reason": reason, "tables": {},
-                                          "simulation_time": str(ctx.config.get("simulation_time"))}, SUMMARY_SCHEMA)
+    ctx.write_json(
+        out / "tables.json",
+        {"domain": pair, "domains": domains, "status": "failed", "reason": reason, "tables": {}, "namespace": {}},
+        TABLES_SCHEMA,
+    )
+    ctx.write_json(
+        out / "summary.json",
+        {
+            "domain": pair,
+            "status": "failed",
+            "reason": reason,
+            "tables": {},
+            "simulation_time": str(ctx.config.get("simulation_time")),
+        },
+        SUMMARY_SCHEMA,
+    )
 
 
 def run(ctx: StepContext) -> None:
@@ -203,19 +233,35 @@ def run(ctx: StepContext) -> None:
         missing = sorted(set(domains) - set(dbs))
         if missing:
             raise FusionError(f"no member database for {missing}")
-        tables, namespace, summary = fuse(pair, bps, dbs, out,
-                                          lambda path, obj: ctx.write_json(path, obj, TABLE_SCHEMA))
+        tables, namespace, summary = fuse(
+            pair, bps, dbs, out, lambda path, obj: ctx.write_json(path, obj, TABLE_SCHEMA)
+        )
     except FusionError as exc:
         _write_failed(ctx, out, pair, domains, f"s12: {exc}")
         return
-    ctx.write_json(out / "tables.json", {"domain": pair, "domains": domains, "status": "ok",
-                                         "core_entity": cores.pop(), "tables": tables,
-                                         "namespace": namespace}, TABLES_SCHEMA)
-    ctx.write_json(out / "summary.json", {"domain": pair, "status": "ok",
-                                          "simulation_time": str(ctx.config.get("simulation_time")),
-                                          "tables": summary}, SUMMARY_SCHEMA)
-    ctx.log.info("s12 %s: %d tables (%d namespaced)", pair, len(tables),
-                 sum(1 for t in tables if t not in {e for bp in bps for e in bp.entities}))
+    ctx.write_json(
+        out / "tables.json",
+        {
+            "domain": pair,
+            "domains": domains,
+            "status": "ok",
+            "core_entity": cores.pop(),
+            "tables": tables,
+            "namespace": namespace,
+        },
+        TABLES_SCHEMA,
+    )
+    ctx.write_json(
+        out / "summary.json",
+        {"domain": pair, "status": "ok", "simulation_time": str(ctx.config.get("simulation_time")), "tables": summary},
+        SUMMARY_SCHEMA,
+    )
+    ctx.log.info(
+        "s12 %s: %d tables (%d namespaced)",
+        pair,
+        len(tables),
+        sum(1 for t in tables if t not in {e for bp in bps for e in bp.entities}),
+    )
 
 
 __all__ = ["run", "fuse", "fk_problems", "FusionError"]

@@ -42,8 +42,17 @@ from ..jobs import StepContext
 from ..llm import LLMError
 from ..models.blueprint import Blueprint
 from ..prompts import render
-from .policy_markers import (GLOBAL_HEADING, GLOBAL_RULES_END, POLICY_END, POLICY_START, REQUIRED_PARTS,
-                             parse_policy, strip_fence, tool_end, tool_start)
+from .policy_markers import (
+    GLOBAL_HEADING,
+    GLOBAL_RULES_END,
+    POLICY_END,
+    POLICY_START,
+    REQUIRED_PARTS,
+    parse_policy,
+    strip_fence,
+    tool_end,
+    tool_start,
+)
 from .s04_blueprints import load_blueprint
 from .s06_database import upstream_reason
 
@@ -56,8 +65,7 @@ BRIDGE_HEADING = "## Bridge Rules"
 KINDS = ("identity", "ordering", "conflict")
 
 _BACKTICK_RE = re.compile(r"`([^`\n]+)`")
-_KIND_RE = re.compile(r"^\s*(?:\*\*|__)?\[?\s*(identity|ordering|conflict)\s*\]?\s*:?\s*(?:\*\*|__)?\s*:?",
-                      re.I)
+_KIND_RE = re.compile(r"^\s*(?:\*\*|__)?\[?\s*(identity|ordering|conflict)\s*\]?\s*:?\s*(?:\*\*|__)?\s*:?", re.I)
 _LITERALS = {"true", "false", "null", "none"}
 
 
@@ -99,8 +107,11 @@ def namespace_text(text: str, mapping: dict[str, str]) -> str:
     # one-word names: in backticks, as Table.column, in markers and in headings only
     text = _BACKTICK_RE.sub(lambda m: "`" + sub_word(m.group(1), simple) + "`", text)
     text = re.sub(rf"(?<![A-Za-z0-9_])({alt(simple)})(?=\.[a-z_])", lambda m: mapping[m.group(1)], text)
-    text = re.sub(rf"(<!--\s*TOOL(?:_END)?\s*:\s*)({alt(simple)})(\s*-->)",
-                  lambda m: m.group(1) + mapping[m.group(2)] + m.group(3), text)
+    text = re.sub(
+        rf"(<!--\s*TOOL(?:_END)?\s*:\s*)({alt(simple)})(\s*-->)",
+        lambda m: m.group(1) + mapping[m.group(2)] + m.group(3),
+        text,
+    )
     text = re.sub(rf"(?m)^(#+\s+)({alt(simple)})\s*$", lambda m: m.group(1) + mapping[m.group(2)], text)
     return text
 
@@ -118,24 +129,30 @@ class PairVocabulary:
     core: str
     core_key: str
     tools: set[str]
-    authorize: dict[str, str]                        # domain -> namespaced authorize tool
-    tables: dict[str, set[str]]                      # physical table -> known columns
-    words: set[str] = field(default_factory=set)     # columns, parameters, enum values
-    bare_tools: dict[str, list[str]] = field(default_factory=dict)    # bare -> namespaced
-    bare_tables: dict[str, list[str]] = field(default_factory=dict)   # bare relationship -> physical
+    authorize: dict[str, str]  # domain -> namespaced authorize tool
+    tables: dict[str, set[str]]  # physical table -> known columns
+    words: set[str] = field(default_factory=set)  # columns, parameters, enum values
+    bare_tools: dict[str, list[str]] = field(default_factory=dict)  # bare -> namespaced
+    bare_tables: dict[str, list[str]] = field(default_factory=dict)  # bare relationship -> physical
 
     @classmethod
-    def build(cls, bps: list[Blueprint], policies: dict[str, str],
-              entity_columns: dict[str, set[str]] | None = None) -> "PairVocabulary":
+    def build(
+        cls, bps: list[Blueprint], policies: dict[str, str], entity_columns: dict[str, set[str]] | None = None
+    ) -> PairVocabulary:
         entities = set().union(*(set(bp.entities) for bp in bps))
         core = bps[0].core_entity
         tables: dict[str, set[str]] = {e: set((entity_columns or {}).get(e, set())) for e in sorted(entities)}
         for e in entities:
             tables[e].add(re.sub(r"(?<!^)(?=[A-Z])", "_", e).lower() + "_id")
         words: set[str] = set()
-        v = cls(domains=[bp.domain for bp in bps], core=core,
-                core_key=re.sub(r"(?<!^)(?=[A-Z])", "_", core).lower() + "_id", tools=set(), authorize={},
-                tables=tables)
+        v = cls(
+            domains=[bp.domain for bp in bps],
+            core=core,
+            core_key=re.sub(r"(?<!^)(?=[A-Z])", "_", core).lower() + "_id",
+            tools=set(),
+            authorize={},
+            tables=tables,
+        )
         for bp in bps:
             v.authorize[bp.domain] = ns_tool(bp.domain, bp.authorize_tool().name)
             for rel in bp.relationships:
@@ -160,8 +177,9 @@ class PairVocabulary:
         # what the member policies already use passed s07's schema check against the data:
         # `Entity.column` there is a real column, a backticked snake word a real name
         for text in policies.values():
-            for m in re.finditer(r"`([A-Z][A-Za-z0-9]*)\.([a-z_][a-z0-9_]*)`|\b([A-Z][A-Za-z0-9]*)\.([a-z_][a-z0-9_]*)\b",
-                                 text):
+            for m in re.finditer(
+                r"`([A-Z][A-Za-z0-9]*)\.([a-z_][a-z0-9_]*)`|\b([A-Z][A-Za-z0-9]*)\.([a-z_][a-z0-9_]*)\b", text
+            ):
                 tab, col = (m.group(1), m.group(2)) if m.group(1) else (m.group(3), m.group(4))
                 if tab in entities:
                     tables[tab].add(col)
@@ -187,13 +205,14 @@ def parse_bridge(text: str) -> tuple[list[BridgeRule], list[str]]:
     problems: list[str] = []
     ns_, ne = t.count(BRIDGE_START), t.count(BRIDGE_END)
     if ns_ != 1 or ne != 1:
-        problems.append(f"the section must contain {BRIDGE_START} and {BRIDGE_END} exactly once each "
-                        f"(found {ns_} and {ne})")
+        problems.append(
+            f"the section must contain {BRIDGE_START} and {BRIDGE_END} exactly once each (found {ns_} and {ne})"
+        )
         return [], problems
     i, j = t.index(BRIDGE_START), t.index(BRIDGE_END)
     if j < i:
         return [], [f"{BRIDGE_END} comes before {BRIDGE_START}"]
-    body = t[i + len(BRIDGE_START):j]
+    body = t[i + len(BRIDGE_START) : j]
     if BRIDGE_HEADING.lower() not in body.lower():
         problems.append(f"the section must start with the heading '{BRIDGE_HEADING}'")
     rules: list[BridgeRule] = []
@@ -204,11 +223,17 @@ def parse_bridge(text: str) -> tuple[list[BridgeRule], list[str]]:
         item = s[2:].strip()
         m = _KIND_RE.match(item)
         if not m:
-            problems.append(f"rule '{item[:80]}' does not start with its kind label (**Identity:**, "
-                            f"**Ordering:** or **Conflict:**)")
+            problems.append(
+                f"rule '{item[:80]}' does not start with its kind label (**Identity:**, **Ordering:** or **Conflict:**)"
+            )
             continue
-        rules.append(BridgeRule(kind=m.group(1).lower(), text=item[m.end():].strip(),
-                                names=[x.strip() for x in _BACKTICK_RE.findall(item)]))
+        rules.append(
+            BridgeRule(
+                kind=m.group(1).lower(),
+                text=item[m.end() :].strip(),
+                names=[x.strip() for x in _BACKTICK_RE.findall(item)],
+            )
+        )
     if not rules and not problems:
         problems.append("the Bridge Rules section has no rules (bullet lines '- **Kind:** ...')")
     return rules, problems
@@ -236,8 +261,10 @@ def check_name(tok: str, v: PairVocabulary) -> str | None:
         return f"unknown table `{tok}`: the pair's tables are {sorted(v.tables)}"
     if re.fullmatch(r"[a-z][a-z0-9_]*", tok):
         if tok in v.bare_tools:
-            return (f"`{tok}` is a bare tool name; in the pair use the namespaced "
-                    f"{' or '.join(f'`{n}`' for n in v.bare_tools[tok])}")
+            return (
+                f"`{tok}` is a bare tool name; in the pair use the namespaced "
+                f"{' or '.join(f'`{n}`' for n in v.bare_tools[tok])}"
+            )
         if tok in v.words or tok in _LITERALS:
             return None
         return f"unknown name `{tok}`: not a tool, column, parameter or value of the pair"
@@ -263,22 +290,27 @@ def check_bridge(text: str, v: PairVocabulary) -> list[str]:
     named = {n for r in ident for n in r.names}
     for d, auth in v.authorize.items():
         if ident and auth not in named:
-            errors.append(f"the identity rules must name {d}'s authorization tool `{auth}` (the same "
-                          f"`{v.core_key}` authorizes both services)")
+            errors.append(
+                f"the identity rules must name {d}'s authorization tool `{auth}` (the same "
+                f"`{v.core_key}` authorizes both services)"
+            )
     if ident and v.core_key not in named:
         errors.append(f"the identity rules must name the person's key `{v.core_key}`")
     for r in rules:
         if r.kind == "ordering" and not any(n in v.tools for n in r.names):
             errors.append(f"ordering rule '{r.text[:60]}' names no tool; name the namespaced tools it orders")
-        if r.kind == "conflict" and not any(d in r.text for d in v.domains) \
-                and not any(n.split(NS, 1)[0] in v.domains for n in r.names if NS in n):
+        if (
+            r.kind == "conflict"
+            and not any(d in r.text for d in v.domains)
+            and not any(n.split(NS, 1)[0] in v.domains for n in r.names if NS in n)
+        ):
             errors.append(f"conflict rule '{r.text[:60]}' names neither service; say which service's rule wins")
     return errors
 
 
 def bridge_section(text: str) -> str:
     t = strip_fence(text)
-    return t[t.index(BRIDGE_START):t.index(BRIDGE_END) + len(BRIDGE_END)].strip()
+    return t[t.index(BRIDGE_START) : t.index(BRIDGE_END) + len(BRIDGE_END)].strip()
 
 
 # ------------------------------------------------------------------ merge
@@ -286,9 +318,9 @@ def bridge_section(text: str) -> str:
 class MemberPolicy:
     domain: str
     bp: Blueprint
-    text: str                  # namespaced
-    global_block: str          # namespaced, headings demoted
-    sections: dict[str, str]   # namespaced tool -> section body
+    text: str  # namespaced
+    global_block: str  # namespaced, headings demoted
+    sections: dict[str, str]  # namespaced tool -> section body
 
 
 def namespace_member(bp: Blueprint, text: str, entities: set[str]) -> MemberPolicy:
@@ -297,19 +329,31 @@ def namespace_member(bp: Blueprint, text: str, entities: set[str]) -> MemberPoli
     out = namespace_text(text, mapping)
     p = parse_policy(out)
     block = p.global_rules
-    return MemberPolicy(domain=bp.domain, bp=bp, text=out, global_block=demote_headings(block),
-                        sections={k: p.sections[k] for k in p.order if k in p.sections})
+    return MemberPolicy(
+        domain=bp.domain,
+        bp=bp,
+        text=out,
+        global_block=demote_headings(block),
+        sections={k: p.sections[k] for k in p.order if k in p.sections},
+    )
 
 
 def compose(pair: str, members: list[MemberPolicy], bridge: str) -> str:
     doms = [m.domain for m in members]
     core = members[0].bp.core_entity
     person = re.sub(r"(?<!^)(?=[A-Z])", " ", core).lower()
-    head = [POLICY_START, f"# {' + '.join(doms)} combined service policy", "",
-            f"You are the assistant of both {' and '.join(doms)}; you talk to one {person} per conversation, "
-            f"who is a customer of both services, and act only through the tools below. Tool names are "
-            f"`<Service>__<tool>`; each service's rules govern its own tools, and the Bridge Rules say how "
-            f"the two services work together.", "", GLOBAL_HEADING, ""]
+    head = [
+        POLICY_START,
+        f"# {' + '.join(doms)} combined service policy",
+        "",
+        f"You are the assistant of both {' and '.join(doms)}; you talk to one {person} per conversation, "
+        f"who is a customer of both services, and act only through the tools below. Tool names are "
+        f"`<Service>__<tool>`; each service's rules govern its own tools, and the Bridge Rules say how "
+        f"the two services work together.",
+        "",
+        GLOBAL_HEADING,
+        "",
+    ]
     for m in members:
         head += [m.global_block.strip(), ""]
     head += [bridge.strip(), GLOBAL_RULES_END, ""]
@@ -335,8 +379,7 @@ def check_merged(text: str, members: list[MemberPolicy]) -> list[str]:
     errors += [f"section for unknown tool `{n}`" for n in counts if n not in want]
     for t in want:
         sec = p.sections.get(t, "")
-        missing = [part for part in REQUIRED_PARTS
-                   if not re.search(rf"(?im)^[\s>*_#\-]*{re.escape(part)}\b", sec)]
+        missing = [part for part in REQUIRED_PARTS if not re.search(rf"(?im)^[\s>*_#\-]*{re.escape(part)}\b", sec)]
         if sec and missing:
             errors.append(f"section `{t}` lacks the part(s) {missing}")
     bare = {t.name for m in members for t in m.bp.tools} | {r.name for m in members for r in m.bp.relationships}
@@ -363,9 +406,22 @@ def _fail(ctx: StepContext, pair: str, reason: str, tools: list[str], rounds: li
     ctx.log.warning("policy merge for %s quarantined: %s", pair, reason)
     ctx.write_text("policy", "")
     last = rounds[-1]["errors"] if rounds else []
-    ctx.write_json("report", {"pair": pair, "status": "failed", "reason": reason, "domains": sorted(pair.split(PAIR_SEP)),
-                              "tools": tools, "sections": [], "bridge_rules": [], "rounds": rounds or [],
-                              "rounds_used": len(rounds or []), "errors": last}, SCHEMA)
+    ctx.write_json(
+        "report",
+        {
+            "pair": pair,
+            "status": "failed",
+            "reason": reason,
+            "domains": sorted(pair.split(PAIR_SEP)),
+            "tools": tools,
+            "sections": [],
+            "bridge_rules": [],
+            "rounds": rounds or [],
+            "rounds_used": len(rounds or []),
+            "errors": last,
+        },
+        SCHEMA,
+    )
 
 
 def load_inputs(ctx: StepContext) -> tuple[list[Blueprint], dict[str, str], str | None]:
@@ -407,17 +463,31 @@ def entity_columns(path: Path | None) -> dict[str, set[str]]:
 def bridge_context(pair: str, vocab: PairVocabulary, members: list[MemberPolicy]) -> dict:
     entities = set().union(*(set(m.bp.entities) for m in members))
     return {
-        "pair": pair, "core_entity": vocab.core, "core_key": vocab.core_key,
+        "pair": pair,
+        "core_entity": vocab.core,
+        "core_key": vocab.core_key,
         "shared_tables": sorted(t for t in vocab.tables if t in entities),
-        "members": [{
-            "domain": m.domain, "description": m.bp.description, "authorize_tool": vocab.authorize[m.domain],
-            "tools": [{"name": ns_tool(m.domain, t.name), "kind": t.kind,
-                       "table": ns_table(m.domain, t.table, entities), "description": t.description}
-                      for t in m.bp.tools],
-            "tables": {ns_table(m.domain, r.name, entities): sorted(c.name for c in r.columns)
-                       for r in m.bp.relationships},
-            "global_rules": parse_policy(m.text).rules,
-        } for m in members],
+        "members": [
+            {
+                "domain": m.domain,
+                "description": m.bp.description,
+                "authorize_tool": vocab.authorize[m.domain],
+                "tools": [
+                    {
+                        "name": ns_tool(m.domain, t.name),
+                        "kind": t.kind,
+                        "table": ns_table(m.domain, t.table, entities),
+                        "description": t.description,
+                    }
+                    for t in m.bp.tools
+                ],
+                "tables": {
+                    ns_table(m.domain, r.name, entities): sorted(c.name for c in r.columns) for r in m.bp.relationships
+                },
+                "global_rules": parse_policy(m.text).rules,
+            }
+            for m in members
+        ],
         "kinds": list(KINDS),
     }
 
@@ -429,8 +499,9 @@ def run(ctx: StepContext) -> None:
     if reason:
         return _fail(ctx, pair, f"s13: {reason}", tools)
     if bps[0].core_entity != bps[1].core_entity:
-        return _fail(ctx, pair, f"s13: members do not share a core entity ({bps[0].core_entity}, "
-                                f"{bps[1].core_entity})", tools)
+        return _fail(
+            ctx, pair, f"s13: members do not share a core entity ({bps[0].core_entity}, {bps[1].core_entity})", tools
+        )
     entities = set().union(*(set(bp.entities) for bp in bps))
     members = [namespace_member(bp, policies[bp.domain], entities) for bp in bps]
     vocab = PairVocabulary.build(bps, policies, entity_columns(ctx.inputs.get("entities")))
@@ -442,16 +513,29 @@ def run(ctx: StepContext) -> None:
         rounds.append({"round": len(rounds), "errors": errors})
         return errors
 
-    messages = render("s13", "bridge_rules", context, pair=pair, domains=" and ".join(vocab.domains),
-                      core_entity=vocab.core, core_key=vocab.core_key)
+    messages = render(
+        "s13",
+        "bridge_rules",
+        context,
+        pair=pair,
+        domains=" and ".join(vocab.domains),
+        core_entity=vocab.core,
+        core_key=vocab.core_key,
+    )
     max_rounds = int((ctx.config.get("policy") or {}).get("max_repair_rounds", 2))
     try:
-        answer = ctx.llm.generate("s13.bridge_rules", messages, role="text", context=context, check=check,
-                                  max_rounds=max_rounds)
+        answer = ctx.llm.generate(
+            "s13.bridge_rules", messages, role="text", context=context, check=check, max_rounds=max_rounds
+        )
     except LLMError as exc:
         last = rounds[-1]["errors"] if rounds else [str(exc)]
-        return _fail(ctx, pair, f"s13: the Bridge Rules failed their checks after {max(len(rounds), 1)} round(s): "
-                     + "; ".join(last[:5]), tools, rounds)
+        return _fail(
+            ctx,
+            pair,
+            f"s13: the Bridge Rules failed their checks after {max(len(rounds), 1)} round(s): " + "; ".join(last[:5]),
+            tools,
+            rounds,
+        )
     bridge = bridge_section(answer)
     text = compose(pair, members, bridge)
     problems = check_merged(text, members)
@@ -460,14 +544,38 @@ def run(ctx: StepContext) -> None:
     rules, _ = parse_bridge(bridge)
     parsed = parse_policy(text)
     ctx.write_text("policy", text)
-    ctx.write_json("report", {
-        "pair": pair, "status": "ok", "domains": vocab.domains, "core_entity": vocab.core, "tools": tools,
-        "sections": parsed.order, "global_rules": len(parsed.rules),
-        "bridge_rules": [{"kind": r.kind, "text": r.text, "names": r.names} for r in rules],
-        "namespace": {m.domain: {r.name: ns_table(m.domain, r.name, entities) for r in m.bp.relationships}
-                      for m in members},
-        "sha256": io.sha256_text(text), "rounds": rounds, "rounds_used": len(rounds), "errors": []}, SCHEMA)
+    ctx.write_json(
+        "report",
+        {
+            "pair": pair,
+            "status": "ok",
+            "domains": vocab.domains,
+            "core_entity": vocab.core,
+            "tools": tools,
+            "sections": parsed.order,
+            "global_rules": len(parsed.rules),
+            "bridge_rules": [{"kind": r.kind, "text": r.text, "names": r.names} for r in rules],
+            "namespace": {
+                m.domain: {r.name: ns_table(m.domain, r.name, entities) for r in m.bp.relationships} for m in members
+            },
+            "sha256": io.sha256_text(text),
+            "rounds": rounds,
+            "rounds_used": len(rounds),
+            "errors": [],
+        },
+        SCHEMA,
+    )
 
 
-__all__ = ["run", "namespace_text", "PairVocabulary", "parse_bridge", "check_bridge", "check_merged",
-           "namespace_member", "compose", "BRIDGE_START", "BRIDGE_END"]
+__all__ = [
+    "run",
+    "namespace_text",
+    "PairVocabulary",
+    "parse_bridge",
+    "check_bridge",
+    "check_merged",
+    "namespace_member",
+    "compose",
+    "BRIDGE_START",
+    "BRIDGE_END",
+]

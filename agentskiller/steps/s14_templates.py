@@ -41,7 +41,7 @@ def policy_excerpt(policy: str, tools: list[str]) -> str:
     for i, m in enumerate(marks):
         end = marks[i + 1].start() if i + 1 < len(marks) else len(policy)
         if m.group(1) in wanted or m.group(1).split("__")[-1] in wanted:
-            parts.append(policy[m.start():end].strip())
+            parts.append(policy[m.start() : end].strip())
     return "\n\n".join(p for p in parts if p)
 
 
@@ -68,17 +68,32 @@ def trajectory_context(view: EnvView, trajectory: list[str], slots: list[Slot]) 
             entry: dict[str, Any] = {"name": p.name, "required": p.required, "description": p.description}
             if p.enum:
                 entry["enum"] = p.enum
-            slot = next((s.name for s in slots if i in s.calls and (s.column == col or s.name == p.name
-                                                                      or s.name.endswith("_" + p.name))), None)
+            slot = next(
+                (
+                    s.name
+                    for s in slots
+                    if i in s.calls and (s.column == col or s.name == p.name or s.name.endswith("_" + p.name))
+                ),
+                None,
+            )
             if slot:
                 entry["slot"] = slot
             elif col == pk and ref.table in created:
                 entry["from_call"] = created[ref.table]
             params.append(entry)
         # the physical table (namespaced in a pair): the slots name tables the same way
-        out.append({"index": i, "tool": name, "kind": t.kind, "table": ref.table, "description": t.description,
-                    "parameters": params, "preconditions": [c.model_dump() for c in t.preconditions],
-                    "effects": t.effects})
+        out.append(
+            {
+                "index": i,
+                "tool": name,
+                "kind": t.kind,
+                "table": ref.table,
+                "description": t.description,
+                "parameters": params,
+                "preconditions": [c.model_dump() for c in t.preconditions],
+                "effects": t.effects,
+            }
+        )
         if t.kind == "create":
             created[ref.table] = i
     return out
@@ -87,8 +102,10 @@ def trajectory_context(view: EnvView, trajectory: list[str], slots: list[Slot]) 
 def base_context(view: EnvView, trajectory: list[str], slots: list[Slot], policy: str) -> dict:
     return {
         "env": view.env,
-        "domains": [{"domain": d, "description": bp.description, "topic": bp.topic, "core_entity": bp.core_entity}
-                    for d, bp in sorted(view.blueprints.items())],
+        "domains": [
+            {"domain": d, "description": bp.description, "topic": bp.topic, "core_entity": bp.core_entity}
+            for d, bp in sorted(view.blueprints.items())
+        ],
         "core_entity": view.core_entity,
         "simulation_time": view.simulation_time,
         "trajectory": trajectory_context(view, trajectory, slots),
@@ -117,12 +134,13 @@ def check_draft(draft: TemplateDraft, slots: list[Slot], kinds: list[str] | None
     known = {s.name: s for s in slots}
     errors = []
     for i, names in silent_updates(draft.instruction, slots, kinds or []):
-        errors.append(f"call {i} is an update but the instruction gives no new value for it; "
-                      "use at least one of: " + ", ".join("{" + n + "}" for n in names))
+        errors.append(
+            f"call {i} is an update but the instruction gives no new value for it; "
+            "use at least one of: " + ", ".join("{" + n + "}" for n in names)
+        )
     for name in sorted(set(slot_names(draft.instruction)) | set(slot_names(draft.reason_for_call))):
         if name not in known:
-            errors.append(f"unknown placeholder {{{name}}}; use only these slots: "
-                          + ", ".join(sorted(known)))
+            errors.append(f"unknown placeholder {{{name}}}; use only these slots: " + ", ".join(sorted(known)))
     for name in draft.user_holds:
         s = known.get(name)
         if s is None or s.kind != "record" or not s.internal_id:
@@ -150,31 +168,68 @@ def _one(ctx: StepContext, view: EnvView, trajectory: list[str], policy: str, th
     context = base_context(view, trajectory, slots, policy)
     kinds = [c["kind"] for c in context["trajectory"]]
     try:
-        draft = ctx.llm.generate(task="s14.template", messages=render("s14", "template", context), schema=TemplateDraft,
-                                 role="text", context=context, check=lambda d: check_draft(d, slots, kinds))
+        draft = ctx.llm.generate(
+            task="s14.template",
+            messages=render("s14", "template", context),
+            schema=TemplateDraft,
+            role="text",
+            context=context,
+            check=lambda d: check_draft(d, slots, kinds),
+        )
     except LLMError as exc:
-        return TaskTemplate(template_id=tid, trajectory=trajectory, slots=slots, status="failed",
-                            reason=f"template writer: {exc}")
+        return TaskTemplate(
+            template_id=tid, trajectory=trajectory, slots=slots, status="failed", reason=f"template writer: {exc}"
+        )
     judge_ctx = {**context, "criteria": list(CRITERIA), "template": draft.model_dump()}
-    base = dict(template_id=tid, trajectory=trajectory, slots=slots, instruction=draft.instruction,
-                reason_for_call=draft.reason_for_call, user_holds=sorted(set(draft.user_holds)))
+    base = dict(
+        template_id=tid,
+        trajectory=trajectory,
+        slots=slots,
+        instruction=draft.instruction,
+        reason_for_call=draft.reason_for_call,
+        user_holds=sorted(set(draft.user_holds)),
+    )
     try:
-        verdict = ctx.llm.generate(task="s14.judge", messages=render("s14", "judge", judge_ctx), schema=JudgeVerdict,
-                                   role="text", context=judge_ctx)
+        verdict = ctx.llm.generate(
+            task="s14.judge",
+            messages=render("s14", "judge", judge_ctx),
+            schema=JudgeVerdict,
+            role="text",
+            context=judge_ctx,
+        )
     except LLMError as exc:  # fail closed: an unjudged template is not accepted
         return TaskTemplate(**base, status="failed", reason=f"judge: {exc}")
     scores = verdict.scores()
     ok, mean = accept(scores, threshold)
-    reason = None if ok else (
-        f"score {mean} below threshold {threshold}" if mean < threshold else
-        "criterion below 2: " + ", ".join(c for c, v in scores.items() if v < 2))
-    return TaskTemplate(**base, status="accepted" if ok else "rejected", scores=scores, score=mean,
-                        problems=verdict.problems, reason=reason)
+    reason = (
+        None
+        if ok
+        else (
+            f"score {mean} below threshold {threshold}"
+            if mean < threshold
+            else "criterion below 2: " + ", ".join(c for c, v in scores.items() if v < 2)
+        )
+    )
+    return TaskTemplate(
+        **base,
+        status="accepted" if ok else "rejected",
+        scores=scores,
+        score=mean,
+        problems=verdict.problems,
+        reason=reason,
+    )
 
 
 def failed_artifact(env: str, reason: str) -> dict:
-    return {"env": env, "status": "failed", "reason": reason, "domains": [], "cross_domain": "+" in env,
-            "templates": [], "counts": {"trajectories": 0, "accepted": 0, "rejected": 0, "failed": 0}}
+    return {
+        "env": env,
+        "status": "failed",
+        "reason": reason,
+        "domains": [],
+        "cross_domain": "+" in env,
+        "templates": [],
+        "counts": {"trajectories": 0, "accepted": 0, "rejected": 0, "failed": 0},
+    }
 
 
 def upstream_failure(ctx: StepContext, step: str = "s14") -> str | None:
@@ -200,8 +255,7 @@ def _reusable(ctx: StepContext) -> dict[str, dict]:
     from ..prompts import prompt_version
 
     # same inputs, seed, provider, models and prompt wording: the same requests
-    if old.get("meta") != ctx.meta() or old.get("prompt_version") != prompt_version("s14") \
-            or old.get("status") != "ok":
+    if old.get("meta") != ctx.meta() or old.get("prompt_version") != prompt_version("s14") or old.get("status") != "ok":
         return {}
     return {t["template_id"]: t for t in old.get("templates", [])}
 
@@ -233,7 +287,17 @@ def run(ctx: StepContext) -> None:
     for st in ("accepted", "rejected", "failed"):
         counts[st] = sum(t.status == st for t in templates)
     ctx.log.info("s14 %s: %s", env, counts)
-    ctx.write_json("templates", {"env": env, "status": "ok", "domains": view.domains,
-                                 "cross_domain": view.cross_domain, "threshold": threshold,
-                                 "prompt_version": prompt_version("s14"),
-                                 "templates": [t.model_dump() for t in templates], "counts": counts}, SCHEMA)
+    ctx.write_json(
+        "templates",
+        {
+            "env": env,
+            "status": "ok",
+            "domains": view.domains,
+            "cross_domain": view.cross_domain,
+            "threshold": threshold,
+            "prompt_version": prompt_version("s14"),
+            "templates": [t.model_dump() for t in templates],
+            "counts": counts,
+        },
+        SCHEMA,
+    )

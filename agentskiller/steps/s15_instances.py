@@ -50,20 +50,23 @@ class NoInstance(Exception):
 def _parse_time(value: str) -> dt.datetime:
     v = value.replace("Z", "+00:00")
     t = dt.datetime.fromisoformat(v)
-    return t if t.tzinfo else t.replace(tzinfo=dt.timezone.utc)
+    return t if t.tzinfo else t.replace(tzinfo=dt.UTC)
 
 
 def future_value(sim_time: str, kind: str, rng: random.Random, avoid: Any = None, like: str | None = None) -> str:
     """A date / date-time 1-60 days after the simulation time, formatted like ``like``."""
-    base = _parse_time(sim_time) if sim_time else dt.datetime(2025, 6, 2, 9, tzinfo=dt.timezone.utc)
+    base = _parse_time(sim_time) if sim_time else dt.datetime(2025, 6, 2, 9, tzinfo=dt.UTC)
     for _ in range(20):
         day = (base + dt.timedelta(days=rng.randint(1, 60))).date()
         if kind == "date":
             v = day.isoformat()
         else:
-            t = dt.datetime.combine(day, dt.time(rng.choice(HOURS)), tzinfo=dt.timezone.utc)
-            v = t.strftime("%Y-%m-%dT%H:%M:%SZ") if (like is None or like.endswith("Z")) else \
-                t.replace(tzinfo=None).isoformat(timespec="seconds")
+            t = dt.datetime.combine(day, dt.time(rng.choice(HOURS)), tzinfo=dt.UTC)
+            v = (
+                t.strftime("%Y-%m-%dT%H:%M:%SZ")
+                if (like is None or like.endswith("Z"))
+                else t.replace(tzinfo=None).isoformat(timespec="seconds")
+            )
         if v != avoid:
             return v
     raise NoInstance("no distinct future date")
@@ -112,9 +115,12 @@ class Builder:
             for rel in self.view.blueprints[dom].relationships:
                 if self.view.table_name(dom, rel.name) == table and rel.column(column):
                     c = rel.column(column)
-                    spec = {"type": c.type, "enum": spec.get("enum") or c.enum,
-                            "minimum": c.minimum if c.minimum is not None else spec.get("minimum"),
-                            "maximum": c.maximum if c.maximum is not None else spec.get("maximum")}
+                    spec = {
+                        "type": c.type,
+                        "enum": spec.get("enum") or c.enum,
+                        "minimum": c.minimum if c.minimum is not None else spec.get("minimum"),
+                        "maximum": c.maximum if c.maximum is not None else spec.get("maximum"),
+                    }
         return spec
 
     def records(self, table: str) -> list[dict]:
@@ -128,8 +134,9 @@ class Builder:
         return None
 
     # ------------------------------------------------------------- values
-    def choose_value(self, slot: Slot, current: dict | None, rng: random.Random, filter_for: dict | None,
-                     user_id: Any) -> Any:
+    def choose_value(
+        self, slot: Slot, current: dict | None, rng: random.Random, filter_for: dict | None, user_id: Any
+    ) -> Any:
         call = slot.calls[0] if slot.calls else None
         spec = self.column_spec(slot.table, slot.column, call)
         kind = self.refs[call].tool.kind if call is not None else "read"
@@ -138,8 +145,11 @@ class Builder:
             if filter_for is not None and filter_for.get(slot.column) is not None:
                 return filter_for[slot.column]
             owner = self.owner_column(slot.table)
-            mine = [r.get(slot.column) for r in self.records(slot.table)
-                    if r.get(slot.column) is not None and (owner is None or r.get(owner) == user_id)]
+            mine = [
+                r.get(slot.column)
+                for r in self.records(slot.table)
+                if r.get(slot.column) is not None and (owner is None or r.get(owner) == user_id)
+            ]
             if not mine:
                 raise NoInstance(f"no {slot.table}.{slot.column} value to filter on")
             return rng.choice(sorted(set(mine), key=str))
@@ -175,7 +185,7 @@ class Builder:
         user_id = user[core_pk]
         values: dict[str, Any] = {}
         records: dict[str, dict] = {}
-        chosen: dict[str, dict] = {}   # physical table -> chosen record (current, simulated)
+        chosen: dict[str, dict] = {}  # physical table -> chosen record (current, simulated)
         record_slots = [s for s in self.slots.values() if s.kind == "record"]
         value_slots = [s for s in self.slots.values() if s.kind == "value"]
         for s in record_slots:
@@ -202,12 +212,13 @@ class Builder:
         # values, in call order; updates see the simulated record (an existing one, or the
         # one a create earlier in the trajectory made)
         created: dict[str, dict] = {}
-        for i, ref in enumerate(self.refs):
+        for ref in self.refs:
             if ref.tool.kind == "create":
                 created.setdefault(ref.table, dict(ref.tool.effects))
-        filled: set[int] = set()   # update calls that got their fallback value
-        for s in sorted(value_slots, key=lambda s: (s.calls[0] if s.calls else 0,
-                                                    self.fallback.get(s.name, (0, 0))[1])):
+        filled: set[int] = set()  # update calls that got their fallback value
+        for s in sorted(
+            value_slots, key=lambda s: (s.calls[0] if s.calls else 0, self.fallback.get(s.name, (0, 0))[1])
+        ):
             tool = self.refs[s.calls[0]].tool if s.calls else None
             fb = self.fallback.get(s.name)
             if fb is not None:
@@ -250,8 +261,14 @@ class Builder:
         self._add_referenced(records)
         calls = self._calls(values)
         iid = io.sha256_json({"env": view.env, "template": self.tpl.template_id, "values": values})[:16]
-        return Instance(instance_id=iid, template_id=self.tpl.template_id, user_id=user_id, values=values,
-                        records=records, calls=calls)
+        return Instance(
+            instance_id=iid,
+            template_id=self.tpl.template_id,
+            user_id=user_id,
+            values=values,
+            records=records,
+            calls=calls,
+        )
 
     def _add_referenced(self, records: dict[str, dict]) -> None:
         """Add the records that the touched relationship rows point at (foreign keys to
@@ -289,9 +306,11 @@ class Builder:
                 continue
             for cond in t.preconditions:
                 if cond.column in state[ref.table] and state[ref.table][cond.column] not in cond.values:
-                    raise NoInstance(f"the {ref.table} created earlier has {cond.column}="
-                                     f"{state[ref.table][cond.column]!r}, but call {i} ({t.name}) needs one of "
-                                     f"{cond.values}: the trajectory cannot succeed")
+                    raise NoInstance(
+                        f"the {ref.table} created earlier has {cond.column}="
+                        f"{state[ref.table][cond.column]!r}, but call {i} ({t.name}) needs one of "
+                        f"{cond.values}: the trajectory cannot succeed"
+                    )
             if t.kind == "update":
                 state[ref.table].update(t.effects)
 
@@ -356,8 +375,9 @@ class Builder:
         return out
 
 
-def make_instances(view: EnvView, tables: dict[str, dict], template: TaskTemplate, n: int,
-                   rng: random.Random) -> tuple[list[Instance], list[str]]:
+def make_instances(
+    view: EnvView, tables: dict[str, dict], template: TaskTemplate, n: int, rng: random.Random
+) -> tuple[list[Instance], list[str]]:
     """Up to ``n`` distinct instances (different users first) and the reasons users failed."""
     b = Builder(view, tables, template)
     core = b.refs[0].table
@@ -384,8 +404,19 @@ def run(ctx: StepContext) -> None:
     env = ctx.wildcards.get("env") or ctx.wildcards.get("domain")
     reason = upstream_failure(ctx, "s15")
     if reason:
-        ctx.write_json("instances", {"env": env, "status": "failed", "reason": reason, "templates": [], "instances": [],
-                                     "skipped": [], "counts": {"templates": 0, "instances": 0, "skipped": 0}}, SCHEMA)
+        ctx.write_json(
+            "instances",
+            {
+                "env": env,
+                "status": "failed",
+                "reason": reason,
+                "templates": [],
+                "instances": [],
+                "skipped": [],
+                "counts": {"templates": 0, "instances": 0, "skipped": 0},
+            },
+            SCHEMA,
+        )
         return
     n = int(ctx.config.get("tasks", {}).get("samples_per_template", 2))
     view = EnvView.load(env, ctx.inputs["blueprint"], ctx.inputs["server_report"])
@@ -398,18 +429,38 @@ def run(ctx: StepContext) -> None:
         got, reasons = make_instances(view, tables, tpl, n, ctx.rng(tpl.template_id))
         instances += [i.model_dump() for i in got]
         if not got:
-            skipped.append({"template_id": tpl.template_id,
-                            "reason": "no user makes this template meaningful: " + (reasons[0] if reasons else
-                                                                                     "no users")})
+            skipped.append(
+                {
+                    "template_id": tpl.template_id,
+                    "reason": "no user makes this template meaningful: " + (reasons[0] if reasons else "no users"),
+                }
+            )
     ctx.log.info("s15 %s: %d instances from %d templates, %d skipped", env, len(instances), len(accepted), len(skipped))
     # the templates travel with the instances: s16 and s17 read only the previous artifact
-    history = {"s14": {"counts": data.get("counts", {}),
-                       "rejections": [{"template_id": t["template_id"], "status": t["status"], "reason": t["reason"]}
-                                      for t in data.get("templates", []) if t["status"] != "accepted"]},
-               "s15": {"counts": {"templates": len(accepted), "instances": len(instances), "skipped": len(skipped)},
-                       "rejections": skipped}}
-    ctx.write_json("instances", {"env": env, "status": "ok", "templates": [t.model_dump() for t in accepted],
-                                 "history": history,
-                                 "instances": instances, "skipped": skipped,
-                                 "counts": {"templates": len(accepted), "instances": len(instances),
-                                            "skipped": len(skipped)}}, SCHEMA)
+    history = {
+        "s14": {
+            "counts": data.get("counts", {}),
+            "rejections": [
+                {"template_id": t["template_id"], "status": t["status"], "reason": t["reason"]}
+                for t in data.get("templates", [])
+                if t["status"] != "accepted"
+            ],
+        },
+        "s15": {
+            "counts": {"templates": len(accepted), "instances": len(instances), "skipped": len(skipped)},
+            "rejections": skipped,
+        },
+    }
+    ctx.write_json(
+        "instances",
+        {
+            "env": env,
+            "status": "ok",
+            "templates": [t.model_dump() for t in accepted],
+            "history": history,
+            "instances": instances,
+            "skipped": skipped,
+            "counts": {"templates": len(accepted), "instances": len(instances), "skipped": len(skipped)},
+        },
+        SCHEMA,
+    )

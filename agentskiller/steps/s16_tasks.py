@@ -16,8 +16,9 @@ hash; invalid ones keep the failing call and the reason.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from .. import io
 from ..jobs import StepContext
@@ -88,8 +89,9 @@ def _episode_calls(result: Any) -> list[dict]:
     return list(result or [])
 
 
-def validate(view: EnvView, env_path: Path, instances: list[Instance], initial_hash: str,
-             execute: Executor) -> list[Task]:
+def validate(
+    view: EnvView, env_path: Path, instances: list[Instance], initial_hash: str, execute: Executor
+) -> list[Task]:
     """Run the golden calls of ``instances``; one :class:`Task` per instance."""
     kinds = {name: view.tool(name).tool.kind for inst in instances for name in (c.name for c in inst.calls)}
     results: dict[str, list[dict]] = {i.instance_id: [] for i in instances}
@@ -128,14 +130,27 @@ def validate(view: EnvView, env_path: Path, instances: list[Instance], initial_h
         tid = io.sha256_json({"env": view.env, "instance": inst.instance_id})[:16]
         recs = results[inst.instance_id]
         golden = [GoldenCall(name=c.name, arguments=c.arguments, resolve=c.resolve) for c in inst.calls]
-        base = dict(task_id=tid, template_id=inst.template_id, instance_id=inst.instance_id, golden_calls=golden,
-                    user_id=inst.user_id, values=inst.values, records=inst.records,
-                    initial_state_hash=initial_hash)
+        base = dict(
+            task_id=tid,
+            template_id=inst.template_id,
+            instance_id=inst.instance_id,
+            golden_calls=golden,
+            user_id=inst.user_id,
+            values=inst.values,
+            records=inst.records,
+            initial_state_hash=initial_hash,
+        )
         if inst.instance_id in failed:
             k, why = failed[inst.instance_id]
-            tasks.append(Task(**base, status="invalid", failing_call=k,
-                              reason=f"call {k} ({inst.calls[k].name if k < len(inst.calls) else '?'}) failed: {why}",
-                              expected_outputs=[r.get("result") for r in recs[:k]]))
+            tasks.append(
+                Task(
+                    **base,
+                    status="invalid",
+                    failing_call=k,
+                    reason=f"call {k} ({inst.calls[k].name if k < len(inst.calls) else '?'}) failed: {why}",
+                    expected_outputs=[r.get("result") for r in recs[:k]],
+                )
+            )
             continue
         prev = initial_hash
         reason, failing = None, None
@@ -146,11 +161,24 @@ def validate(view: EnvView, env_path: Path, instances: list[Instance], initial_h
                 break
             prev = after
         if reason:
-            tasks.append(Task(**base, status="invalid", failing_call=failing, reason=reason,
-                              expected_outputs=[r.get("result") for r in recs]))
+            tasks.append(
+                Task(
+                    **base,
+                    status="invalid",
+                    failing_call=failing,
+                    reason=reason,
+                    expected_outputs=[r.get("result") for r in recs],
+                )
+            )
             continue
-        tasks.append(Task(**base, status="valid", expected_outputs=[r.get("result") for r in recs],
-                          final_state_hash=recs[-1]["state_hash_after"]))
+        tasks.append(
+            Task(
+                **base,
+                status="valid",
+                expected_outputs=[r.get("result") for r in recs],
+                final_state_hash=recs[-1]["state_hash_after"],
+            )
+        )
     return tasks
 
 
@@ -158,28 +186,57 @@ def run(ctx: StepContext, execute: Executor | None = None) -> None:
     env = ctx.wildcards.get("env") or ctx.wildcards.get("domain")
     reason = upstream_failure(ctx, "s16")
     if reason:
-        ctx.write_json("tasks", {"env": env, "status": "failed", "reason": reason, "tasks": [], "templates": [],
-                                 "counts": {"instances": 0, "valid": 0, "invalid": 0}}, SCHEMA)
+        ctx.write_json(
+            "tasks",
+            {
+                "env": env,
+                "status": "failed",
+                "reason": reason,
+                "tasks": [],
+                "templates": [],
+                "counts": {"instances": 0, "valid": 0, "invalid": 0},
+            },
+            SCHEMA,
+        )
         return
     from ..runtime.environment import load_environment
 
     view = EnvView.load(env, ctx.inputs["blueprint"], ctx.inputs["server_report"])
-    env_path = Path(ctx.inputs["server_report"] if not isinstance(ctx.inputs["server_report"], list)
-                    else ctx.inputs["server_report"][0]).parent
+    env_path = Path(
+        ctx.inputs["server_report"]
+        if not isinstance(ctx.inputs["server_report"], list)
+        else ctx.inputs["server_report"][0]
+    ).parent
     # loading data only (no generated code runs here): the hash every episode starts from
     initial_hash = load_environment(env_path).initial_state().hash()
     data = io.read_json(ctx.inputs["instances"])
     instances = [Instance.model_validate(i) for i in data.get("instances", [])]
     execute = execute or sandboxed_executor(ctx.config.get("sandbox"))
     tasks = validate(view, env_path, instances, initial_hash, execute) if instances else []
-    counts = {"instances": len(instances), "valid": sum(t.status == "valid" for t in tasks),
-              "invalid": sum(t.status == "invalid" for t in tasks)}
+    counts = {
+        "instances": len(instances),
+        "valid": sum(t.status == "valid" for t in tasks),
+        "invalid": sum(t.status == "invalid" for t in tasks),
+    }
     ctx.log.info("s16 %s: %s", env, counts)
-    ctx.write_json("tasks", {"env": env, "status": "ok", "initial_state_hash": initial_hash,
-                             "domains": view.domains, "cross_domain": view.cross_domain,
-                             "templates": data.get("templates", []),
-                             "history": {**data.get("history", {}), "s16": {
-                                 "counts": counts,
-                                 "rejections": [{"task_id": t.task_id, "reason": t.reason}
-                                                for t in tasks if t.status == "invalid"]}},
-                             "tasks": [t.model_dump() for t in tasks], "counts": counts}, SCHEMA)
+    ctx.write_json(
+        "tasks",
+        {
+            "env": env,
+            "status": "ok",
+            "initial_state_hash": initial_hash,
+            "domains": view.domains,
+            "cross_domain": view.cross_domain,
+            "templates": data.get("templates", []),
+            "history": {
+                **data.get("history", {}),
+                "s16": {
+                    "counts": counts,
+                    "rejections": [{"task_id": t.task_id, "reason": t.reason} for t in tasks if t.status == "invalid"],
+                },
+            },
+            "tasks": [t.model_dump() for t in tasks],
+            "counts": counts,
+        },
+        SCHEMA,
+    )

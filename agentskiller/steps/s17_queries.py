@@ -34,14 +34,17 @@ def query_id(env: str, template_id: str, instance_id: str) -> str:
     return io.sha256_json({"env": env, "template": template_id, "instance": instance_id})[:16]
 
 
-def forbidden_ids(template: TaskTemplate, instance: Instance,
-                  relationship_pks: dict[str, str] | None = None) -> dict[str, Any]:
+def forbidden_ids(
+    template: TaskTemplate, instance: Instance, relationship_pks: dict[str, str] | None = None
+) -> dict[str, Any]:
     """Relationship primary keys the user does not hold: slot name (or ``Label.pk`` for a
     touched record that is no slot) -> value. ``relationship_pks``: relationship table
     label -> its primary key column, from the blueprints."""
-    out = {s.name: instance.values[s.name] for s in template.slots
-           if s.kind == "record" and s.internal_id and s.name not in template.user_holds
-           and s.name in instance.values}
+    out = {
+        s.name: instance.values[s.name]
+        for s in template.slots
+        if s.kind == "record" and s.internal_id and s.name not in template.user_holds and s.name in instance.values
+    }
     held = {str(instance.values[n]) for n in template.user_holds if n in instance.values}
     for label, pk in sorted((relationship_pks or {}).items()):
         v = instance.records.get(label, {}).get(pk)
@@ -70,8 +73,9 @@ def relationship_pks(blueprints: list) -> dict[str, str]:
     return {rel.name: rel.primary_key for b in blueprints for rel in b.relationships}
 
 
-def available_facts(template: TaskTemplate, instance: Instance, core_label: str,
-                    rel_pks: dict[str, str] | None = None) -> list[dict]:
+def available_facts(
+    template: TaskTemplate, instance: Instance, core_label: str, rel_pks: dict[str, str] | None = None
+) -> list[dict]:
     """What the user may know: their own record (no foreign keys), the slot values the
     instruction uses, except relationship IDs they do not hold. Every value here is taken
     from the instance, so a simulator that states only these facts is grounded."""
@@ -96,12 +100,17 @@ def available_facts(template: TaskTemplate, instance: Instance, core_label: str,
     return facts
 
 
-def check_query(q: QueryDraft, template: TaskTemplate, instance: Instance,
-                rel_pks: dict[str, str] | None = None) -> list[str]:
+def check_query(
+    q: QueryDraft, template: TaskTemplate, instance: Instance, rel_pks: dict[str, str] | None = None
+) -> list[str]:
     allowed = allowed_values(instance)
     errors = []
-    for field, text in (("persona.name", q.persona.name), ("reason_for_call", q.reason_for_call),
-                        ("instruction", q.instruction), ("first_message", q.first_message)):
+    for field, text in (
+        ("persona.name", q.persona.name),
+        ("reason_for_call", q.reason_for_call),
+        ("instruction", q.instruction),
+        ("first_message", q.first_message),
+    ):
         for v in ungrounded(text, allowed):
             errors.append(f"{field}: {v} is not a value of this task; use only the values given")
     for f in q.known_facts:
@@ -128,13 +137,14 @@ def run(ctx: StepContext) -> None:
     env = ctx.wildcards.get("env") or ctx.wildcards.get("domain")
     reason = artifact_failed(ctx.inputs.get("tasks"))
     if reason:
-        ctx.write_jsonl("queries", [{"env": env, "status": "failed", "reason": f"s17: tasks failed: {reason}"}],
-                        SCHEMA)
+        ctx.write_jsonl("queries", [{"env": env, "status": "failed", "reason": f"s17: tasks failed: {reason}"}], SCHEMA)
         return
     tasks_doc = io.read_json(ctx.inputs["tasks"])
     templates = {t["template_id"]: TaskTemplate.model_validate(t) for t in tasks_doc.get("templates", [])}
-    blueprints = [load_blueprint(p) for p in (ctx.inputs["blueprint"] if isinstance(ctx.inputs["blueprint"], list)
-                                              else [ctx.inputs["blueprint"]])]
+    blueprints = [
+        load_blueprint(p)
+        for p in (ctx.inputs["blueprint"] if isinstance(ctx.inputs["blueprint"], list) else [ctx.inputs["blueprint"]])
+    ]
     domains = sorted(b.domain for b in blueprints)
     core = blueprints[0].core_entity
     rounds = int(ctx.config.get("tasks", {}).get("query_repair_rounds", 3))
@@ -143,37 +153,64 @@ def run(ctx: StepContext) -> None:
 
     def one(task: Task) -> dict | None:
         tpl = templates[task.template_id]
-        inst = Instance(instance_id=task.instance_id, template_id=task.template_id, user_id=task.user_id,
-                        values=task.values, records=task.records, calls=task.golden_calls)
+        inst = Instance(
+            instance_id=task.instance_id,
+            template_id=task.template_id,
+            user_id=task.user_id,
+            values=task.values,
+            records=task.records,
+            calls=task.golden_calls,
+        )
         context = {
-            "env": env, "domains": [{"domain": b.domain, "description": b.description, "topic": b.topic}
-                                    for b in blueprints],
+            "env": env,
+            "domains": [{"domain": b.domain, "description": b.description, "topic": b.topic} for b in blueprints],
             "core_entity": core,
-            "template": {"instruction": tpl.instruction, "reason_for_call": tpl.reason_for_call,
-                         "user_holds": tpl.user_holds, "trajectory": tpl.trajectory},
+            "template": {
+                "instruction": tpl.instruction,
+                "reason_for_call": tpl.reason_for_call,
+                "user_holds": tpl.user_holds,
+                "trajectory": tpl.trajectory,
+            },
             "values": inst.values,
             # values the calls take that the template's wording does not give: the
             # instruction must state them too
-            "extra_values": {n: v for n, v in required_values(tpl, inst).items()
-                             if n not in slot_names(tpl.instruction)},
+            "extra_values": {
+                n: v for n, v in required_values(tpl, inst).items() if n not in slot_names(tpl.instruction)
+            },
             "user_record": inst.records.get(core, {}),
             "facts_available": available_facts(tpl, inst, core, rel_pks),
             "internal_ids": sorted(forbidden_ids(tpl, inst, rel_pks)),
             "internal_values": sorted({str(v) for v in forbidden_ids(tpl, inst, rel_pks).values()}),
         }
         try:
-            q = ctx.llm.generate(task="s17.query", messages=render("s17", "query", context), schema=QueryDraft,
-                                 role="text", context=context, check=lambda d: check_query(d, tpl, inst, rel_pks),
-                                 max_rounds=rounds)
+            q = ctx.llm.generate(
+                task="s17.query",
+                messages=render("s17", "query", context),
+                schema=QueryDraft,
+                role="text",
+                context=context,
+                check=lambda d: check_query(d, tpl, inst, rel_pks),
+                max_rounds=rounds,
+            )
         except LLMError as exc:
             ctx.log.warning("s17 %s: task %s dropped: %s", env, task.task_id, exc)
             return None
-        return {"query_id": query_id(env, tpl.template_id, inst.instance_id), "env": env, "status": "ok",
-                "domains": domains, "cross_domain": len(domains) > 1, "task_id": task.task_id,
-                "template_id": tpl.template_id, "instance_id": inst.instance_id, "trajectory": tpl.trajectory,
-                "persona": q.persona.model_dump(), "reason_for_call": q.reason_for_call,
-                "instruction": q.instruction, "known_facts": [f.model_dump() for f in q.known_facts],
-                "first_message": q.first_message}
+        return {
+            "query_id": query_id(env, tpl.template_id, inst.instance_id),
+            "env": env,
+            "status": "ok",
+            "domains": domains,
+            "cross_domain": len(domains) > 1,
+            "task_id": task.task_id,
+            "template_id": tpl.template_id,
+            "instance_id": inst.instance_id,
+            "trajectory": tpl.trajectory,
+            "persona": q.persona.model_dump(),
+            "reason_for_call": q.reason_for_call,
+            "instruction": q.instruction,
+            "known_facts": [f.model_dump() for f in q.known_facts],
+            "first_message": q.first_message,
+        }
 
     rows = [r for r in ctx.llm.map(one, valid) if r is not None]
     ctx.log.info("s17 %s: %d queries from %d valid tasks", env, len(rows), len(valid))

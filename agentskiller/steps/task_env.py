@@ -13,9 +13,10 @@ values to choose) and the offline handlers, so the three can never disagree.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from .. import io
 from ..models.blueprint import Blueprint, Tool
@@ -49,10 +50,10 @@ def artifact_failed(path: Path | None) -> str | None:
 
 @dataclass
 class ToolRef:
-    name: str        # as advertised by the env (namespaced in a pair)
+    name: str  # as advertised by the env (namespaced in a pair)
     domain: str
     tool: Tool
-    table: str       # physical table name
+    table: str  # physical table name
 
 
 @dataclass
@@ -65,7 +66,7 @@ class EnvView:
 
     # --------------------------------------------------------------- loading
     @classmethod
-    def load(cls, env: str, blueprint: Any, server_report: Any) -> "EnvView":
+    def load(cls, env: str, blueprint: Any, server_report: Any) -> EnvView:
         bps = {}
         for p in _as_list(blueprint):
             bp = load_blueprint(p)
@@ -186,7 +187,7 @@ def trajectory_slots(view: EnvView, trajectory: list[str]) -> list[Slot]:
     resolved from that call's result at execution time.
     """
     slots: dict[str, Slot] = {}
-    created: set[str] = set()   # physical tables a create earlier in the trajectory wrote
+    created: set[str] = set()  # physical tables a create earlier in the trajectory wrote
     meaning: dict[str, tuple[str, str]] = {}
 
     writer: dict[str, int] = {}  # value slot -> the write call that sets it
@@ -223,21 +224,46 @@ def trajectory_slots(view: EnvView, trajectory: list[str]) -> list[Slot]:
             if col == pk and t.kind != "search" and t.kind != "compute":
                 if ref.table in created:
                     continue  # resolved from the create's result
-                add(prm.name, kind="record", table=ref.table, column=pk, calls=[i], tool_name=t.name,
-                    internal_id=view.is_relationship(dom, t.table), required=prm.required,
-                    description=prm.description)
+                add(
+                    prm.name,
+                    kind="record",
+                    table=ref.table,
+                    column=pk,
+                    calls=[i],
+                    tool_name=t.name,
+                    internal_id=view.is_relationship(dom, t.table),
+                    required=prm.required,
+                    description=prm.description,
+                )
                 continue
             target = view.references(dom, t.table, col)
             if target is not None and view.is_relationship(dom, t.table):
                 ttable = view.table_name(dom, target)
                 if target == view.blueprints[dom].core_entity:
                     continue  # the core foreign key comes from the session
-                add(prm.name, kind="record", table=ttable, column=view.primary_key(dom, target), calls=[i],
-                    tool_name=t.name, internal_id=False, required=prm.required, description=prm.description)
+                add(
+                    prm.name,
+                    kind="record",
+                    table=ttable,
+                    column=view.primary_key(dom, target),
+                    calls=[i],
+                    tool_name=t.name,
+                    internal_id=False,
+                    required=prm.required,
+                    description=prm.description,
+                )
                 continue
-            add(prm.name, kind="value", table=ref.table, column=col, calls=[i], tool_name=t.name,
+            add(
+                prm.name,
+                kind="value",
+                table=ref.table,
+                column=col,
+                calls=[i],
+                tool_name=t.name,
                 writes=t.kind in ("create", "update"),
-                required=prm.required and t.kind not in ("search", "compute"), description=prm.description)
+                required=prm.required and t.kind not in ("search", "compute"),
+                description=prm.description,
+            )
         if t.kind == "create":
             created.add(ref.table)
     # descriptors: attributes of the records the user refers to
@@ -249,8 +275,14 @@ def trajectory_slots(view: EnvView, trajectory: list[str]) -> list[Slot]:
                 continue
             name = f"{_logical(view, s.table)}.{col}"
             if name not in slots:
-                slots[name] = Slot(name=name, kind="descriptor", table=s.table, column=col, required=False,
-                                   description=f"{col} of the {_logical(view, s.table)} record")
+                slots[name] = Slot(
+                    name=name,
+                    kind="descriptor",
+                    table=s.table,
+                    column=col,
+                    required=False,
+                    description=f"{col} of the {_logical(view, s.table)} record",
+                )
     return list(slots.values())
 
 

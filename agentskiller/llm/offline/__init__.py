@@ -24,5 +24,14 @@ from .provider import (
     unregister,
 )
 
-__all__ = ["OfflineProvider", "OfflineRequest", "get_handler", "handler", "load_handlers", "registered_tasks",
-           "request_rng", "run_handler", "unregister"]
+__all__ = [
+    "OfflineProvider",
+    "OfflineRequest",
+    "get_handler",
+    "handler",
+    "load_handlers",
+    "registered_tasks",
+    "request_rng",
+    "run_handler",
+    "unregister",
+]

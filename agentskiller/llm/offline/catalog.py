@@ -83,12 +83,25 @@ class RelationshipTemplate(Strict):
 
     def table_columns(self, core: str) -> list[Column]:
         """The full column list of the table: PK, core FK, peripheral FKs, own columns."""
-        cols = [Column(name=self.primary_key, type="string", format="uuid",
-                       description=f"Unique identifier of the {self.noun.replace('_', ' ')}")]
+        cols = [
+            Column(
+                name=self.primary_key,
+                type="string",
+                format="uuid",
+                description=f"Unique identifier of the {self.noun.replace('_', ' ')}",
+            )
+        ]
         for ent in [core, *self.refs]:
-            cols.append(Column(name=primary_key_for(ent), type="string", references=ent,
-                               description=f"The {_words(ent)} this {self.noun.replace('_', ' ')} belongs to"
-                               if ent == core else f"The {_words(ent)} involved"))
+            cols.append(
+                Column(
+                    name=primary_key_for(ent),
+                    type="string",
+                    references=ent,
+                    description=f"The {_words(ent)} this {self.noun.replace('_', ' ')} belongs to"
+                    if ent == core
+                    else f"The {_words(ent)} involved",
+                )
+            )
         for c in self.columns:
             data = c.model_dump(exclude={"optional"}, exclude_none=True)
             if c.optional:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from ...models.blueprint import Relationship
@@ -26,22 +26,88 @@ from ...models.catalog import Attribute, Entity, snake_case
 
 # Name vocabulary (kept here, independent of the step's checker, on purpose: the checker
 # must not trust the generator's own idea of what the names mean).
-_CREATED = {"created_at", "booked_at", "requested_at", "submitted_at", "ordered_at", "placed_at", "opened_at",
-            "filed_at", "registered_at", "enrolled_at"}
-_EVENT_HINTS = ("scheduled", "start", "appointment", "visit", "departure", "check_in", "event", "session",
-                "pickup", "service_date", "travel_date", "class_date")
+_CREATED = {
+    "created_at",
+    "booked_at",
+    "requested_at",
+    "submitted_at",
+    "ordered_at",
+    "placed_at",
+    "opened_at",
+    "filed_at",
+    "registered_at",
+    "enrolled_at",
+}
+_EVENT_HINTS = (
+    "scheduled",
+    "start",
+    "appointment",
+    "visit",
+    "departure",
+    "check_in",
+    "event",
+    "session",
+    "pickup",
+    "service_date",
+    "travel_date",
+    "class_date",
+)
 _EVENT_EXACT = {"date", "datetime", "time", "slot", "when"}
-_PAST = {"completed", "no_show", "attended", "delivered", "fulfilled", "finished", "checked_out", "departed",
-         "arrived", "done", "performed", "administered", "closed", "resolved", "paid", "refunded", "returned",
-         "expired"}
+_PAST = {
+    "completed",
+    "no_show",
+    "attended",
+    "delivered",
+    "fulfilled",
+    "finished",
+    "checked_out",
+    "departed",
+    "arrived",
+    "done",
+    "performed",
+    "administered",
+    "closed",
+    "resolved",
+    "paid",
+    "refunded",
+    "returned",
+    "expired",
+}
 _FUTURE = {"scheduled", "upcoming", "booked", "planned", "confirmed", "reserved"}
 _TOTAL = {"total", "total_amount", "total_price", "total_cost", "total_due", "total_fare"}
-_QTY = {"quantity", "qty", "units", "nights", "num_units", "seats", "tickets", "num_nights", "num_tickets",
-        "sessions"}
-_UNIT = {"unit_price", "price", "price_per_unit", "rate", "nightly_rate", "unit_cost", "price_per_night", "fare",
-         "price_per_ticket", "price_per_session"}
-_MONEY = ("price", "amount", "cost", "fee", "balance", "total", "salary", "fare", "charge", "payment", "premium",
-          "deductible", "limit", "budget", "rate", "tuition", "deposit", "rent")
+_QTY = {"quantity", "qty", "units", "nights", "num_units", "seats", "tickets", "num_nights", "num_tickets", "sessions"}
+_UNIT = {
+    "unit_price",
+    "price",
+    "price_per_unit",
+    "rate",
+    "nightly_rate",
+    "unit_cost",
+    "price_per_night",
+    "fare",
+    "price_per_ticket",
+    "price_per_session",
+}
+_MONEY = (
+    "price",
+    "amount",
+    "cost",
+    "fee",
+    "balance",
+    "total",
+    "salary",
+    "fare",
+    "charge",
+    "payment",
+    "premium",
+    "deductible",
+    "limit",
+    "budget",
+    "rate",
+    "tuition",
+    "deposit",
+    "rent",
+)
 
 
 def id_prefix(table: str) -> str:
@@ -57,8 +123,11 @@ def _num(v: float) -> str:
 
 
 def _bounds(a: Attribute, default: tuple[float, float]) -> tuple[float, float]:
-    lo = a.minimum if a.minimum is not None else (default[0] if a.maximum is None or default[0] <= a.maximum
-                                                  else a.maximum - abs(default[1] - default[0]))
+    lo = (
+        a.minimum
+        if a.minimum is not None
+        else (default[0] if a.maximum is None or default[0] <= a.maximum else a.maximum - abs(default[1] - default[0]))
+    )
     hi = a.maximum if a.maximum is not None else max(default[1], lo + abs(default[1] - default[0]))
     return lo, hi
 
@@ -121,8 +190,11 @@ def _string_expr(a: Attribute, table: str, is_person: bool) -> str:
     if fmt == "person_name" or (is_person and n in ("name", "full_name", "display_name")):
         return 'f"{first} {last}"'
     if fmt == "email" or "email" in n:
-        return ('f"{first}.{last}{rng.randint(1, 99)}@{fake.free_email_domain()}".lower()' if is_person
-                else 'fake.company_email()')
+        return (
+            'f"{first}.{last}{rng.randint(1, 99)}@{fake.free_email_domain()}".lower()'
+            if is_person
+            else "fake.company_email()"
+        )
     if fmt == "phone" or "phone" in n or n in ("mobile", "telephone"):
         return 'fake.numerify("+1-###-###-####")'
     if fmt == "address" or "address" in n or n == "street":
@@ -159,8 +231,21 @@ def _string_expr(a: Attribute, table: str, is_person: bool) -> str:
         return f'f"{{fake.word().title()}} {word}"'
     if fmt == "code" or any(k in n for k in ("code", "number", "sku", "license", "licence", "serial", "plate")):
         return 'fake.bothify("??-####").upper()'
-    if fmt == "text" or any(k in n for k in ("description", "notes", "note", "comment", "bio", "summary",
-                                             "reason", "details", "message", "instructions")):
+    if fmt == "text" or any(
+        k in n
+        for k in (
+            "description",
+            "notes",
+            "note",
+            "comment",
+            "bio",
+            "summary",
+            "reason",
+            "details",
+            "message",
+            "instructions",
+        )
+    ):
         return "fake.sentence(nb_words=10)"
     if fmt == "color" or "colou" in n:
         return "fake.color_name()"
@@ -168,7 +253,7 @@ def _string_expr(a: Attribute, table: str, is_person: bool) -> str:
         return "fake.language_name()"
     if "job" in n or "occupation" in n or "position" in n:
         return "fake.job()"
-    return 'fake.word().capitalize()'
+    return "fake.word().capitalize()"
 
 
 def column_expr(a: Attribute, table: str, is_person: bool, now: datetime) -> str:
@@ -246,16 +331,27 @@ def make_ids(prefix, n):
 def _header(doc: str, fname: str, seed: int, count: int, simulation_time: str, usage_extra: str = "") -> str:
     now = _parse_now(simulation_time)
     doc = doc.replace("\\", "/").replace('"""', "'")
-    return _HEADER.format(doc=doc, fname=fname, usage_extra=usage_extra, seed=int(seed), count=int(count),
-                          y=now.year, mo=now.month, d=now.day, h=now.hour, mi=now.minute, s=now.second)
+    return _HEADER.format(
+        doc=doc,
+        fname=fname,
+        usage_extra=usage_extra,
+        seed=int(seed),
+        count=int(count),
+        y=now.year,
+        mo=now.month,
+        d=now.day,
+        h=now.hour,
+        mi=now.minute,
+        s=now.second,
+    )
 
 
 def _parse_now(simulation_time: str) -> datetime:
     dt = datetime.fromisoformat(str(simulation_time).replace("Z", "+00:00"))
-    return dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)
+    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
 
 
-_MAIN = '''
+_MAIN = """
 
 def main(path{extra_params}):
 {body}
@@ -266,16 +362,18 @@ def main(path{extra_params}):
 
 if __name__ == "__main__":
 {argv}
-'''
+"""
 
 
 def entity_script(entity: Entity | dict, count: int, seed: int, simulation_time: str) -> str:
     """The generator script for one entity table."""
     ent = entity if isinstance(entity, Entity) else Entity.model_validate(entity)
     now = _parse_now(simulation_time)
-    needs_person = ent.is_person or any(a.name in ("first_name", "last_name")
-                                        or (a.format or "") in ("person_name", "first_name") for a in ent.attributes)
-    lines = [f"def make_record(pk):", f'    """One {ent.name} record."""']
+    needs_person = ent.is_person or any(
+        a.name in ("first_name", "last_name") or (a.format or "") in ("person_name", "first_name")
+        for a in ent.attributes
+    )
+    lines = ["def make_record(pk):", f'    """One {ent.name} record."""']
     if needs_person:
         lines.append("    first, last = fake.first_name(), fake.last_name()")
     lines.append("    return {")
@@ -285,14 +383,20 @@ def entity_script(entity: Entity | dict, count: int, seed: int, simulation_time:
         else:
             lines.append(f'        "{a.name}": {_nullable(a, column_expr(a, ent.name, needs_person, now))},')
     lines.append("    }")
-    body = (f'    ids = make_ids("{id_prefix(ent.name)}", N_RECORDS)\n'
-            f"    records = [make_record(pk) for pk in ids]")
-    argv = ('    if len(sys.argv) != 2:\n'
-            f'        sys.exit("usage: python {ent.name}.py OUTPUT_JSON")\n'
-            '    main(sys.argv[1])')
+    body = f'    ids = make_ids("{id_prefix(ent.name)}", N_RECORDS)\n    records = [make_record(pk) for pk in ids]'
+    argv = (
+        "    if len(sys.argv) != 2:\n"
+        f'        sys.exit("usage: python {ent.name}.py OUTPUT_JSON")\n'
+        "    main(sys.argv[1])"
+    )
     doc = f"Generate {count} {ent.name} records: {ent.description}".strip()
-    return (_header(doc, f"{ent.name}.py", seed, count, simulation_time) + "\n\n" + "\n".join(lines) + "\n"
-            + _MAIN.format(extra_params="", body=body, argv=argv))
+    return (
+        _header(doc, f"{ent.name}.py", seed, count, simulation_time)
+        + "\n\n"
+        + "\n".join(lines)
+        + "\n"
+        + _MAIN.format(extra_params="", body=body, argv=argv)
+    )
 
 
 def _is_created(n: str) -> bool:
@@ -303,8 +407,9 @@ def _is_event(n: str) -> bool:
     return not _is_created(n) and (n in _EVENT_EXACT or any(h in n for h in _EVENT_HINTS))
 
 
-def relationship_script(rel: Relationship | dict, entities: dict[str, Any], count: int, seed: int,
-                        simulation_time: str) -> str:
+def relationship_script(
+    rel: Relationship | dict, entities: dict[str, Any], count: int, seed: int, simulation_time: str
+) -> str:
     """The generator script for one relationship table; FK values come from the entity
     tables named on the command line (``Entity=path``)."""
     r = rel if isinstance(rel, Relationship) else Relationship.model_validate(rel)
@@ -333,7 +438,7 @@ def relationship_script(rel: Relationship | dict, entities: dict[str, Any], coun
         '    records = data["records"] if isinstance(data, dict) else data',
         "    if not records:",
         '        sys.exit("entity table %s has no records" % path)',
-        "    pk = data.get(\"primary_key\") if isinstance(data, dict) else None",
+        '    pk = data.get("primary_key") if isinstance(data, dict) else None',
         "    pk = pk or next(iter(records[0]))",
         "    return sorted(rec[pk] for rec in records)",
         "",
@@ -342,30 +447,39 @@ def relationship_script(rel: Relationship | dict, entities: dict[str, Any], coun
     if status is not None:
         past = [v for v in status.enum if v in _PAST]
         future = [v for v in status.enum if v in _FUTURE]
-        L += [f"PAST_STATUSES = {json.dumps(past)}  # these records describe what already happened",
-              f"FUTURE_STATUSES = {json.dumps(future)}  # these describe what is still to come", "", ""]
+        L += [
+            f"PAST_STATUSES = {json.dumps(past)}  # these records describe what already happened",
+            f"FUTURE_STATUSES = {json.dumps(future)}  # these describe what is still to come",
+            "",
+            "",
+        ]
     L += ["def make_record(pk, pools):", f'    """One {r.name} record with real foreign keys."""']
     if status is not None:
-        L.append(f'    status = {column_expr(status, r.name, is_person, now)}')
+        L.append(f"    status = {column_expr(status, r.name, is_person, now)}")
     fallback_event = event is not None and not _is_event(event.name)
     if fallback_event:
         # an issue/order date rather than an appointment: it lies in the past
         L.append(f"    event = {'day' if event.type == 'date' else 'moment'}(-180, -1)")
     elif event is not None:
         if status is not None:
-            L += ["    if status in PAST_STATUSES:",
-                  f"        event = {'day' if event.type == 'date' else 'moment'}(-180, -1)",
-                  "    elif status in FUTURE_STATUSES:",
-                  f"        event = {'day' if event.type == 'date' else 'moment'}(1, 120)",
-                  "    else:",
-                  f"        event = {'day' if event.type == 'date' else 'moment'}(-120, 120)"]
+            L += [
+                "    if status in PAST_STATUSES:",
+                f"        event = {'day' if event.type == 'date' else 'moment'}(-180, -1)",
+                "    elif status in FUTURE_STATUSES:",
+                f"        event = {'day' if event.type == 'date' else 'moment'}(1, 120)",
+                "    else:",
+                f"        event = {'day' if event.type == 'date' else 'moment'}(-120, 120)",
+            ]
         else:
             L.append(f"    event = {'day' if event.type == 'date' else 'moment'}(-120, 120)")
     if any(c is not event for c in temporal):
         # creation happens before the event and never after NOW
         anchor = "event" if event is not None else "iso(NOW)"
-        conv = ("datetime.fromisoformat(%s + 'T00:00:00+00:00')" % anchor if event is not None and event.type == "date"
-                else "datetime.fromisoformat(%s.replace('Z', '+00:00'))" % anchor)
+        conv = (
+            f"datetime.fromisoformat({anchor} + 'T00:00:00+00:00')"
+            if event is not None and event.type == "date"
+            else f"datetime.fromisoformat({anchor}.replace('Z', '+00:00'))"
+        )
         L += [f"    created = min(NOW, {conv}) - timedelta(days=rng.randint(1, 60), minutes=15 * rng.randint(0, 95))"]
         if event is not None:
             # follow-up actions (paid_at, cancelled_at ...) happen after the event when it is past
@@ -373,11 +487,15 @@ def relationship_script(rel: Relationship | dict, entities: dict[str, Any], coun
         else:
             L += ["    acted = created"]
     if arithmetic:
-        L += [f"    quantity = {column_expr(qty, r.name, is_person, now)}",
-              f"    unit = {column_expr(unit, r.name, is_person, now)}"]
+        L += [
+            f"    quantity = {column_expr(qty, r.name, is_person, now)}",
+            f"    unit = {column_expr(unit, r.name, is_person, now)}",
+        ]
         if total.maximum is not None:
-            L += [f"    while quantity > 1 and unit * quantity > {_num(total.maximum)}:",
-                  "        quantity -= 1  # keep the total inside its range"]
+            L += [
+                f"    while quantity > 1 and unit * quantity > {_num(total.maximum)}:",
+                "        quantity -= 1  # keep the total inside its range",
+            ]
     L.append("    return {")
     for c in r.columns:
         n = c.name
@@ -403,12 +521,15 @@ def relationship_script(rel: Relationship | dict, entities: dict[str, Any], coun
                 expr = stamp if c.type == "datetime" else "(acted + (NOW - acted) * rng.random()).date().isoformat()"
         elif c.type in ("date", "datetime") and event is not None:
             # a follow-up date (end, due, return): after the event
-            expr = (f"(date.fromisoformat(event) + timedelta(days=rng.randint(1, 30))).isoformat()"
-                    if event.type == "date" and c.type == "date" else
-                    f"iso(datetime.fromisoformat(event.replace('Z', '+00:00')) + timedelta(minutes=15 * rng.randint(2, 16)))"
-                    if event.type == "datetime" and c.type == "datetime" else
-                    "iso(created + timedelta(days=rng.randint(1, 30)))" if c.type == "datetime" else
-                    "(created + timedelta(days=rng.randint(1, 30))).date().isoformat()")
+            expr = (
+                "(date.fromisoformat(event) + timedelta(days=rng.randint(1, 30))).isoformat()"
+                if event.type == "date" and c.type == "date"
+                else "iso(datetime.fromisoformat(event.replace('Z', '+00:00')) + timedelta(minutes=15 * rng.randint(2, 16)))"
+                if event.type == "datetime" and c.type == "datetime"
+                else "iso(created + timedelta(days=rng.randint(1, 30)))"
+                if c.type == "datetime"
+                else "(created + timedelta(days=rng.randint(1, 30))).date().isoformat()"
+            )
         elif arithmetic and c is qty:
             expr = "quantity"
         elif arithmetic and c is unit:
@@ -417,26 +538,42 @@ def relationship_script(rel: Relationship | dict, entities: dict[str, Any], coun
             expr = "round(unit * quantity, 2)"
         else:
             expr = column_expr(c, r.name, is_person, now)
-        if c.nullable and n != r.primary_key and "else None" not in expr and c is not status \
-                and c is not event and not (arithmetic and c in (qty, unit, total)):
+        if (
+            c.nullable
+            and n != r.primary_key
+            and "else None" not in expr
+            and c is not status
+            and c is not event
+            and not (arithmetic and c in (qty, unit, total))
+        ):
             expr = _nullable(c, expr)
         L.append(f'        "{n}": {expr},')
     L.append("    }")
-    body_lines = ["    pools = {}",
-                  "    for name, table_path in tables.items():",
-                  "        pools[name] = load_ids(table_path)"]
+    body_lines = [
+        "    pools = {}",
+        "    for name, table_path in tables.items():",
+        "        pools[name] = load_ids(table_path)",
+    ]
     for e in refs:
         body_lines += [f'    if "{e}" not in pools:', f'        sys.exit("missing entity table argument {e}=PATH")']
-    body_lines += [f'    ids = make_ids("{id_prefix(r.name)}", N_RECORDS)',
-                   "    records = [make_record(pk, pools) for pk in ids]"]
-    argv = ('    if len(sys.argv) < 2:\n'
-            f'        sys.exit("usage: python {r.name}.py OUTPUT_JSON ENTITY=TABLE_JSON ...")\n'
-            '    tables = dict(arg.split("=", 1) for arg in sys.argv[2:])\n'
-            '    main(sys.argv[1], tables)')
+    body_lines += [
+        f'    ids = make_ids("{id_prefix(r.name)}", N_RECORDS)',
+        "    records = [make_record(pk, pools) for pk in ids]",
+    ]
+    argv = (
+        "    if len(sys.argv) < 2:\n"
+        f'        sys.exit("usage: python {r.name}.py OUTPUT_JSON ENTITY=TABLE_JSON ...")\n'
+        '    tables = dict(arg.split("=", 1) for arg in sys.argv[2:])\n'
+        "    main(sys.argv[1], tables)"
+    )
     doc = f"Generate {count} {r.name} records: {r.description}".strip()
     usage = " " + " ".join(f"{e}=TABLE_JSON" for e in refs) if refs else ""
-    return (_header(doc, f"{r.name}.py", seed, count, simulation_time, usage) + "\n".join(L) + "\n"
-            + _MAIN.format(extra_params=", tables", body="\n".join(body_lines), argv=argv))
+    return (
+        _header(doc, f"{r.name}.py", seed, count, simulation_time, usage)
+        + "\n".join(L)
+        + "\n"
+        + _MAIN.format(extra_params=", tables", body="\n".join(body_lines), argv=argv)
+    )
 
 
 def fenced(code: str) -> str:

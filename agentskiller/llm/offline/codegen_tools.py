@@ -22,8 +22,7 @@ from typing import Any
 from ...models.blueprint import Blueprint, Relationship, Tool, ToolParam
 
 #: blueprint parameter type -> Python annotation
-PY_TYPES = {"string": "str", "date": "str", "datetime": "str", "integer": "int", "number": "float",
-            "boolean": "bool"}
+PY_TYPES = {"string": "str", "date": "str", "datetime": "str", "integer": "int", "number": "float", "boolean": "bool"}
 
 #: at most this many records from a search, as the blueprint says
 SEARCH_LIMIT = 50
@@ -76,8 +75,12 @@ def docstring(tool: Tool) -> str:
 class _Writer:
     """Emits the code of one tool module for one blueprint."""
 
-    def __init__(self, blueprint: Blueprint, policy_sections: dict[str, str] | None = None,
-                 table_keys: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        blueprint: Blueprint,
+        policy_sections: dict[str, str] | None = None,
+        table_keys: dict[str, str] | None = None,
+    ) -> None:
         self.bp = blueprint
         self.policy = policy_sections or {}
         self.core = blueprint.core_entity
@@ -140,10 +143,18 @@ class _Writer:
         checks: list[tuple[str, list[str]]] = []
         if enum:
             allowed = tuple(enum)
-            cond = (f"any(v not in {allowed!r} for v in {p.name})" if p.type == "array"
-                    else f"{p.name} not in {allowed!r}")
-            checks.append((cond, [f'raise ToolError(f"invalid {p.name}: {{{p.name}!r}}; allowed: '
-                                  f'{_lit(", ".join(map(str, allowed)))}")']))
+            cond = (
+                f"any(v not in {allowed!r} for v in {p.name})" if p.type == "array" else f"{p.name} not in {allowed!r}"
+            )
+            checks.append(
+                (
+                    cond,
+                    [
+                        f'raise ToolError(f"invalid {p.name}: {{{p.name}!r}}; allowed: '
+                        f'{_lit(", ".join(map(str, allowed)))}")'
+                    ],
+                )
+            )
         if p.type in ("integer", "number") and (lo is not None or hi is not None):
             num = f"isinstance({p.name}, bool) or not isinstance({p.name}, (int, float))"
             bounds = []
@@ -152,11 +163,19 @@ class _Writer:
             if hi is not None:
                 bounds.append(f"{p.name} > {_num(hi)}")
             rng = f"{_num(lo) if lo is not None else '-inf'}..{_num(hi) if hi is not None else 'inf'}"
-            checks.append((f"{num} or {' or '.join(bounds)}",
-                           [f'raise ToolError(f"{p.name} must be a number in {rng}, got {{{p.name}!r}}")']))
+            checks.append(
+                (
+                    f"{num} or {' or '.join(bounds)}",
+                    [f'raise ToolError(f"{p.name} must be a number in {rng}, got {{{p.name}!r}}")'],
+                )
+            )
         if kind in ("date", "datetime") and p.type != "array":
-            checks.append((f"not _valid_{kind}({p.name})",
-                           [f'raise ToolError(f"{p.name} must be an ISO 8601 {kind}, got {{{p.name}!r}}")']))
+            checks.append(
+                (
+                    f"not _valid_{kind}({p.name})",
+                    [f'raise ToolError(f"{p.name} must be an ISO 8601 {kind}, got {{{p.name}!r}}")'],
+                )
+            )
         if not checks:
             return
         if not p.required:
@@ -175,7 +194,7 @@ class _Writer:
             if not target or target == self.core or p.type == "array":
                 continue
             guard = "" if p.required else f"{p.name} is not None and "
-            self.emit(f'if {guard}ctx.table({target!r}).get({p.name}) is None:', indent)
+            self.emit(f"if {guard}ctx.table({target!r}).get({p.name}) is None:", indent)
             self.emit(f'raise ToolError(f"unknown {p.column}: {{{p.name}}}")', indent + 1)
 
     def load_owned(self, tool: Tool, key: ToolParam, var: str = "record") -> None:
@@ -187,25 +206,30 @@ class _Writer:
         owner = self.owner_column(tool.table)
         if owner and tool.requires_auth:
             self.emit(f"if {var}.get({owner!r}) != user:", 1)
-            self.emit(f'raise ToolError(f"{tool.table} {{{key.name}}} does not belong to the authorized '
-                      f'{self.core.lower()}")', 2)
+            self.emit(
+                f'raise ToolError(f"{tool.table} {{{key.name}}} does not belong to the authorized '
+                f'{self.core.lower()}")',
+                2,
+            )
 
     def preconditions(self, tool: Tool) -> None:
         pk = self.keys[tool.table]
         for cond in sorted(tool.preconditions, key=lambda c: c.column):
             allowed = tuple(cond.values)
             self.emit(f"if record.get({cond.column!r}) not in {allowed!r}:", 1)
-            self.emit(f'raise ToolError(f"{tool.table} {{record[{pk!r}]}} has {cond.column} '
-                      f'{{record.get({cond.column!r})!r}}; this action needs one of: '
-                      f'{_lit(", ".join(map(str, allowed)))}")', 2)
+            self.emit(
+                f'raise ToolError(f"{tool.table} {{record[{pk!r}]}} has {cond.column} '
+                f"{{record.get({cond.column!r})!r}}; this action needs one of: "
+                f'{_lit(", ".join(map(str, allowed)))}")',
+                2,
+            )
 
     def filter_lines(self, tool: Tool) -> None:
         """Equality filters (membership for arrays) over ``rows``; None means no filter."""
         for p in ordered_params(tool):
             if not p.column:
                 continue
-            test = (f"r.get({p.column!r}) in {p.name}" if p.type == "array"
-                    else f"r.get({p.column!r}) == {p.name}")
+            test = f"r.get({p.column!r}) in {p.name}" if p.type == "array" else f"r.get({p.column!r}) == {p.name}"
             if p.required:
                 self.emit(f"rows = [r for r in rows if {test}]", 1)
             else:
@@ -223,8 +247,9 @@ class _Writer:
     # ---------------------------------------------------------------- kinds
     def tool_function(self, tool: Tool) -> None:
         params = ordered_params(tool)
-        sig = ", ".join(["ctx: Context"] + [f"{p.name}: {annotation(p)}" + ("" if p.required else " = None")
-                                            for p in params])
+        sig = ", ".join(
+            ["ctx: Context"] + [f"{p.name}: {annotation(p)}" + ("" if p.required else " = None") for p in params]
+        )
         ret = "list[dict]" if tool.kind == "search" else "dict"
         self.emit("@tool")
         self.emit(f"def {tool.name}({sig}) -> {ret}:")
@@ -268,8 +293,11 @@ class _Writer:
             self.emit('return {"value": len(rows), "count": len(rows)}', 1)
             return
         col = tool.aggregate_column
-        self.emit(f"values = [r[{col!r}] for r in rows if isinstance(r.get({col!r}), (int, float)) "
-                  f"and not isinstance(r.get({col!r}), bool)]", 1)
+        self.emit(
+            f"values = [r[{col!r}] for r in rows if isinstance(r.get({col!r}), (int, float)) "
+            f"and not isinstance(r.get({col!r}), bool)]",
+            1,
+        )
         if agg == "sum":
             self.emit("value = round(sum(values), 6)", 1)
         elif agg == "avg":
@@ -305,7 +333,7 @@ class _Writer:
             if any(p.column == col for p in params):
                 self.emit(f"record[{col!r}] = {val!r}", 1)
         rel = self.relationship(table)
-        for col in (rel.columns if rel else []):
+        for col in rel.columns if rel else []:
             if col.name in set_cols:
                 continue
             self.emit(f"record[{col.name!r}] = {_default_expr(col)}", 1)
@@ -392,8 +420,7 @@ class _Writer:
 
 def _lit(text: str) -> str:
     """``text`` made safe inside the literal part of a generated f-string."""
-    return (text.replace("\\", "\\\\").replace('"', '\\"').replace("{", "{{").replace("}", "}}")
-            .replace("\n", " "))
+    return text.replace("\\", "\\\\").replace('"', '\\"').replace("{", "{{").replace("}", "}}").replace("\n", " ")
 
 
 def _num(x: float) -> str:
@@ -441,11 +468,15 @@ def _default_expr(col: Any) -> str:
     return "None"
 
 
-def write_tools_module(blueprint: Blueprint | dict, policy_sections: dict[str, str] | None = None,
-                       table_keys: dict[str, str] | None = None) -> str:
+def write_tools_module(
+    blueprint: Blueprint | dict, policy_sections: dict[str, str] | None = None, table_keys: dict[str, str] | None = None
+) -> str:
     """Python source of ``servers/{domain}/tools.py`` for ``blueprint``."""
-    bp = blueprint if isinstance(blueprint, Blueprint) else Blueprint.model_validate(
-        {k: v for k, v in blueprint.items() if k not in ("status", "reason", "meta")})
+    bp = (
+        blueprint
+        if isinstance(blueprint, Blueprint)
+        else Blueprint.model_validate({k: v for k, v in blueprint.items() if k not in ("status", "reason", "meta")})
+    )
     for t in bp.tools:
         for p in t.parameters:
             if keyword.iskeyword(p.name) or p.name == "ctx":

@@ -14,10 +14,11 @@ import inspect
 import json
 import random
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from ... import io
 from ..base import LLMError, ProviderRequest, ProviderResponse, estimate_tokens, messages_text
@@ -41,8 +42,9 @@ def handler(task: str) -> Callable[[HandlerFn], HandlerFn]:
         with _LOCK:
             old = _HANDLERS.get(task)
             if old is not None and (old.__module__, old.__qualname__) != (fn.__module__, fn.__qualname__):
-                raise ValueError(f"offline handler for task {task!r} already registered by "
-                                 f"{old.__module__}.{old.__qualname__}")
+                raise ValueError(
+                    f"offline handler for task {task!r} already registered by {old.__module__}.{old.__qualname__}"
+                )
             _HANDLERS[task] = fn
         return fn
 
@@ -118,12 +120,25 @@ def answer_text(result: Any) -> str:
     raise LLMError(f"offline handler returned {type(result).__name__}; expected dict, list or str")
 
 
-def run_handler(seed: int, task: str, messages: list[dict[str, Any]], context: Any,
-                feedback: list[str] | None = None, round: int = 0) -> str:
+def run_handler(
+    seed: int,
+    task: str,
+    messages: list[dict[str, Any]],
+    context: Any,
+    feedback: list[str] | None = None,
+    round: int = 0,
+) -> str:
     """Answer one round offline. Also used by the test server's offline bridge."""
     fn = get_handler(task)
-    req = OfflineRequest(task=task, messages=messages, context=context, rng=request_rng(seed, task, context),
-                         feedback=list(feedback or []), round=round, seed=int(seed))
+    req = OfflineRequest(
+        task=task,
+        messages=messages,
+        context=context,
+        rng=request_rng(seed, task, context),
+        feedback=list(feedback or []),
+        round=round,
+        seed=int(seed),
+    )
     return answer_text(fn(req))
 
 
@@ -158,15 +173,21 @@ class OfflineProvider:
     def cache_salt(self, request: ProviderRequest) -> dict:
         fn = get_handler(request.task)
         # The answer depends on the context and the handler code, not only on messages.
-        return {"context": _context_digest(request.context), "code": _package_digest(),
-                "handler": _module_digest(fn.__module__)}
+        return {
+            "context": _context_digest(request.context),
+            "code": _package_digest(),
+            "handler": _module_digest(fn.__module__),
+        }
 
     def complete(self, request: ProviderRequest) -> ProviderResponse:
-        text = run_handler(self.seed, request.task, request.messages, request.context,
-                           request.feedback, request.round)
-        return ProviderResponse(text=text, model=request.model,
-                                prompt_tokens=estimate_tokens(messages_text(request.messages)),
-                                completion_tokens=estimate_tokens(text), finish_reason="stop")
+        text = run_handler(self.seed, request.task, request.messages, request.context, request.feedback, request.round)
+        return ProviderResponse(
+            text=text,
+            model=request.model,
+            prompt_tokens=estimate_tokens(messages_text(request.messages)),
+            completion_tokens=estimate_tokens(text),
+            finish_reason="stop",
+        )
 
     def close(self) -> None:
         pass

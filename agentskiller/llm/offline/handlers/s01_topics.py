@@ -63,8 +63,13 @@ def expand_topics(req: OfflineRequest) -> dict:
     known = [t for t in sorted(have) if t in cat.topics]
     if known and out and req.rng.random() < 0.35:
         dup = req.rng.choice(known)
-        out.insert(req.rng.randrange(len(out) + 1), {"name": _respell(dup, req.rng), "area": cat.topics[dup].area,
-                                                    "description": cat.topics[dup].description})
+        out.insert(
+            req.rng.randrange(len(out) + 1),
+            {"name": _respell(dup, req.rng), "area": cat.topics[dup].area, "description": cat.topics[dup].description},
+        )
     areas_txt = ", ".join(dict.fromkeys(reasons)) or "the existing topics"
-    return {"topics": out, "reasoning": f"Expanded around {areas_txt} with user-facing services that each hold "
-                                        "their own records and workflows."}
+    return {
+        "topics": out,
+        "reasoning": f"Expanded around {areas_txt} with user-facing services that each hold "
+        "their own records and workflows.",
+    }

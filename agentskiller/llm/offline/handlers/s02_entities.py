@@ -18,8 +18,9 @@ def entity_view(cat: Catalog, name: str, seed: int, topics: list[str]) -> dict:
     keep = ent.attributes[:4]  # primary key + first three
     rest = [a for a in ent.attributes[4:] if rng.random() < 0.75]
     data = ent.model_dump(exclude_none=True)
-    data["attributes"] = [a.model_dump(exclude_none=True, exclude_defaults=True) | {"type": a.type}
-                          for a in [*keep, *rest]]
+    data["attributes"] = [
+        a.model_dump(exclude_none=True, exclude_defaults=True) | {"type": a.type} for a in [*keep, *rest]
+    ]
     data["topics"] = [t for t in ent.topics if t in topics]
     return data
 

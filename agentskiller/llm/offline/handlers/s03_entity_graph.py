@@ -25,14 +25,17 @@ def relate_entities(req: OfflineRequest) -> dict:
         shared = sorted(ptopics & set(cand.get("topics", [])))
         if not shared or cand["name"] == person["name"]:
             continue
-        link = next(((t, r) for t, r in cat.templates_for(person["name"])
-                     if cand["name"] in r.refs and t.name in shared), None)
+        link = next(
+            ((t, r) for t, r in cat.templates_for(person["name"]) if cand["name"] in r.refs and t.name in shared), None
+        )
         if link:
             rel = f"{link[1].create.verb}_{link[1].noun}".replace("__", "_")
             desc = f"{link[1].description} ({link[0].name.replace('_', ' ')})"
         else:
             rel = "uses"
-            desc = f"A {snake_case(person['name']).replace('_', ' ')} deals with a " \
-                   f"{snake_case(cand['name']).replace('_', ' ')} in {shared[0].replace('_', ' ')}"
+            desc = (
+                f"A {snake_case(person['name']).replace('_', ' ')} deals with a "
+                f"{snake_case(cand['name']).replace('_', ' ')} in {shared[0].replace('_', ' ')}"
+            )
         out.append({"entity": cand["name"], "relationship": rel, "description": desc})
     return {"related": out}

@@ -73,9 +73,15 @@ def outlines(req: OfflineRequest) -> dict:
         for idea in topic.domains:
             peri = topic.peripherals_of(idea)
             if peri and set(peri) <= neighbours and len(peri) <= max_peripheral:
-                by_topic.setdefault(tname, []).append({
-                    "domain": idea.name, "topic": tname, "description": idea.description,
-                    "core_entity": person, "peripheral_entities": peri})
+                by_topic.setdefault(tname, []).append(
+                    {
+                        "domain": idea.name,
+                        "topic": tname,
+                        "description": idea.description,
+                        "core_entity": person,
+                        "peripheral_entities": peri,
+                    }
+                )
     # Prefer one domain per topic (domains of one person in different topics make the
     # interesting cross-domain pairs), topics in a seeded order.
     topics = sorted(by_topic)
@@ -92,32 +98,48 @@ def outlines(req: OfflineRequest) -> dict:
 
 # ---------------------------------------------------------------- blueprint builder
 PHRASES = {
-    "authorize": ["Verify the {core} by their {pk} and bind this session to them. Must be called before any "
-                  "other tool.",
-                  "Authenticate the {core} with their {pk}; every other tool works on this {core}'s behalf."],
-    "profile": ["Return the authorized {core}'s own profile record.",
-                "Look up the profile of the authorized {core} (only their own record)."],
-    "search": ["Search {plural} by optional filters; returns up to 50 matches sorted by ID.",
-               "Find {plural}, optionally filtered; results are sorted by ID and capped at 50."],
+    "authorize": [
+        "Verify the {core} by their {pk} and bind this session to them. Must be called before any other tool.",
+        "Authenticate the {core} with their {pk}; every other tool works on this {core}'s behalf.",
+    ],
+    "profile": [
+        "Return the authorized {core}'s own profile record.",
+        "Look up the profile of the authorized {core} (only their own record).",
+    ],
+    "search": [
+        "Search {plural} by optional filters; returns up to 50 matches sorted by ID.",
+        "Find {plural}, optionally filtered; results are sorted by ID and capped at 50.",
+    ],
     "read": ["Get the details of one {thing} by its ID.", "Fetch a single {thing} by ID."],
-    "list": ["List the authorized {core}'s {plural}, optionally filtered.",
-             "Show the {plural} that belong to the authorized {core}; filters are optional."],
-    "get_own": ["Get one of the authorized {core}'s {plural} by ID.",
-                "Fetch a {thing} of the authorized {core} by its ID."],
-    "transition": ["{Action} one of the authorized {core}'s {plural}. Allowed only while its {column} is {from_}; "
-                   "sets {column} to {to}.",
-                   "{Action} a {thing} of the authorized {core} (only when {column} is {from_}); the {column} "
-                   "becomes {to}."],
-    "edit": ["{Verb} a {thing} of the authorized {core}: change {fields}. Allowed only while its {column} is "
-             "{from_}.",
-             "Change {fields} of one of the authorized {core}'s {plural} ({column} must be {from_})."],
-    "delete": ["Remove a {thing} of the authorized {core} (allowed while {column} is {from_}).",
-               "Delete one of the authorized {core}'s {plural} when its {column} is {from_}."],
-    "total": ["Compute the {agg} of {column} over the authorized {core}'s {plural}, optionally filtered by "
-              "{filter}.",
-              "Return the {agg} of {column} across the authorized {core}'s {plural}; may be filtered by {filter}."],
-    "count": ["Count the authorized {core}'s {plural}, optionally by {filter}.",
-              "Return how many {plural} the authorized {core} has, optionally filtered by {filter}."],
+    "list": [
+        "List the authorized {core}'s {plural}, optionally filtered.",
+        "Show the {plural} that belong to the authorized {core}; filters are optional.",
+    ],
+    "get_own": [
+        "Get one of the authorized {core}'s {plural} by ID.",
+        "Fetch a {thing} of the authorized {core} by its ID.",
+    ],
+    "transition": [
+        "{Action} one of the authorized {core}'s {plural}. Allowed only while its {column} is {from_}; "
+        "sets {column} to {to}.",
+        "{Action} a {thing} of the authorized {core} (only when {column} is {from_}); the {column} becomes {to}.",
+    ],
+    "edit": [
+        "{Verb} a {thing} of the authorized {core}: change {fields}. Allowed only while its {column} is {from_}.",
+        "Change {fields} of one of the authorized {core}'s {plural} ({column} must be {from_}).",
+    ],
+    "delete": [
+        "Remove a {thing} of the authorized {core} (allowed while {column} is {from_}).",
+        "Delete one of the authorized {core}'s {plural} when its {column} is {from_}.",
+    ],
+    "total": [
+        "Compute the {agg} of {column} over the authorized {core}'s {plural}, optionally filtered by {filter}.",
+        "Return the {agg} of {column} across the authorized {core}'s {plural}; may be filtered by {filter}.",
+    ],
+    "count": [
+        "Count the authorized {core}'s {plural}, optionally by {filter}.",
+        "Return how many {plural} the authorized {core} has, optionally filtered by {filter}.",
+    ],
 }
 
 
@@ -130,9 +152,13 @@ def _or(values: list[str]) -> str:
 
 
 def param_for(col: dict, *, required: bool = True, name: str | None = None, description: str | None = None) -> dict:
-    p: dict[str, Any] = {"name": name or col["name"], "type": col["type"],
-                         "description": description or col.get("description", col["name"]),
-                         "required": required, "column": col["name"]}
+    p: dict[str, Any] = {
+        "name": name or col["name"],
+        "type": col["type"],
+        "description": description or col.get("description", col["name"]),
+        "required": required,
+        "column": col["name"],
+    }
     for k in ("enum", "minimum", "maximum"):
         if col.get(k) is not None:
             p[k] = col[k]
@@ -149,31 +175,55 @@ def _entity_attrs(entities: dict, name: str) -> dict[str, dict]:
 
 
 def relationship_dict(t: RelationshipTemplate, core: str) -> dict:
-    return {"name": t.name, "description": t.description, "primary_key": t.primary_key,
-            "columns": [c.model_dump(exclude_none=True, exclude_defaults=True) | {"type": c.type}
-                        for c in t.table_columns(core)]}
+    return {
+        "name": t.name,
+        "description": t.description,
+        "primary_key": t.primary_key,
+        "columns": [
+            c.model_dump(exclude_none=True, exclude_defaults=True) | {"type": c.type} for c in t.table_columns(core)
+        ],
+    }
 
 
 def _fallback_template(core: str, peripheral: str) -> RelationshipTemplate:
     """A generic request table for an outline the catalogue does not know (another
     provider's world): still a realistic lifecycle, never ``entity_1``."""
     noun = f"{snake_case(peripheral)}_request"
-    return RelationshipTemplate.model_validate({
-        "name": f"{peripheral}Request", "noun": noun, "description": f"A request by the {words(core)} about a "
-                                                                     f"{words(peripheral)}.",
-        "refs": [peripheral],
-        "columns": [
-            {"name": "requested_for", "type": "datetime", "format": "future_datetime",
-             "description": "When the request should be served"},
-            {"name": "notes", "type": "string", "format": "text", "description": "Details of the request",
-             "optional": True},
-            {"name": "status", "type": "string", "enum": ["submitted", "confirmed", "completed", "cancelled"],
-             "description": "Request status"}],
-        "create": {"verb": "submit", "description": f"Submit a request about a {words(peripheral)}"},
-        "lifecycle": {"initial": "submitted",
-                      "transitions": [{"action": "cancel", "from": ["submitted", "confirmed"], "to": "cancelled"}]},
-        "edit": {"verb": "update", "columns": ["requested_for", "notes"], "from": ["submitted"]},
-    })
+    return RelationshipTemplate.model_validate(
+        {
+            "name": f"{peripheral}Request",
+            "noun": noun,
+            "description": f"A request by the {words(core)} about a {words(peripheral)}.",
+            "refs": [peripheral],
+            "columns": [
+                {
+                    "name": "requested_for",
+                    "type": "datetime",
+                    "format": "future_datetime",
+                    "description": "When the request should be served",
+                },
+                {
+                    "name": "notes",
+                    "type": "string",
+                    "format": "text",
+                    "description": "Details of the request",
+                    "optional": True,
+                },
+                {
+                    "name": "status",
+                    "type": "string",
+                    "enum": ["submitted", "confirmed", "completed", "cancelled"],
+                    "description": "Request status",
+                },
+            ],
+            "create": {"verb": "submit", "description": f"Submit a request about a {words(peripheral)}"},
+            "lifecycle": {
+                "initial": "submitted",
+                "transitions": [{"action": "cancel", "from": ["submitted", "confirmed"], "to": "cancelled"}],
+            },
+            "edit": {"verb": "update", "columns": ["requested_for", "notes"], "from": ["submitted"]},
+        }
+    )
 
 
 def templates_for(cat: Catalog, outline: dict, max_rel: int) -> list[RelationshipTemplate]:
@@ -196,8 +246,16 @@ def templates_for(cat: Catalog, outline: dict, max_rel: int) -> list[Relationshi
 class Builder:
     """Builds the tools of one blueprint; also the source of extra tools during repair."""
 
-    def __init__(self, rng, domain: str, core: str, peripherals: list[str], entities: dict,
-                 templates: dict[str, RelationshipTemplate], relationships: list[dict]) -> None:
+    def __init__(
+        self,
+        rng,
+        domain: str,
+        core: str,
+        peripherals: list[str],
+        entities: dict,
+        templates: dict[str, RelationshipTemplate],
+        relationships: list[dict],
+    ) -> None:
         self.rng, self.domain, self.core, self.peripherals = rng, domain, core, peripherals
         self.entities, self.templates, self.relationships = entities, templates, relationships
         self.core_w = words(core)
@@ -208,8 +266,16 @@ class Builder:
     def tool(self, name: str, kind: str, table: str, description: str, params: list[dict], **extra: Any) -> dict:
         reads = [table] + [t for t in extra.pop("also_reads", []) if t != table]
         writes = [table] if kind in ("create", "update", "delete") else []
-        t = {"name": self.name(name), "description": description, "kind": kind, "table": table, "reads": reads,
-             "writes": writes, "requires_auth": kind != "authorize", "parameters": params}
+        t = {
+            "name": self.name(name),
+            "description": description,
+            "kind": kind,
+            "table": table,
+            "reads": reads,
+            "writes": writes,
+            "requires_auth": kind != "authorize",
+            "parameters": params,
+        }
         t.update({k: v for k, v in extra.items() if v is not None})
         return t
 
@@ -218,41 +284,70 @@ class Builder:
         pk = primary_key_for(self.core)
         attrs = _entity_attrs(self.entities, self.core)
         col = attrs.get(pk, {"name": pk, "type": "string", "description": f"ID of the {self.core_w}"})
-        return self.tool(f"authorize_{snake_case(self.core)}", "authorize", self.core,
-                         _say(self.rng, "authorize", core=self.core_w, pk=pk),
-                         [param_for(col, description=f"The {self.core_w}'s ID")],
-                         returns=f"Confirmation that the session now acts for the {self.core_w}")
+        return self.tool(
+            f"authorize_{snake_case(self.core)}",
+            "authorize",
+            self.core,
+            _say(self.rng, "authorize", core=self.core_w, pk=pk),
+            [param_for(col, description=f"The {self.core_w}'s ID")],
+            returns=f"Confirmation that the session now acts for the {self.core_w}",
+        )
 
     def profile(self) -> dict:
         pk = primary_key_for(self.core)
         col = _entity_attrs(self.entities, self.core).get(pk, {"name": pk, "type": "string", "description": pk})
-        return self.tool(f"get_{snake_case(self.core)}_profile", "read", self.core,
-                         _say(self.rng, "profile", core=self.core_w),
-                         [param_for(col, description=f"The authorized {self.core_w}'s own ID")],
-                         returns=f"The {self.core_w} record")
+        return self.tool(
+            f"get_{snake_case(self.core)}_profile",
+            "read",
+            self.core,
+            _say(self.rng, "profile", core=self.core_w),
+            [param_for(col, description=f"The authorized {self.core_w}'s own ID")],
+            returns=f"The {self.core_w} record",
+        )
 
     def _filters(self, attrs: dict[str, dict], skip: set[str], n: int) -> list[dict]:
         enum_cols = [a for a in attrs.values() if a.get("enum") and a["name"] not in skip]
-        other = [a for a in attrs.values() if a["name"] not in skip and not a.get("enum")
-                 and (a["type"] == "boolean" or a.get("format") in ("city", "company", "title", "person_name"))]
+        other = [
+            a
+            for a in attrs.values()
+            if a["name"] not in skip
+            and not a.get("enum")
+            and (a["type"] == "boolean" or a.get("format") in ("city", "company", "title", "person_name"))
+        ]
         picks = enum_cols[:n]
         picks += other[: max(0, n - len(picks))]
-        return [param_for(a, required=False, description=f"Only {a['description'][0].lower()}"
-                          f"{a['description'][1:]} equal to this value") for a in picks]
+        return [
+            param_for(
+                a,
+                required=False,
+                description=f"Only {a['description'][0].lower()}{a['description'][1:]} equal to this value",
+            )
+            for a in picks
+        ]
 
     def search_entity(self, ent: str) -> dict:
         attrs = _entity_attrs(self.entities, ent)
         filters = self._filters(attrs, {primary_key_for(ent)}, 2)
-        return self.tool(f"search_{plural(snake_case(ent))}", "search", ent,
-                         _say(self.rng, "search", plural=plural(words(ent))), filters,
-                         returns=f"A list of {words(ent)} records")
+        return self.tool(
+            f"search_{plural(snake_case(ent))}",
+            "search",
+            ent,
+            _say(self.rng, "search", plural=plural(words(ent))),
+            filters,
+            returns=f"A list of {words(ent)} records",
+        )
 
     def read_entity(self, ent: str) -> dict:
         pk = primary_key_for(ent)
         col = _entity_attrs(self.entities, ent).get(pk, {"name": pk, "type": "string", "description": pk})
-        return self.tool(f"get_{snake_case(ent)}_details", "read", ent,
-                         _say(self.rng, "read", thing=words(ent)),
-                         [param_for(col, description=f"ID of the {words(ent)}")], returns=f"The {words(ent)} record")
+        return self.tool(
+            f"get_{snake_case(ent)}_details",
+            "read",
+            ent,
+            _say(self.rng, "read", thing=words(ent)),
+            [param_for(col, description=f"ID of the {words(ent)}")],
+            returns=f"The {words(ent)} record",
+        )
 
     # -------------------------------------------------------- relationship tools
     def rel_tools(self, rel: dict, extras: bool) -> list[dict]:
@@ -266,68 +361,164 @@ class Builder:
         kw = {"core": self.core_w, "thing": thing, "plural": things}
         pk_param = param_for(cols[pk], description=f"ID of the {thing}")
         refs = [c for c in rel["columns"] if c.get("references") and c["name"] != core_fk]
-        own = [c for c in rel["columns"] if not c.get("references") and c["name"] != pk
-               and (status is None or c["name"] != status["name"])]
+        own = [
+            c
+            for c in rel["columns"]
+            if not c.get("references") and c["name"] != pk and (status is None or c["name"] != status["name"])
+        ]
         out: list[dict] = []
         # create
         if t is not None:
             cname = t.create.name or f"{t.create.verb}_{noun}"
-            cdesc = t.create.description + f" for the authorized {self.core_w}; the new {thing} starts as " \
-                                           f"{t.lifecycle.initial}."
+            cdesc = (
+                t.create.description + f" for the authorized {self.core_w}; the new {thing} starts as "
+                f"{t.lifecycle.initial}."
+            )
         else:
             cname, cdesc = f"create_{noun}", f"Create a {thing} for the authorized {self.core_w}."
         params = [param_for(c, description=f"ID of the {words(c['references'])}") for c in refs]
         params += [param_for(c, required=not c.get("nullable", False)) for c in own]
         effects = {status["name"]: t.lifecycle.initial} if (t and status) else {}
-        out.append(self.tool(cname, "create", rel["name"], cdesc, params, effects=effects,
-                             also_reads=[c["references"] for c in refs] + [self.core],
-                             returns=f"The new {thing} record"))
+        out.append(
+            self.tool(
+                cname,
+                "create",
+                rel["name"],
+                cdesc,
+                params,
+                effects=effects,
+                also_reads=[c["references"] for c in refs] + [self.core],
+                returns=f"The new {thing} record",
+            )
+        )
         # read own record, list own records
-        out.append(self.tool(f"get_{noun}", "read", rel["name"], _say(self.rng, "get_own", **kw), [pk_param],
-                             returns=f"The {thing} record"))
+        out.append(
+            self.tool(
+                f"get_{noun}",
+                "read",
+                rel["name"],
+                _say(self.rng, "get_own", **kw),
+                [pk_param],
+                returns=f"The {thing} record",
+            )
+        )
         filters = []
         if status is not None:
             filters.append(param_for(status, required=False, description=f"Only {things} with this status"))
         if refs:
-            filters.append(param_for(refs[0], required=False, description=f"Only {things} for this "
-                                                                          f"{words(refs[0]['references'])}"))
-        out.append(self.tool(f"list_my_{plural(noun)}", "search", rel["name"], _say(self.rng, "list", **kw), filters,
-                             returns=f"A list of {thing} records"))
+            filters.append(
+                param_for(refs[0], required=False, description=f"Only {things} for this {words(refs[0]['references'])}")
+            )
+        out.append(
+            self.tool(
+                f"list_my_{plural(noun)}",
+                "search",
+                rel["name"],
+                _say(self.rng, "list", **kw),
+                filters,
+                returns=f"A list of {thing} records",
+            )
+        )
         if t is None:
             return out
         col = t.lifecycle.column
         for tr in t.lifecycle.transitions:
-            out.append(self.tool(f"{tr.action}_{noun}", "update", rel["name"],
-                                 _say(self.rng, "transition", Action=tr.action.replace("_", " ").capitalize(),
-                                      column=col, from_=_or(tr.from_), to=tr.to, **kw),
-                                 [pk_param], preconditions=[{"column": col, "values": list(tr.from_)}],
-                                 effects={col: tr.to}, returns=f"The updated {thing} record"))
+            out.append(
+                self.tool(
+                    f"{tr.action}_{noun}",
+                    "update",
+                    rel["name"],
+                    _say(
+                        self.rng,
+                        "transition",
+                        Action=tr.action.replace("_", " ").capitalize(),
+                        column=col,
+                        from_=_or(tr.from_),
+                        to=tr.to,
+                        **kw,
+                    ),
+                    [pk_param],
+                    preconditions=[{"column": col, "values": list(tr.from_)}],
+                    effects={col: tr.to},
+                    returns=f"The updated {thing} record",
+                )
+            )
         if t.edit is not None:
-            eparams = [param_for(cols[c], required=len(t.edit.columns) == 1,
-                                 description=f"New value: {cols[c]['description'][0].lower()}"
-                                             f"{cols[c]['description'][1:]}") for c in t.edit.columns if c in cols]
-            out.append(self.tool(f"{t.edit.verb}_{noun}", "update", rel["name"],
-                                 _say(self.rng, "edit", Verb=t.edit.verb.replace("_", " ").capitalize(),
-                                      fields=_or([c.replace("_", " ") for c in t.edit.columns]), column=col,
-                                      from_=_or(t.edit.from_), **kw),
-                                 [pk_param, *eparams], preconditions=[{"column": col, "values": list(t.edit.from_)}],
-                                 returns=f"The updated {thing} record"))
+            eparams = [
+                param_for(
+                    cols[c],
+                    required=len(t.edit.columns) == 1,
+                    description=f"New value: {cols[c]['description'][0].lower()}{cols[c]['description'][1:]}",
+                )
+                for c in t.edit.columns
+                if c in cols
+            ]
+            out.append(
+                self.tool(
+                    f"{t.edit.verb}_{noun}",
+                    "update",
+                    rel["name"],
+                    _say(
+                        self.rng,
+                        "edit",
+                        Verb=t.edit.verb.replace("_", " ").capitalize(),
+                        fields=_or([c.replace("_", " ") for c in t.edit.columns]),
+                        column=col,
+                        from_=_or(t.edit.from_),
+                        **kw,
+                    ),
+                    [pk_param, *eparams],
+                    preconditions=[{"column": col, "values": list(t.edit.from_)}],
+                    returns=f"The updated {thing} record",
+                )
+            )
         if t.delete is not None:
-            out.append(self.tool(f"{t.delete.verb}_{noun}", "delete", rel["name"],
-                                 _say(self.rng, "delete", column=col, from_=_or(t.delete.from_), **kw), [pk_param],
-                                 preconditions=[{"column": col, "values": list(t.delete.from_)}],
-                                 returns=f"The removed {thing} record"))
-        status_filter = [param_for(status, required=False, description=f"Only {things} with this status")] \
-            if status else []
+            out.append(
+                self.tool(
+                    f"{t.delete.verb}_{noun}",
+                    "delete",
+                    rel["name"],
+                    _say(self.rng, "delete", column=col, from_=_or(t.delete.from_), **kw),
+                    [pk_param],
+                    preconditions=[{"column": col, "values": list(t.delete.from_)}],
+                    returns=f"The removed {thing} record",
+                )
+            )
+        status_filter = (
+            [param_for(status, required=False, description=f"Only {things} with this status")] if status else []
+        )
         if t.total is not None:
-            out.append(self.tool(t.total.name, "compute", rel["name"],
-                                 _say(self.rng, "total", agg=t.total.aggregate, column=t.total.column.replace("_", " "),
-                                      filter="status", **kw), status_filter, aggregate=t.total.aggregate,
-                                 aggregate_column=t.total.column, returns='{"value": number, "count": integer}'))
+            out.append(
+                self.tool(
+                    t.total.name,
+                    "compute",
+                    rel["name"],
+                    _say(
+                        self.rng,
+                        "total",
+                        agg=t.total.aggregate,
+                        column=t.total.column.replace("_", " "),
+                        filter="status",
+                        **kw,
+                    ),
+                    status_filter,
+                    aggregate=t.total.aggregate,
+                    aggregate_column=t.total.column,
+                    returns='{"value": number, "count": integer}',
+                )
+            )
         if extras or t.total is None:
-            out.append(self.tool(f"count_my_{plural(noun)}", "compute", rel["name"],
-                                 _say(self.rng, "count", filter="status", **kw), status_filter, aggregate="count",
-                                 returns='{"value": integer, "count": integer}'))
+            out.append(
+                self.tool(
+                    f"count_my_{plural(noun)}",
+                    "compute",
+                    rel["name"],
+                    _say(self.rng, "count", filter="status", **kw),
+                    status_filter,
+                    aggregate="count",
+                    returns='{"value": integer, "count": integer}',
+                )
+            )
         return out
 
     def all_tools(self, extras: bool) -> list[dict]:
@@ -349,8 +540,9 @@ def _setup(req: OfflineRequest, outline: dict) -> tuple[Builder, list[Relationsh
     outline = {**outline, "peripheral_entities": peripherals}
     temps = templates_for(cat, outline, int(limits.get("max_relationships", 3)))
     rels = [relationship_dict(t, core) for t in temps]
-    b = Builder(req.rng, outline["domain"], core, peripherals, ctx.get("entities", {}), {t.name: t for t in temps},
-                rels)
+    b = Builder(
+        req.rng, outline["domain"], core, peripherals, ctx.get("entities", {}), {t.name: t for t in temps}, rels
+    )
     return b, temps
 
 
@@ -368,9 +560,15 @@ def build_blueprint(req: OfflineRequest) -> dict:
     taken: set[str] = set()
     for t in tools:
         t["name"] = unique(t["name"], taken, b.domain)
-    return {"domain": outline["domain"], "topic": outline.get("topic", ""), "description": outline["description"],
-            "core_entity": b.core, "peripheral_entities": b.peripherals, "relationships": b.relationships,
-            "tools": tools}
+    return {
+        "domain": outline["domain"],
+        "topic": outline.get("topic", ""),
+        "description": outline["description"],
+        "core_entity": b.core,
+        "peripheral_entities": b.peripherals,
+        "relationships": b.relationships,
+        "tools": tools,
+    }
 
 
 # ------------------------------------------------------------------------ repair
@@ -402,8 +600,11 @@ def repair(req: OfflineRequest, bp: dict) -> dict:
     core = bp.get("core_entity") or outline["core_entity"]
 
     if "server_name" in codes or "outline_mismatch" in codes:
-        bp["domain"] = outline["domain"] if "outline_mismatch" in codes else \
-            (pascal_case(re.sub(r"[^A-Za-z0-9]+", " ", bp.get("domain", ""))) or outline["domain"])[:40]
+        bp["domain"] = (
+            outline["domain"]
+            if "outline_mismatch" in codes
+            else (pascal_case(re.sub(r"[^A-Za-z0-9]+", " ", bp.get("domain", ""))) or outline["domain"])[:40]
+        )
     if "outline_mismatch" in codes:
         bp["core_entity"] = core = outline["core_entity"]
     domain = bp.get("domain") or outline["domain"]
@@ -452,30 +653,50 @@ def repair(req: OfflineRequest, bp: dict) -> dict:
             pkcol = next((c for c in cols if c["name"] in (pk, rel.get("primary_key"))), None)
             if pkcol is not None:
                 cols.remove(pkcol)
-            pkcol = {"name": pk, "type": "string", "format": "uuid",
-                     "description": (pkcol or {}).get("description", f"Unique identifier of the {words(rel['name'])}")}
+            pkcol = {
+                "name": pk,
+                "type": "string",
+                "format": "uuid",
+                "description": (pkcol or {}).get("description", f"Unique identifier of the {words(rel['name'])}"),
+            }
             rel["columns"] = cols = [pkcol, *cols]
             rel["primary_key"] = pk
         if "core_not_in_relationship" in codes and not any(c.get("references") == core for c in cols):
-            cols.insert(1, {"name": primary_key_for(core), "type": "string", "references": core,
-                            "description": f"The {words(core)} this record belongs to"})
+            cols.insert(
+                1,
+                {
+                    "name": primary_key_for(core),
+                    "type": "string",
+                    "references": core,
+                    "description": f"The {words(core)} this record belongs to",
+                },
+            )
         if "enum_value" in codes:
-            rel["columns"] = [c for c in cols if c.get("enum") != []] + \
-                             [{**c, "enum": None} for c in cols if c.get("enum") == []]
+            rel["columns"] = [c for c in cols if c.get("enum") != []] + [
+                {**c, "enum": None} for c in cols if c.get("enum") == []
+            ]
             for c in rel["columns"]:
                 if c.get("enum") is None:
                     c.pop("enum", None)
     # Tools: rebuild helpers against the (repaired) structure.
-    temps = {t.name: t for t in templates_for(req.catalog, {**outline, "peripheral_entities": ents[1:]},
-                                              int(limits.get("max_relationships", 3)))}
+    temps = {
+        t.name: t
+        for t in templates_for(
+            req.catalog, {**outline, "peripheral_entities": ents[1:]}, int(limits.get("max_relationships", 3))
+        )
+    }
     b = Builder(req.rng, domain, core, ents[1:], entities, temps, bp["relationships"])
     tables = {e: {a["name"]: a for a in entities.get(e, {}).get("attributes", [])} for e in ents}
     tables.update({r["name"]: _columns(r) for r in bp["relationships"]})
     rel_names = {r["name"] for r in bp["relationships"]}
     tools = bp["tools"]
     if "unknown_table" in codes:
-        tools = [t for t in tools if t.get("table") in tables
-                 and not (t.get("kind") in ("create", "update", "delete") and t["table"] not in rel_names)]
+        tools = [
+            t
+            for t in tools
+            if t.get("table") in tables
+            and not (t.get("kind") in ("create", "update", "delete") and t["table"] not in rel_names)
+        ]
     if "authorize_count" in codes or "authorize_shape" in codes:
         others = [t for t in tools if t.get("kind") != "authorize"]
         auth = b.authorize()
@@ -489,8 +710,9 @@ def repair(req: OfflineRequest, bp: dict) -> dict:
                 if t.get("table") not in rel_names:
                     continue
                 col = cols.get(t.get("aggregate_column") or "")
-                if t.get("aggregate") is None or (t["aggregate"] != "count"
-                                                  and (col is None or col["type"] not in ("integer", "number"))):
+                if t.get("aggregate") is None or (
+                    t["aggregate"] != "count" and (col is None or col["type"] not in ("integer", "number"))
+                ):
                     t["aggregate"], t["aggregate_column"] = "count", None
             kept.append(t)
         tools = kept
@@ -534,8 +756,11 @@ def repair(req: OfflineRequest, bp: dict) -> dict:
                 if vals:
                     conds.append({**c, "values": vals})
             t["preconditions"] = conds
-            t["effects"] = {k: v for k, v in (t.get("effects") or {}).items()
-                            if not (cols.get(k) or {}).get("enum") or v in cols[k]["enum"]}
+            t["effects"] = {
+                k: v
+                for k, v in (t.get("effects") or {}).items()
+                if not (cols.get(k) or {}).get("enum") or v in cols[k]["enum"]
+            }
         if "missing_pk_param" in codes and kind in ("read", "update", "delete"):
             pk = primary_key_for(t["table"])
             if pk in cols and not any(p.get("column") == pk and p.get("required", True) for p in t["parameters"]):

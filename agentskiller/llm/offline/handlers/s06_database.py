@@ -15,7 +15,8 @@ from __future__ import annotations
 
 from .. import handler
 from ..codegen_data import entity_script as write_entity_script
-from ..codegen_data import fenced, relationship_script as write_relationship_script
+from ..codegen_data import fenced
+from ..codegen_data import relationship_script as write_relationship_script
 from ..provider import OfflineRequest
 
 
@@ -29,15 +30,18 @@ def entity_script(req: OfflineRequest) -> str:
 @handler("s06.relationship_script")
 def relationship_script(req: OfflineRequest) -> str:
     c = req.context
-    code = write_relationship_script(c["relationship"], c["entities"], int(c["records"]), int(c["seed"]),
-                                     c["simulation_time"])
+    code = write_relationship_script(
+        c["relationship"], c["entities"], int(c["records"]), int(c["seed"]), c["simulation_time"]
+    )
     return _answer(code, req)
 
 
 def _answer(code: str, req: OfflineRequest) -> str:
     if req.feedback:
-        intro = ("The previous script failed the checks; this version is rewritten from the definition so that "
-                 "every listed problem is addressed.\n\n")
+        intro = (
+            "The previous script failed the checks; this version is rewritten from the definition so that "
+            "every listed problem is addressed.\n\n"
+        )
     else:
         intro = "Here is the seeded generator script.\n\n"
     return intro + fenced(code)

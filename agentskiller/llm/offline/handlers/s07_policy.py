@@ -30,8 +30,15 @@ START, GEND, END = "<!-- POLICY_START -->", "<!-- GLOBAL_RULES_END -->", "<!-- P
 _SECTION_RE = re.compile(r"<!--\s*TOOL:\s*([^\s>]+)\s*-->(.*?)<!--\s*TOOL_END:\s*\1\s*-->", re.S)
 _FEEDBACK_NAME_RE = re.compile(r"unknown (?:column or value|table|column|table in) `([^`]+)`")
 
-_VERB = {"read": "look up", "search": "list", "create": "add", "update": "change", "delete": "remove",
-         "compute": "calculate", "authorize": "verify"}
+_VERB = {
+    "read": "look up",
+    "search": "list",
+    "create": "add",
+    "update": "change",
+    "delete": "remove",
+    "compute": "calculate",
+    "authorize": "verify",
+}
 
 
 def _v(value: Any) -> str:
@@ -86,31 +93,59 @@ class _Writer:
         pick = self.rng.choice
         rules = [
             f"Before any other action, identify the {self.user} with `{a}` using their `{pk}`"
-            + (f" (IDs look like `{ex}`)" if ex else "") + ". If it fails, say so and do nothing else; "
+            + (f" (IDs look like `{ex}`)" if ex else "")
+            + ". If it fails, say so and do nothing else; "
             "never act for anyone but the authorized " + self.user + ".",
-            pick(["Authorization lasts for the whole conversation; never ask for it twice.",
-                  "Once authorized, the session stays authorized until the conversation ends."]),
+            pick(
+                [
+                    "Authorization lasts for the whole conversation; never ask for it twice.",
+                    "Once authorized, the session stays authorized until the conversation ends.",
+                ]
+            ),
         ]
         owned = [t for t in self.rels if self._owner_col(t)]
         if owned:
-            own = "; ".join(f"{'an' if t[0] in 'AEIOU' else 'a'} `{t}` record belongs to them when its `{t}.{self._owner_col(t)}` equals their "
-                            f"`{pk}`" for t in owned)
-            rules.append(f"The {self.user} may only see and change their own records: {own}. Treat another "
-                         f"person's record exactly like a record that does not exist.")
-        rules.append(f"The current time is {self.now}. Use it for every judgement about past and future; never "
-                     "assume any other date.")
-        rules.append(pick(["Before any change to the data (creating, changing or removing a record), list the "
-                           "action and every value it will use, and go ahead only after the user explicitly "
-                           "confirms (yes).",
-                           "Every action that changes data needs the user's explicit confirmation (yes) after you "
-                           "have described exactly what will change."]))
-        rules.append("Use only values the data allows: enumerated fields accept exactly the listed values, numbers "
-                     "must lie within the stated ranges, and an ID must be one the user gave or a tool returned. "
-                     "Never guess or invent an ID, a date or a price.")
-        rules.append(pick(["Make one tool call at a time and report its outcome before the next.",
-                           "Call one tool at a time and wait for its result."]))
-        rules.append("Refuse requests that no tool supports or that this policy forbids, and explain which rule "
-                     "applies; do not offer workarounds.")
+            own = "; ".join(
+                f"{'an' if t[0] in 'AEIOU' else 'a'} `{t}` record belongs to them when its `{t}.{self._owner_col(t)}` equals their "
+                f"`{pk}`"
+                for t in owned
+            )
+            rules.append(
+                f"The {self.user} may only see and change their own records: {own}. Treat another "
+                f"person's record exactly like a record that does not exist."
+            )
+        rules.append(
+            f"The current time is {self.now}. Use it for every judgement about past and future; never "
+            "assume any other date."
+        )
+        rules.append(
+            pick(
+                [
+                    "Before any change to the data (creating, changing or removing a record), list the "
+                    "action and every value it will use, and go ahead only after the user explicitly "
+                    "confirms (yes).",
+                    "Every action that changes data needs the user's explicit confirmation (yes) after you "
+                    "have described exactly what will change.",
+                ]
+            )
+        )
+        rules.append(
+            "Use only values the data allows: enumerated fields accept exactly the listed values, numbers "
+            "must lie within the stated ranges, and an ID must be one the user gave or a tool returned. "
+            "Never guess or invent an ID, a date or a price."
+        )
+        rules.append(
+            pick(
+                [
+                    "Make one tool call at a time and report its outcome before the next.",
+                    "Call one tool at a time and wait for its result.",
+                ]
+            )
+        )
+        rules.append(
+            "Refuse requests that no tool supports or that this policy forbids, and explain which rule "
+            "applies; do not offer workarounds."
+        )
         return rules
 
     def _param_rule(self, tool: dict, p: dict) -> str:
@@ -122,8 +157,11 @@ class _Writer:
             s += ": one of " + ", ".join(f"`{_v(v)}`" for v in p["enum"])
         elif p.get("minimum") is not None or p.get("maximum") is not None:
             lo, hi = p.get("minimum"), p.get("maximum")
-            s += f": between {lo:g} and {hi:g}" if lo is not None and hi is not None else (
-                f": at least {lo:g}" if lo is not None else f": at most {hi:g}")
+            s += (
+                f": between {lo:g} and {hi:g}"
+                if lo is not None and hi is not None
+                else (f": at least {lo:g}" if lo is not None else f": at most {hi:g}")
+            )
         elif p["type"] == "date":
             s += ": a date written YYYY-MM-DD"
         elif p["type"] == "datetime":
@@ -134,11 +172,22 @@ class _Writer:
             ref = next((c.get("references") for c in self.rels[table]["columns"] if c["name"] == col), None)
             if ref:
                 s += f"; it must identify an existing `{ref}` record"
-        if tool["kind"] in ("create", "update") and p["type"] in ("date", "datetime") and col \
-                and any(h in col for h in ("scheduled", "start", "date", "time", "departure", "check_in")):
+        if (
+            tool["kind"] in ("create", "update")
+            and p["type"] in ("date", "datetime")
+            and col
+            and any(h in col for h in ("scheduled", "start", "date", "time", "departure", "check_in"))
+        ):
             s += f"; it must lie after the current time ({self.now})"
-        if p["type"] == "string" and col and not p.get("enum") and col != self._pk(table) \
-                and not any(c.get("name") == col and c.get("references") for c in self.rels.get(table, {}).get("columns", [])):
+        if (
+            p["type"] == "string"
+            and col
+            and not p.get("enum")
+            and col != self._pk(table)
+            and not any(
+                c.get("name") == col and c.get("references") for c in self.rels.get(table, {}).get("columns", [])
+            )
+        ):
             s += "; it must not be empty"
         return s + "."
 
@@ -171,15 +220,15 @@ class _Writer:
         lines += ["", "**Outcomes:**"]
         permitted = {
             "authorize": f"Permitted: the `{self.core_pk}` belongs to an existing `{self.core}`; the session is "
-                         f"bound to that {self.user}.",
+            f"bound to that {self.user}.",
             "read": f"Permitted: every precondition holds; the `{table}` record is returned.",
             "search": f"Permitted: the matching `{table}` records are returned (at most 50, ordered by "
-                      f"`{self._pk(table)}`)" + (f", only the {self.user}'s own." if owner and table in self.rels else "."),
+            f"`{self._pk(table)}`)" + (f", only the {self.user}'s own." if owner and table in self.rels else "."),
             "create": f"Permitted: every precondition and validation holds; a new `{table}` record is created.",
             "update": f"Permitted: every precondition and validation holds; the `{table}` record is changed.",
             "delete": f"Permitted: every precondition holds; the `{table}` record is removed.",
             "compute": f"Permitted: the {tool.get('aggregate') or 'count'} over the {self.user}'s `{table}` records "
-                       "is returned with the number of records used.",
+            "is returned with the number of records used.",
         }[kind]
         rejected = ["the input fails validation"]
         if kind == "authorize":
@@ -188,40 +237,63 @@ class _Writer:
             if tool.get("requires_auth", True):
                 rejected.insert(0, f"the {self.user} is not authorized")
             if kind in ("read", "update", "delete"):
-                rejected.append(f"the `{table}` record does not exist" + (
-                    f" or belongs to someone else" if owner and table in self.rels else ""))
+                rejected.append(
+                    f"the `{table}` record does not exist"
+                    + (" or belongs to someone else" if owner and table in self.rels else "")
+                )
             for cond in tool.get("preconditions", []):
-                rejected.append(f"`{table}.{cond['column']}` is not " + " or ".join(f"`{_v(v)}`" for v in cond["values"]))
+                rejected.append(
+                    f"`{table}.{cond['column']}` is not " + " or ".join(f"`{_v(v)}`" for v in cond["values"])
+                )
             if kind in ("create", "update", "delete"):
                 rejected.append("the user did not confirm")
-        lines += [f"- {permitted}", f"- Rejected when " + "; ".join(rejected) + ". Explain the reason and change "
-                  "nothing."]
+        lines += [
+            f"- {permitted}",
+            "- Rejected when " + "; ".join(rejected) + ". Explain the reason and change nothing.",
+        ]
         lines += ["", "**Effects:**"]
         if kind in ("read", "search", "compute"):
             lines.append("- None: the tool only reads data.")
         elif kind == "authorize":
             lines.append(f"- The session is bound to the {self.user}; no data changes.")
         elif kind == "create":
-            lines.append(f"- A new `{table}` record with a new `{self._pk(table)}`"
-                         + (f", `{owner}` set to the authorized {self.user}" if owner else "")
-                         + "".join(f", `{p['column']}` from `{p['name']}`" for p in params if p.get("column")
-                                   and p["column"] not in (owner, self._pk(table)))
-                         + "".join(f", `{k}` set to `{_v(v)}`" for k, v in tool.get("effects", {}).items()) + ".")
+            lines.append(
+                f"- A new `{table}` record with a new `{self._pk(table)}`"
+                + (f", `{owner}` set to the authorized {self.user}" if owner else "")
+                + "".join(
+                    f", `{p['column']}` from `{p['name']}`"
+                    for p in params
+                    if p.get("column") and p["column"] not in (owner, self._pk(table))
+                )
+                + "".join(f", `{k}` set to `{_v(v)}`" for k, v in tool.get("effects", {}).items())
+                + "."
+            )
         elif kind == "update":
-            sets = [f"`{p['column']}` from `{p['name']}`" for p in params
-                    if p.get("column") and p["column"] != self._pk(table)]
+            sets = [
+                f"`{p['column']}` from `{p['name']}`"
+                for p in params
+                if p.get("column") and p["column"] != self._pk(table)
+            ]
             sets += [f"`{k}` set to `{_v(v)}`" for k, v in tool.get("effects", {}).items()]
-            lines.append(f"- The `{table}` record gets " + (", ".join(sets) or "the given values") + "; nothing else "
-                         "changes.")
+            lines.append(
+                f"- The `{table}` record gets " + (", ".join(sets) or "the given values") + "; nothing else changes."
+            )
         elif kind == "delete":
             lines.append(f"- The `{table}` record is removed permanently.")
         return "\n".join(lines)
 
     def policy(self, sections: dict[str, str] | None = None, rules: list[str] | None = None) -> str:
         bp = self.bp
-        head = [START, f"# {bp['domain']} service policy", "",
-                f"You are the assistant of {bp['domain']}: {bp['description'].rstrip('.')}. You talk to one "
-                f"{self.user} per conversation and act only through the tools below.", "", "## Global Rules", ""]
+        head = [
+            START,
+            f"# {bp['domain']} service policy",
+            "",
+            f"You are the assistant of {bp['domain']}: {bp['description'].rstrip('.')}. You talk to one "
+            f"{self.user} per conversation and act only through the tools below.",
+            "",
+            "## Global Rules",
+            "",
+        ]
         head += [f"- {r}" for r in (rules or self.global_rules())]
         body = [GEND, ""]
         for t in bp["tools"]:
@@ -253,7 +325,7 @@ def _repair(w: _Writer, previous: str, feedback: list[str]) -> str:
         name, body = m.group(1), m.group(2)
         if name in tools and name not in sections:  # first section wins; unknown tools dropped
             sections[name] = clean(body)
-    g = previous[previous.index(START) + len(START):previous.index(GEND)]
+    g = previous[previous.index(START) + len(START) : previous.index(GEND)]
     rules = [ln.strip()[2:] for ln in clean(g).splitlines() if ln.strip().startswith("- ")]
     # a section that lost a required part (or had none) is rewritten from the blueprint
     for name in list(sections):

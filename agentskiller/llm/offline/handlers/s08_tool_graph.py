@@ -49,8 +49,13 @@ def tool_graph(req: OfflineRequest) -> dict:
                 add(a["name"], b["name"], "information flow")
             elif a["kind"] == "create" and same and b["kind"] in ("read", "update"):
                 add(a["name"], b["name"], "storyline flow")
-            elif a["kind"] in ("search", "read") and b["kind"] == "create" and not same \
-                    and a["table"] != c.get("core_entity") and a["table"] in set(fks.get(b["table"], {}).values()):
+            elif (
+                a["kind"] in ("search", "read")
+                and b["kind"] == "create"
+                and not same
+                and a["table"] != c.get("core_entity")
+                and a["table"] in set(fks.get(b["table"], {}).values())
+            ):
                 add(a["name"], b["name"], "information flow")
     pre = {t["name"]: ([root] if t["requires_auth"] and t["name"] != root else []) for t in tools}
     return {"edges": edges, "preconditions": pre}

@@ -16,8 +16,11 @@ def _module(req: OfflineRequest) -> str:
     ctx = req.context or {}
     if "blueprint" not in ctx:
         raise ValueError(f"{req.task}: the request context has no blueprint")
-    keys = {name: t.get("primary_key") for name, t in (ctx.get("tables") or {}).items()
-            if isinstance(t, dict) and t.get("primary_key")}
+    keys = {
+        name: t.get("primary_key")
+        for name, t in (ctx.get("tables") or {}).items()
+        if isinstance(t, dict) and t.get("primary_key")
+    }
     code = write_tools_module(ctx["blueprint"], ctx.get("policy_sections") or {}, keys)
     return f"```python\n{code}```\n"
 

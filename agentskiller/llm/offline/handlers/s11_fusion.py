@@ -32,10 +32,22 @@ from ..provider import OfflineRequest
 NS = "__"
 _INDEX_RE = re.compile(r"^(\d+): ")
 
-_VERB3 = {"get": "looks up", "list": "lists", "search": "searches for", "count": "counts", "total": "totals",
-          "check": "checks", "fetch": "fetches", "show": "shows"}
-_CONNECT = ["then, signed in with the same {key},", "and afterwards, as the same {core},",
-            "and right after that, using the same {key},", "then, still as the same {core},"]
+_VERB3 = {
+    "get": "looks up",
+    "list": "lists",
+    "search": "searches for",
+    "count": "counts",
+    "total": "totals",
+    "check": "checks",
+    "fetch": "fetches",
+    "show": "shows",
+}
+_CONNECT = [
+    "then, signed in with the same {key},",
+    "and afterwards, as the same {core},",
+    "and right after that, using the same {key},",
+    "then, still as the same {core},",
+]
 
 
 def _words(name: str) -> list[str]:
@@ -70,7 +82,7 @@ def phrase(tool: dict, mentioned: set[str] | None = None) -> str:
     head = _third_person(verb[0]) + ("" if len(verb) == 1 else " " + " ".join(verb[1:]))
     kind, owned = tool["kind"], tool.get("owned", True)
     seen = label in mentioned
-    if kind not in ("search", "compute"):   # "lists their fills, looks it up" would not say which
+    if kind not in ("search", "compute"):  # "lists their fills, looks it up" would not say which
         mentioned.add(label)
     their = "their" if owned else "the"
     if kind == "create":
@@ -90,8 +102,7 @@ def phrase(tool: dict, mentioned: set[str] | None = None) -> str:
 
 #: why the second service follows, by what the second segment finally does
 _MOTIVE = {
-    "create": ["to arrange what comes next", "so that everything is set up in one go",
-               "while they are at it"],
+    "create": ["to arrange what comes next", "so that everything is set up in one go", "while they are at it"],
     "update": ["because the first step changes their plans there too", "to keep both services in line"],
     "delete": ["because the first step makes it unnecessary", "to tidy up what is no longer needed"],
     "read": ["to make sure everything lines up", "to check how things stand there"],
@@ -122,6 +133,7 @@ class _Composer:
             acts = [phrase(self.tools[t], mentioned) for t in seg[1:] if t in self.tools]
             last = self.tools.get(seg[-1], {}).get("kind", "read")
             return _join(acts or ["signs in"]), dom, last
+
         a, da, _ = part(first)
         b, db, kind = part(second)
         conn = self.rng.choice(_CONNECT).format(core=self.core, key=self.key)
@@ -138,8 +150,14 @@ class _Composer:
         for first, second in ((ma, mb), (mb, ma)):
             s1, s2 = segs[first["domain"]], segs[second["domain"]]
             # by i + j, so early output mixes different segments of both members
-            orders.append([(s1[i], s2[j]) for i, j in sorted(((i, j) for i in range(len(s1)) for j in range(len(s2))),
-                                                             key=lambda p: (p[0] + p[1], p))])
+            orders.append(
+                [
+                    (s1[i], s2[j])
+                    for i, j in sorted(
+                        ((i, j) for i in range(len(s1)) for j in range(len(s2))), key=lambda p: (p[0] + p[1], p)
+                    )
+                ]
+            )
         # alternate the two orders (A then B, B then A)
         for k in range(max(len(o) for o in orders) if orders else 0):
             for o in orders:
@@ -198,8 +216,9 @@ class _Composer:
         for m, g in zip(self.members, groups):
             edges = {tuple(e) for e in m["edges"]}
             pre = m.get("preconditions") or {}
-            if any((a, b) not in edges for a, b in zip(g, g[1:])) or \
-                    any(p not in g[:g.index(t)] for t in g for p in pre.get(t, [])):
+            if any((a, b) not in edges for a, b in zip(g, g[1:])) or any(
+                p not in g[: g.index(t)] for t in g for p in pre.get(t, [])
+            ):
                 return None
         return out
 

@@ -50,8 +50,10 @@ class _Writer:
         self.person = _label(self.core)
 
     def _write_tool(self, m: dict) -> str | None:
-        return next((t["name"] for t in m["tools"] if t["kind"] == "create"),
-                    next((t["name"] for t in m["tools"] if t["kind"] in _WRITES), None))
+        return next(
+            (t["name"] for t in m["tools"] if t["kind"] == "create"),
+            next((t["name"] for t in m["tools"] if t["kind"] in _WRITES), None),
+        )
 
     def identity(self) -> list[str]:
         a, b = self.members
@@ -59,10 +61,10 @@ class _Writer:
         rules = [
             f"**Identity:** One `{self.key}` identifies the {self.person} in both services: authorize them with "
             f"`{a['authorize_tool']}` before any {a['domain']} tool and with `{b['authorize_tool']}` before any "
-            f"{b['domain']} tool, " + pick(["using the same `{k}` both times.", "with the very same `{k}`."]).format(
-                k=self.key)
+            f"{b['domain']} tool, "
+            + pick(["using the same `{k}` both times.", "with the very same `{k}`."]).format(k=self.key)
             + " Never authorize the two services with different IDs in one conversation; if they differ, stop "
-              "and ask which one is theirs.",
+            "and ask which one is theirs.",
         ]
         owned = []
         for m in self.members:
@@ -70,29 +72,45 @@ class _Writer:
                 if self.key in cols:
                     owned.append(f"`{table}.{self.key}`")
         if self.core in self.c.get("shared_tables", []):
-            rules.append(f"**Identity:** The `{self.core}` record is shared: both services see the same {self.person}"
-                         + (", and a record of " + " or ".join(o.split(".")[0] + "`" for o in owned)
-                            + " belongs to them only when its " + " / ".join(owned) + f" equals their `{self.key}`."
-                            if owned else "."))
+            rules.append(
+                f"**Identity:** The `{self.core}` record is shared: both services see the same {self.person}"
+                + (
+                    ", and a record of "
+                    + " or ".join(o.split(".")[0] + "`" for o in owned)
+                    + " belongs to them only when its "
+                    + " / ".join(owned)
+                    + f" equals their `{self.key}`."
+                    if owned
+                    else "."
+                )
+            )
         return rules
 
     def ordering(self) -> list[str]:
         a, b = self.members
-        rules = [f"**Ordering:** A service's tools are used only after that service's authorization succeeded in "
-                 f"this conversation: `{a['authorize_tool']}` comes before the other {a['domain']} tools and "
-                 f"`{b['authorize_tool']}` before the other {b['domain']} tools, in whichever order the "
-                 f"{self.person} needs the services."]
+        rules = [
+            f"**Ordering:** A service's tools are used only after that service's authorization succeeded in "
+            f"this conversation: `{a['authorize_tool']}` comes before the other {a['domain']} tools and "
+            f"`{b['authorize_tool']}` before the other {b['domain']} tools, in whichever order the "
+            f"{self.person} needs the services."
+        ]
         wa, wb = self._write_tool(a), self._write_tool(b)
         if wa and wb:
-            rules.append(self.rng.choice([
-                f"**Ordering:** Finish one service before starting the other: a change such as `{wa}` is described, "
-                f"confirmed and its result reported before any tool of the other service (such as `{wb}`) is called.",
-                f"**Ordering:** Handle the services one after the other: confirm and complete each change (for "
-                f"example `{wa}` or `{wb}`) and report its outcome before moving to the other service.",
-            ]))
-        rules.append(f"**Ordering:** If a step in one service is refused or fails, do not go on with a step in the "
-                     f"other service that depends on it; explain what happened and ask how to proceed (e.g. after a "
-                     f"failed `{wa or a['authorize_tool']}`).")
+            rules.append(
+                self.rng.choice(
+                    [
+                        f"**Ordering:** Finish one service before starting the other: a change such as `{wa}` is described, "
+                        f"confirmed and its result reported before any tool of the other service (such as `{wb}`) is called.",
+                        f"**Ordering:** Handle the services one after the other: confirm and complete each change (for "
+                        f"example `{wa}` or `{wb}`) and report its outcome before moving to the other service.",
+                    ]
+                )
+            )
+        rules.append(
+            f"**Ordering:** If a step in one service is refused or fails, do not go on with a step in the "
+            f"other service that depends on it; explain what happened and ask how to proceed (e.g. after a "
+            f"failed `{wa or a['authorize_tool']}`)."
+        )
         return rules
 
     def conflict(self) -> list[str]:
@@ -102,13 +120,15 @@ class _Writer:
             f"{a['domain']} tools and the {b['domain']} rules for {b['domain']} tools; where both "
             f"services' rules apply to the same request (the shared `{self.core}` record, confirmations, refusals), "
             f"the stricter rule wins.",
-            self.rng.choice([
-                f"**Conflict:** Neither service changes the other's records: {a['domain']} tools never touch "
-                f"{b['domain']} tables and the reverse; a change the user wants in both services needs a separate "
-                f"confirmation in each.",
-                f"**Conflict:** {a['domain']} and {b['domain']} keep their own records: a tool of one service never "
-                f"changes the other's tables, and each service's change is confirmed on its own.",
-            ]),
+            self.rng.choice(
+                [
+                    f"**Conflict:** Neither service changes the other's records: {a['domain']} tools never touch "
+                    f"{b['domain']} tables and the reverse; a change the user wants in both services needs a separate "
+                    f"confirmation in each.",
+                    f"**Conflict:** {a['domain']} and {b['domain']} keep their own records: a tool of one service never "
+                    f"changes the other's tables, and each service's change is confirmed on its own.",
+                ]
+            ),
         ]
 
     def section(self, rules: list[str] | None = None) -> str:
@@ -124,11 +144,13 @@ def bridge_rules(req: OfflineRequest) -> str:
     previous = next((m["content"] for m in reversed(req.messages) if m.get("role") == "assistant"), "")
     if START not in previous or END not in previous:
         return w.section()
-    body = previous[previous.index(START) + len(START):previous.index(END)]
+    body = previous[previous.index(START) + len(START) : previous.index(END)]
     # the first backticked name of a line about an unknown / bare / ambiguous name is the offender
-    bad = {m.group(1) for f in req.feedback
-           if any(w_ in f for w_ in ("unknown", "bare tool", "ambiguous", "use the pair"))
-           and (m := _NAME_RE.search(f))}
+    bad = {
+        m.group(1)
+        for f in req.feedback
+        if any(w_ in f for w_ in ("unknown", "bare tool", "ambiguous", "use the pair")) and (m := _NAME_RE.search(f))
+    }
     kept: list[str] = []
     for ln in body.splitlines():
         s = ln.strip()

@@ -48,16 +48,69 @@ VERB_BY_KIND = {
     "delete": ["remove", "delete"],
     "compute": ["tell me how many", "count"],
 }
-GENERIC = {"get", "list", "search", "find", "show", "my", "a", "an", "the", "by", "for", "of", "all", "new",
-           "record", "records", "details", "info", "count", "number", "total"}
+GENERIC = {
+    "get",
+    "list",
+    "search",
+    "find",
+    "show",
+    "my",
+    "a",
+    "an",
+    "the",
+    "by",
+    "for",
+    "of",
+    "all",
+    "new",
+    "record",
+    "records",
+    "details",
+    "info",
+    "count",
+    "number",
+    "total",
+}
 PREPOSITIONS = {"in", "for", "of", "to", "from", "on", "at", "with", "into", "out"}
 READ_VERBS = {"get", "list", "search", "find", "show", "view", "count", "total", "lookup", "browse"}
-CREATE_VERBS = {"book", "make", "request", "submit", "purchase", "open", "enroll", "create", "add", "schedule",
-                "reserve", "apply", "register", "order", "start", "place", "buy", "subscribe", "file", "send"}
+CREATE_VERBS = {
+    "book",
+    "make",
+    "request",
+    "submit",
+    "purchase",
+    "open",
+    "enroll",
+    "create",
+    "add",
+    "schedule",
+    "reserve",
+    "apply",
+    "register",
+    "order",
+    "start",
+    "place",
+    "buy",
+    "subscribe",
+    "file",
+    "send",
+}
 #: where a referenced record goes in a create ("at that hotel", "with dentist {id}")
 PLACE_WORDS = {"hotel", "branch", "clinic", "pharmacy", "office", "store", "location", "site", "campus"}
-PERSON_WORDS = {"instructor", "dentist", "officer", "driver", "doctor", "mentor", "agent", "advisor",
-                "clinician", "pharmacist", "banker", "tutor"}
+PERSON_WORDS = {
+    "instructor",
+    "dentist",
+    "officer",
+    "driver",
+    "doctor",
+    "mentor",
+    "agent",
+    "advisor",
+    "clinician",
+    "pharmacist",
+    "banker",
+    "tutor",
+}
 
 # Reasons for the call, third person ("the caller", "they"): s17 turns them into the
 # caller's own words. {goal}: what the trajectory is for ("cancel their ride request").
@@ -91,8 +144,10 @@ REASONS = {
 HOOKS = [
     (("hotel", "stay", "travel", "trip"), ["A trip is coming up", "Their travel plans are taking shape"]),
     (("dental", "dentist", "tooth"), ["They have been putting off dental care", "Their last check-up was a while ago"]),
-    (("pharmacy", "medication", "prescription"), ["They are running low on their medication",
-                                                  "Their doctor asked them to stay on top of their prescriptions"]),
+    (
+        ("pharmacy", "medication", "prescription"),
+        ["They are running low on their medication", "Their doctor asked them to stay on top of their prescriptions"],
+    ),
     (("loan", "borrow"), ["They are planning a big expense", "They are sorting out how to pay for a project"]),
     (("bank", "account", "deposit"), ["They are getting their finances in order", "Payday just came in"]),
     (("ride", "taxi", "trip"), ["They have to get across town", "Their usual way to get around is not available"]),
@@ -124,8 +179,12 @@ def label(name: str) -> str:
 
 
 def _stem_match(a: str, b: str) -> bool:
-    return a == b or a.rstrip("s") == b.rstrip("s") or (len(a) >= 4 and b.startswith(a)) or \
-        (len(b) >= 4 and a.startswith(b))
+    return (
+        a == b
+        or a.rstrip("s") == b.rstrip("s")
+        or (len(a) >= 4 and b.startswith(a))
+        or (len(b) >= 4 and a.startswith(b))
+    )
 
 
 def goal_phrase(tool: str, noun: str, owner: str = "their") -> str:
@@ -144,7 +203,7 @@ def goal_phrase(tool: str, noun: str, owner: str = "their") -> str:
         return f"look over {owner} {plural(noun)}" if possessive else f"look over {target}"
     if verb in CREATE_VERBS:
         own = [w for w in noun_words if not _stem_match(verb, w)]
-        if not own:   # "enroll" an "enrollment": the tool name says in what
+        if not own:  # "enroll" an "enrollment": the tool name says in what
             tail = [w for w in kept if w not in PREPOSITIONS]
             preps = [w for w in kept if w in PREPOSITIONS]
             return " ".join([verb, *preps, article(" ".join(tail))]) if tail else verb
@@ -172,8 +231,13 @@ def record_phrase(slot: dict, slots: dict, holds: set[str], rng) -> str:
     """How the user names a record: by the ID they hold, or by a descriptive attribute."""
     table = table_noun(slot["table"])
     if slot["name"] in holds:
-        return rng.choice([f"my {table} (reference {{{slot['name']}}})", f"my {table} {{{slot['name']}}}",
-                           f"my {table} with reference {{{slot['name']}}}"])
+        return rng.choice(
+            [
+                f"my {table} (reference {{{slot['name']}}})",
+                f"my {table} {{{slot['name']}}}",
+                f"my {table} with reference {{{slot['name']}}}",
+            ]
+        )
     if not slot["internal_id"]:
         return f"{table} {{{slot['name']}}}"
     descs = [n for n, s in slots.items() if s["kind"] == "descriptor" and s["table"] == slot["table"]]
@@ -270,8 +334,11 @@ def value_phrase(param: dict, slot: str, kind: str, rng) -> str:
     if "channel" in name:
         return rng.choice([f"with {x} as the channel", f"choosing {x} as the way to meet"])
     if re.search(r"reason|note|comment|purpose|description|message", name):
-        return rng.choice([f"for {x}", f"because of {x}", f"regarding {x}"] if not enum else
-                          [f"for {x}", f"with {x} as the {lab}", f"the {lab} being {x}"])
+        return rng.choice(
+            [f"for {x}", f"because of {x}", f"regarding {x}"]
+            if not enum
+            else [f"for {x}", f"with {x} as the {lab}", f"the {lab} being {x}"]
+        )
     if re.search(r"nickname|name|title", name):
         return rng.choice([f'called "{x}"', f'named "{x}"'])
     if enum:
@@ -350,19 +417,23 @@ def clause(call: dict, slots: dict, holds: set[str], rng, terse: bool, seen: dic
         # all new values optional: an update still has to change one (the tool refuses an
         # empty one); prefer a column no precondition is about
         pre = {c["column"] for c in call.get("preconditions", [])}
-        opts = [(p, p["slot"]) for p in call["parameters"]
-                if slots.get(p.get("slot", ""), {}).get("kind") == "value"]
+        opts = [(p, p["slot"]) for p in call["parameters"] if slots.get(p.get("slot", ""), {}).get("kind") == "value"]
         opts = [o for o in opts if slots[o[1]]["column"] not in pre] or opts
         if opts:
             param, sname = opts[rng.randrange(len(opts))]
             val_parts.append(value_phrase(param, sname, kind, rng))
     if terse and kind in ("create", "update") and val_parts:
-        val_parts = val_parts[:-1]   # the terse draft drops a detail
+        val_parts = val_parts[:-1]  # the terse draft drops a detail
     if kind in ("search", "compute"):
         return search_clause(call, filters, rng)
     if rec_parts and rec_parts[0]["name"] in seen:
-        target = "my profile" if not rec_parts[0]["internal_id"] and kind == "read" and \
-            rec_parts[0]["table"] == slots.get(next(iter(seen), ""), {}).get("table") else "it"
+        target = (
+            "my profile"
+            if not rec_parts[0]["internal_id"]
+            and kind == "read"
+            and rec_parts[0]["table"] == slots.get(next(iter(seen), ""), {}).get("table")
+            else "it"
+        )
     elif rec_parts:
         target = record_phrase(rec_parts[0], slots, holds, rng)
     elif any("from_call" in p for p in call["parameters"]):
@@ -389,7 +460,7 @@ def clause(call: dict, slots: dict, holds: set[str], rng, terse: bool, seen: dic
             return f"{verb} {target} to {first[3:] if first.startswith('to ') else first.partition(' to ')[2]}{more}"
         what, _, to = first.removeprefix("the ").partition(" to ")
         if verb not in ("change", "update", "modify", "amend", "edit", "set", "adjust"):
-            return f"{verb} {target} and change the {what} to {to}{more}"   # "reschedule it and change the channel"
+            return f"{verb} {target} and change the {what} to {to}{more}"  # "reschedule it and change the channel"
         if target == "it":
             return f"{verb} {rng.choice(['its', 'the'])} {what} to {to}{more}"
         return f"{verb} the {what} of {target} to {to}{more}"
@@ -409,8 +480,13 @@ def goal_of(ctx: dict) -> tuple[str, str]:
     first_verb = words(main["tool"].split("__")[-1])[0]
     if main["kind"] == "create":
         return "create", goal_phrase(main["tool"], noun)
-    cat = "delete" if main["kind"] == "delete" or first_verb in (
-        "cancel", "drop", "withdraw", "close", "refund", "delete", "remove", "freeze", "suspend", "deactivate") else "update"
+    cat = (
+        "delete"
+        if main["kind"] == "delete"
+        or first_verb
+        in ("cancel", "drop", "withdraw", "close", "refund", "delete", "remove", "freeze", "suspend", "deactivate")
+        else "update"
+    )
     return cat, goal_phrase(main["tool"], noun)
 
 
@@ -441,12 +517,21 @@ def write_template(req: OfflineRequest) -> dict:
     terse = not req.feedback and rng.random() < TERSE_PROBABILITY
     auth = calls[0]
     id_slot = next((p.get("slot") for p in auth["parameters"] if p.get("slot")), None)
-    name_slot = next((n for n in slots if n.lower().endswith(".full_name") or n.lower().endswith(".name")
-                      and slots[n]["table"] == slots.get(id_slot, {}).get("table")), None)
+    name_slot = next(
+        (
+            n
+            for n in slots
+            if n.lower().endswith(".full_name")
+            or n.lower().endswith(".name")
+            and slots[n]["table"] == slots.get(id_slot, {}).get("table")
+        ),
+        None,
+    )
     entity = human(ctx["core_entity"])
     opener = rng.choice(OPENERS)
-    ident = rng.choice(IDENTIFY).format(name="{" + name_slot + "}" if name_slot else "a customer",
-                                        entity=entity, id="{" + (id_slot or "id") + "}")
+    ident = rng.choice(IDENTIFY).format(
+        name="{" + name_slot + "}" if name_slot else "a customer", entity=entity, id="{" + (id_slot or "id") + "}"
+    )
     text = (opener + ident) if opener else ident[0].upper() + ident[1:]
     # insertion-ordered (a dict, not a set): clause() reads the first entry, the user's own
     # ID slot, and set order would vary with the process's hash seed
@@ -473,8 +558,7 @@ def write_template(req: OfflineRequest) -> dict:
     instruction = " ".join([text, *sentences])
     category, goal = goal_of(ctx)
     reason = rng.choice(REASONS[category]).format(goal=goal, hook=hook_for(ctx, rng))
-    return {"instruction": instruction, "reason_for_call": reason[0].upper() + reason[1:],
-            "user_holds": sorted(holds)}
+    return {"instruction": instruction, "reason_for_call": reason[0].upper() + reason[1:], "user_holds": sorted(holds)}
 
 
 # ----------------------------------------------------------------------- judge
@@ -486,7 +570,9 @@ KIND_CUES = {
     "delete": ["delete", "remove", "cancel", "close"],
     "compute": ["how many", "count", "total", "average", "sum", "number of"],
 }
-OTHER_PERSON = re.compile(r"\b(my (friend|neighbou?r|colleague)'s|on behalf of|someone else|another (patient|customer|user))\b", re.I)
+OTHER_PERSON = re.compile(
+    r"\b(my (friend|neighbou?r|colleague)'s|on behalf of|someone else|another (patient|customer|user))\b", re.I
+)
 PAST = re.compile(r"\b(yesterday|last (week|month|year)|in the past)\b", re.I)
 HEDGES = re.compile(r"\b(maybe|either|or something|not sure|whatever|if .* then)\b", re.I)
 
@@ -502,19 +588,23 @@ def judge_template(ctx: dict) -> dict:
     # trajectory_faithful: every needed value present, every call asked for in spirit
     for name, s in slots.items():
         if s["kind"] == "value" and s["required"] and name not in used:
-            problems["trajectory_faithful"].append(f"the instruction never gives {{{name}}}, which "
-                                                   f"call(s) {s['calls']} need")
+            problems["trajectory_faithful"].append(
+                f"the instruction never gives {{{name}}}, which call(s) {s['calls']} need"
+            )
     for call in ctx["trajectory"]:
         if call["kind"] != "update":
             continue
         news = sorted(n for n, s in slots.items() if s["kind"] == "value" and call["index"] in s["calls"])
         if news and not used & set(news):
-            problems["trajectory_faithful"].append(f"the instruction never gives a new value for the update "
-                                                   f"{call['tool']} (one of {news})")
+            problems["trajectory_faithful"].append(
+                f"the instruction never gives a new value for the update {call['tool']} (one of {news})"
+            )
     for call in ctx["trajectory"][1:]:
         cues = KIND_CUES.get(call["kind"], []) + [w for w in words(call["tool"].split("__")[-1]) if w not in GENERIC]
         if not any(c in low for c in cues):
-            problems["trajectory_faithful"].append(f"nothing in the instruction asks for {call['tool']} ({call['kind']})")
+            problems["trajectory_faithful"].append(
+                f"nothing in the instruction asks for {call['tool']} ({call['kind']})"
+            )
     # unambiguous: every record the trajectory acts on is identified
     for name, s in slots.items():
         if s["kind"] != "record" or not s["required"]:

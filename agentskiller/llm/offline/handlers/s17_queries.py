@@ -21,14 +21,28 @@ import re
 from typing import Any
 
 from agentskiller.llm.offline import OfflineRequest, handler
-from agentskiller.llm.offline.handlers.s14_templates import (CREATE_VERBS, PREPOSITIONS, READ_VERBS, article,
-                                                             goal_phrase, plural, words)
+from agentskiller.llm.offline.handlers.s14_templates import (
+    CREATE_VERBS,
+    PREPOSITIONS,
+    READ_VERBS,
+    article,
+    goal_phrase,
+    plural,
+    words,
+)
 from agentskiller.steps.grounding import iso_when, mentions
 
 SLOT_RE = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)?)\}")
-MANNERS = ["polite and patient", "in a hurry, short sentences", "a little anxious, asks for reassurance",
-           "chatty and friendly", "formal and precise", "matter-of-fact", "cheerful but easily confused",
-           "tired after a long day, wants it done quickly"]
+MANNERS = [
+    "polite and patient",
+    "in a hurry, short sentences",
+    "a little anxious, asks for reassurance",
+    "chatty and friendly",
+    "formal and precise",
+    "matter-of-fact",
+    "cheerful but easily confused",
+    "tired after a long day, wants it done quickly",
+]
 GREETINGS = ["Hi", "Hello", "Good morning", "Hey", "Hi there", "Good afternoon"]
 OPENERS = [
     "{greet}, I'd like to {goal}.",
@@ -46,8 +60,20 @@ LOOKUP_OPENERS = [
 ]
 REASON_LEADS = ["Honestly, ", "So, ", "Well, ", "", "", "Basically, "]
 MONEY_RE = re.compile(r"amount|price|fare|fee|cost|balance|copay|paid|deposit|payment|charge")
-MONTHS = ["January", "February", "March", "April", "May", "June", "July", "August", "September", "October",
-          "November", "December"]
+MONTHS = [
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+]
 DAYS = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
 
 
@@ -82,9 +108,13 @@ def render_value(name: str, value: Any, rng) -> str:
             return text
         day = dt.date(when.year, when.month, when.day)
         style = rng.randrange(3)
-        date = (f"{MONTHS[when.month - 1]} {when.day}, {when.year}" if style == 0 else
-                f"{DAYS[day.weekday()]}, {MONTHS[when.month - 1]} {when.day}, {when.year}" if style == 1 else
-                f"{when.day} {MONTHS[when.month - 1]} {when.year}")
+        date = (
+            f"{MONTHS[when.month - 1]} {when.day}, {when.year}"
+            if style == 0
+            else f"{DAYS[day.weekday()]}, {MONTHS[when.month - 1]} {when.day}, {when.year}"
+            if style == 1
+            else f"{when.day} {MONTHS[when.month - 1]} {when.year}"
+        )
         return f"{date} at {_clock(when.time, rng)}" if when.time else date
     leaf = name.split(".")[-1].lower()
     if isinstance(value, (int, float)) and MONEY_RE.search(leaf):
@@ -96,14 +126,28 @@ def render_value(name: str, value: Any, rng) -> str:
 
 def first_person(reason: str) -> str:
     """The template's third-person reason ("the caller ... their ...") in the caller's words."""
-    subs = [(r"\b[Tt]he caller's\b", "my"), (r"\b[Tt]he caller is\b", "I am"), (r"\b[Tt]he caller has\b", "I have"),
-            (r"\b[Tt]he caller was\b", "I was"), (r"\b[Tt]he caller (\w+?)s\b", r"I \1"), (r"\b[Tt]he caller\b", "I"),
-            (r"\b[Tt]hey are\b", "I am"), (r"\b[Tt]hey're\b", "I'm"), (r"\b[Tt]hey have\b", "I have"),
-            (r"\b[Tt]hey were\b", "I was"), (r"\b[Tt]hey\b", "I"), (r"\b[Tt]heir\b", "my"), (r"\bthem\b", "me"),
-            (r"\bthemselves\b", "myself")]
+    subs = [
+        (r"\b[Tt]he caller's\b", "my"),
+        (r"\b[Tt]he caller is\b", "I am"),
+        (r"\b[Tt]he caller has\b", "I have"),
+        (r"\b[Tt]he caller was\b", "I was"),
+        (r"\b[Tt]he caller (\w+?)s\b", r"I \1"),
+        (r"\b[Tt]he caller\b", "I"),
+        (r"\b[Tt]hey are\b", "I am"),
+        (r"\b[Tt]hey're\b", "I'm"),
+        (r"\b[Tt]hey have\b", "I have"),
+        (r"\b[Tt]hey were\b", "I was"),
+        (r"\b[Tt]hey\b", "I"),
+        (r"\b[Tt]heir\b", "my"),
+        (r"\bthem\b", "me"),
+        (r"\bthemselves\b", "myself"),
+    ]
     for rx, to in subs:
-        reason = re.sub(rx, lambda m: m.expand(to)[:1].upper() + m.expand(to)[1:] if m.group(0)[0].isupper()
-                        else m.expand(to), reason)
+        reason = re.sub(
+            rx,
+            lambda m, to=to: m.expand(to)[:1].upper() + m.expand(to)[1:] if m.group(0)[0].isupper() else m.expand(to),
+            reason,
+        )
     return reason
 
 
@@ -124,7 +168,7 @@ def _goal(ctx: dict) -> tuple[str, str]:
         return "goal", " ".join([verb, *preps, article(noun)])
     # the noun of an update is the tool name's tail after its last preposition ("of ride")
     cut = max((i for i, w in enumerate(rest) if w in ("of", "for", "to", "from")), default=-1)
-    noun = " ".join(rest[cut + 1:]) or "booking"
+    noun = " ".join(rest[cut + 1 :]) or "booking"
     return "goal", goal_phrase(main, noun, owner="my")
 
 
@@ -139,23 +183,30 @@ def write_query(req: OfflineRequest) -> dict[str, Any]:
     instruction = SLOT_RE.sub(lambda m: rendered.get(m.group(1), m.group(0)), ctx["template"]["instruction"])
     # "for 1 nights" -> "for 1 night": the template could not know the count
     instruction = re.sub(r"(?<![\d.,$])\b1 (night|guest|refill|unit|minute|passenger|seat)s\b", r"1 \1", instruction)
-    extra = [f"{n.split('.')[-1].replace('_', ' ')} to {render_value(n, v, rng) if natural else v}"
-             for n, v in sorted((ctx.get("extra_values") or {}).items()) if not mentions(instruction, v)]
+    extra = [
+        f"{n.split('.')[-1].replace('_', ' ')} to {render_value(n, v, rng) if natural else v}"
+        for n, v in sorted((ctx.get("extra_values") or {}).items())
+        if not mentions(instruction, v)
+    ]
     if extra:
         instruction = instruction.rstrip() + " Please set the " + " and the ".join(extra) + "."
     filled_reason = SLOT_RE.sub(lambda m: rendered.get(m.group(1), m.group(0)), ctx["template"]["reason_for_call"])
     lead = rng.choice(REASON_LEADS)
     reason = first_person(filled_reason)
     if lead and re.search(rf"\b{lead.strip(', ')}\b", reason, re.I):
-        lead = ""   # no "So, ..., so I need to"
+        lead = ""  # no "So, ..., so I need to"
     if lead and not reason.startswith("I "):
         reason = reason[0].lower() + reason[1:]
     reason = lead + reason
     reason = reason[0].upper() + reason[1:]
-    internal = set(ctx.get("internal_values") or []) | {str(ctx["values"][n]) for n in ctx.get("internal_ids", [])
-                                                         if n in ctx["values"]}
-    facts = [{"fact": f["fact"], "value": f["value"]} for f in ctx["facts_available"]
-             if not any(i in f["value"] for i in internal)]
+    internal = set(ctx.get("internal_values") or []) | {
+        str(ctx["values"][n]) for n in ctx.get("internal_ids", []) if n in ctx["values"]
+    }
+    facts = [
+        {"fact": f["fact"], "value": f["value"]}
+        for f in ctx["facts_available"]
+        if not any(i in f["value"] for i in internal)
+    ]
     bad = " ".join(req.feedback)
     facts = [f for f in facts if f["value"] not in bad]
     kind, goal = _goal(ctx)
@@ -166,5 +217,10 @@ def write_query(req: OfflineRequest) -> dict[str, Any]:
         first = rng.choice(LOOKUP_OPENERS).format(greet=greet, topic=goal)
     if name != "the customer" and rng.random() < 0.5:
         first = first.replace(greet, f"{greet}, this is {name}", 1).replace(f"this is {name}!", f"this is {name}.")
-    return {"persona": {"name": name, "manner": rng.choice(MANNERS)}, "reason_for_call": reason,
-            "instruction": instruction, "known_facts": facts, "first_message": first}
+    return {
+        "persona": {"name": name, "manner": rng.choice(MANNERS)},
+        "reason_for_call": reason,
+        "instruction": instruction,
+        "known_facts": facts,
+        "first_message": first,
+    }
