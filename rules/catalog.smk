@@ -1,4 +1,4 @@
-# s01-s04: topics, entity catalogue, entity graph, MCP server blueprints.
+# s01-s05: topics, entity catalogue, entity graph, MCP server blueprints and their tool lists.
 
 
 rule topics:
@@ -7,18 +7,13 @@ rule topics:
     log:
         "logs/topics/topics.log",
     benchmark:
-        "benchmarks/topics/topics.tsv"
+        "logs/benchmarks/topics/topics.tsv"
     conda:
         "../envs/agentskiller.yaml"
     resources:
         llm=1,
     params:
-        code=code_version(
-            "steps/s01_topics.py",
-            "prompts/s01.yaml",
-            "llm/offline/handlers/s01_*.py",
-            "llm/offline/catalog/*.yaml",
-        ),
+        code=code_version("scripts/topics.py"),
     script:
         "../scripts/topics.py"
 
@@ -31,19 +26,13 @@ rule entities:
     log:
         "logs/entities/entities.log",
     benchmark:
-        "benchmarks/entities/entities.tsv"
+        "logs/benchmarks/entities/entities.tsv"
     conda:
         "../envs/agentskiller.yaml"
     resources:
         llm=1,
     params:
-        code=code_version(
-            "steps/s02_entities.py",
-            "prompts/s02.yaml",
-            "llm/offline/handlers/s02_*.py",
-            "llm/offline/catalog/*.yaml",
-            "models/catalog.py",
-        ),
+        code=code_version("scripts/entities.py"),
     script:
         "../scripts/entities.py"
 
@@ -56,18 +45,13 @@ rule entity_graph:
     log:
         "logs/entity_graph/entity_graph.log",
     benchmark:
-        "benchmarks/entity_graph/entity_graph.tsv"
+        "logs/benchmarks/entity_graph/entity_graph.tsv"
     conda:
         "../envs/agentskiller.yaml"
     resources:
         llm=1,
     params:
-        code=code_version(
-            "steps/s03_entity_graph.py",
-            "prompts/s03.yaml",
-            "llm/offline/handlers/s03_*.py",
-            "llm/offline/catalog/*.yaml",
-        ),
+        code=code_version("scripts/entity_graph.py"),
     script:
         "../scripts/entity_graph.py"
 
@@ -82,19 +66,13 @@ checkpoint outlines:
     log:
         "logs/outlines/outlines.log",
     benchmark:
-        "benchmarks/outlines/outlines.tsv"
+        "logs/benchmarks/outlines/outlines.tsv"
     conda:
         "../envs/agentskiller.yaml"
     resources:
         llm=1,
     params:
-        code=code_version(
-            "steps/s04_blueprints.py",
-            "prompts/s04.yaml",
-            "llm/offline/handlers/s04_*.py",
-            "llm/offline/phrasing.py",
-            "llm/offline/catalog/*.yaml",
-        ),
+        code=code_version("scripts/outlines.py"),
     script:
         "../scripts/outlines.py"
 
@@ -108,21 +86,13 @@ rule blueprint:
     log:
         "logs/blueprint/{domain}.log",
     benchmark:
-        "benchmarks/blueprint/{domain}.tsv"
+        "logs/benchmarks/blueprint/{domain}.tsv"
     conda:
         "../envs/agentskiller.yaml"
     resources:
         llm=1,
     params:
-        code=code_version(
-            "steps/s04_blueprints.py",
-            "steps/blueprint_checks.py",
-            "prompts/s04.yaml",
-            "llm/offline/handlers/s04_*.py",
-            "llm/offline/phrasing.py",
-            "llm/offline/catalog/*.yaml",
-            "models/*.py",
-        ),
+        code=code_version("scripts/blueprint.py"),
     script:
         "../scripts/blueprint.py"
 
@@ -138,7 +108,7 @@ rule blueprint_index:
     conda:
         "../envs/agentskiller.yaml"
     params:
-        code=code_version("steps/s04_blueprints.py"),
+        code=code_version("scripts/blueprint_index.py"),
     script:
         "../scripts/blueprint_index.py"
 
@@ -153,6 +123,6 @@ rule tool_list:
     conda:
         "../envs/agentskiller.yaml"
     params:
-        code=code_version("steps/s05_tool_lists.py"),
+        code=code_version("scripts/tool_list.py"),
     script:
         "../scripts/tool_list.py"

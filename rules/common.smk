@@ -1,11 +1,12 @@
 # Config validation, wildcard constraints and input functions shared by every rule file.
-import hashlib
 import json
 import os
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
+
+from agentskiller.code_version import code_version as _code_version
 
 validate(config, schema="../schemas/config.schema.yaml")
 
@@ -36,19 +37,11 @@ wildcard_constraints:
     pair=r"[A-Za-z0-9]+\+[A-Za-z0-9]+",
 
 
-_LIB = Path(workflow.basedir) / "agentskiller"
-
-
-def code_version(*patterns):
-    """Short hash of the library files a rule runs (globs under agentskiller/), passed as a
-    param: Snakemake tracks only the script file itself, so without this an edited step,
-    prompt or offline handler would leave stale outputs in place."""
-    h = hashlib.sha256()
-    for pattern in patterns:
-        for path in sorted(_LIB.glob(pattern)):
-            h.update(path.name.encode())
-            h.update(path.read_bytes())
-    return h.hexdigest()[:16]
+def code_version(script):
+    """Hash of the library files a rule's script reaches (derived from its imports, see
+    agentskiller/code_version.py): Snakemake tracks only the script file itself, so without
+    it an edited step, prompt or offline handler would leave stale outputs in place."""
+    return _code_version(Path(workflow.basedir) / script)
 
 
 def out(path):

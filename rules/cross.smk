@@ -18,7 +18,7 @@ checkpoint combinations:
     conda:
         "../envs/agentskiller.yaml"
     params:
-        code=code_version("steps/s10_combinations.py"),
+        code=code_version("scripts/combinations.py"),
     script:
         "../scripts/combinations.py"
 
@@ -38,19 +38,13 @@ rule fuse_trajectories:
     log:
         "logs/fuse_trajectories/{pair}.log",
     benchmark:
-        "benchmarks/fuse_trajectories/{pair}.tsv"
+        "logs/benchmarks/fuse_trajectories/{pair}.tsv"
     conda:
         "../envs/agentskiller.yaml"
     resources:
         llm=1,
     params:
-        code=code_version(
-            "steps/s11_trajectory_fusion.py",
-            "steps/policy_markers.py",
-            "steps/s08_tool_graph.py",
-            "prompts/s11.yaml",
-            "llm/offline/handlers/s11_*.py",
-        ),
+        code=code_version("scripts/fuse_trajectories.py"),
     script:
         "../scripts/fuse_trajectories.py"
 
@@ -67,7 +61,7 @@ rule fuse_database:
     conda:
         "../envs/agentskiller.yaml"
     params:
-        code=code_version("steps/s12_database_fusion.py", "steps/s10_combinations.py", "steps/data_checks.py"),
+        code=code_version("scripts/fuse_database.py"),
     script:
         "../scripts/fuse_database.py"
 
@@ -84,18 +78,13 @@ rule merge_policy:
     log:
         "logs/merge_policy/{pair}.log",
     benchmark:
-        "benchmarks/merge_policy/{pair}.tsv"
+        "logs/benchmarks/merge_policy/{pair}.tsv"
     conda:
         "../envs/agentskiller.yaml"
     resources:
         llm=1,
     params:
-        code=code_version(
-            "steps/s13_policy_merge.py",
-            "steps/policy_markers.py",
-            "prompts/s13.yaml",
-            "llm/offline/handlers/s13_*.py",
-        ),
+        code=code_version("scripts/merge_policy.py"),
     script:
         "../scripts/merge_policy.py"
 
@@ -113,17 +102,10 @@ rule pair_server:
     log:
         "logs/pair_server/{pair}.log",
     benchmark:
-        "benchmarks/pair_server/{pair}.tsv"
+        "logs/benchmarks/pair_server/{pair}.tsv"
     conda:
         "../envs/agentskiller.yaml"
     params:
-        code=code_version(
-            "steps/pair_server.py",
-            "steps/s10_combinations.py",
-            "steps/s09_server.py",
-            "steps/task_env.py",
-            "runtime/*.py",
-            "serve.py",
-        ),
+        code=code_version("scripts/pair_server.py"),
     script:
         "../scripts/pair_server.py"

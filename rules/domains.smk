@@ -10,19 +10,13 @@ rule entity_table:
     log:
         "logs/entity_table/{entity}.log",
     benchmark:
-        "benchmarks/entity_table/{entity}.tsv"
+        "logs/benchmarks/entity_table/{entity}.tsv"
     conda:
         "../envs/agentskiller.yaml"
     resources:
         llm=1,
     params:
-        code=code_version(
-            "steps/s06_database.py",
-            "steps/data_checks.py",
-            "prompts/s06.yaml",
-            "llm/offline/handlers/s06_*.py",
-            "llm/offline/codegen_data.py",
-        ),
+        code=code_version("scripts/entity_table.py"),
     script:
         "../scripts/entity_table.py"
 
@@ -37,19 +31,13 @@ rule domain_database:
     log:
         "logs/domain_database/{domain}.log",
     benchmark:
-        "benchmarks/domain_database/{domain}.tsv"
+        "logs/benchmarks/domain_database/{domain}.tsv"
     conda:
         "../envs/agentskiller.yaml"
     resources:
         llm=1,
     params:
-        code=code_version(
-            "steps/s06_database.py",
-            "steps/data_checks.py",
-            "prompts/s06.yaml",
-            "llm/offline/handlers/s06_*.py",
-            "llm/offline/codegen_data.py",
-        ),
+        code=code_version("scripts/domain_database.py"),
     script:
         "../scripts/domain_database.py"
 
@@ -65,18 +53,13 @@ rule policy:
     log:
         "logs/policy/{domain}.log",
     benchmark:
-        "benchmarks/policy/{domain}.tsv"
+        "logs/benchmarks/policy/{domain}.tsv"
     conda:
         "../envs/agentskiller.yaml"
     resources:
         llm=1,
     params:
-        code=code_version(
-            "steps/s07_policy.py",
-            "steps/policy_markers.py",
-            "prompts/s07.yaml",
-            "llm/offline/handlers/s07_*.py",
-        ),
+        code=code_version("scripts/policy.py"),
     script:
         "../scripts/policy.py"
 
@@ -91,17 +74,13 @@ rule tool_graph:
     log:
         "logs/tool_graph/{domain}.log",
     benchmark:
-        "benchmarks/tool_graph/{domain}.tsv"
+        "logs/benchmarks/tool_graph/{domain}.tsv"
     conda:
         "../envs/agentskiller.yaml"
     resources:
         llm=1,
     params:
-        code=code_version(
-            "steps/s08_tool_graph.py",
-            "prompts/s08.yaml",
-            "llm/offline/handlers/s08_*.py",
-        ),
+        code=code_version("scripts/tool_graph.py"),
     script:
         "../scripts/tool_graph.py"
 
@@ -120,19 +99,12 @@ rule server:
     log:
         "logs/server/{domain}.log",
     benchmark:
-        "benchmarks/server/{domain}.tsv"
+        "logs/benchmarks/server/{domain}.tsv"
     conda:
         "../envs/agentskiller.yaml"
     resources:
         llm=1,
     params:
-        code=code_version(
-            "steps/s09_server.py",
-            "steps/contract_tests.py",
-            "prompts/s09.yaml",
-            "llm/offline/handlers/s09_*.py",
-            "llm/offline/codegen_tools.py",
-            "runtime/*.py",
-        ),
+        code=code_version("scripts/server.py"),
     script:
         "../scripts/server.py"

@@ -12,19 +12,13 @@ rule task_templates:
     log:
         "logs/task_templates/{env}.log",
     benchmark:
-        "benchmarks/task_templates/{env}.tsv"
+        "logs/benchmarks/task_templates/{env}.tsv"
     conda:
         "../envs/agentskiller.yaml"
     resources:
         llm=1,
     params:
-        code=code_version(
-            "steps/s14_templates.py",
-            "steps/task_env.py",
-            "prompts/s14.yaml",
-            "llm/offline/handlers/s14_*.py",
-            "llm/offline/phrasing.py",
-        ),
+        code=code_version("scripts/task_templates.py"),
     script:
         "../scripts/task_templates.py"
 
@@ -43,7 +37,7 @@ rule instances:
     conda:
         "../envs/agentskiller.yaml"
     params:
-        code=code_version("steps/s15_instances.py", "steps/task_env.py"),
+        code=code_version("scripts/instances.py"),
     script:
         "../scripts/instances.py"
 
@@ -61,11 +55,11 @@ rule tasks:
     log:
         "logs/tasks/{env}.log",
     benchmark:
-        "benchmarks/tasks/{env}.tsv"
+        "logs/benchmarks/tasks/{env}.tsv"
     conda:
         "../envs/agentskiller.yaml"
     params:
-        code=code_version("steps/s16_tasks.py", "steps/task_env.py", "runtime/*.py"),
+        code=code_version("scripts/tasks.py"),
     script:
         "../scripts/tasks.py"
 
@@ -81,21 +75,13 @@ rule queries:
     log:
         "logs/queries/{env}.log",
     benchmark:
-        "benchmarks/queries/{env}.tsv"
+        "logs/benchmarks/queries/{env}.tsv"
     conda:
         "../envs/agentskiller.yaml"
     resources:
         llm=1,
     params:
-        code=code_version(
-            "steps/s17_queries.py",
-            "steps/grounding.py",
-            "steps/task_env.py",
-            "prompts/s17.yaml",
-            "llm/offline/handlers/s17_*.py",
-            "llm/offline/handlers/s14_*.py",
-            "llm/offline/phrasing.py",
-        ),
+        code=code_version("scripts/queries.py"),
     script:
         "../scripts/queries.py"
 
@@ -116,6 +102,6 @@ rule dataset:
     conda:
         "../envs/agentskiller.yaml"
     params:
-        code=code_version("steps/dataset.py"),
+        code=code_version("scripts/dataset.py"),
     script:
         "../scripts/dataset.py"

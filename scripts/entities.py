@@ -1,4 +1,4 @@
 from agentskiller.jobs import run_job
-from agentskiller.steps import s02_entities
+from agentskiller.steps.catalog import s02_entities
 
 run_job(snakemake, s02_entities.run, step="s02")  # noqa: F821 (snakemake is injected)

@@ -1,4 +1,4 @@
 from agentskiller.jobs import run_job
-from agentskiller.steps import s06_database
+from agentskiller.steps.domains import s06_database
 
 run_job(snakemake, s06_database.run_entity, step="s06")  # noqa: F821 (snakemake is injected)

@@ -1,4 +1,4 @@
 from agentskiller.jobs import run_job
-from agentskiller.steps import s04_blueprints
+from agentskiller.steps.catalog import s04_blueprints
 
 run_job(snakemake, s04_blueprints.run_outlines, step="s04")  # noqa: F821 (snakemake is injected)

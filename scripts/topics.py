@@ -1,4 +1,4 @@
 from agentskiller.jobs import run_job
-from agentskiller.steps import s01_topics
+from agentskiller.steps.catalog import s01_topics
 
 run_job(snakemake, s01_topics.run, step="s01")  # noqa: F821 (snakemake is injected)

@@ -40,8 +40,8 @@ from agentskiller.llm import LLMClient, LLMConfig
 from agentskiller.llm.base import ProviderResponse
 from agentskiller.llm.offline.provider import OfflineProvider
 from agentskiller.runtime.sandbox import REPO_ROOT
-from agentskiller.steps import s06_database as s06
-from agentskiller.steps import s09_server
+from agentskiller.steps.domains import s06_database as s06
+from agentskiller.steps.domains import s09_server
 
 TESTS = Path(__file__).resolve().parent
 FIX = TESTS / "fixtures"

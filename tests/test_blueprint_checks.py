@@ -10,15 +10,15 @@ from collections.abc import Callable
 
 import pytest
 
-from agentskiller import io
+from agentskiller import artifacts, io
 from agentskiller.jobs import StepContext
 from agentskiller.llm import LLMClient, LLMConfig, ProviderResponse
 from agentskiller.llm.offline.catalog import load_catalog
 from agentskiller.llm.offline.handlers.s04_blueprints import blueprint_detail
 from agentskiller.llm.offline.provider import OfflineRequest, run_handler
 from agentskiller.models.blueprint import Blueprint, Outline
-from agentskiller.steps import s04_blueprints, s05_tool_lists
-from agentskiller.steps.blueprint_checks import CODES, Limits, check_blueprint
+from agentskiller.steps.catalog import s04_blueprints, s05_tool_lists
+from agentskiller.steps.catalog.blueprint_checks import CODES, Limits, check_blueprint
 
 CAT = load_catalog()
 TOPIC = CAT.topics["dental_clinic"]
@@ -285,7 +285,7 @@ def test_still_invalid_blueprint_is_quarantined(tmp_path):
     s04_blueprints.run_detail(ctx)
     art = io.read_json(tmp_path / "bp.json")
     assert art["status"] == "failed" and "authorize" in art["reason"] and art["domain"] == OUTLINE.domain
-    assert s04_blueprints.load_blueprint(tmp_path / "bp.json") is None
+    assert artifacts.load_blueprint(tmp_path / "bp.json") is None
     ctx5 = StepContext.from_paths(
         "s05",
         cfg,

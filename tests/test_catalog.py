@@ -12,7 +12,7 @@ from agentskiller.llm.offline.handlers.s04_blueprints import blueprint_detail
 from agentskiller.llm.offline.provider import OfflineRequest
 from agentskiller.models.blueprint import Blueprint, Outline
 from agentskiller.models.catalog import primary_key_for
-from agentskiller.steps.blueprint_checks import Limits, check_blueprint
+from agentskiller.steps.catalog.blueprint_checks import Limits, check_blueprint
 
 CAT = load_catalog()
 

@@ -18,8 +18,8 @@ from agentskiller.llm.offline.codegen_tools import write_tools_module
 from agentskiller.models.blueprint import Blueprint
 from agentskiller.runtime.loader import compare_tool_lists, tool_specs_from_file
 from agentskiller.runtime.worker import execute_episodes_inprocess
-from agentskiller.steps import contract_tests as ct
-from agentskiller.steps.s09_server import environment_manifest, policy_sections
+from agentskiller.steps.domains import contract_tests as ct
+from agentskiller.steps.domains.s09_server import environment_manifest, policy_sections
 
 FIXTURE = Path(__file__).parent / "fixtures" / "s09" / "outputs"
 DOMAIN = "DentalCare"

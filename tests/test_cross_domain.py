@@ -14,7 +14,7 @@ import pytest
 from agentskiller import io
 from agentskiller.jobs import StepContext
 from agentskiller.runtime.environment import load_environment
-from agentskiller.steps import pair_server, s10_combinations, s12_database_fusion
+from agentskiller.steps.cross import pair_server, s10_combinations, s12_database_fusion
 
 FIXTURE = Path(__file__).parent / "fixtures" / "cross" / "outputs"
 PAIR = "DentalCareDesk+PharmacyCareLine"

@@ -25,11 +25,11 @@ import anyio
 import pytest
 from mcp import Client, StdioServerParameters
 
-from agentskiller import io
+from agentskiller import artifacts, io
 from agentskiller.runtime.environment import load_environment
 from agentskiller.runtime.loader import compare_tool_lists
-from agentskiller.steps import contract_tests as ct
-from agentskiller.steps import s09_server
+from agentskiller.steps.domains import contract_tests as ct
+from agentskiller.steps.domains import s09_server
 
 REPO = Path(__file__).resolve().parents[1]
 INSPECTOR = "@modelcontextprotocol/inspector@0.15"
@@ -83,7 +83,7 @@ def _expected_tools(outputs: Path, domain: str) -> list[dict]:
 def _read_call(outputs: Path, server: Path) -> tuple[list[dict], str, dict]:
     """(calls: authorize then read, primary key, expected record) from the contract plan."""
     domain = server.name
-    bp = s09_server.load_blueprint(outputs / "blueprints" / f"{domain}.json")
+    bp = artifacts.require_blueprint(outputs / "blueprints" / f"{domain}.json")
     env = load_environment(server)
     data = s09_server.load_data(dict(env.table_paths))
     plan = ct.derive_tests(bp, data, {}, env.manifest.simulation_time)

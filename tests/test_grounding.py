@@ -1,6 +1,6 @@
 """The s17 hallucination check: invented values are caught, instance values pass."""
 
-from agentskiller.steps.grounding import extract_values, missing_values, ungrounded
+from agentskiller.grounding import extract_values, missing_values, ungrounded
 
 INSTANCE = {
     "values": {
@@ -87,7 +87,7 @@ def test_an_invented_street_number_or_phone_digit_is_caught():
 
 
 # ------------------------------------------------ natural renderings of instance values
-from agentskiller.steps.grounding import mentions  # noqa: E402
+from agentskiller.grounding import mentions  # noqa: E402
 
 NATURAL = {
     "values": {

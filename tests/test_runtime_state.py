@@ -40,7 +40,7 @@ def test_server_dir_and_manifest_load_the_same_environment():
     assert a.name == b.name == "ClinicDesk"
     assert a.table_paths == b.table_paths and a.module_paths == b.module_paths
     assert a.initial_state().hash() == b.initial_state().hash()
-    assert State.load(SERVER_DIR).hash() == a.initial_state().hash()
+    assert State.from_files(load_environment(SERVER_DIR).table_paths).hash() == a.initial_state().hash()
 
 
 def test_hash_is_sha256_of_canonical_json_and_ignores_the_user(state):

@@ -9,12 +9,13 @@ import pytest
 import yaml
 
 from agentskiller import io
+from agentskiller.artifacts import load_blueprint, load_entities, load_entity_graph
 from agentskiller.jobs import StepContext
 from agentskiller.llm import LLMClient
 from agentskiller.models.blueprint import OPENAI_NAME_RE, Blueprint
 from agentskiller.models.catalog import primary_key_for
-from agentskiller.steps import s01_topics, s02_entities, s03_entity_graph, s04_blueprints, s05_tool_lists
-from agentskiller.steps.s02_entities import RawEntity, normalize_entity
+from agentskiller.steps.catalog import s01_topics, s02_entities, s03_entity_graph, s04_blueprints, s05_tool_lists
+from agentskiller.steps.catalog.s02_entities import RawEntity, normalize_entity
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -75,18 +76,18 @@ def test_default_config_yields_valid_domains(world):
     cores = [o["core_entity"] for o in outlines]
     assert any(cores.count(c) >= 2 for c in cores), "no core person shared by two domains (no cross-domain pair)"
     for row in index["domains"]:
-        bp = s04_blueprints.load_blueprint(world / "blueprints" / f"{row['domain']}.json")
+        bp = load_blueprint(world / "blueprints" / f"{row['domain']}.json")
         assert isinstance(bp, Blueprint) and len(bp.tools) >= 8
         assert sum(t.kind == "authorize" for t in bp.tools) == 1
         assert io.read_json(world / "blueprints" / f"{row['domain']}.json")["meta"]["seed"] == 7
 
 
 def test_entities_and_graph(world):
-    ents = s02_entities.load_entities(world / "entities.json")
+    ents = load_entities(world / "entities.json")
     assert all(e.attributes[0].name == e.primary_key == primary_key_for(e.name) for e in ents.values())
     persons = [e for e in ents.values() if e.is_person]
     assert any(len(p.topics) >= 2 for p in persons)
-    graph = s04_blueprints.load_graph(world / "entity_graph.json")
+    graph = load_entity_graph(world / "entity_graph.json")
     assert "Dentist" in graph.neighbours("Patient") or "Flight" in graph.neighbours("Traveler")
     assert all(link.source in graph.persons for link in graph.links)
 
@@ -95,7 +96,7 @@ def test_tool_lists_are_openai_tools(world):
     for path in sorted((world / "tool_lists").glob("*.json")):
         tl = io.read_json(path)
         assert tl["status"] == "ok" and tl["tools"]
-        bp = s04_blueprints.load_blueprint(world / "blueprints" / path.name)
+        bp = load_blueprint(world / "blueprints" / path.name)
         assert [t["function"]["name"] for t in tl["tools"]] == [t.name for t in bp.tools]
         for tool, spec in zip(bp.tools, tl["tools"]):
             params = spec["function"]["parameters"]

@@ -7,13 +7,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from agentskiller import io
+from agentskiller import artifacts, io
 from agentskiller.jobs import StepContext
 from agentskiller.llm import offline
 from agentskiller.llm.offline import codegen_data
 from agentskiller.models.blueprint import Blueprint
-from agentskiller.steps import data_checks as dc
-from agentskiller.steps import s06_database as s06
+from agentskiller.steps.domains import data_checks as dc
+from agentskiller.steps.domains import s06_database as s06
 
 FIX = Path(__file__).parent / "fixtures"
 ROOT = Path(__file__).resolve().parents[1]
@@ -34,7 +34,7 @@ def blueprint() -> Blueprint:
 
 
 def entities():
-    return s06.load_entities(FIX / "entities_small.json")
+    return artifacts.load_entities(FIX / "entities_small.json")
 
 
 def entity_ctx(tmp: Path, name: str, cfg: dict) -> StepContext:

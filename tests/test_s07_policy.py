@@ -8,14 +8,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from agentskiller import io
+from agentskiller import artifacts, io
 from agentskiller.jobs import StepContext
 from agentskiller.llm import offline
 from agentskiller.llm.offline.provider import OfflineRequest
 from agentskiller.models.blueprint import Blueprint
-from agentskiller.steps import policy_markers as pm
-from agentskiller.steps import s06_database as s06
-from agentskiller.steps import s07_policy
+from agentskiller.steps.domains import policy_markers as pm
+from agentskiller.steps.domains import s07_policy
 
 FIX = Path(__file__).parent / "fixtures"
 ROOT = Path(__file__).resolve().parents[1]
@@ -27,7 +26,7 @@ def blueprint() -> Blueprint:
 
 
 def schema() -> pm.PolicySchema:
-    return pm.PolicySchema.from_blueprint(blueprint(), s06.load_entities(FIX / "entities_small.json"))
+    return pm.PolicySchema.from_blueprint(blueprint(), artifacts.load_entities(FIX / "entities_small.json"))
 
 
 def context() -> dict:

@@ -12,7 +12,7 @@ from agentskiller.jobs import StepContext
 from agentskiller.llm import offline
 from agentskiller.llm.offline.provider import OfflineRequest
 from agentskiller.models.blueprint import Blueprint
-from agentskiller.steps import s08_tool_graph as s08
+from agentskiller.steps.domains import s08_tool_graph as s08
 
 FIX = Path(__file__).parent / "fixtures"
 ROOT = Path(__file__).resolve().parents[1]

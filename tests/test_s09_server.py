@@ -14,7 +14,7 @@ from agentskiller.llm import LLMClient, LLMConfig
 from agentskiller.llm.base import ProviderResponse
 from agentskiller.llm.offline.provider import OfflineProvider
 from agentskiller.runtime.environment import load_environment
-from agentskiller.steps import s09_server
+from agentskiller.steps.domains import s09_server
 
 FIXTURE = Path(__file__).parent / "fixtures" / "s09" / "outputs"
 DOMAIN = "DentalCare"

@@ -14,13 +14,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from agentskiller import io
+from agentskiller import artifacts, io
 from agentskiller.jobs import StepContext
 from agentskiller.llm.offline import provider as offline
 from agentskiller.llm.offline.provider import handler, unregister
-from agentskiller.steps import s11_trajectory_fusion as s11
-from agentskiller.steps import s13_policy_merge as s13
-from agentskiller.steps.policy_markers import parse_policy, policy_for_tools
+from agentskiller.steps.cross import s11_trajectory_fusion as s11
+from agentskiller.steps.cross import s13_policy_merge as s13
+from agentskiller.steps.domains.policy_markers import parse_policy, policy_for_tools
 
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "s11" / "outputs"
 REPO = Path(__file__).resolve().parents[1]
@@ -294,7 +294,7 @@ def test_merged_policy_keeps_members_whole_and_namespaced(root):
 
 
 def test_bridge_rule_checks(root):
-    bps = [s13.load_blueprint(p) for p in member_paths(root, "blueprints")]
+    bps = [artifacts.load_blueprint(p) for p in member_paths(root, "blueprints")]
     pol = {d: io.read_text(root / f"policies/{d}.md") for d in (A, B)}
     v = s13.PairVocabulary.build(bps, pol)
 

@@ -9,12 +9,12 @@ import pytest
 from fixtures.s14.pipeline import ENV, FIXTURE, config, copy_fixture, run_all, run_step
 
 from agentskiller import io
+from agentskiller.grounding import mentions, ungrounded
 from agentskiller.llm.offline.handlers.s14_templates import judge_template
 from agentskiller.models.tasks import CRITERIA, GoldenCall, Instance, TemplateDraft
-from agentskiller.steps import s16_tasks
-from agentskiller.steps.grounding import mentions, ungrounded
-from agentskiller.steps.s14_templates import base_context, check_draft
-from agentskiller.steps.task_env import EnvView, trajectory_slots
+from agentskiller.steps.tasks import s16_tasks
+from agentskiller.steps.tasks.s14_templates import base_context, check_draft
+from agentskiller.steps.tasks.task_env import EnvView, trajectory_slots
 
 SIM = "2025-06-02T09:00:00Z"
 
@@ -272,7 +272,7 @@ def test_two_writes_of_one_column_are_two_slots_with_different_values(tmp_path):
     import random
 
     from agentskiller.models.tasks import TaskTemplate
-    from agentskiller.steps.s15_instances import make_instances
+    from agentskiller.steps.tasks.s15_instances import make_instances
 
     tpl = TaskTemplate(
         template_id="0" * 16,
@@ -340,7 +340,7 @@ def _address_case():
 
 
 def test_query_may_state_the_users_own_address_but_not_an_invented_one():
-    from agentskiller.steps.s17_queries import check_query
+    from agentskiller.steps.tasks.s17_queries import check_query
 
     tpl, inst, draft = _address_case()
     ok = draft([("your home address", "3246 Chad Village Apt. 172"), ("your phone", "+1-902-181-0132")])
@@ -350,7 +350,7 @@ def test_query_may_state_the_users_own_address_but_not_an_invented_one():
 
 
 def test_relationship_key_of_a_touched_record_stays_private():
-    from agentskiller.steps.s17_queries import check_query, forbidden_ids
+    from agentskiller.steps.tasks.s17_queries import check_query, forbidden_ids
 
     tpl, inst, draft = _address_case()
     rel = {"Appointment": "appointment_id"}
@@ -368,8 +368,8 @@ def test_update_with_only_optional_values_still_writes_one(tmp_path):
     import random
 
     from agentskiller.models.tasks import TaskTemplate
-    from agentskiller.steps.s15_instances import make_instances
-    from agentskiller.steps.s17_queries import required_values
+    from agentskiller.steps.tasks.s15_instances import make_instances
+    from agentskiller.steps.tasks.s17_queries import required_values
 
     copy_fixture(tmp_path)
     bp_path = tmp_path / f"blueprints/{ENV}.json"

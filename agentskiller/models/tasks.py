@@ -6,7 +6,7 @@ fixes the golden calls' arguments; a *task* is an instance whose golden calls ex
 cleanly on a fresh state; a *query* is a task rendered for training (persona, scenario,
 first user message).
 
-Slots are derived in code from the trajectory (:mod:`agentskiller.steps.task_env`), never
+Slots are derived in code from the trajectory (:mod:`agentskiller.steps.tasks.task_env`), never
 invented by the model: ``kind`` says where a slot's value comes from.
 
 * ``record``: the primary key of a record the trajectory acts on (the user's own ID, the

@@ -22,10 +22,7 @@ import hashlib
 import json
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:  # pragma: no cover
-    from .environment import Environment
+from typing import Any
 
 __all__ = ["State", "StateError", "load_table_file", "TableDiff"]
 
@@ -101,14 +98,6 @@ class State:
             _, pk, records = load_table_file(path)
             state.add_table(name, pk, records, source=str(path))
         return state
-
-    @classmethod
-    def load(cls, environment: Environment | str | Path) -> State:
-        """The initial state of an environment (an Environment or its path)."""
-        from .environment import Environment, load_environment
-
-        env = environment if isinstance(environment, Environment) else load_environment(environment)
-        return cls.from_files(env.table_paths)
 
     def primary_key(self, table: str) -> str:
         try:

@@ -1,6 +1,6 @@
 """Offline answer for s07: a domain service policy with structured markers.
 
-Context (from :mod:`agentskiller.steps.s07_policy`): ``blueprint`` (the blueprint as
+Context (from :mod:`agentskiller.steps.domains.s07_policy`): ``blueprint`` (the blueprint as
 JSON), ``database`` (per table: kind, primary key, count, columns with type, enum values or
 range, references, and an example ID) and ``simulation_time``.
 

@@ -1,6 +1,6 @@
 """Offline answer for s08: tool-graph edges and preconditions derived from the blueprint.
 
-From the tools' kinds and tables (context built by :mod:`agentskiller.steps.s08_tool_graph`):
+From the tools' kinds and tables (context built by :mod:`agentskiller.steps.domains.s08_tool_graph`):
 
 * authorize -> every other tool (state dependency: the session comes first);
 * search of a table -> read / update / delete of the same table (information flow: the IDs

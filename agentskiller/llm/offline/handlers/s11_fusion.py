@@ -1,6 +1,6 @@
 """Offline answer for s11: cross-domain storylines from the two members' feasible segments.
 
-Context (from :mod:`agentskiller.steps.s11_trajectory_fusion`): ``pair``, ``core_entity``,
+Context (from :mod:`agentskiller.steps.cross.s11_trajectory_fusion`): ``pair``, ``core_entity``,
 ``max_length``, ``target_count`` and per member its namespaced tools (kind, table,
 description), tool-graph edges, preconditions and ``segments`` (feasible sequences from the
 authorization tool, validated ones first).

@@ -1,6 +1,6 @@
 """Offline answer for s13: the Bridge Rules of a pair's merged policy.
 
-Context (from :mod:`agentskiller.steps.s13_policy_merge`): ``pair``, ``core_entity``,
+Context (from :mod:`agentskiller.steps.cross.s13_policy_merge`): ``pair``, ``core_entity``,
 ``core_key``, ``shared_tables`` and per member its namespaced authorization tool, tools
 (kind, physical table, description), relationship tables with their columns and its global
 rules.

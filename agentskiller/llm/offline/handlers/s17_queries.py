@@ -7,7 +7,7 @@ is grounded by construction. A value is written the way a person says it
 (:func:`render_value`): a date or date-time spelled out ("Friday, June 6, 2025 at 10:00 AM
 UTC"), an enum without underscores ("course planning"), money with a currency sign and
 separators ("$54,159.96"); IDs, names, addresses and free text stay verbatim. The s17
-grounding check (:mod:`agentskiller.steps.grounding`) recognises exactly these renderings
+grounding check (:mod:`agentskiller.grounding`) recognises exactly these renderings
 of the instance's own values. The wording (manner, greeting, how the first message states
 the caller's goal, the rendering variant) is drawn from the seeded RNG; the reason for the
 call is the template's, in the caller's own words. On a repair round it drops whatever
@@ -20,6 +20,7 @@ import datetime as dt
 import re
 from typing import Any
 
+from agentskiller.grounding import iso_when, mentions
 from agentskiller.llm.offline import OfflineRequest, handler
 from agentskiller.llm.offline.handlers.s14_templates import (
     CREATE_VERBS,
@@ -30,7 +31,6 @@ from agentskiller.llm.offline.handlers.s14_templates import (
     plural,
     words,
 )
-from agentskiller.steps.grounding import iso_when, mentions
 
 SLOT_RE = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)?)\}")
 MANNERS = [

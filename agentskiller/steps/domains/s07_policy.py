@@ -16,12 +16,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .. import io
-from ..jobs import StepContext
-from ..llm import LLMError
-from ..prompts import render
-from .policy_markers import PolicySchema, check_policy, parse_policy, strip_fence
-from .s06_database import load_blueprint_artifact, load_entities, upstream_reason
+from agentskiller import artifacts, io
+from agentskiller.artifacts import blueprint_or_reason, load_entities, upstream_reason
+from agentskiller.jobs import StepContext
+from agentskiller.llm import LLMError
+from agentskiller.prompts import render
+from agentskiller.steps.domains.policy_markers import PolicySchema, check_policy, parse_policy, strip_fence
 
 
 def database_context(summary: dict) -> dict[str, Any]:
@@ -46,7 +46,7 @@ def database_context(summary: dict) -> dict[str, Any]:
 
 def _summary(db: Path) -> dict:
     p = Path(db) / "summary.json" if Path(db).is_dir() else Path(db)
-    return io.read_json(p)
+    return artifacts.read(p)
 
 
 def _fail(ctx: StepContext, domain: str, reason: str, tools: list[str], rounds: list[dict] | None = None) -> None:
@@ -71,7 +71,7 @@ def _fail(ctx: StepContext, domain: str, reason: str, tools: list[str], rounds: 
 
 def run(ctx: StepContext) -> None:
     domain = ctx.wildcards.get("domain", "")
-    bp, failed = load_blueprint_artifact(ctx.inputs["blueprint"])
+    bp, failed = blueprint_or_reason(ctx.inputs["blueprint"])
     if bp is None:
         return _fail(ctx, domain, failed or "s04: blueprint failed", [])
     tools = [t.name for t in bp.tools]

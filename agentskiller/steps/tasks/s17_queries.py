@@ -21,11 +21,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from .. import io
-from ..jobs import StepContext
-from ..models.tasks import Instance, QueryDraft, Task, TaskTemplate
-from .grounding import missing_values, ungrounded
-from .task_env import artifact_failed, load_blueprint, slot_names
+from agentskiller import artifacts, io
+from agentskiller.artifacts import as_paths, failure_reason, require_blueprint
+from agentskiller.grounding import missing_values, ungrounded
+from agentskiller.jobs import StepContext
+from agentskiller.models.tasks import Instance, QueryDraft, Task, TaskTemplate
+from agentskiller.steps.tasks.task_env import slot_names
 
 SCHEMA = "query"
 
@@ -131,20 +132,17 @@ def check_query(
 
 
 def run(ctx: StepContext) -> None:
-    from ..llm import LLMError
-    from ..prompts import render
+    from agentskiller.llm import LLMError
+    from agentskiller.prompts import render
 
     env = ctx.wildcards.get("env") or ctx.wildcards.get("domain")
-    reason = artifact_failed(ctx.inputs.get("tasks"))
+    reason = failure_reason(ctx.inputs.get("tasks"))
     if reason:
         ctx.write_jsonl("queries", [{"env": env, "status": "failed", "reason": f"s17: tasks failed: {reason}"}], SCHEMA)
         return
-    tasks_doc = io.read_json(ctx.inputs["tasks"])
+    tasks_doc = artifacts.read(ctx.inputs["tasks"])
     templates = {t["template_id"]: TaskTemplate.model_validate(t) for t in tasks_doc.get("templates", [])}
-    blueprints = [
-        load_blueprint(p)
-        for p in (ctx.inputs["blueprint"] if isinstance(ctx.inputs["blueprint"], list) else [ctx.inputs["blueprint"]])
-    ]
+    blueprints = [require_blueprint(p) for p in as_paths(ctx.inputs["blueprint"])]
     domains = sorted(b.domain for b in blueprints)
     core = blueprints[0].core_entity
     rounds = int(ctx.config.get("tasks", {}).get("query_repair_rounds", 3))

@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
 
-from ..models.blueprint import Relationship
-from ..models.catalog import Entity
+from agentskiller.models.blueprint import Relationship
+from agentskiller.models.catalog import Entity
 
 #: examples shown per defect kind; the model needs a hint, not the whole table
 MAX_EXAMPLES = 3

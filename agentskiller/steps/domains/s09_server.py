@@ -6,7 +6,7 @@ Loop (section 6 of the design):
    blueprint, each tool's policy section, the s05 tool list and the tables (columns and
    sample rows) as context. A syntax check (``ast``) runs inside the LLM client's own
    self-correction loop.
-2. Run the contract tests (:mod:`agentskiller.steps.contract_tests`): all episodes of the
+2. Run the contract tests (:mod:`agentskiller.steps.domains.contract_tests`): all episodes of the
    round in ONE sandboxed worker process, plus the tool-list check (signatures built by the
    runtime loader, compared with ``tool_lists/{domain}.json``), also sandboxed.
 3. On failures send the failing tests and the current code back (task ``s09.repair``), up to
@@ -34,10 +34,11 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from .. import io
-from ..jobs import StepContext
-from ..models.blueprint import Blueprint
-from . import contract_tests as ct
+from agentskiller import artifacts, io
+from agentskiller.artifacts import first_failure, load_table, load_table_manifest
+from agentskiller.jobs import StepContext
+from agentskiller.models.blueprint import Blueprint
+from agentskiller.steps.domains import contract_tests as ct
 
 SCHEMA = "server_report"
 #: sample rows per table shown to the code model
@@ -50,16 +51,6 @@ class Quarantine(Exception):
 
 
 # --------------------------------------------------------------------------- inputs
-def _status_of(path: Path) -> tuple[str, str]:
-    try:
-        data = io.read_json(path)
-    except (OSError, ValueError) as exc:
-        return "failed", f"cannot read {path.name}: {exc}"
-    if isinstance(data, dict) and data.get("status") == "failed":
-        return "failed", str(data.get("reason") or "failed")
-    return "ok", ""
-
-
 def upstream_failure(ctx: StepContext) -> str | None:
     """The first failed upstream artifact, as ``"sNN <artifact>: reason"``."""
     checks = [
@@ -74,28 +65,8 @@ def upstream_failure(ctx: StepContext) -> str | None:
                 checks.append((f"s06 database {name}", Path(db) / name))
     for p in ctx.inputs.get("entity_tables") or []:
         checks.append((f"s06 entity table {Path(p).stem}", p))
-    for label, path in checks:
-        if path is None:
-            continue
-        if not Path(path).is_file():
-            return f"{label}: missing input {path}"
-        status, reason = _status_of(Path(path))
-        if status == "failed":
-            return f"{label}: {reason}"
-    return None
-
-
-def load_blueprint(path: Path) -> Blueprint:
-    data = io.read_json(path)
-    return Blueprint.model_validate({k: v for k, v in data.items() if k not in ("status", "reason", "meta")})
-
-
-def load_tool_list(path: Path) -> list[dict]:
-    data = io.read_json(path)
-    tools = data.get("tools") if isinstance(data, dict) else data
-    if not isinstance(tools, list):
-        raise Quarantine(f"s05 tool list {path}: no 'tools' list")
-    return tools
+    failed = first_failure(checks)
+    return f"{failed[0]}: {failed[1]}" if failed else None
 
 
 def table_files(ctx: StepContext, bp: Blueprint) -> dict[str, Path]:
@@ -105,8 +76,7 @@ def table_files(ctx: StepContext, bp: Blueprint) -> dict[str, Path]:
     files: dict[str, Path] = {}
     manifest = db / "tables.json"
     if manifest.is_file():
-        for name, rel in (io.read_json(manifest).get("tables") or {}).items():
-            files[name] = (db / rel).resolve()
+        files.update(load_table_manifest(db))
     entity_dirs = {Path(p).stem: Path(p).resolve() for p in ctx.inputs.get("entity_tables") or []}
     for e in bp.entities:
         if e not in files:
@@ -122,7 +92,7 @@ def table_files(ctx: StepContext, bp: Blueprint) -> dict[str, Path]:
 def load_data(files: dict[str, Path]) -> ct.DomainData:
     tables = {}
     for name, path in files.items():
-        data = io.read_json(path)
+        data = load_table(path)
         tables[name] = (data.get("primary_key"), list(data.get("records") or []))
     return ct.DomainData(tables)
 
@@ -226,7 +196,7 @@ def _write_server_dir(directory: Path, code: str, manifest: dict, status: str = 
 
 # ----------------------------------------------------------------------- test rounds
 def sandbox_settings(config: dict):
-    from ..runtime.sandbox import SandboxSettings
+    from agentskiller.runtime.sandbox import SandboxSettings
 
     return SandboxSettings.from_config(config.get("sandbox"))
 
@@ -245,7 +215,7 @@ _SPECS_SNIPPET = (
 
 def code_tool_specs(tools_py: Path, sandbox) -> tuple[list[dict] | None, str]:
     """(specs, error): the tool list of the generated module, built in a sandbox."""
-    from ..runtime.sandbox import run_sandboxed
+    from agentskiller.runtime.sandbox import run_sandboxed
 
     res = run_sandboxed(
         [sys.executable, "-c", _SPECS_SNIPPET],
@@ -275,8 +245,8 @@ def run_round(
             {"id": "syntax", "description": "the module parses", "tool": None, "passed": False, "detail": problems[0]}
         ]
     _write_server_dir(work, code, manifest)
-    from ..runtime.loader import compare_tool_lists
-    from ..runtime.worker import WorkerError, execute_episodes
+    from agentskiller.runtime.loader import compare_tool_lists
+    from agentskiller.runtime.worker import WorkerError, execute_episodes
 
     episodes = [e.as_json() for e in plan.episodes]
     try:
@@ -354,7 +324,7 @@ def list_tools_stdio(server_dir: Path, sandbox=None, timeout_s: float = 60.0) ->
 def check_mcp_server(server_dir: Path, expected_tools: list[dict], sandbox=None, timeout_s: float = 60.0) -> dict:
     """Start ``python -m agentskiller.serve <server_dir>`` over stdio with the MCP SDK
     client, list its tools and compare them with ``expected_tools``."""
-    from ..runtime.loader import compare_tool_lists
+    from agentskiller.runtime.loader import compare_tool_lists
 
     # no timings in the result: it goes into report.json, which must not depend on them
     try:
@@ -434,7 +404,7 @@ def quarantine(
 
 
 def run(ctx: StepContext) -> None:
-    domain = ctx.wildcards.get("domain") or load_blueprint(ctx.inputs["blueprint"]).domain
+    domain = ctx.wildcards.get("domain") or artifacts.read(ctx.inputs["blueprint"])["domain"]
     failed = upstream_failure(ctx)
     if failed:
         quarantine(ctx, domain, f"upstream failed: {failed}")
@@ -446,17 +416,22 @@ def run(ctx: StepContext) -> None:
 
 
 def build_server(ctx: StepContext, domain: str) -> None:
-    from ..llm import LLMError
-    from ..prompts import render
+    from agentskiller.llm import LLMError
+    from agentskiller.prompts import render
 
     try:
-        bp = load_blueprint(ctx.inputs["blueprint"])
+        bp = Blueprint.model_validate(
+            {k: v for k, v in artifacts.read(ctx.inputs["blueprint"]).items() if k in Blueprint.model_fields}
+        )
     except Exception as exc:  # pydantic ValidationError, unreadable JSON
         raise Quarantine(f"s04 blueprint unusable: {exc}"[:2000]) from None
-    expected_tools = load_tool_list(ctx.inputs["tool_list"])
+    try:
+        expected_tools = artifacts.load_tool_list(ctx.inputs["tool_list"])
+    except artifacts.ArtifactError as exc:
+        raise Quarantine(f"s05 tool list: {exc}") from None
     files = table_files(ctx, bp)
     data = load_data(files)
-    policy_text = io.read_text(ctx.inputs["policy"])
+    policy_text = artifacts.read_text(ctx.inputs["policy"])
     sim_time = str(ctx.config.get("simulation_time") or "")
     server_dir = ctx.output("tools").parent
     manifest = environment_manifest(bp, files, server_dir, sim_time)

@@ -28,11 +28,12 @@ import os
 from pathlib import Path
 from typing import Any
 
-from .. import io
-from ..jobs import StepContext
-from ..models.blueprint import Blueprint, Tool
-from .s10_combinations import TOOL_NAME_RE, pair_members
-from .task_env import NS_SEP
+from agentskiller import artifacts
+from agentskiller.artifacts import as_paths, require_blueprint
+from agentskiller.jobs import StepContext
+from agentskiller.models.blueprint import Blueprint, Tool
+from agentskiller.steps.cross.s10_combinations import TOOL_NAME_RE, pair_members
+from agentskiller.steps.tasks.task_env import NS_SEP
 
 REPORT_SCHEMA = "pair_server_report"
 TOOL_LIST_SCHEMA = "tool_list"
@@ -43,20 +44,8 @@ class PairFailure(Exception):
     """The pair cannot be served; the message is the report's reason."""
 
 
-def _as_list(v: Any) -> list[Path]:
-    return [Path(x) for x in v] if isinstance(v, (list, tuple)) else ([Path(v)] if v else [])
-
-
 def _by_domain(paths: list[Path], dir_named: bool) -> dict[str, Path]:
     return {(p.parent.name if dir_named else p.stem): p for p in paths}
-
-
-def _blueprint(path: Path) -> Blueprint:
-    data = io.read_json(path)
-    if data.get("status") == "failed":
-        raise PairFailure(f"s04 blueprint of {data.get('domain', path.stem)} failed: {data.get('reason', '')}")
-    fields = set(Blueprint.model_fields)
-    return Blueprint.model_validate({k: v for k, v in data.items() if k in fields})
 
 
 def namespaced_tool_list(members: dict[str, list[dict]]) -> list[dict]:
@@ -79,7 +68,7 @@ def pair_manifest(
     pair: str, bps: list[Blueprint], db_dir: Path, tools: dict[str, Path], server_dir: Path, simulation_time: str
 ) -> dict:
     """The runtime manifest of the pair (paths relative to ``server_dir``)."""
-    fused = io.read_json(db_dir / "tables.json")
+    fused = artifacts.read(db_dir / "tables.json")
     base = server_dir.resolve()
     tables = {name: os.path.relpath((db_dir / rel).resolve(), base) for name, rel in sorted(fused["tables"].items())}
     namespace = {d: dict(sorted(ns.items())) for d, ns in sorted(fused["namespace"].items())}
@@ -102,7 +91,7 @@ def pair_manifest(
 
 # ----------------------------------------------------------------- episode check
 def _load_records(manifest: dict, server_dir: Path, table: str) -> tuple[str, list[dict]]:
-    data = io.read_json((server_dir / manifest["tables"][table]).resolve())
+    data = artifacts.read((server_dir / manifest["tables"][table]).resolve())
     return data["primary_key"], sorted(data.get("records") or [], key=lambda r: str(r.get(data["primary_key"])))
 
 
@@ -175,7 +164,7 @@ def shared_user(bps: list[Blueprint], manifest: dict, server_dir: Path) -> Any:
 
 def episode_check(bps: list[Blueprint], manifest: dict, server_dir: Path, sandbox) -> dict:
     """Authorize in both members as one person and read in each, in the sandboxed worker."""
-    from ..runtime.worker import WorkerError, execute_episodes
+    from agentskiller.runtime.worker import WorkerError, execute_episodes
 
     core_pk = _load_records(manifest, server_dir, bps[0].core_entity)[0]
     user = shared_user(bps, manifest, server_dir)
@@ -242,25 +231,25 @@ def _quarantine(ctx: StepContext, pair: str, domains: list[str], reason: str, ch
 
 
 def upstream_failure(ctx: StepContext) -> str | None:
-    for p in _as_list(ctx.inputs.get("server_reports")):
-        rep = io.read_json(p)
+    for p in as_paths(ctx.inputs.get("server_reports")):
+        rep = artifacts.read(p)
         if rep.get("status") != "passed":
             return f"s09 server of {p.parent.name} failed: {rep.get('reason', '')}"
-    for p in _as_list(ctx.inputs.get("tool_lists")):
-        tl = io.read_json(p)
+    for p in as_paths(ctx.inputs.get("tool_lists")):
+        tl = artifacts.read(p)
         if tl.get("status") == "failed":
             return f"s05 tool list of {p.stem} failed: {tl.get('reason', '')}"
     tables = Path(ctx.inputs["db"]) / "tables.json"
     if not tables.is_file():
         return "s12 database: no tables.json"
-    fused = io.read_json(tables)
+    fused = artifacts.read(tables)
     if fused.get("status") == "failed":
         return f"s12 database failed: {fused.get('reason', '')}"
     return None
 
 
 def run(ctx: StepContext) -> None:
-    from .s09_server import check_mcp_server, sandbox_settings
+    from agentskiller.steps.domains.s09_server import check_mcp_server, sandbox_settings
 
     report_path = ctx.output("report")
     server_dir = report_path.parent
@@ -270,13 +259,15 @@ def run(ctx: StepContext) -> None:
         reason = upstream_failure(ctx)
         if reason:
             raise PairFailure(f"upstream failed: {reason}")
-        bps = sorted((_blueprint(p) for p in _as_list(ctx.inputs["blueprints"])), key=lambda b: b.domain)
+        bps = sorted(
+            (require_blueprint(p, PairFailure) for p in as_paths(ctx.inputs["blueprints"])), key=lambda b: b.domain
+        )
         if [bp.domain for bp in bps] != domains:
             raise PairFailure(f"blueprints {[bp.domain for bp in bps]} are not the members of {pair}")
-        tools = _by_domain(_as_list(ctx.inputs["tools"]), dir_named=True)
+        tools = _by_domain(as_paths(ctx.inputs["tools"]), dir_named=True)
         lists = {
-            d: list(io.read_json(p).get("tools") or [])
-            for d, p in _by_domain(_as_list(ctx.inputs["tool_lists"]), dir_named=False).items()
+            d: list(artifacts.read(p).get("tools") or [])
+            for d, p in _by_domain(as_paths(ctx.inputs["tool_lists"]), dir_named=False).items()
         }
         tool_list = namespaced_tool_list({d: lists[d] for d in domains})
         manifest = pair_manifest(

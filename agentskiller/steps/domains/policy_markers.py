@@ -32,8 +32,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..models.blueprint import Blueprint
-from ..models.catalog import Entity
+from agentskiller.models.blueprint import Blueprint
+from agentskiller.models.catalog import Entity
 
 POLICY_START = "<!-- POLICY_START -->"
 GLOBAL_RULES_END = "<!-- GLOBAL_RULES_END -->"

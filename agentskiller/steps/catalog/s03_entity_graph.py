@@ -9,11 +9,10 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict
 
+from agentskiller.artifacts import load_entities
 from agentskiller.jobs import StepContext
 from agentskiller.models.catalog import EntityGraph, EntityLink
 from agentskiller.prompts import render
-
-from .s02_entities import load_entities
 
 
 class Related(BaseModel):

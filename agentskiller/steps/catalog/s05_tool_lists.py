@@ -10,11 +10,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from agentskiller import io
+from agentskiller import artifacts
+from agentskiller.artifacts import load_blueprint
 from agentskiller.jobs import StepContext
 from agentskiller.models.blueprint import Blueprint, Tool, ToolParam
-
-from .s04_blueprints import load_blueprint
 
 SCALAR = {
     "string": {"type": "string"},
@@ -65,10 +64,10 @@ def tool_list(bp: Blueprint) -> list[dict[str, Any]]:
 
 
 def run(ctx: StepContext) -> None:
-    domain = ctx.wildcards.get("domain") or io.read_json(ctx.inputs["blueprint"])["domain"]
+    domain = ctx.wildcards.get("domain") or artifacts.read(ctx.inputs["blueprint"])["domain"]
     bp = load_blueprint(ctx.inputs["blueprint"])
     if bp is None:
-        reason = io.read_json(ctx.inputs["blueprint"]).get("reason", "")
+        reason = artifacts.read(ctx.inputs["blueprint"]).get("reason", "")
         ctx.write_json(
             "tool_list", {"domain": domain, "status": "failed", "reason": f"s04: {reason}", "tools": []}, "tool_list"
         )

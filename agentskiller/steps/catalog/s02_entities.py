@@ -11,7 +11,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from agentskiller import io
+from agentskiller import artifacts
 from agentskiller.jobs import StepContext
 from agentskiller.models.catalog import PASCAL_RE, SNAKE_RE, Attribute, Entity, pascal_case, primary_key_for, snake_case
 from agentskiller.prompts import render
@@ -149,7 +149,7 @@ def merge(entities: list[Entity]) -> list[Entity]:
 
 
 def run(ctx: StepContext) -> None:
-    topics = io.read_json(ctx.inputs["topics"])["topics"]
+    topics = artifacts.read(ctx.inputs["topics"])["topics"]
     size = max(1, int(ctx.config.get("entities", {}).get("batch_size", 4)))
     batches = [topics[i : i + size] for i in range(0, len(topics), size)]
 
@@ -178,8 +178,3 @@ def run(ctx: StepContext) -> None:
     ctx.write_json(
         "entities", {"entities": [e.model_dump(mode="json") for e in merged], "rejected": rejected}, "entities"
     )
-
-
-def load_entities(path) -> dict[str, Entity]:
-    """``entities.json`` as {name: Entity} (for later steps)."""
-    return {e["name"]: Entity.model_validate(e) for e in io.read_json(path)["entities"]}

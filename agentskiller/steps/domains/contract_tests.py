@@ -26,8 +26,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..models.blueprint import READ_ONLY_KINDS, WRITE_KINDS, Blueprint, Tool, ToolParam
-from ..models.catalog import primary_key_for, snake_case
+from agentskiller.models.blueprint import READ_ONLY_KINDS, WRITE_KINDS, Blueprint, Tool, ToolParam
+from agentskiller.models.catalog import primary_key_for, snake_case
 
 #: values that no generated or seeded key can take (s06 keys look like ``PAT-001`` or
 #: ``patient_n00001``); a tool must answer them with a ToolError

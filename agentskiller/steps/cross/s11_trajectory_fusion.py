@@ -36,19 +36,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from pydantic import BaseModel, Field
 
-from .. import io
-from ..jobs import StepContext
-from ..llm import LLMError
-from ..models.blueprint import Blueprint
-from ..prompts import render
-from .policy_markers import parse_policy
-from .s04_blueprints import load_blueprint
-from .s06_database import upstream_reason
-from .s08_tool_graph import rank_trajectories
+from agentskiller import artifacts
+from agentskiller.artifacts import as_paths, load_blueprint, upstream_reason
+from agentskiller.jobs import StepContext
+from agentskiller.llm import LLMError
+from agentskiller.models.blueprint import Blueprint
+from agentskiller.prompts import render
+from agentskiller.steps.domains.policy_markers import parse_policy
+from agentskiller.steps.domains.s08_tool_graph import rank_trajectories
 
 SCHEMA = "fused_trajectories"
 NS = "__"
@@ -137,7 +135,7 @@ def load_members(
     }
     members: list[Member] = []
     for p in sorted(blueprints, key=lambda x: Path(x).name):
-        data = io.read_json(p)
+        data = artifacts.read(p)
         domain = str(data.get("domain") or Path(p).stem)
         if data.get("status") == "failed":
             return [], f"{domain}: blueprint failed: {upstream_reason('s04', data)}"
@@ -145,18 +143,18 @@ def load_members(
         gpath, tpath = by["tool_graph"].get(domain), by["tasks"].get(domain)
         if gpath is None:
             return [], f"{domain}: no tool graph among the inputs"
-        graph = io.read_json(gpath)
+        graph = artifacts.read(gpath)
         if graph.get("status") == "failed":
             return [], f"{domain}: tool graph failed: {upstream_reason('s08', graph)}"
         m = Member(domain=domain, bp=bp, graph=graph)
         if tpath is not None:
-            tdoc = io.read_json(tpath)
+            tdoc = artifacts.read(tpath)
             if tdoc.get("status") == "failed":
                 return [], f"{domain}: single-domain tasks failed: {upstream_reason('s16', tdoc)}"
             m.segments, m.valid_counts = segment_evidence(tdoc)
         ppath = by["policy"].get(domain)
         if ppath is not None and Path(ppath).is_file():
-            m.policy = io.read_text(ppath)
+            m.policy = artifacts.read_text(ppath)
         members.append(m)
     if len(members) != 2:
         return members, f"a pair needs exactly two member blueprints, got {len(members)}"
@@ -171,18 +169,12 @@ def _by_domain(paths: list[Path]) -> dict[str, Path]:
     return out
 
 
-def _as_list(v: Any) -> list[Path]:
-    if v is None:
-        return []
-    return [Path(x) for x in v] if isinstance(v, (list, tuple)) else [Path(v)]
-
-
 def pair_record(combos_path: Path | None, pair: str) -> dict:
     """The pair's entry in ``cross/combinations.json`` (read defensively: any list of dicts
     under ``pairs`` / ``kept`` / ``combinations`` with ``pair`` or ``domains``/``members``)."""
     if combos_path is None or not Path(combos_path).is_file():
         return {}
-    data = io.read_json(combos_path)
+    data = artifacts.read(combos_path)
     items = (
         data
         if isinstance(data, list)
@@ -436,10 +428,10 @@ def limits(config: dict) -> tuple[int, int]:
 def run(ctx: StepContext) -> None:
     pair = ctx.wildcards.get("pair") or ctx.wildcards.get("env", "")
     members, reason = load_members(
-        _as_list(ctx.inputs.get("blueprints")),
-        _as_list(ctx.inputs.get("tool_graphs")),
-        _as_list(ctx.inputs.get("tasks")),
-        _as_list(ctx.inputs.get("policies")),
+        as_paths(ctx.inputs.get("blueprints")),
+        as_paths(ctx.inputs.get("tool_graphs")),
+        as_paths(ctx.inputs.get("tasks")),
+        as_paths(ctx.inputs.get("policies")),
     )
     if reason:
         return failed(ctx, pair, f"s11: {reason}")

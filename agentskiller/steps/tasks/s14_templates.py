@@ -20,10 +20,11 @@ import re
 from pathlib import Path
 from typing import Any
 
-from .. import io
-from ..jobs import StepContext
-from ..models.tasks import CRITERIA, JudgeVerdict, Slot, TaskTemplate, TemplateDraft
-from .task_env import EnvView, artifact_failed, slot_names, trajectory_slots
+from agentskiller import artifacts, io
+from agentskiller.artifacts import failed_input
+from agentskiller.jobs import StepContext
+from agentskiller.models.tasks import CRITERIA, JudgeVerdict, Slot, TaskTemplate, TemplateDraft
+from agentskiller.steps.tasks.task_env import TASK_INPUTS, EnvView, slot_names, trajectory_slots
 
 SCHEMA = "task_templates"
 TOOL_MARK_RE = re.compile(r"<!--\s*TOOL:\s*([A-Za-z0-9_\-]+)\s*-->")
@@ -157,8 +158,8 @@ def accept(scores: dict[str, int], threshold: float) -> tuple[bool, float]:
 
 # ---------------------------------------------------------------------- step
 def _one(ctx: StepContext, view: EnvView, trajectory: list[str], policy: str, threshold: float) -> TaskTemplate:
-    from ..llm import LLMError
-    from ..prompts import render
+    from agentskiller.llm import LLMError
+    from agentskiller.prompts import render
 
     tid = template_id(view.env, trajectory)
     try:
@@ -232,27 +233,16 @@ def failed_artifact(env: str, reason: str) -> dict:
     }
 
 
-def upstream_failure(ctx: StepContext, step: str = "s14") -> str | None:
-    """The first failed upstream artifact's reason, prefixed by this step."""
-    for name in ("server_report", "tool_graph", "blueprint", "policy_report", "templates", "instances", "tasks"):
-        paths = ctx.inputs.get(name)
-        for p in paths if isinstance(paths, list) else [paths]:
-            reason = artifact_failed(p) if p is not None else None
-            if reason:
-                return f"{step}: {name} failed: {reason}"
-    return None
-
-
 def _reusable(ctx: StepContext) -> dict[str, dict]:
     """Templates of a previous run over the very same inputs (library reruns)."""
     path = ctx.outputs.get("templates")
     if path is None or not Path(path).is_file():
         return {}
     try:
-        old = io.read_json(path)
+        old = artifacts.read(path)
     except ValueError:
         return {}
-    from ..prompts import prompt_version
+    from agentskiller.prompts import prompt_version
 
     # same inputs, seed, provider, models and prompt wording: the same requests
     if old.get("meta") != ctx.meta() or old.get("prompt_version") != prompt_version("s14") or old.get("status") != "ok":
@@ -262,7 +252,7 @@ def _reusable(ctx: StepContext) -> dict[str, dict]:
 
 def run(ctx: StepContext) -> None:
     env = ctx.wildcards.get("env") or ctx.wildcards.get("domain")
-    reason = upstream_failure(ctx)
+    reason = failed_input(ctx.inputs, TASK_INPUTS, "s14")
     if reason:
         ctx.write_json("templates", failed_artifact(env, reason), SCHEMA)
         return
@@ -270,11 +260,11 @@ def run(ctx: StepContext) -> None:
     threshold = float(cfg.get("judge_threshold", 3.0))
     cap = int(cfg.get("max_templates", 10))
     view = EnvView.load(env, ctx.inputs["blueprint"], ctx.inputs["server_report"])
-    graph = io.read_json(ctx.inputs["tool_graph"])
+    graph = artifacts.read(ctx.inputs["tool_graph"])
     trajectories = [list(t) for t in graph.get("trajectories", [])][:cap]
-    policy = io.read_text(ctx.inputs["policy"])
+    policy = artifacts.read_text(ctx.inputs["policy"])
     old = _reusable(ctx)
-    from ..prompts import prompt_version
+    from agentskiller.prompts import prompt_version
 
     def work(traj: list[str]) -> TaskTemplate:
         prev = old.get(template_id(env, traj))

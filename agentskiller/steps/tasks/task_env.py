@@ -18,34 +18,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .. import io
-from ..models.blueprint import Blueprint, Tool
-from ..models.tasks import Slot
+from agentskiller import artifacts
+from agentskiller.artifacts import as_paths, require_blueprint
+from agentskiller.models.blueprint import Blueprint, Tool
+from agentskiller.models.tasks import Slot
 
 SLOT_RE = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)?)\}")
 NS_SEP = "__"  # namespaced tool names: <prefix>__<tool>
-
-
-def _as_list(p: Any) -> list[Path]:
-    if p is None:
-        return []
-    return [Path(x) for x in p] if isinstance(p, (list, tuple)) else [Path(p)]
-
-
-def load_blueprint(path: Path) -> Blueprint:
-    data = io.read_json(path)
-    fields = set(Blueprint.model_fields)
-    return Blueprint.model_validate({k: v for k, v in data.items() if k in fields})
-
-
-def artifact_failed(path: Path | None) -> str | None:
-    """The reason when the JSON artifact at ``path`` has ``status: failed``, else None."""
-    if path is None or not Path(path).is_file() or Path(path).suffix != ".json":
-        return None
-    data = io.read_json(path)
-    if isinstance(data, dict) and data.get("status") == "failed":
-        return str(data.get("reason") or "failed upstream")
-    return None
+#: inputs of s14-s16 whose quarantine ends the env's task steps
+TASK_INPUTS = ("server_report", "tool_graph", "blueprint", "policy_report", "templates", "instances", "tasks")
 
 
 @dataclass
@@ -68,13 +49,13 @@ class EnvView:
     @classmethod
     def load(cls, env: str, blueprint: Any, server_report: Any) -> EnvView:
         bps = {}
-        for p in _as_list(blueprint):
-            bp = load_blueprint(p)
+        for p in as_paths(blueprint):
+            bp = require_blueprint(p)
             bps[bp.domain] = bp
-        reports = _as_list(server_report)
+        reports = as_paths(server_report)
         manifest: dict = {}
         for p in reports:  # a pair has one manifest; several are merged defensively
-            rep = io.read_json(p)
+            rep = artifacts.read(p)
             env_m = rep.get("environment") or (rep if "tables" in rep else {})
             if not manifest:
                 manifest = dict(env_m)
@@ -146,7 +127,7 @@ class EnvView:
         """Physical name -> {"primary_key", "records"} (records sorted by primary key)."""
         out = {}
         for name, path in sorted(self.table_paths().items()):
-            data = io.read_json(path)
+            data = artifacts.read(path)
             pk = data["primary_key"]
             out[name] = {"primary_key": pk, "records": sorted(data["records"], key=lambda r: str(r.get(pk)))}
         return out
@@ -158,7 +139,7 @@ class EnvView:
         rel = self.blueprints[domain].relationship(table)
         if rel is not None:
             return rel.primary_key
-        from ..models.catalog import primary_key_for
+        from agentskiller.models.catalog import primary_key_for
 
         return primary_key_for(table)
 
@@ -303,7 +284,7 @@ def _table_columns(view: EnvView, physical: str) -> list[str]:
                 return [c.name for c in rel.columns if not c.references and c.name != rel.primary_key]
     path = view.table_paths().get(physical)
     if path and path.is_file():
-        data = io.read_json(path)
+        data = artifacts.read(path)
         recs = data.get("records") or []
         if recs:
             pk = data.get("primary_key")

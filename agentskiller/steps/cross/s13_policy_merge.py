@@ -35,14 +35,14 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-from .. import io
-from ..jobs import StepContext
-from ..llm import LLMError
-from ..models.blueprint import Blueprint
-from ..prompts import render
-from .policy_markers import (
+from agentskiller import artifacts, io
+from agentskiller.artifacts import as_paths, load_blueprint, load_entities, upstream_reason
+from agentskiller.jobs import StepContext
+from agentskiller.llm import LLMError
+from agentskiller.models.blueprint import Blueprint
+from agentskiller.prompts import render
+from agentskiller.steps.domains.policy_markers import (
     GLOBAL_HEADING,
     GLOBAL_RULES_END,
     POLICY_END,
@@ -53,8 +53,6 @@ from .policy_markers import (
     tool_end,
     tool_start,
 )
-from .s04_blueprints import load_blueprint
-from .s06_database import upstream_reason
 
 SCHEMA = "merged_policy_report"
 NS = "__"
@@ -392,12 +390,6 @@ def check_merged(text: str, members: list[MemberPolicy]) -> list[str]:
 
 
 # ------------------------------------------------------------------ step
-def _as_list(v: Any) -> list[Path]:
-    if v is None:
-        return []
-    return [Path(x) for x in v] if isinstance(v, (list, tuple)) else [Path(v)]
-
-
 def _by_stem(paths: list[Path]) -> dict[str, Path]:
     return {Path(p).stem: Path(p) for p in paths}
 
@@ -427,23 +419,23 @@ def _fail(ctx: StepContext, pair: str, reason: str, tools: list[str], rounds: li
 def load_inputs(ctx: StepContext) -> tuple[list[Blueprint], dict[str, str], str | None]:
     """(member blueprints sorted by domain, {domain: policy text}, quarantine reason)."""
     bps: list[Blueprint] = []
-    for p in sorted(_as_list(ctx.inputs.get("blueprints")), key=lambda x: x.name):
-        data = io.read_json(p)
+    for p in sorted(as_paths(ctx.inputs.get("blueprints")), key=lambda x: x.name):
+        data = artifacts.read(p)
         if data.get("status") == "failed":
             return [], {}, f"{data.get('domain') or p.stem}: blueprint failed: {upstream_reason('s04', data)}"
         bps.append(load_blueprint(p))
-    reports = _by_stem(_as_list(ctx.inputs.get("policy_reports")))
-    texts = _by_stem(_as_list(ctx.inputs.get("policies")))
+    reports = _by_stem(as_paths(ctx.inputs.get("policy_reports")))
+    texts = _by_stem(as_paths(ctx.inputs.get("policies")))
     policies: dict[str, str] = {}
     for bp in bps:
         rep = reports.get(bp.domain)
         if rep is not None and rep.is_file():
-            r = io.read_json(rep)
+            r = artifacts.read(rep)
             if r.get("status") == "failed":
                 return bps, {}, f"{bp.domain}: policy failed: {upstream_reason('s07', r)}"
         if bp.domain not in texts or not texts[bp.domain].is_file():
             return bps, {}, f"{bp.domain}: no policy among the inputs"
-        policies[bp.domain] = io.read_text(texts[bp.domain])
+        policies[bp.domain] = artifacts.read_text(texts[bp.domain])
         if not policies[bp.domain].strip():
             return bps, {}, f"{bp.domain}: the policy is empty"
     if len(bps) != 2:
@@ -455,8 +447,6 @@ def entity_columns(path: Path | None) -> dict[str, set[str]]:
     """Optional ``entities`` input: the catalogue's attributes per entity."""
     if path is None or not Path(path).is_file():
         return {}
-    from .s06_database import load_entities
-
     return {name: {a.name for a in e.attributes} for name, e in load_entities(Path(path)).items()}
 
 

@@ -31,14 +31,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .. import io
-from ..jobs import StepContext
-from ..llm import LLMError
-from ..models.blueprint import Blueprint, Relationship
-from ..models.catalog import Entity
-from ..prompts import render
-from ..runtime.sandbox import SandboxSettings, run_sandboxed
-from . import data_checks as dc
+from agentskiller import artifacts, io
+from agentskiller.artifacts import blueprint_or_reason, load_entities, upstream_reason
+from agentskiller.jobs import StepContext
+from agentskiller.llm import LLMError
+from agentskiller.models.blueprint import Blueprint, Relationship
+from agentskiller.models.catalog import Entity
+from agentskiller.prompts import render
+from agentskiller.runtime.sandbox import SandboxSettings, run_sandboxed
+from agentskiller.steps.domains import data_checks as dc
 
 SCRIPT_NAME = "generate.py"
 OUTPUT_NAME = "output.json"
@@ -47,37 +48,6 @@ STDERR_LINES = 15
 
 
 # ------------------------------------------------------------------- loading inputs
-def load_entities(path: Path) -> dict[str, Entity]:
-    """``entities.json`` -> {name: Entity}; accepts a list, ``{"entities": [...]}`` or a mapping."""
-    data = io.read_json(path)
-    items: Any = data.get("entities", data) if isinstance(data, dict) else data
-    if isinstance(items, dict):
-        items = [{"name": k, **v} if "name" not in v else v for k, v in items.items() if isinstance(v, dict)]
-    out: dict[str, Entity] = {}
-    for item in items or []:
-        ent = Entity.model_validate(item)
-        out[ent.name] = ent
-    return out
-
-
-def load_blueprint_artifact(path: Path) -> tuple[Blueprint | None, str | None]:
-    """(blueprint, None) or (None, reason) when the artifact says ``status: failed``."""
-    data = io.read_json(path)
-    if not isinstance(data, dict):
-        return None, "blueprint artifact is not an object"
-    if data.get("status") == "failed":
-        return None, upstream_reason("s04", data)
-    fields = set(Blueprint.model_fields)
-    return Blueprint.model_validate({k: v for k, v in data.items() if k in fields}), None
-
-
-def upstream_reason(step: str, data: dict) -> str:
-    """The reason of a failed upstream artifact, prefixed by the failing step once."""
-    reason = str(data.get("reason") or "failed")
-    failing = str((data.get("meta") or {}).get("step") or step)
-    return reason if reason[:1] == "s" and reason[1:3].isdigit() else f"{failing}: {reason}"
-
-
 def table_seed(seed: int, *parts: str) -> int:
     """Per-table seed: stable, independent of the order jobs run in."""
     return int(io.sha256_json([int(seed), "s06", *parts])[:8], 16) % (2**31 - 1)
@@ -243,7 +213,7 @@ def _entity_tables(paths: list[Path] | Path | None) -> dict[str, tuple[Path, dic
     """entity name -> (file, parsed table) for the entity tables given to the job."""
     out: dict[str, tuple[Path, dict]] = {}
     for p in [paths] if isinstance(paths, Path) else list(paths or []):
-        data = io.read_json(p)
+        data = artifacts.read(p)
         out[str(data.get("table") or Path(p).stem)] = (Path(p), data)
     return out
 
@@ -287,7 +257,7 @@ def run_domain(ctx: StepContext) -> None:
     out = ctx.output("db")
     out.mkdir(parents=True, exist_ok=True)
     domain = ctx.wildcards.get("domain", out.name)
-    bp, failed = load_blueprint_artifact(ctx.inputs["blueprint"])
+    bp, failed = blueprint_or_reason(ctx.inputs["blueprint"])
     if bp is None:
         return _write_failed_domain(ctx, out, domain, failed or "s04: blueprint failed")
     entities = load_entities(ctx.inputs["entities"])
@@ -382,4 +352,4 @@ def _table_summary(kind: str, file: str, spec: dc.TableSpec, records: list[dict]
 
 def summarize_database(db_dir: Path) -> dict:
     """The summary.json of a domain database directory (for s07 and later steps)."""
-    return io.read_json(Path(db_dir) / "summary.json")
+    return artifacts.read(Path(db_dir) / "summary.json")

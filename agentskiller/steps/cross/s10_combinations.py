@@ -29,9 +29,10 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from .. import io
-from ..jobs import StepContext
-from ..models.blueprint import Blueprint
+from agentskiller import artifacts
+from agentskiller.artifacts import as_paths, failure_reason, require_blueprint
+from agentskiller.jobs import StepContext
+from agentskiller.models.blueprint import Blueprint
 
 SCHEMA = "combinations"
 PAIR_SEP = "+"
@@ -52,10 +53,6 @@ def physical_table(domain: str, table: str, entities: set[str]) -> str:
     return table if table in entities else f"{domain}_{table}"
 
 
-def _as_list(v: Any) -> list[Path]:
-    return [Path(x) for x in v] if isinstance(v, (list, tuple)) else ([Path(v)] if v else [])
-
-
 def _by_name(paths: list[Path], pattern: str) -> dict[str, Path]:
     """domain -> path for files named by the domain (``X/{domain}.json``, ``servers/{domain}/report.json``)."""
     out = {}
@@ -68,11 +65,10 @@ def _by_name(paths: list[Path], pattern: str) -> dict[str, Path]:
 def _blueprint(path: Path | None) -> tuple[Blueprint | None, str]:
     if path is None or not path.is_file():
         return None, "blueprint missing"
-    data = io.read_json(path)
-    if data.get("status") == "failed":
-        return None, f"blueprint failed: {data.get('reason', '')}"
-    fields = set(Blueprint.model_fields)
-    return Blueprint.model_validate({k: v for k, v in data.items() if k in fields}), ""
+    reason = failure_reason(path)
+    if reason is not None:
+        return None, f"blueprint failed: {reason}"
+    return require_blueprint(path), ""
 
 
 def interlockable_tasks(bp: Blueprint, tasks_doc: dict) -> int:
@@ -98,14 +94,14 @@ def member_facts(domain: str, bp_path: Path | None, report_path: Path | None, ta
     if report_path is None or not report_path.is_file():
         facts["problem"] = f"{domain}: no server report"
         return facts
-    rep = io.read_json(report_path)
+    rep = artifacts.read(report_path)
     if rep.get("status") != "passed":
         facts["problem"] = f"{domain}: server quarantined ({str(rep.get('reason') or 'failed')[:200]})"
         return facts
     if tasks_path is None or not tasks_path.is_file():
         facts["problem"] = f"{domain}: no single-domain tasks"
         return facts
-    doc = io.read_json(tasks_path)
+    doc = artifacts.read(tasks_path)
     if doc.get("status") == "failed":
         facts["problem"] = f"{domain}: single-domain tasks failed ({str(doc.get('reason') or '')[:200]})"
         return facts
@@ -181,10 +177,10 @@ def run(ctx: StepContext) -> None:
     enabled = bool(cfg.get("enabled", True))
     max_pairs = int(cfg.get("max_pairs", 4))
     min_tasks = int(cfg.get("min_member_tasks", 2))
-    index = io.read_json(ctx.inputs["index"])
-    bps = _by_name(_as_list(ctx.inputs.get("blueprints")), "")
-    reports = _by_name(_as_list(ctx.inputs.get("server_reports")), "report.json")
-    tasks = _by_name(_as_list(ctx.inputs.get("tasks")), "")
+    index = artifacts.read(ctx.inputs["index"])
+    bps = _by_name(as_paths(ctx.inputs.get("blueprints")), "")
+    reports = _by_name(as_paths(ctx.inputs.get("server_reports")), "report.json")
+    tasks = _by_name(as_paths(ctx.inputs.get("tasks")), "")
 
     core_of = {d["domain"]: d.get("core_entity") for d in index.get("domains", [])}
     facts = {d: member_facts(d, bps.get(d), reports.get(d), tasks.get(d)) for d in sorted(core_of)}
@@ -235,7 +231,7 @@ def run(ctx: StepContext) -> None:
 
 def kept_pairs(path: str | Path) -> list[str]:
     """The kept pair names of a ``cross/combinations.json`` (what ``{pair}`` ranges over)."""
-    return sorted(p["pair"] for p in io.read_json(path).get("pairs", []))
+    return sorted(p["pair"] for p in artifacts.read(path).get("pairs", []))
 
 
 __all__ = [

@@ -26,12 +26,12 @@ from typing import Literal
 import networkx as nx
 from pydantic import BaseModel, Field
 
-from .. import io
-from ..jobs import StepContext
-from ..llm import LLMError
-from ..models.blueprint import WRITE_KINDS, Blueprint
-from ..prompts import render
-from .s06_database import load_blueprint_artifact, upstream_reason
+from agentskiller import artifacts
+from agentskiller.artifacts import blueprint_or_reason, upstream_reason
+from agentskiller.jobs import StepContext
+from agentskiller.llm import LLMError
+from agentskiller.models.blueprint import WRITE_KINDS, Blueprint
+from agentskiller.prompts import render
 
 EdgeType = Literal["state dependency", "information flow", "storyline flow"]
 #: hard bound on enumerated paths, so a dense graph with a large max_length stays cheap
@@ -221,13 +221,13 @@ def _failed(ctx: StepContext, domain: str, reason: str, rounds: list[dict] | Non
 
 def run(ctx: StepContext) -> None:
     domain = ctx.wildcards.get("domain", "")
-    bp, failed = load_blueprint_artifact(ctx.inputs["blueprint"])
+    bp, failed = blueprint_or_reason(ctx.inputs["blueprint"])
     if bp is None:
         return _failed(ctx, domain, failed or "s04: blueprint failed")
-    report = io.read_json(ctx.inputs["policy_report"])
+    report = artifacts.read(ctx.inputs["policy_report"])
     if report.get("status") == "failed":
         return _failed(ctx, domain, upstream_reason("s07", report))
-    policy = io.read_text(ctx.inputs["policy"])
+    policy = artifacts.read_text(ctx.inputs["policy"])
     cfg = ctx.config.get("tool_graph", {})
     min_len, max_len = int(cfg.get("min_length", 2)), int(cfg.get("max_length", 4))
     cap = int(cfg.get("max_trajectories", 12))

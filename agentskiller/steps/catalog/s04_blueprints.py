@@ -16,15 +16,14 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from agentskiller import io
+from agentskiller import artifacts
+from agentskiller.artifacts import load_entities, load_entity_graph, load_outlines
 from agentskiller.jobs import StepContext
 from agentskiller.llm import LLMError
 from agentskiller.models.blueprint import DOMAIN_NAME_RE, Blueprint, Outline
-from agentskiller.models.catalog import Entity, EntityGraph, pascal_case
+from agentskiller.models.catalog import Entity, pascal_case
 from agentskiller.prompts import render
-
-from .blueprint_checks import Limits, check_blueprint, failure_artifact
-from .s02_entities import load_entities
+from agentskiller.steps.catalog.blueprint_checks import Limits, check_blueprint, failure_artifact
 
 
 class OutlinesAnswer(BaseModel):
@@ -32,10 +31,6 @@ class OutlinesAnswer(BaseModel):
 
 
 # ----------------------------------------------------------------------- outlines
-def load_graph(path: str | Path) -> EntityGraph:
-    return EntityGraph.model_validate({k: v for k, v in io.read_json(path).items() if k != "meta"})
-
-
 def validate_outline(
     o: Outline, person: str, entities: dict[str, Entity], neighbours: list[str], limits: Limits
 ) -> tuple[Outline | None, str]:
@@ -68,7 +63,7 @@ def select_domains(by_person: dict[str, list[Outline]], entities: dict[str, Enti
 
 def run_outlines(ctx: StepContext) -> None:
     entities = load_entities(ctx.inputs["entities"])
-    graph = load_graph(ctx.inputs["graph"])
+    graph = load_entity_graph(ctx.inputs["graph"])
     cfg = ctx.config.get("blueprints", {})
     limits = Limits.from_config(ctx.config)
     per_person = int(cfg.get("outlines_per_person", 2))
@@ -130,10 +125,6 @@ def run_outlines(ctx: StepContext) -> None:
     ctx.write_json("outlines", {"domains": [o.model_dump(mode="json") for o in chosen], "dropped": dropped}, "outlines")
 
 
-def load_outlines(path: str | Path) -> list[Outline]:
-    return [Outline.model_validate(d) for d in io.read_json(path)["domains"]]
-
-
 # ------------------------------------------------------------------------- detail
 def detail_context(outline: Outline, entities: dict[str, Entity], limits: Limits) -> dict:
     names = [outline.core_entity, *outline.peripheral_entities]
@@ -185,20 +176,12 @@ def run_detail(ctx: StepContext) -> None:
     ctx.write_json("blueprint", {**bp.model_dump(mode="json", exclude_none=True), "status": "ok"}, "blueprint")
 
 
-def load_blueprint(path: str | Path) -> Blueprint | None:
-    """The blueprint artifact as a model, or None when the domain is quarantined."""
-    data = io.read_json(path)
-    if data.get("status") == "failed":
-        return None
-    return Blueprint.model_validate({k: v for k, v in data.items() if k not in ("meta", "status")})
-
-
 # -------------------------------------------------------------------------- index
 def run_index(ctx: StepContext) -> None:
     outlines = {o.domain: o for o in load_outlines(ctx.inputs["outlines"])}
     rows = []
     for path in sorted(ctx.inputs["blueprints"], key=lambda p: Path(p).name):
-        data = io.read_json(path)
+        data = artifacts.read(path)
         domain = data["domain"]
         o = outlines.get(domain)
         row = {

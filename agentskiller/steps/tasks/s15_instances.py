@@ -33,11 +33,11 @@ import datetime as dt
 import random
 from typing import Any
 
-from .. import io
-from ..jobs import StepContext
-from ..models.tasks import GoldenCall, Instance, Resolve, Slot, TaskTemplate
-from .s14_templates import upstream_failure
-from .task_env import EnvView, slot_names
+from agentskiller import artifacts, io
+from agentskiller.artifacts import failed_input
+from agentskiller.jobs import StepContext
+from agentskiller.models.tasks import GoldenCall, Instance, Resolve, Slot, TaskTemplate
+from agentskiller.steps.tasks.task_env import TASK_INPUTS, EnvView, slot_names
 
 SCHEMA = "instances"
 HOURS = (9, 10, 11, 14, 15, 16)
@@ -315,7 +315,7 @@ class Builder:
                 state[ref.table].update(t.effects)
 
     def _label(self, physical: str) -> str:
-        from .task_env import _logical
+        from agentskiller.steps.tasks.task_env import _logical
 
         return _logical(self.view, physical)
 
@@ -402,7 +402,7 @@ def make_instances(
 
 def run(ctx: StepContext) -> None:
     env = ctx.wildcards.get("env") or ctx.wildcards.get("domain")
-    reason = upstream_failure(ctx, "s15")
+    reason = failed_input(ctx.inputs, TASK_INPUTS, "s15")
     if reason:
         ctx.write_json(
             "instances",
@@ -421,7 +421,7 @@ def run(ctx: StepContext) -> None:
     n = int(ctx.config.get("tasks", {}).get("samples_per_template", 2))
     view = EnvView.load(env, ctx.inputs["blueprint"], ctx.inputs["server_report"])
     tables = view.load_tables()
-    data = io.read_json(ctx.inputs["templates"])
+    data = artifacts.read(ctx.inputs["templates"])
     instances: list[dict] = []
     skipped: list[dict] = []
     accepted = [TaskTemplate.model_validate(t) for t in data.get("templates", []) if t["status"] == "accepted"]

@@ -24,8 +24,9 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from .. import io
-from ..jobs import StepContext
+from agentskiller import artifacts
+from agentskiller.artifacts import as_paths
+from agentskiller.jobs import StepContext
 
 ROW_SCHEMA = "dataset_row"
 STATS_SCHEMA = "dataset_stats"
@@ -33,10 +34,6 @@ STATS_SCHEMA = "dataset_stats"
 
 def _dumps(v: Any) -> str:
     return json.dumps(v, sort_keys=True, ensure_ascii=False)
-
-
-def _as_list(v: Any) -> list[Path]:
-    return [Path(x) for x in v] if isinstance(v, (list, tuple)) else ([Path(v)] if v else [])
 
 
 def _env_of(p: Path) -> str:
@@ -183,19 +180,21 @@ def card_text(meta: dict, stats: dict) -> str:
 
 
 def run(ctx: StepContext) -> None:
-    policies = {_env_of(p): io.read_text(p) for p in _as_list(ctx.inputs.get("policies")) if p.is_file()}
-    tool_lists = {_env_of(p): _tools_of(io.read_json(p)) for p in _as_list(ctx.inputs.get("tool_lists")) if p.is_file()}
+    policies = {_env_of(p): artifacts.read_text(p) for p in as_paths(ctx.inputs.get("policies")) if p.is_file()}
+    tool_lists = {
+        _env_of(p): _tools_of(artifacts.read(p)) for p in as_paths(ctx.inputs.get("tool_lists")) if p.is_file()
+    }
     tasks_by_env: dict[str, dict] = {}
-    for p in _as_list(ctx.inputs.get("tasks")):
-        doc = io.read_json(p)
+    for p in as_paths(ctx.inputs.get("tasks")):
+        doc = artifacts.read(p)
         tasks_by_env[doc.get("env") or p.stem] = doc
     rows: list[dict] = []
     per_env: dict[str, dict] = {}
     traj_len: Counter = Counter()
     tools_used: Counter = Counter()
     rejections: dict[str, Counter] = {"s14": Counter(), "s15": Counter(), "s16": Counter(), "s17": Counter()}
-    for p in sorted(_as_list(ctx.inputs.get("queries"))):
-        queries = io.read_jsonl(p)
+    for p in sorted(as_paths(ctx.inputs.get("queries"))):
+        queries = artifacts.read_lines(p)
         env = p.stem
         doc = tasks_by_env.get(env, {})
         if doc.get("status") == "failed" or any(q.get("status") == "failed" for q in queries):

@@ -26,11 +26,12 @@ import os
 from pathlib import Path
 from typing import Any
 
-from .. import io
-from ..jobs import StepContext
-from ..models.blueprint import Blueprint
-from . import data_checks as dc
-from .s10_combinations import pair_members, physical_table
+from agentskiller import artifacts, io
+from agentskiller.artifacts import as_paths, require_blueprint
+from agentskiller.jobs import StepContext
+from agentskiller.models.blueprint import Blueprint
+from agentskiller.steps.cross.s10_combinations import pair_members, physical_table
+from agentskiller.steps.domains import data_checks as dc
 
 TABLES_SCHEMA = "fused_database"
 SUMMARY_SCHEMA = "database_summary"
@@ -41,24 +42,12 @@ class FusionError(Exception):
     """The pair's database cannot be built; the message is the artifact's reason."""
 
 
-def _as_list(v: Any) -> list[Path]:
-    return [Path(x) for x in v] if isinstance(v, (list, tuple)) else ([Path(v)] if v else [])
-
-
-def _load_blueprint(path: Path) -> Blueprint:
-    data = io.read_json(path)
-    if data.get("status") == "failed":
-        raise FusionError(f"s04 blueprint of {data.get('domain', path.stem)} failed: {data.get('reason', '')}")
-    fields = set(Blueprint.model_fields)
-    return Blueprint.model_validate({k: v for k, v in data.items() if k in fields})
-
-
 def _member_tables(db_dir: Path, bp: Blueprint) -> dict[str, Path]:
     """logical table -> file of one member, from its s06 ``tables.json``."""
     manifest = db_dir / "tables.json"
     if not manifest.is_file():
         raise FusionError(f"s06 database of {bp.domain}: no tables.json in {db_dir}")
-    data = io.read_json(manifest)
+    data = artifacts.read(manifest)
     if data.get("status") == "failed":
         raise FusionError(f"s06 database of {bp.domain} failed: {data.get('reason', '')}")
     files = {name: (db_dir / rel).resolve() for name, rel in (data.get("tables") or {}).items()}
@@ -71,7 +60,7 @@ def _member_tables(db_dir: Path, bp: Blueprint) -> dict[str, Path]:
 def _read_table(path: Path, label: str) -> dict:
     if not path.is_file():
         raise FusionError(f"{label}: missing table file {path}")
-    data = io.read_json(path)
+    data = artifacts.read(path)
     if data.get("status") == "failed":
         raise FusionError(f"{label} failed: {data.get('reason', '')}")
     return data
@@ -223,13 +212,13 @@ def run(ctx: StepContext) -> None:
     pair = ctx.wildcards.get("pair") or out.parent.name
     domains = pair_members(pair)
     try:
-        bps = [_load_blueprint(p) for p in _as_list(ctx.inputs["blueprints"])]
+        bps = [require_blueprint(p, FusionError) for p in as_paths(ctx.inputs["blueprints"])]
         if sorted(bp.domain for bp in bps) != domains:
             raise FusionError(f"blueprints {[bp.domain for bp in bps]} are not the members of {pair}")
         cores = {bp.core_entity for bp in bps}
         if len(cores) != 1:
             raise FusionError(f"members do not share a core entity: {sorted(cores)}")
-        dbs = {p.name: p for p in _as_list(ctx.inputs["dbs"])}
+        dbs = {p.name: p for p in as_paths(ctx.inputs["dbs"])}
         missing = sorted(set(domains) - set(dbs))
         if missing:
             raise FusionError(f"no member database for {missing}")

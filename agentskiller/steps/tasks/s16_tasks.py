@@ -20,12 +20,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .. import io
-from ..jobs import StepContext
-from ..models.blueprint import WRITE_KINDS
-from ..models.tasks import GoldenCall, Instance, Task
-from .s14_templates import upstream_failure
-from .task_env import EnvView
+from agentskiller import artifacts, io
+from agentskiller.artifacts import failed_input
+from agentskiller.jobs import StepContext
+from agentskiller.models.blueprint import WRITE_KINDS
+from agentskiller.models.tasks import GoldenCall, Instance, Task
+from agentskiller.steps.tasks.task_env import TASK_INPUTS, EnvView
 
 SCHEMA = "tasks"
 
@@ -58,8 +58,8 @@ def apply_resolves(calls: list[GoldenCall], results: list[Any]) -> list[dict] | 
 
 def sandboxed_executor(sandbox_cfg: dict | None) -> Executor:
     """Episodes through the runtime's sandboxed worker (one process per batch)."""
-    from ..runtime.sandbox import SandboxSettings
-    from ..runtime.worker import execute_episodes
+    from agentskiller.runtime.sandbox import SandboxSettings
+    from agentskiller.runtime.worker import execute_episodes
 
     settings = SandboxSettings.from_config(sandbox_cfg)
 
@@ -72,7 +72,7 @@ def sandboxed_executor(sandbox_cfg: dict | None) -> Executor:
 
 def inprocess_executor() -> Executor:
     """Trusted replays only (tests over hand-written tools): no sandbox."""
-    from ..runtime.worker import execute_episodes_inprocess
+    from agentskiller.runtime.worker import execute_episodes_inprocess
 
     def run(env_path: Path, episodes: list[list[dict]]) -> list[dict]:
         eps = [{"id": f"e{i:05d}", "calls": e} for i, e in enumerate(episodes)]
@@ -184,7 +184,7 @@ def validate(
 
 def run(ctx: StepContext, execute: Executor | None = None) -> None:
     env = ctx.wildcards.get("env") or ctx.wildcards.get("domain")
-    reason = upstream_failure(ctx, "s16")
+    reason = failed_input(ctx.inputs, TASK_INPUTS, "s16")
     if reason:
         ctx.write_json(
             "tasks",
@@ -199,7 +199,7 @@ def run(ctx: StepContext, execute: Executor | None = None) -> None:
             SCHEMA,
         )
         return
-    from ..runtime.environment import load_environment
+    from agentskiller.runtime.environment import load_environment
 
     view = EnvView.load(env, ctx.inputs["blueprint"], ctx.inputs["server_report"])
     env_path = Path(
@@ -209,7 +209,7 @@ def run(ctx: StepContext, execute: Executor | None = None) -> None:
     ).parent
     # loading data only (no generated code runs here): the hash every episode starts from
     initial_hash = load_environment(env_path).initial_state().hash()
-    data = io.read_json(ctx.inputs["instances"])
+    data = artifacts.read(ctx.inputs["instances"])
     instances = [Instance.model_validate(i) for i in data.get("instances", [])]
     execute = execute or sandboxed_executor(ctx.config.get("sandbox"))
     tasks = validate(view, env_path, instances, initial_hash, execute) if instances else []

@@ -1,0 +1,1 @@
+"""AgentSkiller: synthesize executable tool-use environments and verified tasks (see README.md)."""
