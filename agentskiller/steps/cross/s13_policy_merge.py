@@ -53,6 +53,7 @@ from agentskiller.steps.domains.policy_markers import (
     tool_end,
     tool_start,
 )
+from agentskiller.steps.repair import checks_failed
 
 SCHEMA = "merged_policy_report"
 NS = "__"
@@ -518,13 +519,8 @@ def run(ctx: StepContext) -> None:
             "s13.bridge_rules", messages, role="text", context=context, check=check, max_rounds=max_rounds
         )
     except LLMError as exc:
-        last = rounds[-1]["errors"] if rounds else [str(exc)]
         return _fail(
-            ctx,
-            pair,
-            f"s13: the Bridge Rules failed their checks after {max(len(rounds), 1)} round(s): " + "; ".join(last[:5]),
-            tools,
-            rounds,
+            ctx, pair, checks_failed("s13", "the Bridge Rules failed their checks", rounds, exc), tools, rounds
         )
     bridge = bridge_section(answer)
     text = compose(pair, members, bridge)

@@ -22,6 +22,7 @@ from agentskiller.jobs import StepContext
 from agentskiller.llm import LLMError
 from agentskiller.prompts import render
 from agentskiller.steps.domains.policy_markers import PolicySchema, check_policy, parse_policy, strip_fence
+from agentskiller.steps.repair import checks_failed
 
 
 def database_context(summary: dict) -> dict[str, Any]:
@@ -101,14 +102,7 @@ def run(ctx: StepContext) -> None:
             "s07.policy", messages, role="text", context=context, check=check, max_rounds=max_rounds
         )
     except LLMError as exc:
-        last = rounds[-1]["errors"] if rounds else [str(exc)]
-        return _fail(
-            ctx,
-            domain,
-            f"s07: the policy failed its checks after {max(len(rounds), 1)} round(s): " + "; ".join(last[:5]),
-            tools,
-            rounds,
-        )
+        return _fail(ctx, domain, checks_failed("s07", "the policy failed its checks", rounds, exc), tools, rounds)
     text = strip_fence(text).strip() + "\n"
     parsed = parse_policy(text)
     ctx.write_text("policy", text)

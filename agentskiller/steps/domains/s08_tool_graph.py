@@ -32,6 +32,7 @@ from agentskiller.jobs import StepContext
 from agentskiller.llm import LLMError
 from agentskiller.models.blueprint import WRITE_KINDS, Blueprint
 from agentskiller.prompts import render
+from agentskiller.steps.repair import checks_failed
 
 EdgeType = Literal["state dependency", "information flow", "storyline flow"]
 #: hard bound on enumerated paths, so a dense graph with a large max_length stays cheap
@@ -251,13 +252,7 @@ def run(ctx: StepContext) -> None:
             max_rounds=ctx.config.get("llm", {}).get("max_repair_rounds"),
         )
     except LLMError as exc:
-        last = rounds[-1]["errors"] if rounds else [str(exc)]
-        return _failed(
-            ctx,
-            domain,
-            f"s08: the tool graph failed its checks after {max(len(rounds), 1)} round(s): " + "; ".join(last[:5]),
-            rounds,
-        )
+        return _failed(ctx, domain, checks_failed("s08", "the tool graph failed its checks", rounds, exc), rounds)
     ctx.write_json("graph", assemble(bp, ans, min_len, max_len, cap, rounds), "tool_graph")
 
 
