@@ -25,10 +25,11 @@ status ``failed``, a reason, no environment; the run goes on.
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
-from agentskiller import artifacts
+from agentskiller import artifacts, io
 from agentskiller.artifacts import as_paths, require_blueprint
 from agentskiller.jobs import StepContext
 from agentskiller.models.blueprint import Blueprint, Tool
@@ -55,7 +56,7 @@ def namespaced_tool_list(members: dict[str, list[dict]]) -> list[dict]:
         for t in members[domain]:
             fn = dict(t["function"])
             fn["name"] = f"{domain}{NS_SEP}{fn['name']}"
-            if not TOOL_NAME_RE.match(fn["name"]):
+            if not TOOL_NAME_RE.fullmatch(fn["name"]):
                 raise PairFailure(f"namespaced tool name {fn['name']!r} does not fit ^[a-zA-Z0-9_-]{{1,64}}$")
             out.append({**t, "function": fn})
     names = [t["function"]["name"] for t in out]
@@ -248,8 +249,22 @@ def upstream_failure(ctx: StepContext) -> str | None:
     return None
 
 
+def run_checks(bps: list[Blueprint], manifest: dict, server_dir: Path, tool_list: list[dict], sandbox) -> dict:
+    """The sandboxed two-authorization episode, then (when it passed) the live MCP tool list."""
+    from agentskiller.steps.domains.s09_server import check_mcp_server
+
+    checks: dict[str, Any] = {}
+    try:
+        checks["episode"] = episode_check(bps, manifest, server_dir, sandbox)
+    except PairFailure as exc:
+        checks["episode"] = {"passed": False, "detail": str(exc)}
+    if checks["episode"]["passed"]:
+        checks["mcp"] = check_mcp_server(server_dir, tool_list, sandbox, timeout_s=float(sandbox.timeout_s))
+    return checks
+
+
 def run(ctx: StepContext) -> None:
-    from agentskiller.steps.domains.s09_server import check_mcp_server, sandbox_settings
+    from agentskiller.steps.domains.s09_server import sandbox_settings
 
     report_path = ctx.output("report")
     server_dir = report_path.parent
@@ -277,18 +292,19 @@ def run(ctx: StepContext) -> None:
         _quarantine(ctx, pair, domains, str(exc))
         return
     sandbox = sandbox_settings(ctx.config)
-    # the environment must be loadable where the documented command looks for it
-    ctx.write_json("report", _report(pair, domains, "passed", "", {"pending": True}, manifest), REPORT_SCHEMA)
-    checks: dict[str, Any] = {}
+    # The checks load the environment from a staging sibling of the server folder (same depth,
+    # so the manifest's relative paths hold); the report is written once, after every check.
+    staging = server_dir.parent / f".{server_dir.name}.staging"
+    staging.mkdir(parents=True, exist_ok=True)
+    io.write_json(staging / "report.json", {"status": "passed", "environment": manifest})
     try:
-        checks["episode"] = episode_check(bps, manifest, server_dir, sandbox)
-    except PairFailure as exc:
-        checks["episode"] = {"passed": False, "detail": str(exc)}
+        checks = run_checks(bps, manifest, staging, tool_list, sandbox)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     if not checks["episode"]["passed"]:
         _quarantine(ctx, pair, domains, f"episode check failed: {checks['episode']['detail']}", checks)
         return
-    mcp = check_mcp_server(server_dir, tool_list, sandbox, timeout_s=float(sandbox.timeout_s))
-    checks["mcp"] = mcp
+    mcp = checks["mcp"]
     if not mcp["tools_match"]:
         _quarantine(
             ctx, pair, domains, f"the live MCP server does not advertise the tool list: {mcp['detail']}", checks

@@ -207,9 +207,12 @@ def _write_failed(ctx: StepContext, out: Path, pair: str, domains: list[str], re
 
 
 def run(ctx: StepContext) -> None:
-    out = ctx.output("db")
-    out.mkdir(parents=True, exist_ok=True)
-    pair = ctx.wildcards.get("pair") or out.parent.name
+    with io.atomic_dir(ctx.output("db")) as out:
+        build_pair_database(ctx, out, ctx.wildcards.get("pair") or ctx.output("db").parent.name)
+
+
+def build_pair_database(ctx: StepContext, out: Path, pair: str) -> None:
+    """The pair's fused tables, manifest and summary, written under ``out``."""
     domains = pair_members(pair)
     try:
         bps = [require_blueprint(p, FusionError) for p in as_paths(ctx.inputs["blueprints"])]

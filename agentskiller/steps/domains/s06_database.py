@@ -254,9 +254,12 @@ def _write_failed_domain(ctx: StepContext, out: Path, domain: str, reason: str) 
 
 
 def run_domain(ctx: StepContext) -> None:
-    out = ctx.output("db")
-    out.mkdir(parents=True, exist_ok=True)
-    domain = ctx.wildcards.get("domain", out.name)
+    with io.atomic_dir(ctx.output("db")) as out:
+        build_domain(ctx, out, ctx.wildcards.get("domain", ctx.output("db").name))
+
+
+def build_domain(ctx: StepContext, out: Path, domain: str) -> None:
+    """Every relationship table of ``domain``, its manifest and summary, written under ``out``."""
     bp, failed = blueprint_or_reason(ctx.inputs["blueprint"])
     if bp is None:
         return _write_failed_domain(ctx, out, domain, failed or "s04: blueprint failed")

@@ -510,24 +510,16 @@ def build_server(ctx: StepContext, domain: str) -> None:
         quarantine(ctx, domain, raise_q, rounds, results, plan.skipped)
         return
 
-    # The tests pass: install the server where the documented command finds it, then
-    # check the live server through the MCP SDK.
+    # The tests pass: check the live server through the MCP SDK from a staging sibling of the
+    # server folder (same depth, so the manifest's relative paths hold), and write the outputs
+    # only after every check: a kill at any moment leaves no report that says "passed" early.
+    staging = server_dir.parent / f".{server_dir.name}.staging"
+    _write_server_dir(staging, code, manifest)
+    try:
+        mcp = check_mcp_server(staging, expected_tools, sandbox, timeout_s=float(sandbox.timeout_s))
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     ctx.write_text("tools", code)
-    ctx.write_json(
-        "report",
-        _report(
-            domain,
-            "passed",
-            "",
-            rounds,
-            results,
-            plan.skipped,
-            {"ran": False, "tools_match": False, "detail": "pending"},
-            manifest,
-        ),
-        SCHEMA,
-    )
-    mcp = check_mcp_server(server_dir, expected_tools, sandbox, timeout_s=float(sandbox.timeout_s))
     if not mcp["tools_match"]:
         reason = f"the live MCP server does not advertise the tool list: {mcp['detail']}"
         quarantine(ctx, domain, reason, rounds, results, plan.skipped, mcp)
