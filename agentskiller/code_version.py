@@ -124,7 +124,7 @@ def closure(roots: list[str], script: Path | None = None) -> set[str]:
         if path is None:
             continue
         todo += sorted(_imports(path, mod) - seen)
-        todo += sorted({handlers[c] for c in _constants(path) if TASK_RE.match(c) and c in handlers} - seen)
+        todo += sorted({handlers[c] for c in _constants(path) if TASK_RE.fullmatch(c) and c in handlers} - seen)
     return seen
 
 
@@ -136,7 +136,7 @@ def files_for(script: str | Path) -> list[Path]:
         path = module_path(mod)
         for const in _constants(path):
             prompt = LIB_DIR / "prompts" / f"{const}.yaml"
-            if STEP_RE.match(const) and prompt.is_file():
+            if STEP_RE.fullmatch(const) and prompt.is_file():
                 files.add(prompt)
         for pattern in DATA_FILES.get(mod, ()):
             files.update(LIB_DIR.glob(pattern))

@@ -206,7 +206,7 @@ def _check(cat: Catalog) -> None:
                 if c.enum is not None and not c.enum:
                     errors.append(f"{where}: column {c.name} has an empty enum")
         for d in t.domains:
-            if not DOMAIN_NAME_RE.match(d.name) or d.name in domain_names:
+            if not DOMAIN_NAME_RE.fullmatch(d.name) or d.name in domain_names:
                 errors.append(f"topic {t.name}: domain name {d.name} invalid or duplicated")
             domain_names.add(d.name)
             unknown = [r for r in d.relationships if not t.relationship(r)]
@@ -218,7 +218,7 @@ def _check(cat: Catalog) -> None:
         for a in e.attributes:
             if a.enum is not None and not a.enum:
                 errors.append(f"entity {e.name}: attribute {a.name} has an empty enum")
-        if not TOOL_NAME_RE.match(f"search_{snake_case(e.name)}s"):
+        if not TOOL_NAME_RE.fullmatch(f"search_{snake_case(e.name)}s"):
             errors.append(f"entity {e.name}: name too long for tool names")
     if errors:
         raise ValueError("offline catalogue is inconsistent:\n  " + "\n  ".join(errors))

@@ -98,7 +98,7 @@ def check_blueprint(
     """All rule violations of ``bp`` (empty = valid)."""
     out: list[str] = []
     # ---------------------------------------------------------------- shape
-    if not DOMAIN_NAME_RE.match(bp.domain):
+    if not DOMAIN_NAME_RE.fullmatch(bp.domain):
         out.append(
             _p(
                 "server_name",
@@ -231,7 +231,7 @@ def _check_tool(bp: Blueprint, entities: dict[str, Entity], tool: Tool) -> list[
     out: list[str] = []
     where = f"tool {tool.name}"
     full = namespaced(bp.domain, tool.name)
-    if not TOOL_NAME_RE.match(tool.name) or not OPENAI_NAME_RE.match(full):
+    if not TOOL_NAME_RE.fullmatch(tool.name) or not OPENAI_NAME_RE.fullmatch(full):
         out.append(
             _p(
                 "tool_name",

@@ -64,7 +64,7 @@ class EntitiesAnswer(BaseModel):
 
 def _attribute(raw: RawAttribute) -> Attribute | None:
     name = snake_case(raw.name)
-    if not SNAKE_RE.match(name or "-"):
+    if not SNAKE_RE.fullmatch(name or "-"):
         return None
     enum = [str(v) for v in raw.enum] if raw.enum else None
     return Attribute(
@@ -81,8 +81,8 @@ def _attribute(raw: RawAttribute) -> Attribute | None:
 
 def normalize_entity(raw: RawEntity, entity_names: set[str]) -> tuple[Entity | None, str]:
     """(entity, "") or (None, reason). Enforces the primary key rule in code."""
-    name = raw.name if PASCAL_RE.match(raw.name) else pascal_case(raw.name)
-    if not name or not PASCAL_RE.match(name):
+    name = raw.name if PASCAL_RE.fullmatch(raw.name) else pascal_case(raw.name)
+    if not name or not PASCAL_RE.fullmatch(name):
         return None, f"invalid entity name {raw.name!r}"
     attrs: list[Attribute] = []
     for a in raw.attributes:
@@ -160,7 +160,7 @@ def run(ctx: StepContext) -> None:
 
     answers = ctx.llm.map(ask, batches)
     raws = [e for a in answers for e in a.entities]
-    names = {r.name if PASCAL_RE.match(r.name) else pascal_case(r.name) for r in raws}
+    names = {r.name if PASCAL_RE.fullmatch(r.name) else pascal_case(r.name) for r in raws}
     good: list[Entity] = []
     rejected: list[dict] = []
     for raw in raws:

@@ -35,8 +35,8 @@ def validate_outline(
     o: Outline, person: str, entities: dict[str, Entity], neighbours: list[str], limits: Limits
 ) -> tuple[Outline | None, str]:
     """(fixed outline, "") or (None, reason)."""
-    name = o.domain if DOMAIN_NAME_RE.match(o.domain) else pascal_case(re.sub(r"[^A-Za-z0-9]+", " ", o.domain))[:40]
-    if not DOMAIN_NAME_RE.match(name):
+    name = o.domain if DOMAIN_NAME_RE.fullmatch(o.domain) else pascal_case(re.sub(r"[^A-Za-z0-9]+", " ", o.domain))[:40]
+    if not DOMAIN_NAME_RE.fullmatch(name):
         return None, f"invalid server name {o.domain!r}"
     if o.core_entity != person:
         return None, f"core entity {o.core_entity!r} is not {person!r}"

@@ -118,7 +118,7 @@ def name_problems(a: Blueprint, b: Blueprint) -> list[str]:
     for bp in (a, b):
         for t in bp.tools:
             name = f"{bp.domain}__{t.name}"
-            if not TOOL_NAME_RE.match(name):
+            if not TOOL_NAME_RE.fullmatch(name):
                 problems.append(f"namespaced tool name {name!r} does not fit ^[a-zA-Z0-9_-]{{1,64}}$")
         for rel in bp.relationships:
             phys = physical_table(bp.domain, rel.name, entities)

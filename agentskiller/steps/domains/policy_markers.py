@@ -191,10 +191,10 @@ def find_mentions(text: str, schema: PolicySchema) -> list[str]:
         dm = re.fullmatch(r"([A-Z][A-Za-z0-9]*)\.([a-z_][a-z0-9_]*)", tok)
         if dm:
             _dotted(dm.group(1), dm.group(2), schema, bad)
-        elif _PASCAL_RE.match(tok):
+        elif _PASCAL_RE.fullmatch(tok):
             if tok not in schema.tables and tok != schema.domain:
                 bad.setdefault(tok, f"unknown table `{tok}` mentioned; the tables are {sorted(schema.tables)}")
-        elif _SNAKE_RE.match(tok):
+        elif _SNAKE_RE.fullmatch(tok):
             if not (
                 tok in columns
                 or tok in schema.tools
