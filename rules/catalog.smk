@@ -8,8 +8,7 @@ rule topics:
         "logs/topics/topics.log",
     benchmark:
         "logs/benchmarks/topics/topics.tsv"
-    conda:
-        "../envs/agentskiller.yaml"
+    localrule: LLM_ON_SUBMIT_HOST
     resources:
         llm=1,
     params:
@@ -27,8 +26,7 @@ rule entities:
         "logs/entities/entities.log",
     benchmark:
         "logs/benchmarks/entities/entities.tsv"
-    conda:
-        "../envs/agentskiller.yaml"
+    localrule: LLM_ON_SUBMIT_HOST
     resources:
         llm=1,
     params:
@@ -46,8 +44,7 @@ rule entity_graph:
         "logs/entity_graph/entity_graph.log",
     benchmark:
         "logs/benchmarks/entity_graph/entity_graph.tsv"
-    conda:
-        "../envs/agentskiller.yaml"
+    localrule: LLM_ON_SUBMIT_HOST
     resources:
         llm=1,
     params:
@@ -67,8 +64,7 @@ checkpoint outlines:
         "logs/outlines/outlines.log",
     benchmark:
         "logs/benchmarks/outlines/outlines.tsv"
-    conda:
-        "../envs/agentskiller.yaml"
+    localrule: LLM_ON_SUBMIT_HOST
     resources:
         llm=1,
     params:
@@ -87,8 +83,7 @@ rule blueprint:
         "logs/blueprint/{domain}.log",
     benchmark:
         "logs/benchmarks/blueprint/{domain}.tsv"
-    conda:
-        "../envs/agentskiller.yaml"
+    localrule: LLM_ON_SUBMIT_HOST
     resources:
         llm=1,
     params:
@@ -105,8 +100,7 @@ rule blueprint_index:
         index=report(out("blueprints/index.json"), caption="../report/blueprint_index.rst", category="Blueprints"),
     log:
         "logs/blueprint_index/index.log",
-    conda:
-        "../envs/agentskiller.yaml"
+    localrule: True
     params:
         code=code_version("scripts/blueprint_index.py"),
     script:
@@ -120,8 +114,7 @@ rule tool_list:
         tool_list=out("tool_lists/{domain}.json"),
     log:
         "logs/tool_list/{domain}.log",
-    conda:
-        "../envs/agentskiller.yaml"
+    localrule: True
     params:
         code=code_version("scripts/tool_list.py"),
     script:

@@ -6,8 +6,15 @@ from pathlib import Path
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
-from agentskiller.code_version import code_version as _code_version
+import yaml as _yaml
 
+from agentskiller.code_version import code_version as _code_version
+from agentskiller.config_cli import coerce as _coerce_cli
+
+# Nested --config values arrive as strings (Snakemake parses them with YAML's BaseLoader):
+# type them by the schema first, so `--config llm='{api_key_env: null}'` means null.
+with open(Path(workflow.basedir) / "schemas" / "config.schema.yaml", encoding="utf-8") as _fh:
+    config.update(_coerce_cli(dict(config), _yaml.safe_load(_fh)))
 validate(config, schema="../schemas/config.schema.yaml")
 
 
@@ -28,6 +35,9 @@ def _check_secrets(cfg):
 _check_secrets(config)
 
 OUT = config["outputs_dir"]
+#: cluster.llm_on_submit_host: rules that call the LLM run on the host Snakemake runs on (which
+#: has network), not as cluster jobs; every other job is still submitted.
+LLM_ON_SUBMIT_HOST = bool(config["cluster"]["llm_on_submit_host"])
 
 
 wildcard_constraints:

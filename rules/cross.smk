@@ -15,8 +15,6 @@ checkpoint combinations:
         ),
     log:
         "logs/combinations/combinations.log",
-    conda:
-        "../envs/agentskiller.yaml"
     params:
         code=code_version("scripts/combinations.py"),
     script:
@@ -39,8 +37,7 @@ rule fuse_trajectories:
         "logs/fuse_trajectories/{pair}.log",
     benchmark:
         "logs/benchmarks/fuse_trajectories/{pair}.tsv"
-    conda:
-        "../envs/agentskiller.yaml"
+    localrule: LLM_ON_SUBMIT_HOST
     resources:
         llm=1,
     params:
@@ -58,8 +55,6 @@ rule fuse_database:
         db=directory(out("cross/{pair}/database")),
     log:
         "logs/fuse_database/{pair}.log",
-    conda:
-        "../envs/agentskiller.yaml"
     params:
         code=code_version("scripts/fuse_database.py"),
     script:
@@ -79,8 +74,7 @@ rule merge_policy:
         "logs/merge_policy/{pair}.log",
     benchmark:
         "logs/benchmarks/merge_policy/{pair}.tsv"
-    conda:
-        "../envs/agentskiller.yaml"
+    localrule: LLM_ON_SUBMIT_HOST
     resources:
         llm=1,
     params:
@@ -103,8 +97,6 @@ rule pair_server:
         "logs/pair_server/{pair}.log",
     benchmark:
         "logs/benchmarks/pair_server/{pair}.tsv"
-    conda:
-        "../envs/agentskiller.yaml"
     params:
         code=code_version("scripts/pair_server.py"),
     script:

@@ -11,8 +11,7 @@ rule entity_table:
         "logs/entity_table/{entity}.log",
     benchmark:
         "logs/benchmarks/entity_table/{entity}.tsv"
-    conda:
-        "../envs/agentskiller.yaml"
+    localrule: LLM_ON_SUBMIT_HOST
     resources:
         llm=1,
     params:
@@ -32,8 +31,7 @@ rule domain_database:
         "logs/domain_database/{domain}.log",
     benchmark:
         "logs/benchmarks/domain_database/{domain}.tsv"
-    conda:
-        "../envs/agentskiller.yaml"
+    localrule: LLM_ON_SUBMIT_HOST
     resources:
         llm=1,
     params:
@@ -54,8 +52,7 @@ rule policy:
         "logs/policy/{domain}.log",
     benchmark:
         "logs/benchmarks/policy/{domain}.tsv"
-    conda:
-        "../envs/agentskiller.yaml"
+    localrule: LLM_ON_SUBMIT_HOST
     resources:
         llm=1,
     params:
@@ -75,8 +72,7 @@ rule tool_graph:
         "logs/tool_graph/{domain}.log",
     benchmark:
         "logs/benchmarks/tool_graph/{domain}.tsv"
-    conda:
-        "../envs/agentskiller.yaml"
+    localrule: LLM_ON_SUBMIT_HOST
     resources:
         llm=1,
     params:
@@ -100,8 +96,7 @@ rule server:
         "logs/server/{domain}.log",
     benchmark:
         "logs/benchmarks/server/{domain}.tsv"
-    conda:
-        "../envs/agentskiller.yaml"
+    localrule: LLM_ON_SUBMIT_HOST
     resources:
         llm=1,
     params:

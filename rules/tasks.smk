@@ -13,8 +13,7 @@ rule task_templates:
         "logs/task_templates/{env}.log",
     benchmark:
         "logs/benchmarks/task_templates/{env}.tsv"
-    conda:
-        "../envs/agentskiller.yaml"
+    localrule: LLM_ON_SUBMIT_HOST
     resources:
         llm=1,
     params:
@@ -34,8 +33,6 @@ rule instances:
         instances=out("instances/{env}.json"),
     log:
         "logs/instances/{env}.log",
-    conda:
-        "../envs/agentskiller.yaml"
     params:
         code=code_version("scripts/instances.py"),
     script:
@@ -56,8 +53,6 @@ rule tasks:
         "logs/tasks/{env}.log",
     benchmark:
         "logs/benchmarks/tasks/{env}.tsv"
-    conda:
-        "../envs/agentskiller.yaml"
     params:
         code=code_version("scripts/tasks.py"),
     script:
@@ -76,8 +71,7 @@ rule queries:
         "logs/queries/{env}.log",
     benchmark:
         "logs/benchmarks/queries/{env}.tsv"
-    conda:
-        "../envs/agentskiller.yaml"
+    localrule: LLM_ON_SUBMIT_HOST
     resources:
         llm=1,
     params:
@@ -99,8 +93,6 @@ rule dataset:
         stats=report(out("dataset/stats.json"), caption="../report/dataset_stats.rst", category="Dataset"),
     log:
         "logs/dataset/dataset.log",
-    conda:
-        "../envs/agentskiller.yaml"
     params:
         code=code_version("scripts/dataset.py"),
     script:

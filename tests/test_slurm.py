@@ -23,7 +23,7 @@ import time
 
 import pytest
 from test_workflow_openai import shared_run
-from workflow_helpers import REPO, artifact_files, snakemake
+from workflow_helpers import REPO, artifact_files, snakemake, write_config
 
 from agentskiller import io
 
@@ -65,7 +65,8 @@ if _why_not:
 
 def slurm_args() -> list[str]:
     args = [
-        "--profile",
+        # as the README says: the workflow profile, so that profiles/default does not override it
+        "--workflow-profile",
         str(REPO / "profiles" / "slurm"),
         "--executor",
         "slurm",
@@ -81,11 +82,15 @@ def slurm_args() -> list[str]:
     return args
 
 
-def _snakemake_slurm(work, *targets: str):
+def _snakemake_slurm(work, *targets: str, config=None):
     # snakemake() puts --configfile (nargs="+") just before these arguments, and
     # --default-resources in a profile-less call would be greedy too: the targets come
     # last, after an option that takes exactly one value.
-    return snakemake(work, *slurm_args(), *targets, timeout=1200)
+    return snakemake(work, *slurm_args(), *targets, config=config, timeout=1200)
+
+
+def _local_rules(res) -> list[str]:
+    return re.findall(r"^localrule (\w+):", res.stderr, re.M)
 
 
 def test_s01_s05_on_slurm_equal_a_local_run(tmp_path, tmp_path_factory):
@@ -98,11 +103,11 @@ def test_s01_s05_on_slurm_equal_a_local_run(tmp_path, tmp_path_factory):
     assert second.returncode == 0, second.output[-6000:]
     print(f"\ns01-s05 on SLURM: {time.perf_counter() - t0:.1f} s")
 
-    # every job really went through sbatch: one SLURM job id per job Snakemake ran
+    # every job but the sub-second local rules really went through sbatch
     submitted = re.findall(r"submitted with SLURM jobid (\d+)", first.output + second.output)
-    expected_jobs = 5 + 2 * len(domains)  # topics, entities, entity_graph, outlines, index + per domain
+    expected_jobs = 4 + len(domains)  # topics, entities, entity_graph, outlines + a blueprint per domain
     assert len(set(submitted)) == expected_jobs, (len(set(submitted)), expected_jobs)
-    assert not re.search(r"^localrule ", first.stderr + second.stderr, re.M)
+    assert sorted(set(_local_rules(first) + _local_rules(second))) == ["blueprint_index", "tool_list"]
 
     local = shared_run("offline", tmp_path_factory)  # the same default config, run locally
     assert local.ok, local.output[-6000:]
@@ -110,3 +115,20 @@ def test_s01_s05_on_slurm_equal_a_local_run(tmp_path, tmp_path_factory):
     assert sorted(a) == sorted(b)
     differing = [k for k in a if a[k] != b[k]]
     assert not differing, differing
+
+
+def test_llm_rules_stay_on_the_submit_host_when_asked(tmp_path):
+    """cluster.llm_on_submit_host: the LLM-calling rules run where snakemake runs, none is an
+    sbatch job, and the artifacts are those of the default run."""
+    work = tmp_path / "submit_host"
+    cfg = write_config(tmp_path, **{"cluster.llm_on_submit_host": True})
+    targets = ("outputs/topics.json", "outputs/entities.json", "outputs/entity_graph.json")
+    res = _snakemake_slurm(work, *targets, config=cfg)
+    assert res.returncode == 0, res.output[-6000:]
+    assert re.findall(r"submitted with SLURM jobid (\d+)", res.output) == []
+    assert sorted(_local_rules(res)) == ["entities", "entity_graph", "topics"]
+    # the same bytes as with every job submitted (the switch is not part of any artifact)
+    off = _snakemake_slurm(tmp_path / "submitted", "outputs/topics.json")
+    assert off.returncode == 0, off.output[-6000:]
+    assert len(re.findall(r"submitted with SLURM jobid (\d+)", off.output)) == 1
+    assert (work / "outputs/topics.json").read_bytes() == (tmp_path / "submitted/outputs/topics.json").read_bytes()
