@@ -25,8 +25,13 @@ from .models.tasks import Instance, Task, TaskTemplate
 _BOOKKEEPING = ("meta", "status", "reason")
 
 
-class ArtifactError(ValueError):
-    """An upstream artifact is missing, unreadable or malformed; the message names the file."""
+class ArtifactError(RuntimeError):
+    """An upstream artifact is missing, unreadable or malformed; the message names the file.
+
+    Not a quarantine: a damaged input is not a bad unit, so the job fails (and a resume redoes
+    it once the input is rebuilt). Deliberately not a ValueError, so that the steps' checkers,
+    which catch ValueError for bad *content*, never swallow it.
+    """
 
 
 # ------------------------------------------------------------------------ basics
@@ -49,10 +54,9 @@ def read(path: str | Path, schema: str | None = None) -> Any:
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ArtifactError(f"{path}: not readable JSON ({exc})") from None
     if schema is not None:
-        errors = io.validation_errors(data, schema)
-        if errors:
-            shown = "; ".join(errors[:5])
-            raise ArtifactError(f"{path}: does not match schemas/{schema}.schema.json: {shown}")
+        problem = io.first_validation_error(data, schema)
+        if problem:
+            raise ArtifactError(f"{path}: does not match schemas/{schema}.schema.json: {problem}")
     return data
 
 
@@ -94,12 +98,9 @@ def failure_reason(path: str | Path | None) -> str | None:
 
 
 def status_of(path: str | Path) -> tuple[str, str]:
-    """``("failed", reason)`` for a quarantined or unreadable artifact, else ``("ok", "")``."""
-    path = Path(path)
-    try:
-        data = io.read_json(path)
-    except (OSError, ValueError) as exc:
-        return "failed", f"cannot read {path.name}: {exc}"
+    """``("failed", reason)`` for a quarantined artifact, else ``("ok", "")``; an unreadable
+    one is an :class:`ArtifactError`."""
+    data = read(path)
     if isinstance(data, dict) and data.get("status") == "failed":
         return "failed", str(data.get("reason") or "failed")
     return "ok", ""
@@ -150,16 +151,16 @@ def load_entities(path: str | Path) -> dict[str, Entity]:
 
 
 def load_entity_graph(path: str | Path) -> EntityGraph:
-    return EntityGraph.model_validate({k: v for k, v in read(path).items() if k != "meta"})
+    return EntityGraph.model_validate({k: v for k, v in read(path, "entity_graph").items() if k != "meta"})
 
 
 def load_outlines(path: str | Path) -> list[Outline]:
-    return [Outline.model_validate(d) for d in read(path)["domains"]]
+    return [Outline.model_validate(d) for d in read(path, "outlines")["domains"]]
 
 
 def blueprint_or_reason(path: str | Path, step: str = "s04") -> tuple[Blueprint | None, str | None]:
     """``(blueprint, None)``, or ``(None, reason)`` when the artifact says ``status: failed``."""
-    data = read(path)
+    data = read(path, "blueprint")
     if not isinstance(data, dict):
         return None, "blueprint artifact is not an object"
     if data.get("status") == "failed":
@@ -174,15 +175,15 @@ def load_blueprint(path: str | Path) -> Blueprint | None:
 
 def require_blueprint(path: str | Path, error: type[Exception] = ArtifactError) -> Blueprint:
     """The blueprint of a domain that passed s04; a quarantined one raises ``error`` with its reason."""
-    data = read(path)
+    data = read(path, "blueprint")
     if data.get("status") == "failed":
         raise error(f"s04 blueprint of {data.get('domain', Path(path).stem)} failed: {data.get('reason', '')}")
     return Blueprint.model_validate(_model_fields(data, Blueprint))
 
 
 def load_tool_list(path: str | Path) -> list[dict]:
-    """The OpenAI tools of a tool list artifact (``{"tools": [...]}`` or a bare list)."""
-    data = read(path)
+    """The OpenAI tools of a tool list artifact (``{"tools": [...]}``)."""
+    data = read(path, "tool_list")
     tools = data.get("tools") if isinstance(data, dict) else data
     if not isinstance(tools, list):
         raise ArtifactError(f"{path}: a tool list has a 'tools' list")
@@ -207,7 +208,7 @@ def load_table_manifest(db_dir: str | Path) -> dict[str, Path]:
 
 def load_policy_report(path: str | Path) -> dict:
     """``policies/{domain}.json``: the s07 check report with the parsed policy markers."""
-    return read(path)
+    return read(path, "policy_report")
 
 
 def load_tool_graph(path: str | Path) -> dict:
@@ -217,13 +218,13 @@ def load_tool_graph(path: str | Path) -> dict:
 
 def load_server_report(path: str | Path) -> dict:
     """``servers/{domain}/report.json``: status, tests, rounds, MCP check, runtime manifest."""
-    return read(path)
+    return read(path, "server_report")
 
 
 # ------------------------------------------------------------------ tasks (s14-s17)
 def load_templates(path: str | Path, accepted_only: bool = True) -> list[TaskTemplate]:
     """The templates of ``task_templates/{env}.json`` (only the accepted ones by default)."""
-    data = read(path)
+    data = read(path, "task_templates")
     return [
         TaskTemplate.model_validate(t)
         for t in data.get("templates", [])
@@ -232,11 +233,11 @@ def load_templates(path: str | Path, accepted_only: bool = True) -> list[TaskTem
 
 
 def load_instances(path: str | Path) -> list[Instance]:
-    return [Instance.model_validate(i) for i in read(path).get("instances", [])]
+    return [Instance.model_validate(i) for i in read(path, "instances").get("instances", [])]
 
 
 def load_tasks(path: str | Path, valid_only: bool = True) -> list[Task]:
-    data = read(path)
+    data = read(path, "tasks")
     return [Task.model_validate(t) for t in data.get("tasks", []) if not valid_only or t["status"] == "valid"]
 
 

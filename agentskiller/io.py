@@ -161,6 +161,32 @@ def validation_errors(obj: Any, schema_name: str) -> list[str]:
     return errors
 
 
+def first_validation_error(obj: Any, schema_name: str) -> str | None:
+    """The most relevant schema error (jsonschema's ``best_match``, which looks inside
+    ``oneOf`` branches) as ``"path: message"``, or None when ``obj`` is valid."""
+    schema = load_schema(schema_name)
+    validator = jsonschema.Draft202012Validator(schema, registry=_registry())
+    def leaf(errors: list) -> Any:
+        """Into oneOf/anyOf: the branch the document meant (no `const` mismatch, such as the
+        status of the other branch, "ok" vs "failed"; then the fewest errors); then the deepest."""
+        best = max(errors, key=lambda e: len(e.absolute_path))
+        if best.validator in ("oneOf", "anyOf") and best.context:
+            branches: dict[Any, list] = {}
+            for e in best.context:
+                branches.setdefault(e.schema_path[0], []).append(e)
+            chosen = min(branches.values(), key=lambda es: (any(e.validator == "const" for e in es), len(es)))
+            return leaf(chosen)
+        return best
+
+    errors = list(validator.iter_errors(obj))
+    if not errors:
+        return None
+    err = leaf(errors)
+    where = "/".join(str(p) for p in err.absolute_path) or "<root>"
+    message = err.message if len(err.message) <= 300 else err.message[:297] + "..."
+    return f"{where}: {message}"
+
+
 def validate(obj: Any, schema_name: str) -> None:
     errors = validation_errors(obj, schema_name)
     if errors:

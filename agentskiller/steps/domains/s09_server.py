@@ -419,16 +419,9 @@ def build_server(ctx: StepContext, domain: str) -> None:
     from agentskiller.llm import LLMError
     from agentskiller.prompts import render
 
-    try:
-        bp = Blueprint.model_validate(
-            {k: v for k, v in artifacts.read(ctx.inputs["blueprint"]).items() if k in Blueprint.model_fields}
-        )
-    except Exception as exc:  # pydantic ValidationError, unreadable JSON
-        raise Quarantine(f"s04 blueprint unusable: {exc}"[:2000]) from None
-    try:
-        expected_tools = artifacts.load_tool_list(ctx.inputs["tool_list"])
-    except artifacts.ArtifactError as exc:
-        raise Quarantine(f"s05 tool list: {exc}") from None
+    # a damaged upstream artifact fails the job (ArtifactError names the file): not a bad unit
+    bp = artifacts.require_blueprint(ctx.inputs["blueprint"])
+    expected_tools = artifacts.load_tool_list(ctx.inputs["tool_list"])
     files = table_files(ctx, bp)
     data = load_data(files)
     policy_text = artifacts.read_text(ctx.inputs["policy"])

@@ -240,7 +240,7 @@ def _reusable(ctx: StepContext) -> dict[str, dict]:
         return {}
     try:
         old = artifacts.read(path)
-    except ValueError:
+    except artifacts.ArtifactError:  # a damaged earlier output is simply not reused
         return {}
     from agentskiller.prompts import prompt_version
 
