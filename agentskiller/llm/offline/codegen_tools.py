@@ -270,9 +270,16 @@ class _Writer:
         self.lines.append((INDENT * indent + line) if line else "")
 
     def emit_raise(self, message: str, indent: int) -> None:
-        """``raise ToolError(f"...")``; ``message`` is the f-string's inside."""
-        prefix = "f" if "{" in message.replace("{{", "") else ""
-        self.lines += bracketed("raise ToolError", [f'{prefix}"{message}"'], "", indent)
+        """``raise ToolError(f"...")``; ``message`` is the f-string's inside. A message too long
+        for one line becomes implicitly concatenated parts, one a line (ruff format keeps those)."""
+        lines = bracketed("raise ToolError", [_fstring(message)], "", indent)
+        if max(map(len, lines)) <= LINE_LENGTH:
+            self.lines += lines
+            return
+        pad = INDENT * (indent + 1)
+        self.emit("raise ToolError(", indent)
+        self.lines += [pad + _fstring(part) for part in _split_message(message, LINE_LENGTH - len(pad) - 3)]
+        self.emit(")", indent)
 
     # ------------------------------------------------------------------------ docstring
     def docstring(self, tool: Tool) -> None:
@@ -606,8 +613,10 @@ class _Writer:
         self.emit()
         if self.uses & {"_is_date", "_is_datetime"}:
             self.emit("import datetime as _dt")
+        # a value tuple with the values of an alias is read off the alias, not written twice
+        derived = {name: self.aliases[values] for values, name in self.value_sets.items() if values in self.aliases}
         if self.aliases:
-            self.emit("from typing import Literal")
+            self.emit("from typing import Literal, get_args" if derived else "from typing import Literal")
         if self.uses & {"_is_date", "_is_datetime"} or self.aliases:
             self.emit()
         self.emit("from agentskiller.runtime.api import Context, ToolError, tool")
@@ -617,6 +626,9 @@ class _Writer:
         for values, name in self.aliases.items():
             groups[1] += bracketed(f"{name} = Literal", [py_value(v) for v in values], "", 0, "[]")
         for values, name in self.value_sets.items():
+            if name in derived:
+                groups[2].append(f"{name} = get_args({derived[name]})")
+                continue
             groups[2] += bracketed(f"{name} = ", [py_value(v) for v in values], "", 0, "()", display=True)
         for group in filter(None, groups):
             self.emit()
@@ -628,6 +640,30 @@ class _Writer:
             self.lookup_helper(table, self.lookups[table])
         self.lines += tools
         return "\n".join(self.lines).rstrip("\n") + "\n"
+
+
+def _fstring(text: str) -> str:
+    """A double-quoted literal of ``text`` (an f-string's inside): f-prefixed only if it has a field."""
+    return ("f" if re.search(r"(?<!{){(?!{)", text) else "") + f'"{text}"'
+
+
+def _split_message(text: str, width: int) -> list[str]:
+    """``text`` cut at spaces outside ``{...}`` fields into parts of at most ``width`` characters
+    (where the words allow); each part but the last keeps its trailing space."""
+    words, depth, cur = [], 0, ""
+    for ch in text:
+        cur += ch
+        depth += (ch == "{") - (ch == "}")
+        if ch == " " and depth == 0:
+            words.append(cur)
+            cur = ""
+    words.append(cur)
+    parts = [""]
+    for w in filter(None, words):
+        if parts[-1] and len(parts[-1]) + len(w.rstrip()) > width:
+            parts.append("")
+        parts[-1] += w
+    return parts
 
 
 def _doc_text(line: str) -> str:
