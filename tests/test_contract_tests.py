@@ -51,7 +51,7 @@ def setup():
     policy = policy_sections((FIXTURE / "policies" / f"{DOMAIN}.md").read_text())
     plan = ct.derive_tests(bp, _data(bp), policy, SIM_TIME)
     expected = json.loads((FIXTURE / "tool_lists" / f"{DOMAIN}.json").read_text())["tools"]
-    return bp, plan, write_tools_module(bp, policy), expected
+    return bp, plan, write_tools_module(bp), expected
 
 
 def run_plan(tmp_path: Path, bp: Blueprint, plan: ct.TestPlan, code: str, expected: list[dict]) -> dict[str, dict]:
@@ -123,37 +123,33 @@ def _mutate(code: str, old: str, new: str, count: int = 1) -> str:
     return code.replace(old, new, count)
 
 
-GET_APPT_OWNER = """    if record.get('patient_id') != user:
-        raise ToolError(f"Appointment {appointment_id} does not belong to the authorized patient")
-    return record"""
+#: the ownership check in the Appointment lookup helper every Appointment tool calls
+APPT_OWNER = """    if record.get("patient_id") != user:
+        raise ToolError(f"appointment {appointment_id} does not belong to the authorized patient")
+"""
 
 MUTATIONS = {
     # a read tool that writes: the read_only oracle must see it
     "read_mutates_state": (
-        GET_APPT_OWNER,
-        GET_APPT_OWNER.replace(
-            "    return record",
-            "    ctx.table('Appointment').update(appointment_id, {'duration_minutes': 999})\n    return record",
-        ),
+        "    return _get_appointment(ctx, appointment_id, user)\n",
+        "    record = _get_appointment(ctx, appointment_id, user)\n"
+        "    ctx.table('Appointment').update(appointment_id, {'duration_minutes': 999})\n"
+        "    return record\n",
         {"get_appointment.read_only"},
     ),
-    # a crash (TypeError on None) instead of a ToolError for an unknown ID
+    # a crash (AttributeError on None) instead of a ToolError for an unknown ID
     "crash_on_unknown_id": (
-        """    record = ctx.table('Appointment').get(appointment_id)
+        """    record = ctx.table("Appointment").get(appointment_id)
     if record is None:
         raise ToolError(f"unknown appointment_id: {appointment_id}")
-    if record.get('patient_id') != user:
-        raise ToolError(f"Appointment {appointment_id} does not belong to the authorized patient")
-    return record""",
-        """    record = ctx.table('Appointment').get(appointment_id)
-    if record['patient_id'] != user:
-        raise ToolError(f"Appointment {appointment_id} does not belong to the authorized patient")
-    return record""",
+""",
+        """    record = ctx.table("Appointment").get(appointment_id)
+""",
         {"get_appointment.unknown_id"},
     ),
-    "no_ownership_check": (GET_APPT_OWNER, "    return record", {"get_appointment.ownership"}),
+    "no_ownership_check": (APPT_OWNER, "", {"get_appointment.ownership"}),
     "search_leaks_other_users": (
-        "    rows = [r for r in rows if r.get('patient_id') == user]\n    if status is not None:",
+        '    rows = [r for r in rows if r.get("patient_id") == user]\n    if status is not None:',
         "    if status is not None:",
         {"list_appointments.valid"},
     ),
@@ -163,24 +159,22 @@ MUTATIONS = {
         {"total_invoice_amount.valid", "total_invoice_amount.filtered"},
     ),
     "missing_precondition": (
-        "    if record.get('status') not in ('open',):",
+        '    if record.get("status") != "open":',
         "    if False:",
         {"pay_invoice.precondition"},
     ),
     "writes_undeclared_table": (
-        "    changes['status'] = 'paid'",
-        "    changes['status'] = 'paid'\n    ctx.table('Appointment').update('APT-0001', {'status': 'cancelled'})",
+        '    return ctx.table("Invoice").update(invoice_id, {"status": "paid"})',
+        "    ctx.table('Appointment').update('APT-0001', {'status': 'cancelled'})\n"
+        '    return ctx.table("Invoice").update(invoice_id, {"status": "paid"})',
         {"pay_invoice.writes_declared"},
     ),
     # get_dentist is the first tool with a bare session check (no ownership to test)
     "no_auth_check": ("    ctx.require_user()\n", "", {"get_dentist.requires_auth"}),
-    "no_fk_check": (
-        "    if ctx.table('Dentist').get(dentist_id) is None:\n        raise ToolError(f\"unknown dentist_id: {dentist_id}\")\n",
-        "",
-        {"book_appointment.unknown_dentist_id"},
-    ),
+    # book_appointment is the first tool that checks a foreign key (with the Dentist lookup helper)
+    "no_fk_check": ("    _get_dentist(ctx, dentist_id)\n", "", {"book_appointment.unknown_dentist_id"}),
     "non_json_result": (
-        "    return {\"deleted\": True, 'appointment_id': appointment_id}",
+        '    return {"deleted": True, "appointment_id": appointment_id}',
         '    return {"deleted": {1, 2}}',
         {"delete_cancelled_appointment.valid"},
     ),
@@ -190,9 +184,8 @@ MUTATIONS = {
         {"tool_list.match"},
     ),
     "write_that_does_nothing": (
-        "    ctx.table('Appointment').update(appointment_id, changes)\n"
-        "    return ctx.table('Appointment').get(appointment_id)",
-        "    return ctx.table('Appointment').get(appointment_id)",
+        '    return ctx.table("Appointment").update(appointment_id, {"date": date})',
+        "    return record",
         {"reschedule_appointment.writes_declared"},
     ),
 }

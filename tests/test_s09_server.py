@@ -21,12 +21,11 @@ DOMAIN = "DentalCare"
 ENTITIES = ("Patient", "Dentist", "Treatment")
 
 #: a read tool that writes (the contract's read_only oracle must catch it)
-BUG_OLD = """    if record.get('patient_id') != user:
-        raise ToolError(f"Appointment {appointment_id} does not belong to the authorized patient")
-    return record"""
-BUG_NEW = BUG_OLD.replace(
-    "    return record",
-    "    ctx.table('Appointment').update(appointment_id, {'duration_minutes': 999})\n    return record",
+BUG_OLD = "    return _get_appointment(ctx, appointment_id, user)\n"
+BUG_NEW = (
+    "    record = _get_appointment(ctx, appointment_id, user)\n"
+    "    ctx.table('Appointment').update(appointment_id, {'duration_minutes': 999})\n"
+    "    return record\n"
 )
 
 

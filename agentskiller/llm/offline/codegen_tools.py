@@ -1,25 +1,32 @@
 """The offline provider's tool-code writer (step s09).
 
-Writes the ``servers/{domain}/tools.py`` a code model would write: one plain, typed function
-per blueprint tool, on the runtime API (``ctx.table`` / ``ctx.require_user`` /
-``ctx.new_id`` / ``ctx.now``), with the kind semantics spelled out in
-:mod:`agentskiller.models.blueprint` as straight-line code: ownership checks, preconditions,
-enum / range / date validation, foreign-key existence checks, effects. It is *not* an
-interpreter that reads the blueprint at run time: the emitted module only knows the
-literals it was written with, exactly like model-written code.
+Writes the ``servers/{domain}/tools.py`` a careful programmer would write: one plain, typed
+function per blueprint tool on the runtime API (``ctx.table`` / ``ctx.require_user`` /
+``ctx.new_id`` / ``ctx.now``), with the kind semantics of :mod:`agentskiller.models.blueprint`
+as straight-line code. Shared pieces are written once: a lookup helper per table (get, "not
+found", "not yours"), the enum types and value tuples at the top of the module. It is *not*
+an interpreter that reads the blueprint at run time: the module only knows the literals it
+was written with, exactly like model-written code.
 
 Signatures follow the blueprint parameters so that the runtime loader builds exactly the
-s05 tool list from them: required parameters first, optional ones typed ``T | None = None``.
-The output is deterministic (no RNG, sorted iteration where order is not given) and the
-code never touches files, the clock or the network.
+s05 tool list from them: required parameters first, optional ones typed ``T | None = None``;
+an enum parameter is typed with a ``Literal`` alias, which the runtime's argument validation
+enforces before the tool runs (so the body does not check it again). The code is laid out
+the way ``ruff format`` lays it out (120 columns, double quotes, its bracket splitting), so
+the generated file passes ``ruff format --check`` and ``ruff check`` with the repo's settings.
+The output is deterministic (no RNG, sorted iteration where order is not given) and the code
+never touches files, the clock or the network.
 """
 
 from __future__ import annotations
 
 import keyword
+import re
 from typing import Any
 
-from ...models.blueprint import Blueprint, Relationship, Tool, ToolParam
+from ...models.blueprint import Blueprint, Column, Relationship, Tool, ToolParam
+from ...models.catalog import pascal_case, primary_key_for, snake_case
+from .phrasing import plural
 
 #: blueprint parameter type -> Python annotation
 PY_TYPES = {"string": "str", "date": "str", "datetime": "str", "integer": "int", "number": "float", "boolean": "bool"}
@@ -27,17 +34,53 @@ PY_TYPES = {"string": "str", "date": "str", "datetime": "str", "integer": "int",
 #: at most this many records from a search, as the blueprint says
 SEARCH_LIMIT = 50
 
+#: the repo's ruff line length; every emitted line stays within it
+LINE_LENGTH = 120
+INDENT = "    "
 
-def annotation(param: ToolParam) -> str:
-    """The Python annotation of one parameter (``list[str]``, ``int | None``,
-    ``Literal['a', 'b']`` for an enum, so the tool list built from it carries the enum)."""
-    scalar = (param.items or "string") if param.type == "array" else param.type
-    base = PY_TYPES.get(scalar, "str")
-    if param.enum:
-        base = f"Literal[{', '.join(repr(_coerce(v, scalar)) for v in param.enum)}]"
-    if param.type == "array":
-        base = f"list[{base}]"
-    return base if param.required else f"{base} | None"
+#: local variable names of the tool bodies -> the fallback when a parameter already has the name
+LOCALS = {
+    "user": "session_user",
+    "record": "current",
+    "rows": "matches",
+    "changes": "updates",
+    "values": "numbers",
+    "value": "result",
+}
+
+
+# ----------------------------------------------------------------------------- literals
+def py_str(text: str) -> str:
+    """A string literal quoted the way ruff format quotes it: double quotes, unless the text
+    holds more double than single quotes."""
+    literal = repr(text)  # single quotes, unless the text holds ' and no "
+    if literal.startswith('"') or text.count('"') > text.count("'"):
+        return literal
+    return '"' + literal[1:-1].replace("\\'", "'").replace('"', '\\"') + '"'
+
+
+def py_value(value: Any) -> str:
+    """A Python literal for a JSON-like value, in ruff format's style."""
+    if isinstance(value, str):
+        return py_str(value)
+    if isinstance(value, bool) or value is None:
+        return repr(value)
+    if isinstance(value, (int, float)):
+        return _num(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(py_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{py_value(k)}: {py_value(v)}" for k, v in value.items()) + "}"
+    return repr(value)
+
+
+def fstring_text(text: str) -> str:
+    """``text`` made safe inside the literal part of a generated double-quoted f-string."""
+    return text.replace("\\", "\\\\").replace('"', "'").replace("{", "{{").replace("}", "}}").replace("\n", " ")
+
+
+def _num(x: float) -> str:
+    return repr(int(x)) if float(x).is_integer() else repr(float(x))
 
 
 def _coerce(value: object, scalar: str) -> object:
@@ -52,51 +95,85 @@ def _coerce(value: object, scalar: str) -> object:
     return value if scalar != "string" else str(value)
 
 
+def bracketed(
+    head: str, items: list[str], tail: str, indent: int, brackets: str = "()", display: bool = False
+) -> list[str]:
+    """``head(items)tail`` laid out as ruff format does: on one line if it fits; else, for a call,
+    subscript or signature, the items on one indented line if that fits; else (and always for a
+    list / tuple / dict display) one item per line with a trailing comma."""
+    pad, (open_, close) = INDENT * indent, brackets
+    one = f"{pad}{head}{open_}{', '.join(items)}{close}{tail}"
+    if len(one) <= LINE_LENGTH or not items:
+        return [one]
+    inner = f"{pad}{INDENT}{', '.join(items)}"
+    if not display and (len(inner) <= LINE_LENGTH or len(items) == 1):
+        return [f"{pad}{head}{open_}", inner, f"{pad}{close}{tail}"]
+    return [f"{pad}{head}{open_}", *(f"{pad}{INDENT}{it}," for it in items), f"{pad}{close}{tail}"]
+
+
+def wrap(text: str, width: int) -> list[str]:
+    """Greedy word wrap (a word longer than ``width`` gets a line of its own)."""
+    out, cur = [], ""
+    for word in text.split():
+        if cur and len(cur) + 1 + len(word) > width:
+            out.append(cur)
+            cur = word
+        else:
+            cur = f"{cur} {word}" if cur else word
+    if cur:
+        out.append(cur)
+    return out
+
+
+def example_id(value: Any) -> str | None:
+    """The shape of a real key with its digits zeroed (``PAT-017`` -> ``PAT-000``): an example
+    for a docstring that shows the format without naming a real person's record."""
+    if not isinstance(value, str) or not re.search(r"\d", value):
+        return None
+    return re.sub(r"\d", "0", value)
+
+
+def words(name: str) -> str:
+    """``PrescriptionFill`` -> ``prescription fill``."""
+    return snake_case(name).replace("_", " ")
+
+
+def _or(values: list[str]) -> str:
+    return values[0] if len(values) == 1 else ", ".join(values[:-1]) + " or " + values[-1]
+
+
+# ---------------------------------------------------------------------------- signature
 def ordered_params(tool: Tool) -> list[ToolParam]:
     """Required parameters first (Python needs defaults last), blueprint order otherwise."""
     return [p for p in tool.parameters if p.required] + [p for p in tool.parameters if not p.required]
-
-
-def docstring(tool: Tool) -> str:
-    """Google-style docstring: the blueprint description, then one ``Args`` line per
-    parameter (the loader takes parameter descriptions from there)."""
-    lines = [tool.description.strip()]
-    params = ordered_params(tool)
-    if params:
-        lines += ["", "Args:"]
-        lines += [f"    {p.name}: {' '.join(p.description.split())}" for p in params]
-    if tool.returns:
-        lines += ["", "Returns:", f"    {' '.join(tool.returns.split())}"]
-    body = "\n".join(("    " + ln) if ln else "" for ln in lines)
-    body = body.replace("\\", "\\\\").replace('"""', '\\"\\"\\"')
-    return f'    """{body.lstrip()}\n    """'
 
 
 class _Writer:
     """Emits the code of one tool module for one blueprint."""
 
     def __init__(
-        self,
-        blueprint: Blueprint,
-        policy_sections: dict[str, str] | None = None,
-        table_keys: dict[str, str] | None = None,
+        self, blueprint: Blueprint, table_keys: dict[str, str] | None, id_examples: dict[str, Any] | None
     ) -> None:
         self.bp = blueprint
-        self.policy = policy_sections or {}
         self.core = blueprint.core_entity
         # Primary keys: relationships declare theirs; entities follow <snake>_id, but the
         # data's own table files win when the step passes them (table_keys).
-        from ...models.catalog import primary_key_for
-
         self.keys: dict[str, str] = {e: primary_key_for(e) for e in blueprint.entities}
         self.keys.update({r.name: r.primary_key for r in blueprint.relationships})
         self.keys.update(table_keys or {})
         self.core_key = self.keys[self.core]
+        self.examples = {t: ex for t, v in (id_examples or {}).items() if (ex := example_id(v))}
+        #: Literal aliases: values -> name, and tuples of allowed values checked in a body
+        self.aliases: dict[tuple, str] = {}
+        self.value_sets: dict[tuple, str] = {}
+        #: tables that get a lookup helper -> whether some call checks the owner / some does not
+        self.lookups: dict[str, dict[str, bool]] = {}
+        self.uses: set[str] = set()  # module helpers the tools call: _is_date, _is_datetime, _is_number
         self.lines: list[str] = []
 
-    # ------------------------------------------------------------------ helpers
-    def emit(self, line: str = "", indent: int = 0) -> None:
-        self.lines.append(("    " * indent + line) if line else "")
+    # ------------------------------------------------------------------ schema facts
+    def key_of(self, table: str) -> str:
+        return self.keys.get(table) or primary_key_for(table)
 
     def relationship(self, table: str) -> Relationship | None:
         return self.bp.relationship(table)
@@ -109,10 +186,10 @@ class _Writer:
         rel = self.relationship(table)
         if rel is None:
             return None
-        for col in rel.columns:
-            if col.references == self.core:
-                return col.name
-        return None
+        return next((c.name for c in rel.columns if c.references == self.core), None)
+
+    def checks_owner(self, tool: Tool) -> bool:
+        return bool(tool.requires_auth and self.owner_column(tool.table))
 
     def references(self, table: str) -> dict[str, str]:
         rel = self.relationship(table)
@@ -120,343 +197,486 @@ class _Writer:
 
     def key_param(self, tool: Tool) -> ToolParam:
         pk = self.keys.get(tool.table)
-        for p in tool.parameters:
-            if p.column == pk or p.name == pk:
-                return p
-        return tool.parameters[0]
+        return next((p for p in tool.parameters if p.column == pk or p.name == pk), tool.parameters[0])
 
-    def column_of(self, param: ToolParam) -> str | None:
-        return param.column
-
-    def column_meta(self, table: str, column: str | None) -> Any:
+    def column_meta(self, table: str, column: str | None) -> Column | None:
         rel = self.relationship(table)
         return rel.column(column) if (rel and column) else None
 
-    # ------------------------------------------------------------ validation
-    def validate_param(self, tool: Tool, p: ToolParam, indent: int = 1) -> None:
-        """Enum, range and date checks for one parameter (skipped when it is None)."""
+    def key_type(self, table: str) -> str:
+        """The annotation of ``table``'s primary key, from its column or a parameter carrying it."""
+        col = self.column_meta(table, self.key_of(table))
+        if col is not None:
+            return PY_TYPES.get(col.type, "str")
+        for t in self.bp.tools:
+            for p in t.parameters:
+                if t.table == table and p.type != "array" and (p.column or p.name) == self.key_of(table):
+                    return PY_TYPES.get(p.type, "str")
+        return "str"
+
+    def local(self, tool: Tool, name: str) -> str:
+        """A body variable's name, moved aside when a parameter of the tool already has it."""
+        taken = {p.name for p in tool.parameters}
+        if name not in taken:
+            return name
+        alt = LOCALS[name]
+        while alt in taken:
+            alt += "_"
+        return alt
+
+    # ------------------------------------------------------------------- module names
+    def type_name(self, tool: Tool, p: ToolParam) -> str:
+        """The ``Literal`` alias of an enum parameter, one per distinct value set."""
+        scalar = (p.items or "string") if p.type == "array" else p.type
+        values = tuple(_coerce(v, scalar) for v in p.enum or [])
+        if values not in self.aliases:
+            table, column = pascal_case(words(tool.table)), pascal_case(words(p.column or p.name))
+            base = column if column.startswith(table) else table + column
+            name, n = base, 2
+            while name in self.aliases.values():
+                name, n = f"{base}{n}", n + 1
+            self.aliases[values] = name
+        return self.aliases[values]
+
+    def value_set(self, table: str, column: str, values: list[Any]) -> str:
+        """The tuple constant of a column's allowed values (checked in a body)."""
+        key = tuple(values)
+        if key not in self.value_sets:
+            base = f"{snake_case(table)}_{plural(snake_case(column))}".upper()
+            name, n = base, 2
+            while name in self.value_sets.values():
+                name, n = f"{base}_{n}", n + 1
+            self.value_sets[key] = name
+        return self.value_sets[key]
+
+    def lookup(self, table: str, owner: bool) -> str:
+        """The name of ``table``'s lookup helper, noting whether this call checks the owner."""
+        use = self.lookups.setdefault(table, {"owner": False, "plain": False})
+        use["owner" if owner else "plain"] = True
+        return f"_get_{snake_case(table)}"
+
+    def annotation(self, tool: Tool, p: ToolParam) -> str:
+        """``list[str]``, ``int | None``, or the ``Literal`` alias of an enum (so the tool list
+        built from the signature carries the enum)."""
+        base = PY_TYPES.get((p.items or "string") if p.type == "array" else p.type, "str")
+        if p.enum:
+            base = self.type_name(tool, p)
+        if p.type == "array":
+            base = f"list[{base}]"
+        return base if p.required else f"{base} | None"
+
+    # -------------------------------------------------------------------------- emit
+    def emit(self, line: str = "", indent: int = 0) -> None:
+        self.lines.append((INDENT * indent + line) if line else "")
+
+    def emit_raise(self, message: str, indent: int) -> None:
+        """``raise ToolError(f"...")``; ``message`` is the f-string's inside. A message too long
+        for one line becomes implicitly concatenated parts, one a line (ruff format keeps those)."""
+        lines = bracketed("raise ToolError", [_fstring(message)], "", indent)
+        if max(map(len, lines)) <= LINE_LENGTH:
+            self.lines += lines
+            return
+        pad = INDENT * (indent + 1)
+        self.emit("raise ToolError(", indent)
+        self.lines += [pad + _fstring(part) for part in _split_message(message, LINE_LENGTH - len(pad) - 3)]
+        self.emit(")", indent)
+
+    # ------------------------------------------------------------------------ docstring
+    def docstring(self, tool: Tool) -> None:
+        """Google style: the blueprint description, one ``Args`` line per parameter (the loader
+        reads the parameter descriptions from there, an example ID where the format helps), and
+        what comes back."""
+        lines = wrap(tool.description, LINE_LENGTH - len(INDENT) - 3) or [tool.name]
+        params = ordered_params(tool)
+        if params:
+            lines += ["", "Args:"]
+            for p in params:
+                lines += self.arg_lines(tool, p)
+        if tool.returns.strip():
+            lines += ["", "Returns:"]
+            lines += [INDENT + ln for ln in wrap(tool.returns, LINE_LENGTH - 2 * len(INDENT))]
+        text = [_doc_text(ln) for ln in lines]
+        if len(text) == 1:
+            self.emit(f'"""{text[0]}{" " if text[0].endswith(chr(34)) else ""}"""', 1)
+            return
+        self.emit(f'"""{text[0]}', 1)
+        for ln in text[1:]:
+            self.emit(ln, 1)
+        self.emit('"""', 1)
+
+    def arg_lines(self, tool: Tool, p: ToolParam) -> list[str]:
+        desc = " ".join(p.description.split())
+        ex = self.examples.get(self.id_table(tool, p) or "")
+        if ex:
+            stop = "." if desc.endswith(".") else ""
+            desc = f"{desc.rstrip('.')}, such as {ex!r}{stop}"
+        chunks = wrap(f"{p.name}: {desc}", LINE_LENGTH - 2 * len(INDENT))
+        # a continuation line must not read as the next parameter ("word: ...") to the loader
+        out = [chunks[0]]
+        for chunk in chunks[1:]:
+            if re.match(r"^\w+\s*(\([^)]*\))?\s*:", chunk):
+                out[-1] += " " + chunk
+            else:
+                out.append(chunk)
+        return [INDENT + out[0]] + [2 * INDENT + c for c in out[1:]]
+
+    def id_table(self, tool: Tool, p: ToolParam) -> str | None:
+        """The table whose key ``p`` carries, if any."""
+        col = p.column or p.name
+        if col == self.keys.get(tool.table):
+            return tool.table
+        ref = self.references(tool.table).get(col)
+        if ref:
+            return ref
+        return next((t for t in self.bp.tables if self.keys.get(t) == col), None)
+
+    # ----------------------------------------------------------------------- validation
+    def validate_param(self, tool: Tool, p: ToolParam) -> None:
+        """Checks the signature cannot express: a column's enum the parameter does not carry,
+        a numeric range, a date format (skipped when an optional parameter is None)."""
         col = self.column_meta(tool.table, p.column)
-        enum = p.enum or (col.enum if col is not None else None)
         lo = p.minimum if p.minimum is not None else (col.minimum if col is not None else None)
         hi = p.maximum if p.maximum is not None else (col.maximum if col is not None else None)
         kind = p.type if p.type != "array" else (p.items or "string")
-        checks: list[tuple[str, list[str]]] = []
-        if enum:
-            allowed = tuple(enum)
-            cond = (
-                f"any(v not in {allowed!r} for v in {p.name})" if p.type == "array" else f"{p.name} not in {allowed!r}"
-            )
-            checks.append(
-                (
-                    cond,
-                    [
-                        f'raise ToolError(f"invalid {p.name}: {{{p.name}!r}}; allowed: '
-                        f'{_lit(", ".join(map(str, allowed)))}")'
-                    ],
-                )
-            )
+        guard = "" if p.required else f"{p.name} is not None and "
+        if not p.enum and col is not None and col.enum and p.column:
+            allowed = self.value_set(tool.table, p.column, list(col.enum))
+            bad = f"any(v not in {allowed} for v in {p.name})" if p.type == "array" else f"{p.name} not in {allowed}"
+            self.emit(f"if {guard}{bad}:", 1)
+            self.emit_raise(f"invalid {p.name}: {{{p.name}!r}}; allowed: {{', '.join({allowed})}}", 2)
         if p.type in ("integer", "number") and (lo is not None or hi is not None):
-            num = f"isinstance({p.name}, bool) or not isinstance({p.name}, (int, float))"
-            bounds = []
-            if lo is not None:
-                bounds.append(f"{p.name} < {_num(lo)}")
-            if hi is not None:
-                bounds.append(f"{p.name} > {_num(hi)}")
-            rng = f"{_num(lo) if lo is not None else '-inf'}..{_num(hi) if hi is not None else 'inf'}"
-            checks.append(
-                (
-                    f"{num} or {' or '.join(bounds)}",
-                    [f'raise ToolError(f"{p.name} must be a number in {rng}, got {{{p.name}!r}}")'],
-                )
-            )
+            if lo is not None and hi is not None:
+                cond, need = f"not {_num(lo)} <= {p.name} <= {_num(hi)}", f"between {_num(lo)} and {_num(hi)}"
+            elif lo is not None:
+                cond, need = f"{p.name} < {_num(lo)}", f"at least {_num(lo)}"
+            else:
+                cond, need = f"{p.name} > {_num(hi)}", f"at most {_num(hi)}"
+            self.emit(f"if {guard}{cond}:", 1)
+            self.emit_raise(f"{p.name} must be {need}, got {{{p.name}!r}}", 2)
         if kind in ("date", "datetime") and p.type != "array":
-            checks.append(
-                (
-                    f"not _valid_{kind}({p.name})",
-                    [f'raise ToolError(f"{p.name} must be an ISO 8601 {kind}, got {{{p.name}!r}}")'],
-                )
-            )
-        if not checks:
-            return
-        if not p.required:
-            self.emit(f"if {p.name} is not None:", indent)
-            indent += 1
-        for cond, body in checks:
-            self.emit(f"if {cond}:", indent)
-            for b in body:
-                self.emit(b, indent + 1)
+            self.uses.add(f"_is_{kind}")
+            shape = "YYYY-MM-DD" if kind == "date" else "YYYY-MM-DDTHH:MM:SSZ"
+            self.emit(f"if {guard}not _is_{kind}({p.name}):", 1)
+            self.emit_raise(f"{p.name} must be an ISO 8601 {kind} ({shape}), got {{{p.name}!r}}", 2)
 
-    def check_references(self, tool: Tool, params: list[ToolParam], indent: int = 1) -> None:
-        """Foreign-key parameters must name existing records."""
+    def check_references(self, tool: Tool, params: list[ToolParam]) -> None:
+        """Foreign-key parameters must name existing records (the lookup helper refuses others)."""
         refs = self.references(tool.table)
         for p in params:
             target = refs.get(p.column or "")
             if not target or target == self.core or p.type == "array":
                 continue
-            guard = "" if p.required else f"{p.name} is not None and "
-            self.emit(f"if {guard}ctx.table({target!r}).get({p.name}) is None:", indent)
-            self.emit(f'raise ToolError(f"unknown {p.column}: {{{p.name}}}")', indent + 1)
-
-    def load_owned(self, tool: Tool, key: ToolParam, var: str = "record") -> None:
-        """Fetch the record named by ``key`` and insist that it is the user's."""
-        pk = self.keys[tool.table]
-        self.emit(f"{var} = ctx.table({tool.table!r}).get({key.name})", 1)
-        self.emit(f"if {var} is None:", 1)
-        self.emit(f'raise ToolError(f"unknown {pk}: {{{key.name}}}")', 2)
-        owner = self.owner_column(tool.table)
-        if owner and tool.requires_auth:
-            self.emit(f"if {var}.get({owner!r}) != user:", 1)
-            self.emit(
-                f'raise ToolError(f"{tool.table} {{{key.name}}} does not belong to the authorized '
-                f'{self.core.lower()}")',
-                2,
-            )
-
-    def preconditions(self, tool: Tool) -> None:
-        pk = self.keys[tool.table]
-        for cond in sorted(tool.preconditions, key=lambda c: c.column):
-            allowed = tuple(cond.values)
-            self.emit(f"if record.get({cond.column!r}) not in {allowed!r}:", 1)
-            self.emit(
-                f'raise ToolError(f"{tool.table} {{record[{pk!r}]}} has {cond.column} '
-                f"{{record.get({cond.column!r})!r}}; this action needs one of: "
-                f'{_lit(", ".join(map(str, allowed)))}")',
-                2,
-            )
-
-    def filter_lines(self, tool: Tool) -> None:
-        """Equality filters (membership for arrays) over ``rows``; None means no filter."""
-        for p in ordered_params(tool):
-            if not p.column:
-                continue
-            test = f"r.get({p.column!r}) in {p.name}" if p.type == "array" else f"r.get({p.column!r}) == {p.name}"
+            call = f"{self.lookup(target, owner=False)}(ctx, {p.name})"
             if p.required:
-                self.emit(f"rows = [r for r in rows if {test}]", 1)
+                self.emit(call, 1)
             else:
                 self.emit(f"if {p.name} is not None:", 1)
-                self.emit(f"rows = [r for r in rows if {test}]", 2)
+                self.emit(call, 2)
 
-    def scoped_rows(self, tool: Tool) -> None:
-        """All rows of the tool's table the user may see, sorted by primary key."""
-        pk = self.keys[tool.table]
-        owner = self.owner_column(tool.table)
-        self.emit(f"rows = ctx.table({tool.table!r}).all()  # sorted by {pk}", 1)
-        if owner and tool.requires_auth:
-            self.emit(f"rows = [r for r in rows if r.get({owner!r}) == user]", 1)
+    def preconditions(self, tool: Tool, key: ToolParam, record: str) -> None:
+        for cond in sorted(tool.preconditions, key=lambda c: c.column):
+            values = [py_value(v) for v in cond.values]
+            current = f"{record}.get({py_str(cond.column)})"
+            inside = f"{record}.get({cond.column!r})"  # within a double-quoted f-string (Python 3.11)
+            test = f"{current} != {values[0]}" if len(values) == 1 else f"{current} not in ({', '.join(values)})"
+            self.emit(f"if {test}:", 1)
+            need = fstring_text(_or([repr(v) for v in cond.values]))
+            self.emit_raise(
+                f"{fstring_text(words(tool.table))} {{{key.name}}} has {fstring_text(cond.column)} "
+                f"{{{inside}!r}}; this action needs {fstring_text(cond.column)} {need}",
+                2,
+            )
 
-    # ---------------------------------------------------------------- kinds
+    # ----------------------------------------------------------------------------- kinds
     def tool_function(self, tool: Tool) -> None:
         params = ordered_params(tool)
-        sig = ", ".join(
-            ["ctx: Context"] + [f"{p.name}: {annotation(p)}" + ("" if p.required else " = None") for p in params]
-        )
+        sig = ["ctx: Context"] + [
+            f"{p.name}: {self.annotation(tool, p)}" + ("" if p.required else " = None") for p in params
+        ]
         ret = "list[dict]" if tool.kind == "search" else "dict"
+        self.emit()
+        self.emit()
         self.emit("@tool")
-        self.emit(f"def {tool.name}({sig}) -> {ret}:")
-        self.lines.append(docstring(tool))
-        for line in _policy_comment(self.policy.get(tool.name, "")):
-            self.emit(line, 1)
+        self.lines += bracketed(f"def {tool.name}", sig, f" -> {ret}:", 0)
+        self.docstring(tool)
         if tool.requires_auth and tool.kind != "authorize":
             if self.owner_column(tool.table):
-                self.emit("user = ctx.require_user()", 1)
+                self.emit(f"{self.local(tool, 'user')} = ctx.require_user()", 1)
             else:  # no ownership to check, but the policy still demands a session
                 self.emit("ctx.require_user()", 1)
         for p in params:
             self.validate_param(tool, p)
         getattr(self, f"kind_{tool.kind}")(tool)
-        self.emit()
-        self.emit()
+
+    def owned_lookup(self, tool: Tool, key: ToolParam) -> str:
+        """``_get_x(ctx, key, user)`` (``user`` only where the record must be the user's)."""
+        owner = self.checks_owner(tool)
+        args = ["ctx", key.name] + ([self.local(tool, "user")] if owner else [])
+        return f"{self.lookup(tool.table, owner)}({', '.join(args)})"
 
     def kind_authorize(self, tool: Tool) -> None:
         key = self.key_param(tool)
-        self.emit(f"record = ctx.table({self.core!r}).get({key.name})", 1)
-        self.emit("if record is None:", 1)
-        self.emit(f'raise ToolError(f"unknown {self.core_key}: {{{key.name}}}")', 2)
+        self.emit(f"{self.lookup(self.core, owner=False)}(ctx, {key.name})", 1)
         self.emit(f"ctx.authorize({key.name})", 1)
-        self.emit(f'return {{"authorized": True, {self.core_key!r}: {key.name}}}', 1)
+        self.emit(f'return {{"authorized": True, {py_str(self.core_key)}: {key.name}}}', 1)
 
     def kind_read(self, tool: Tool) -> None:
         key = self.key_param(tool)
-        self.load_owned(tool, key)
-        self.emit("return record", 1)
+        self.emit(f"return {self.owned_lookup(tool, key)}", 1)
+
+    def scoped_rows(self, tool: Tool) -> str:
+        """All rows of the tool's table the user may see (sorted by primary key), then the
+        equality filters (membership for arrays); None means no filter."""
+        rows = self.local(tool, "rows")
+        self.emit(f"{rows} = ctx.table({py_str(tool.table)}).all()", 1)
+        owner = self.owner_column(tool.table)
+        if self.checks_owner(tool):
+            self.emit(f"{rows} = [r for r in {rows} if r.get({py_str(owner or '')}) == {self.local(tool, 'user')}]", 1)
+        for p in ordered_params(tool):
+            if not p.column:
+                continue
+            col = py_str(p.column)
+            test = f"r.get({col}) in {p.name}" if p.type == "array" else f"r.get({col}) == {p.name}"
+            if p.required:
+                self.emit(f"{rows} = [r for r in {rows} if {test}]", 1)
+            else:
+                self.emit(f"if {p.name} is not None:", 1)
+                self.emit(f"{rows} = [r for r in {rows} if {test}]", 2)
+        return rows
 
     def kind_search(self, tool: Tool) -> None:
-        self.scoped_rows(tool)
-        self.filter_lines(tool)
-        self.emit(f"return rows[:{SEARCH_LIMIT}]", 1)
+        rows = self.scoped_rows(tool)
+        self.emit(f"return {rows}[:MAX_RESULTS]", 1)
 
     def kind_compute(self, tool: Tool) -> None:
-        self.scoped_rows(tool)
-        self.filter_lines(tool)
+        rows = self.scoped_rows(tool)
         agg = tool.aggregate or "count"
         if agg == "count" or not tool.aggregate_column:
-            self.emit('return {"value": len(rows), "count": len(rows)}', 1)
+            self.emit(f'return {{"value": len({rows}), "count": len({rows})}}', 1)
             return
-        col = tool.aggregate_column
-        self.emit(
-            f"values = [r[{col!r}] for r in rows if isinstance(r.get({col!r}), (int, float)) "
-            f"and not isinstance(r.get({col!r}), bool)]",
-            1,
-        )
+        self.uses.add("_is_number")
+        col = py_str(tool.aggregate_column)
+        values, value = self.local(tool, "values"), self.local(tool, "value")
+        self.emit(f"{values} = [r[{col}] for r in {rows} if _is_number(r.get({col}))]", 1)
         if agg == "sum":
-            self.emit("value = round(sum(values), 6)", 1)
+            self.emit(f"{value} = round(sum({values}), 6)", 1)
         elif agg == "avg":
-            self.emit("value = round(sum(values) / len(values), 6) if values else None", 1)
+            self.emit(f"{value} = round(sum({values}) / len({values}), 6) if {values} else None", 1)
         else:
-            self.emit(f"value = {agg}(values) if values else None", 1)
-        self.emit('return {"value": value, "count": len(rows)}', 1)
+            self.emit(f"{value} = {agg}({values}) if {values} else None", 1)
+        self.emit(f'return {{"value": {value}, "count": len({rows})}}', 1)
 
     def kind_create(self, tool: Tool) -> None:
         table, pk = tool.table, self.keys[tool.table]
         params = ordered_params(tool)
         self.check_references(tool, params)
+        items = {pk: f"ctx.new_id({py_str(table)})"}
         owner = self.owner_column(table)
-        self.emit(f"table = ctx.table({table!r})", 1)
-        self.emit(f"new_id = ctx.new_id({table!r})", 1)
-        self.emit("record = {", 1)
-        self.emit(f"{pk!r}: new_id,", 2)
-        set_cols = {pk}
         if owner and owner != pk and tool.requires_auth:
-            self.emit(f"{owner!r}: user,", 2)
-            set_cols.add(owner)
+            items[owner] = self.local(tool, "user")
+        # the policy fixes the effect columns: they win over a parameter for the same column
         for p in params:
-            if p.column and p.column not in set_cols:
-                self.emit(f"{p.column!r}: {p.name},", 2)
-                set_cols.add(p.column)
+            if p.column:
+                items.setdefault(p.column, py_value(tool.effects[p.column]) if p.column in tool.effects else p.name)
         for col, val in sorted(tool.effects.items()):
-            if col not in set_cols:
-                self.emit(f"{col!r}: {val!r},", 2)
-                set_cols.add(col)
-        self.emit("}", 1)
-        # effects win over parameters for the same column (the policy fixes them)
-        for col, val in sorted(tool.effects.items()):
-            if any(p.column == col for p in params):
-                self.emit(f"record[{col!r}] = {val!r}", 1)
+            items.setdefault(col, py_value(val))
         rel = self.relationship(table)
         for col in rel.columns if rel else []:
-            if col.name in set_cols:
-                continue
-            self.emit(f"record[{col.name!r}] = {_default_expr(col)}", 1)
-        self.emit("table.insert(record)", 1)
-        self.emit("return table.get(new_id)", 1)
+            items.setdefault(col.name, _default_expr(col))
+        record = self.local(tool, "record")
+        self.lines += bracketed(
+            f"{record} = ", [f"{py_str(k)}: {v}" for k, v in items.items()], "", 1, "{}", display=True
+        )
+        self.emit(f"return ctx.table({py_str(table)}).insert({record})", 1)
 
     def kind_update(self, tool: Tool) -> None:
         key = self.key_param(tool)
-        table = tool.table
-        self.load_owned(tool, key)
-        self.preconditions(tool)
         values = [p for p in ordered_params(tool) if p is not key]
+        self.load_for_write(tool, key)
         self.check_references(tool, values)
-        self.emit("changes = {}", 1)
-        for p in values:
-            if not p.column:
-                continue
-            if p.required:
-                self.emit(f"changes[{p.column!r}] = {p.name}", 1)
-            else:
-                self.emit(f"if {p.name} is not None:", 1)
-                self.emit(f"changes[{p.column!r}] = {p.name}", 2)
-        for col, val in sorted(tool.effects.items()):
-            self.emit(f"changes[{col!r}] = {val!r}", 1)
-        if not tool.effects and not any(p.required and p.column for p in values):
-            self.emit("if not changes:", 1)
-            self.emit('raise ToolError("nothing to update: give at least one new value")', 2)
-        self.emit(f"ctx.table({table!r}).update({key.name}, changes)", 1)
-        self.emit(f"return ctx.table({table!r}).get({key.name})", 1)
+        fixed = {p.column: p.name for p in values if p.column and p.required}
+        fixed.update({col: py_value(val) for col, val in sorted(tool.effects.items())})
+        optional = [p for p in values if p.column and not p.required and p.column not in fixed]
+        update = f"ctx.table({py_str(tool.table)}).update"
+        entries = [f"{py_str(c)}: {v}" for c, v in fixed.items()]
+        if not optional and not fixed:  # nothing the call could change
+            self.emit_raise("nothing to update: give at least one new value", 1)
+            return
+        if not optional:
+            self.lines += bracketed(f"return {update}", [key.name, "{" + ", ".join(entries) + "}"], "", 1)
+            return
+        changes = self.local(tool, "changes")
+        self.lines += bracketed(f"{changes} = ", entries, "", 1, "{}", display=True)
+        for p in optional:
+            self.emit(f"if {p.name} is not None:", 1)
+            self.emit(f"{changes}[{py_str(p.column or '')}] = {p.name}", 2)
+        if not fixed:
+            self.emit(f"if not {changes}:", 1)
+            self.emit_raise("nothing to update: give at least one new value", 2)
+        self.emit(f"return {update}({key.name}, {changes})", 1)
 
     def kind_delete(self, tool: Tool) -> None:
         key = self.key_param(tool)
-        pk = self.keys[tool.table]
-        self.load_owned(tool, key)
-        self.preconditions(tool)
-        self.emit(f"ctx.table({tool.table!r}).delete({key.name})", 1)
-        self.emit(f'return {{"deleted": True, {pk!r}: {key.name}}}', 1)
+        self.load_for_write(tool, key)
+        self.emit(f"ctx.table({py_str(tool.table)}).delete({key.name})", 1)
+        self.emit(f'return {{"deleted": True, {py_str(self.keys[tool.table])}: {key.name}}}', 1)
 
-    # --------------------------------------------------------------- module
+    def load_for_write(self, tool: Tool, key: ToolParam) -> None:
+        """The record an update / delete acts on (the user's), and its preconditions."""
+        if tool.preconditions:
+            record = self.local(tool, "record")
+            self.emit(f"{record} = {self.owned_lookup(tool, key)}", 1)
+            self.preconditions(tool, key, record)
+        else:
+            self.emit(self.owned_lookup(tool, key), 1)
+
+    # ------------------------------------------------------------------------- helpers
+    def not_found(self, table: str, key: str) -> str:
+        return f"unknown {fstring_text(self.key_of(table))}: {{{key}}}"
+
+    def not_yours(self, table: str, key: str) -> str:
+        # One place to change when another person's record must be refused like a missing one.
+        return (
+            f"{fstring_text(words(table))} {{{key}}} does not belong to the authorized {fstring_text(words(self.core))}"
+        )
+
+    def lookup_helper(self, table: str, use: dict[str, bool]) -> None:
+        """``_get_<table>(ctx, key[, user])``: the record, or a ToolError when it does not exist
+        (or, given ``user``, is not theirs)."""
+        key, owner = self.key_of(table), self.owner_column(table) if use["owner"] else None
+        name, ktype = f"_get_{snake_case(table)}", self.key_type(table)
+        thing = words(table)
+        params = ["ctx: Context", f"{key}: {ktype}"]
+        if owner:
+            utype = self.key_type(self.core)
+            params.append(f"user: {utype} | None = None" if use["plain"] else f"user: {utype}")
+        self.emit()
+        self.emit()
+        self.lines += bracketed(f"def {name}", params, " -> dict:", 0)
+        if owner:
+            whose = "with ``user``, only if it is theirs" if use["plain"] else "only if it is ``user``'s"
+            self.emit(f'"""The {thing} ``{key}``; {whose}."""', 1)
+        else:
+            self.emit(f'"""The {thing} ``{key}``, which must exist."""', 1)
+        self.emit(f"record = ctx.table({py_str(table)}).get({key})", 1)
+        self.emit("if record is None:", 1)
+        self.emit_raise(self.not_found(table, key), 2)
+        if owner:
+            guard = "user is not None and " if use["plain"] else ""
+            self.emit(f"if {guard}record.get({py_str(owner)}) != user:", 1)
+            self.emit_raise(self.not_yours(table, key), 2)
+        self.emit("return record", 1)
+
+    def value_helpers(self) -> None:
+        if "_is_date" in self.uses:
+            self.emit()
+            self.emit()
+            self.emit("def _is_date(value: str) -> bool:")
+            self.emit('"""An ISO 8601 calendar date, YYYY-MM-DD."""', 1)
+            self.emit("try:", 1)
+            self.emit("_dt.date.fromisoformat(value)", 2)
+            self.emit("except ValueError:", 1)
+            self.emit("return False", 2)
+            self.emit("return len(value) == 10  # fromisoformat also takes the basic form YYYYMMDD", 1)
+        if "_is_datetime" in self.uses:
+            self.emit()
+            self.emit()
+            self.emit("def _is_datetime(value: str) -> bool:")
+            self.emit('"""An ISO 8601 date and time; a trailing Z means UTC."""', 1)
+            self.emit("try:", 1)
+            self.emit('_dt.datetime.fromisoformat(value.replace("Z", "+00:00"))', 2)
+            self.emit("except ValueError:", 1)
+            self.emit("return False", 2)
+            self.emit("return True", 1)
+        if "_is_number" in self.uses:
+            self.emit()
+            self.emit()
+            self.emit("def _is_number(value: object) -> bool:")
+            self.emit('"""A number in the data (bool is an int to Python, not here)."""', 1)
+            self.emit("return isinstance(value, (int, float)) and not isinstance(value, bool)", 1)
+
+    # -------------------------------------------------------------------------- module
     def module(self) -> str:
         bp = self.bp
+        for t in bp.tools:  # the tools first: they decide which helpers and constants exist
+            self.tool_function(t)
+        tools, self.lines = self.lines, []
         self.emit(f'"""MCP tools of the {bp.domain} domain.')
         self.emit()
-        for ln in _wrap(bp.description, 92):
-            self.emit(ln)
+        for ln in wrap(bp.description, 96):
+            self.emit(_doc_text(ln))
         self.emit()
-        self.emit(f"Core user: {self.core} ({self.core_key}). Tables: {', '.join(bp.tables)}.")
+        for ln in wrap(f"Core user: {self.core} ({self.core_key}). Tables: {', '.join(bp.tables)}.", 96):
+            self.emit(ln)
         self.emit("All state goes through the tool context; no files, clock or network.")
         self.emit('"""')
         self.emit()
-        self.emit("import datetime as _dt")
-        if any(p.enum for t in bp.tools for p in t.parameters):
-            self.emit("from typing import Literal")
-        self.emit()
+        if self.uses & {"_is_date", "_is_datetime"}:
+            self.emit("import datetime as _dt")
+        # a value tuple with the values of an alias is read off the alias, not written twice
+        derived = {name: self.aliases[values] for values, name in self.value_sets.items() if values in self.aliases}
+        if self.aliases:
+            self.emit("from typing import Literal, get_args" if derived else "from typing import Literal")
+        if self.uses & {"_is_date", "_is_datetime"} or self.aliases:
+            self.emit()
         self.emit("from agentskiller.runtime.api import Context, ToolError, tool")
-        self.emit()
-        self.emit()
-        self.emit("def _valid_date(value: object) -> bool:")
-        self.emit("if not isinstance(value, str):", 1)
-        self.emit("return False", 2)
-        self.emit("try:", 1)
-        self.emit("_dt.date.fromisoformat(value)", 2)
-        self.emit("except ValueError:", 1)
-        self.emit("return False", 2)
-        self.emit("return len(value) == 10", 1)
-        self.emit()
-        self.emit()
-        self.emit("def _valid_datetime(value: object) -> bool:")
-        self.emit("if not isinstance(value, str):", 1)
-        self.emit("return False", 2)
-        self.emit("try:", 1)
-        self.emit('_dt.datetime.fromisoformat(value.replace("Z", "+00:00"))', 2)
-        self.emit("except ValueError:", 1)
-        self.emit("return False", 2)
-        self.emit("return True", 1)
-        self.emit()
-        self.emit()
-        for t in bp.tools:
-            self.tool_function(t)
-        while self.lines and not self.lines[-1]:
-            self.lines.pop()
-        return "\n".join(self.lines) + "\n"
+        groups: list[list[str]] = [[], [], []]
+        if any(t.kind == "search" for t in bp.tools):
+            groups[0].append(f"MAX_RESULTS = {SEARCH_LIMIT}  # a search returns at most this many records")
+        for values, name in self.aliases.items():
+            groups[1] += bracketed(f"{name} = Literal", [py_value(v) for v in values], "", 0, "[]")
+        for values, name in self.value_sets.items():
+            if name in derived:
+                groups[2].append(f"{name} = get_args({derived[name]})")
+                continue
+            groups[2] += bracketed(f"{name} = ", [py_value(v) for v in values], "", 0, "()", display=True)
+        for group in filter(None, groups):
+            self.emit()
+            self.lines += group
+        self.value_helpers()
+        # blueprint order, so the helpers read like the schema
+        order = {t: i for i, t in enumerate(bp.tables)}
+        for table in sorted(self.lookups, key=lambda t: (order.get(t, len(order)), t)):
+            self.lookup_helper(table, self.lookups[table])
+        self.lines += tools
+        return "\n".join(self.lines).rstrip("\n") + "\n"
 
 
-def _lit(text: str) -> str:
-    """``text`` made safe inside the literal part of a generated f-string."""
-    return text.replace("\\", "\\\\").replace('"', '\\"').replace("{", "{{").replace("}", "}}").replace("\n", " ")
+def _fstring(text: str) -> str:
+    """A double-quoted literal of ``text`` (an f-string's inside): f-prefixed only if it has a field."""
+    return ("f" if re.search(r"(?<!{){(?!{)", text) else "") + f'"{text}"'
 
 
-def _num(x: float) -> str:
-    return repr(int(x)) if float(x).is_integer() else repr(float(x))
+def _split_message(text: str, width: int) -> list[str]:
+    """``text`` cut at spaces outside ``{...}`` fields into parts of at most ``width`` characters
+    (where the words allow); each part but the last keeps its trailing space."""
+    words, depth, cur = [], 0, ""
+    for ch in text:
+        cur += ch
+        depth += (ch == "{") - (ch == "}")
+        if ch == " " and depth == 0:
+            words.append(cur)
+            cur = ""
+    words.append(cur)
+    parts = [""]
+    for w in filter(None, words):
+        if parts[-1] and len(parts[-1]) + len(w.rstrip()) > width:
+            parts.append("")
+        parts[-1] += w
+    return parts
 
 
-def _wrap(text: str, width: int) -> list[str]:
-    out, cur = [], ""
-    for word in text.split():
-        if cur and len(cur) + 1 + len(word) > width:
-            out.append(cur)
-            cur = word
-        else:
-            cur = f"{cur} {word}" if cur else word
-    if cur:
-        out.append(cur)
-    return [ln.replace('"""', "'''") for ln in out]
+def _doc_text(line: str) -> str:
+    """One line of text made safe inside a generated docstring."""
+    return line.replace("\\", "\\\\").replace('"""', '\\"\\"\\"')
 
 
-def _policy_comment(section: str, max_lines: int = 12) -> list[str]:
-    """The tool's policy section as comments: the rules the code below enforces."""
-    lines = []
-    for raw in section.splitlines():
-        s = raw.strip()
-        if not s or s.startswith("<!--") or s.startswith("#"):
-            continue
-        lines.append(f"# Policy: {s}"[:110])
-    return lines[:max_lines]
-
-
-def _default_expr(col: Any) -> str:
+def _default_expr(col: Column) -> str:
     """Value for a column a create tool neither takes nor fixes."""
     if col.nullable:
         return "None"
     if col.enum:
-        return repr(col.enum[0])
+        return py_value(col.enum[0])
     if col.type == "date":
         return "ctx.now[:10]"
     if col.type == "datetime":
@@ -469,9 +689,16 @@ def _default_expr(col: Any) -> str:
 
 
 def write_tools_module(
-    blueprint: Blueprint | dict, policy_sections: dict[str, str] | None = None, table_keys: dict[str, str] | None = None
+    blueprint: Blueprint | dict,
+    *,
+    table_keys: dict[str, str] | None = None,
+    id_examples: dict[str, Any] | None = None,
 ) -> str:
-    """Python source of ``servers/{domain}/tools.py`` for ``blueprint``."""
+    """Python source of ``servers/{domain}/tools.py`` for ``blueprint``.
+
+    ``table_keys``: table -> primary key as the data files have it (wins over the naming rule);
+    ``id_examples``: table -> one real key, shown in docstrings with its digits zeroed.
+    """
     bp = (
         blueprint
         if isinstance(blueprint, Blueprint)
@@ -481,4 +708,7 @@ def write_tools_module(
         for p in t.parameters:
             if keyword.iskeyword(p.name) or p.name == "ctx":
                 raise ValueError(f"tool {t.name}: parameter name {p.name!r} cannot be a Python parameter")
-    return _Writer(bp, policy_sections, table_keys).module()
+    return _Writer(bp, table_keys, id_examples).module()
+
+
+__all__ = ["PY_TYPES", "SEARCH_LIMIT", "ordered_params", "write_tools_module"]

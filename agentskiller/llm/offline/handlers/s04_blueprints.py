@@ -19,7 +19,7 @@ from agentskiller.models.catalog import pascal_case, primary_key_for, snake_case
 
 from ...extract import extract_json
 from ..catalog import Catalog, RelationshipTemplate, Topic
-from ..phrasing import plural
+from ..phrasing import article, plural
 from ..provider import OfflineRequest, handler
 
 MAX_TOOL_LEN = 48
@@ -117,19 +117,19 @@ PHRASES = {
     ],
     "get_own": [
         "Get one of the authorized {core}'s {plural} by ID.",
-        "Fetch a {thing} of the authorized {core} by its ID.",
+        "Fetch {a_thing} of the authorized {core} by its ID.",
     ],
     "transition": [
         "{Action} one of the authorized {core}'s {plural}. Allowed only while its {column} is {from_}; "
         "sets {column} to {to}.",
-        "{Action} a {thing} of the authorized {core} (only when {column} is {from_}); the {column} becomes {to}.",
+        "{Action} {a_thing} of the authorized {core} (only when {column} is {from_}); the {column} becomes {to}.",
     ],
     "edit": [
-        "{Verb} a {thing} of the authorized {core}: change {fields}. Allowed only while its {column} is {from_}.",
+        "{Verb} {a_thing} of the authorized {core}: change {fields}. Allowed only while its {column} is {from_}.",
         "Change {fields} of one of the authorized {core}'s {plural} ({column} must be {from_}).",
     ],
     "delete": [
-        "Remove a {thing} of the authorized {core} (allowed while {column} is {from_}).",
+        "Remove {a_thing} of the authorized {core} (allowed while {column} is {from_}).",
         "Delete one of the authorized {core}'s {plural} when its {column} is {from_}.",
     ],
     "total": [
@@ -193,7 +193,7 @@ def _fallback_template(core: str, peripheral: str) -> RelationshipTemplate:
         {
             "name": f"{peripheral}Request",
             "noun": noun,
-            "description": f"A request by the {words(core)} about a {words(peripheral)}.",
+            "description": f"A request by the {words(core)} about {article(words(peripheral))}.",
             "refs": [peripheral],
             "columns": [
                 {
@@ -216,7 +216,7 @@ def _fallback_template(core: str, peripheral: str) -> RelationshipTemplate:
                     "description": "Request status",
                 },
             ],
-            "create": {"verb": "submit", "description": f"Submit a request about a {words(peripheral)}"},
+            "create": {"verb": "submit", "description": f"Submit a request about {article(words(peripheral))}"},
             "lifecycle": {
                 "initial": "submitted",
                 "transitions": [{"action": "cancel", "from": ["submitted", "confirmed"], "to": "cancelled"}],
@@ -358,7 +358,7 @@ class Builder:
         noun = t.noun if t else snake_case(rel["name"])
         thing, things = noun.replace("_", " "), plural(noun).replace("_", " ")
         status = cols.get(t.lifecycle.column if t else "status")
-        kw = {"core": self.core_w, "thing": thing, "plural": things}
+        kw = {"core": self.core_w, "thing": thing, "a_thing": article(thing), "plural": things}
         pk_param = param_for(cols[pk], description=f"ID of the {thing}")
         refs = [c for c in rel["columns"] if c.get("references") and c["name"] != core_fk]
         own = [
@@ -375,7 +375,7 @@ class Builder:
                 f"{t.lifecycle.initial}."
             )
         else:
-            cname, cdesc = f"create_{noun}", f"Create a {thing} for the authorized {self.core_w}."
+            cname, cdesc = f"create_{noun}", f"Create {article(thing)} for the authorized {self.core_w}."
         params = [param_for(c, description=f"ID of the {words(c['references'])}") for c in refs]
         params += [param_for(c, required=not c.get("nullable", False)) for c in own]
         effects = {status["name"]: t.lifecycle.initial} if (t and status) else {}
