@@ -166,6 +166,7 @@ def first_validation_error(obj: Any, schema_name: str) -> str | None:
     ``oneOf`` branches) as ``"path: message"``, or None when ``obj`` is valid."""
     schema = load_schema(schema_name)
     validator = jsonschema.Draft202012Validator(schema, registry=_registry())
+
     def leaf(errors: list) -> Any:
         """Into oneOf/anyOf: the branch the document meant (no `const` mismatch, such as the
         status of the other branch, "ok" vs "failed"; then the fewest errors); then the deepest."""

@@ -20,9 +20,9 @@ from agentskiller.llm.offline.codegen_tools import example_id, py_str, write_too
 from agentskiller.models.blueprint import Blueprint
 from agentskiller.runtime.loader import compare_tool_lists, tool_specs_from_file
 from agentskiller.runtime.worker import execute_episodes_inprocess
-from agentskiller.steps import contract_tests as ct
-from agentskiller.steps.s05_tool_lists import tool_list
-from agentskiller.steps.s09_server import environment_manifest
+from agentskiller.steps.catalog.s05_tool_lists import tool_list
+from agentskiller.steps.domains import contract_tests as ct
+from agentskiller.steps.domains.s09_server import environment_manifest
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURE = Path(__file__).parent / "fixtures" / "s09" / "outputs"
