@@ -272,7 +272,8 @@ def test_client_repair_loop_fixes_a_broken_blueprint():
 def test_still_invalid_blueprint_is_quarantined(tmp_path):
     cat_ents = {"entities": [CAT.entities[n].model_dump() for n in ENTS]}
     io.write_json(tmp_path / "entities.json", cat_ents)
-    io.write_json(tmp_path / "outlines.json", {"domains": [OUTLINE.model_dump()]})
+    meta = {"step": "s04", "schema_version": 1, "provider": "offline", "seed": 1, "inputs": {}}
+    io.write_json(tmp_path / "outlines.json", {"domains": [OUTLINE.model_dump()], "dropped": [], "meta": meta})
     cfg = {"seed": 1, "blueprints": {"min_tools": 8}, "llm": {"provider": "offline"}}
     ctx = StepContext.from_paths(
         "s04",

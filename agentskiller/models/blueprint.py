@@ -57,7 +57,7 @@ class Column(Attribute):
 
 
 class Relationship(Strict):
-    name: str = Field(pattern=r"^[A-Z][A-Za-z0-9]*$")
+    name: str = Field(pattern=r"^[A-Z][A-Za-z0-9]{0,39}$")
     description: str
     primary_key: str
     columns: list[Column]
@@ -78,7 +78,7 @@ class Condition(Strict):
 
 
 class ToolParam(Strict):
-    name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]{0,47}$")
     type: ParamType
     description: str
     required: bool = True

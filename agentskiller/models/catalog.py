@@ -3,26 +3,36 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 AttrType = Literal["string", "integer", "number", "boolean", "date", "datetime"]
 
-PASCAL_RE = re.compile(r"^[A-Z][A-Za-z0-9]*$")
-SNAKE_RE = re.compile(r"^[a-z][a-z0-9_]*$")
+#: entity names (PascalCase, at most 40 characters) and attribute names (snake_case, at most 48);
+#: always used with fullmatch
+PASCAL_RE = re.compile(r"[A-Z][A-Za-z0-9]{0,39}")
+SNAKE_RE = re.compile(r"[a-z][a-z0-9_]{0,47}")
+
+
+def ascii_fold(name: str) -> str:
+    """``Café`` -> ``Cafe``: accents folded, other non-ASCII characters dropped, so that distinct
+    names stay distinct where they can (``Café`` and ``Caf`` do not collide)."""
+    decomposed = unicodedata.normalize("NFKD", name)
+    return "".join(c for c in decomposed if not unicodedata.combining(c)).encode("ascii", "ignore").decode()
 
 
 def snake_case(name: str) -> str:
     """``DentalClinic`` -> ``dental_clinic``; ``HTTPServer`` -> ``http_server``."""
-    s = re.sub(r"([A-Z]+)([A-Z][a-z])", r"\1_\2", name)
+    s = re.sub(r"([A-Z]+)([A-Z][a-z])", r"\1_\2", ascii_fold(name))
     s = re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", s)
     return re.sub(r"[^a-z0-9]+", "_", s.lower()).strip("_")
 
 
 def pascal_case(name: str) -> str:
     """``dental clinic`` / ``dental_clinic`` -> ``DentalClinic``."""
-    parts = re.split(r"[^A-Za-z0-9]+", name)
+    parts = re.split(r"[^A-Za-z0-9]+", ascii_fold(name))
     return "".join(p[:1].upper() + p[1:] for p in parts if p)
 
 
@@ -38,7 +48,7 @@ class Strict(BaseModel):
 class Attribute(Strict):
     """A typed column. ``enum``/``minimum``/``maximum``/``format`` bound its values."""
 
-    name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]{0,47}$")
     type: AttrType
     description: str
     enum: list[str] | None = None
@@ -51,7 +61,7 @@ class Attribute(Strict):
 
 
 class Entity(Strict):
-    name: str = Field(pattern=r"^[A-Z][A-Za-z0-9]*$")
+    name: str = Field(pattern=r"^[A-Z][A-Za-z0-9]{0,39}$")
     description: str
     is_person: bool
     #: always ``primary_key_for(name)``; listed first in ``attributes`` with type string

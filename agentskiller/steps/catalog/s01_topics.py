@@ -14,6 +14,7 @@ import re
 from pydantic import BaseModel
 
 from agentskiller.jobs import StepContext
+from agentskiller.models.catalog import ascii_fold
 from agentskiller.prompts import render
 
 MAX_WORDS = 4
@@ -32,7 +33,7 @@ class TopicsAnswer(BaseModel):
 
 def normalize_name(name: str) -> str | None:
     """``"Dental-Clinic"`` -> ``dental_clinic``; None if it is not a usable topic name."""
-    s = re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", name.strip())
+    s = re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", ascii_fold(name.strip()))
     s = re.sub(r"[^a-z0-9]+", "_", s.lower()).strip("_")
     if not s or not s[0].isalpha() or len(s) > 40 or len(s.split("_")) > MAX_WORDS:
         return None

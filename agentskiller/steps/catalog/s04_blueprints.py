@@ -11,7 +11,6 @@ the run goes on. ``run_index`` lists every domain with its status.
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 from pydantic import BaseModel
@@ -35,9 +34,10 @@ def validate_outline(
     o: Outline, person: str, entities: dict[str, Entity], neighbours: list[str], limits: Limits
 ) -> tuple[Outline | None, str]:
     """(fixed outline, "") or (None, reason)."""
-    name = o.domain if DOMAIN_NAME_RE.fullmatch(o.domain) else pascal_case(re.sub(r"[^A-Za-z0-9]+", " ", o.domain))[:40]
+    name = o.domain if DOMAIN_NAME_RE.fullmatch(o.domain) else pascal_case(o.domain)
     if not DOMAIN_NAME_RE.fullmatch(name):
-        return None, f"invalid server name {o.domain!r}"
+        # too short, too long (over 40 characters: not cut, a cut name is one nobody chose) or no letters
+        return None, f"invalid server name {o.domain[:60]!r}"
     if o.core_entity != person:
         return None, f"core entity {o.core_entity!r} is not {person!r}"
     peri = list(dict.fromkeys(p for p in o.peripheral_entities if p != person))
@@ -90,7 +90,7 @@ def run_outlines(ctx: StepContext) -> None:
 
     answers = ctx.llm.map(ask, persons)
     dropped: list[dict] = []
-    names: set[str] = set()
+    names: dict[str, str] = {}  # lower-cased domain name -> the name the model gave
     combos: set[tuple] = set()
     by_person: dict[str, list[Outline]] = {}
     for person, outs in zip(persons, answers):
@@ -98,18 +98,18 @@ def run_outlines(ctx: StepContext) -> None:
             fixed, reason = validate_outline(o, person, entities, graph.neighbours(person), limits)
             if fixed is not None:
                 combo = (fixed.core_entity, tuple(sorted(fixed.peripheral_entities)), fixed.topic)
-                if combo in combos:
+                # case-insensitive (file names on macOS): a second outline whose name normalizes
+                # to a taken one is refused, not renamed to a name nobody chose
+                if fixed.domain.lower() in names:
+                    taken = names[fixed.domain.lower()]
+                    fixed, reason = None, f"name {o.domain[:60]!r} collides with {taken!r} after normalization"
+                elif combo in combos:
                     fixed, reason = None, "same core, peripherals and topic as another outline"
-                else:
-                    combos.add(combo)
             if fixed is None:
-                dropped.append({"domain": o.domain, "core_entity": person, "reason": reason})
+                dropped.append({"domain": o.domain[:60], "core_entity": person, "reason": reason})
                 continue
-            base, n = fixed.domain, 2
-            while fixed.domain.lower() in names:  # case-insensitive: file names on macOS
-                fixed = fixed.model_copy(update={"domain": f"{base[:38]}{n}"})
-                n += 1
-            names.add(fixed.domain.lower())
+            combos.add(combo)
+            names[fixed.domain.lower()] = o.domain[:60]
             by_person.setdefault(person, []).append(fixed)
     chosen = select_domains(by_person, entities, cap)
     kept = {o.domain for o in chosen}
