@@ -1,5 +1,7 @@
 """Hallucination check for s17: every concrete value in a query must come from its task.
 
+Size: over 400 lines because the value extractors and the natural-rendering matchers must agree one to one, so they stay together.
+
 :func:`extract_values` pulls the things a model could invent out of free text: emails,
 ISO dates and date-times, identifiers (tokens mixing letters with digits, UUIDs,
 ``appointment_n00001``), numbers with two or more digits, and capitalised names (runs of

@@ -105,3 +105,15 @@ def test_no_import_cycle_inside(package):
                 graph.add_edge(mod, imp)
     cycles = [sorted(c) for c in nx.strongly_connected_components(graph) if len(c) > 1]
     assert cycles == []
+
+
+def test_long_modules_say_why():
+    """No module over 400 lines without a one-line reason ("Size: over 400 lines because ...")."""
+    silent = []
+    for path in sorted(LIB.rglob("*.py")):
+        text = path.read_text(encoding="utf-8")
+        if text.count("\n") > 400:
+            doc = ast.get_docstring(ast.parse(text)) or ""
+            if "over 400 lines because" not in doc:
+                silent.append(str(path.relative_to(LIB)))
+    assert silent == []

@@ -1,5 +1,7 @@
 """The offline provider's data-generator writer (answers to s06 code requests).
 
+Size: over 400 lines because one expression writer per column kind, kept together so every generated script reads alike.
+
 It writes the script a code model would write: plain, readable Python that imports Faker
 and the standard library only, is seeded (``random.Random(SEED)`` + ``Faker.seed_instance``),
 never reads the wall clock (``NOW`` is the simulation time), and writes a JSON list of

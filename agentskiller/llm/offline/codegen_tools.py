@@ -1,5 +1,7 @@
 """The offline provider's tool-code writer (step s09).
 
+Size: over 400 lines because one writer per tool kind plus the shared lookup helpers, so every generated toolkit has one style.
+
 Writes the ``servers/{domain}/tools.py`` a careful programmer would write: one plain, typed
 function per blueprint tool on the runtime API (``ctx.table`` / ``ctx.require_user`` /
 ``ctx.new_id`` / ``ctx.now``), with the kind semantics of :mod:`agentskiller.models.blueprint`

@@ -1,5 +1,7 @@
 """s11 trajectory fusion: cross-domain storylines from feasible single-domain segments.
 
+Size: over 400 lines because segment evidence, the storyline checks and the fusion loop share the pair's vocabulary.
+
 A pair ``A+B`` shares its core person (s10). The text model gets both members' tools,
 tool graphs and *feasible segments* and interlocks them into storylines in which one
 person uses both services: e.g. book a dental appointment, then have the prescription

@@ -1,5 +1,7 @@
 """s13 policy merge: the pair's policy = both member policies kept whole + checkable Bridge Rules.
 
+Size: over 400 lines because namespacing the member policies and checking the Bridge Rules share one policy parser.
+
 Member policies (s07) passed their own checks; they are not re-written by a model (the
 original asked the model to re-emit both policies, which loses or duplicates sections and
 was never checked). Instead, in code:

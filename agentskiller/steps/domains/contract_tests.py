@@ -1,5 +1,7 @@
 """Contract tests for a domain's tool code (step s09): the oracle the code model cannot edit.
 
+Size: over 400 lines because one deriver per tool kind and contract; split up, the oracle would be scattered.
+
 The tests are *derived*, deterministically, from the blueprint (tool kinds, tables, reads and
 writes, parameters, preconditions, effects), the data (which user owns which records, what a
 search or an aggregate must return) and the policy markers. They live here, not in the

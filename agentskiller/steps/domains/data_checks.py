@@ -1,5 +1,7 @@
 """Checks on generated table data (s06) and the data summary computed from it.
 
+Size: over 400 lines because every data rule (types, ranges, keys, foreign keys, time order, arithmetic) and its repair message, side by side.
+
 A generator script is written by the code model; nothing it says about its output is
 trusted. :func:`check_records` looks at the records themselves: exact record count, column
 types, enums, numeric ranges, unique non-empty primary keys, required (non-nullable)

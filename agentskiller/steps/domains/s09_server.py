@@ -1,5 +1,7 @@
 """Step s09: the MCP server of one domain, written by the code model, proven by contract tests.
 
+Size: over 400 lines because the test-and-repair loop, its sandboxed rounds and the live MCP check are one step.
+
 Loop (section 6 of the design):
 
 1. Ask the code role for ``servers/{domain}/tools.py`` (task ``s09.tools``) with the

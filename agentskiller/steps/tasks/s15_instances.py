@@ -1,5 +1,7 @@
 """s15 instances: concrete, policy-respecting values for every accepted template.
 
+Size: over 400 lines because slot filling, record choice and the simulated state of one trajectory are one algorithm.
+
 Deterministic code, no LLM. For each accepted template, users (core-entity records) are
 tried in an order drawn from the seed; for a user the instance is built slot by slot:
 
