@@ -72,12 +72,27 @@ REPORT_NAME = "report.json"
 SETUP_FAILED = 125
 
 _libc_handle: Any = None
+#: sonames tried before ctypes.util.find_library, which runs ``ldconfig -p`` in a subprocess
+#: on every call (three times per run otherwise: libc here, libc and libseccomp in pyseccomp)
+_SONAMES = {"c": "libc.so.6", "seccomp": "libseccomp.so.2"}
+_find_library_slow = ctypes.util.find_library
+
+
+def _find_library(name: str) -> str | None:
+    soname = _SONAMES.get(name)
+    if soname:
+        try:
+            ctypes.CDLL(soname)
+            return soname
+        except OSError:
+            pass
+    return _find_library_slow(name)
 
 
 def libc() -> Any:
     global _libc_handle
     if _libc_handle is None:
-        _libc_handle = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
+        _libc_handle = ctypes.CDLL(_find_library("c"), use_errno=True)
     return _libc_handle
 
 
@@ -182,8 +197,11 @@ def seccomp_module() -> Any:
     except ImportError:
         pass
     try:
-        import pyseccomp  # type: ignore[import-untyped]
-
+        ctypes.util.find_library = _find_library  # pyseccomp resolves its libraries at import
+        try:
+            import pyseccomp  # type: ignore[import-untyped]
+        finally:
+            ctypes.util.find_library = _find_library_slow
         return pyseccomp
     except (ImportError, RuntimeError, OSError):  # RuntimeError: "Unable to find libseccomp"
         return None
