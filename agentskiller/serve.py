@@ -8,11 +8,14 @@ stdout is the MCP wire, so everything else (logs) goes to stderr.
 The tool code is generated, so by default it runs sandboxed (the same confinement as
 ``agentskiller.runtime.sandbox.run_sandboxed``): this process stays a small supervisor
 that copies the environment's files (tools modules, database tables, manifest) into a
-private directory and starts the real server as a child in a private mount namespace
-(/tmp, /root... hidden), a new network namespace (no network), under a fresh unprivileged
-uid with rlimits (memory, CPU, processes, file size) and a minimal environment without
-secrets. The child inherits stdin/stdout, so the wire goes straight to it; when it ends
-(stdin closed, signal) every process of its uid is killed and the directory removed.
+private directory and starts the real server through the sandbox launcher: new PID, IPC,
+mount and network namespaces (only its own processes visible, no network, /tmp, /root,
+/run/lock... hidden, everything else read-only), a tmpfs working directory of
+``--disk-mb``, a fresh unprivileged uid with rlimits (memory, CPU, processes, file size),
+a syscall filter and a minimal environment without secrets. The child inherits
+stdin/stdout, so the wire goes straight to it; when it ends (stdin closed, signal) every
+process of the run is killed and the directory removed, also when this supervisor is
+SIGKILLed (die-with-parent).
 
 Not root: namespaces and a uid change are impossible, so the server runs in this process
 with rlimits only (said on stderr). ``--no-sandbox`` does the same on purpose (debugging).
@@ -35,6 +38,8 @@ log = logging.getLogger("agentskiller.serve")
 DEFAULT_MAX_PROCESSES = 128
 #: any file the server (or its tool code) writes in its private directory
 MAX_FILE_BYTES = 64 * 2**20
+#: size of the sandboxed server's tmpfs working directory (MB): its disk quota
+DEFAULT_DISK_MB = 256
 
 
 def _limit_self(memory_mb: int, cpu_s: int) -> None:
@@ -91,13 +96,14 @@ def _serve_sandboxed(args: argparse.Namespace) -> int:
         cpu_s=args.cpu_s,
         max_processes=args.max_processes,
         max_file_bytes=MAX_FILE_BYTES,
+        disk_mb=args.disk_mb,
         isolate_network=True,
         # same process group: a terminal's Ctrl-C and the MCP client's killpg reach it
         new_session=False,
         die_with_parent=True,
     )
     iso = conf.isolation
-    if not (iso.get("mounts") and iso.get("network") and iso.get("uid") is not None):
+    if not (iso.get("mounts") and iso.get("network") and iso.get("uid") is not None and iso.get("seccomp")):
         log.warning("partial sandbox for %s: %s", args.environment, iso)
     log.info("serving %s sandboxed: %s", args.environment, iso)
 
@@ -129,6 +135,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cpu-s", type=int, default=3600, help="CPU-time limit of the server in seconds (0: none)")
     parser.add_argument(
         "--max-processes", type=int, default=DEFAULT_MAX_PROCESSES, help="process/thread limit of the sandboxed server"
+    )
+    parser.add_argument(
+        "--disk-mb",
+        type=int,
+        default=DEFAULT_DISK_MB,
+        help="disk quota of the sandboxed server: its working directory is a tmpfs of this size",
     )
     parser.add_argument(
         "--call-timeout-s",

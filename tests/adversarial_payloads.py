@@ -29,6 +29,18 @@ import secrets
 from pathlib import Path
 
 BEHAVIOURS = ("loop", "memory", "fork", "write_outside", "socket", "flood")
+#: Escapes an operator found past the first six (tests/test_sandbox.py, tests/test_adversarial.py):
+#:
+#: * ``fifo``: makes its output file a FIFO (whoever reads it back would block forever);
+#: * ``ipc``: creates SysV shared memory (2.4 GB, then 1 MB) and a POSIX message queue that
+#:   would outlive the run;
+#: * ``lock_dirs``: writes into /run/lock, /var/lock and /dev/shm (persistent, shared);
+#: * ``disk_fill``: writes into its own directory until the disk is full;
+#: * ``ps``: reads every process's command line, looking for ``spy_on`` (a host process);
+#: * ``daemon``: leaves a double-forked, setsid daemon behind and never returns.
+ESCAPES = ("fifo", "ipc", "lock_dirs", "disk_fill", "ps", "daemon")
+#: where lock_dirs tries to write (each name gets the marker appended)
+LOCK_DIRS = ("/run/lock", "/var/lock", "/dev/shm")
 
 
 def new_marker() -> str:
@@ -41,11 +53,20 @@ def _tag(marker: str) -> str:
     return f"import ctypes as _ct\n_ct.CDLL(None).prctl(15, {marker.encode()!r}, 0, 0, 0)\n"
 
 
-def payload(kind: str, marker: str, *, targets: list[Path] | None = None, port: int | None = None) -> str:
+def ipc_key(marker: str) -> int:
+    """The SysV key the ``ipc`` payload uses (the test looks for it in /proc/sysvipc/shm)."""
+    return int(marker[4:], 16) & 0x7FFFFFFF
+
+
+def payload(
+    kind: str, marker: str, *, targets: list[Path] | None = None, port: int | None = None, spy_on: str = ""
+) -> str:
     """The statements of one behaviour (module level code, no indentation).
 
     ``targets``: files ``write_outside`` tries to create; ``port``: the 127.0.0.1 port
-    ``socket`` connects to.
+    ``socket`` connects to; ``spy_on``: the word ``ps`` looks for in command lines.
+    Payloads that can only observe (``ipc``, ``ps``, ``lock_dirs``) print what they got as
+    one JSON line on stdout.
     """
     body = {
         "loop": "while True:\n    pass\n",
@@ -79,6 +100,60 @@ def payload(kind: str, marker: str, *, targets: list[Path] | None = None, port: 
             "_conn.sendall(b'exfiltrated')\n"
         ),
         "flood": ("import sys as _sys\n_chunk = 'x' * 65536 + '\\n'\nwhile True:\n    _sys.stdout.write(_chunk)\n"),
+        "fifo": "import os as _os, sys as _sys\n_os.mkfifo(_sys.argv[1])\n_os._exit(0)\n",
+        "ipc": (
+            "import ctypes as _c, json as _j, os as _os\n"
+            "_lc = _c.CDLL(None, use_errno=True)\n"
+            "_lc.shmget.argtypes = (_c.c_int, _c.c_size_t, _c.c_int)\n"
+            f"_big = _lc.shmget({ipc_key(marker)}, int(2.4 * 2**30), 0o1600)\n"
+            "_big_err = _c.get_errno() if _big < 0 else 0\n"
+            f"_small = _lc.shmget({ipc_key(marker)}, 2**20, 0o1600)\n"
+            "_rt = _c.CDLL('librt.so.1', use_errno=True)\n"
+            "_rt.mq_open.restype = _c.c_int\n"
+            f"_mq = _rt.mq_open(b'/{marker}', _os.O_CREAT | _os.O_RDWR, 0o600, None)\n"
+            "print(_j.dumps({'big': _big, 'big_errno': _big_err, 'small': _small, 'mq': _mq}), flush=True)\n"
+        ),
+        "lock_dirs": (
+            "import json as _j\n_res = {}\n"
+            f"for _d in {list(LOCK_DIRS)!r}:\n"
+            "    try:\n"
+            f"        open(_d + '/.{marker}', 'w').write('persist')\n"
+            "        _res[_d] = 0\n"
+            "    except OSError as _e:\n"
+            "        _res[_d] = _e.errno\n"
+            "print(_j.dumps(_res), flush=True)\n"
+        ),
+        "disk_fill": (
+            "_chunk = b'x' * 2**20\n"
+            "for _i in range(100000):\n"
+            f"    with open('fill_{{}}_{marker}'.format(_i), 'wb') as _fh:\n"
+            "        _fh.write(_chunk)\n"
+        ),
+        "ps": (
+            # the word is spelled in hex, so the payload's own command line does not contain it
+            "import json as _j, os as _os\n_seen, _pids = [], []\n"
+            f"_word = bytes.fromhex({spy_on.encode().hex()!r})\n"
+            "for _p in _os.listdir('/proc'):\n"
+            "    if _p.isdigit():\n"
+            "        _pids.append(int(_p))\n"
+            "        try:\n"
+            "            _cmd = open(f'/proc/{_p}/cmdline', 'rb').read()\n"
+            "        except OSError:\n"
+            "            continue\n"
+            "        if _word and _word in _cmd:\n"
+            "            _seen.append(int(_p))\n"
+            "print(_j.dumps({'pids': sorted(_pids), 'seen': _seen}), flush=True)\n"
+        ),
+        "daemon": (
+            "import os as _os, time as _t\n"
+            "if _os.fork() == 0:\n"
+            "    _os.setsid()\n"
+            "    if _os.fork() == 0:\n"
+            "        _t.sleep(3600)\n"
+            "    _os._exit(0)\n"
+            "print('daemon started', flush=True)\n"
+            "_t.sleep(3600)\n"
+        ),
     }[kind]
     return _tag(marker) + body
 

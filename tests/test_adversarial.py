@@ -68,7 +68,9 @@ S06_REASONS = {
     "loop": "wall-clock timeout",
     "memory": "memory limit exceeded",
     "fork": "process limit reached",
-    "write_outside": "Permission denied",
+    # the first target is in the repo: read-only in the run's mount namespace (EROFS; under
+    # the private /tmp tmpfs it would be EACCES)
+    "write_outside": "Read-only file system",
     "socket": "Network is unreachable",
     "flood": "output size limit exceeded",
 }
@@ -259,6 +261,29 @@ def test_s06_hostile_generator_script_is_stopped_and_quarantined(kind, tmp_path,
     _report_line("s06", kind, w, table["reason"])
 
 
+#: What the quarantine reason says for the escapes past rlimits that stop a generator script.
+S06_ESCAPE_REASONS = {"fifo": "is a FIFO", "disk_fill": "No space left on device"}
+
+
+@pytest.mark.skipif(not ROOT, reason="the tmpfs quota and the launcher's output reader need root")
+@pytest.mark.parametrize("kind", sorted(S06_ESCAPE_REASONS))
+def test_s06_generator_script_escaping_past_rlimits_is_stopped(kind, tmp_path):
+    """A FIFO as the output file (the reader must not hang) and a disk fill (the quota)."""
+    marker = new_marker()
+    (tmp_path / "outputs").mkdir()
+    provider = PayloadProvider({"s06.entity_script"}, lambda _text: entity_script(kind, marker))
+    cfg = s06_config(tmp_path)
+    cfg["sandbox"]["disk_mb"] = 16
+    w = Watched(lambda: s06.run_entity(s06_entity_ctx(tmp_path, cfg, provider, "Dentist")), marker)
+    assert w.finished and w.error is None, w.error
+    assert w.seconds < BOUND_S
+    table = io.read_json(tmp_path / "outputs/database/entities/Dentist.json")
+    assert table["status"] == "failed" and table["records"] == []
+    assert S06_ESCAPE_REASONS[kind] in table["reason"], table["reason"]
+    assert w.left == []
+    _report_line("s06", kind, w, table["reason"])
+
+
 def test_s06_a_hostile_table_does_not_stop_the_others(tmp_path):
     """The rest of the run completes: the next entity, with an honest script, still gets its
     table while the poisoned one is quarantined."""
@@ -347,7 +372,7 @@ S09_SIGNS = {
     "loop": ("wall-clock timeout",),
     "memory": ("MemoryError",),
     "fork": ("BlockingIOError", "process limit reached", "wall-clock timeout"),
-    "write_outside": ("Permission denied",),
+    "write_outside": ("Read-only file system", "Permission denied"),
     "socket": ("Network is unreachable",),
     "flood": ("output size limit exceeded",),
 }

@@ -33,7 +33,10 @@ def test_a_normal_program_runs_in_its_own_directory_with_a_minimal_environment(m
         "os.symlink('/etc/passwd', 'leak.txt')\n"
     )
     r = run_py(code, files={"in/data.txt": "hello"}, collect=["result.txt", "leak.txt", "missing.txt"])
-    assert r.reason == "ok" and r.returncode == 0, r.stderr
+    # the program finished, but one of its outputs is a symlink (out of the sandbox): refused
+    assert r.reason == "bad_output" and r.returncode == 0, r.stderr
+    assert r.refused == {"leak.txt": "a symbolic link (or a path through one)"}
+    assert "leak.txt is a symbolic link" in r.describe()
     import json
 
     out = json.loads(r.stdout)
@@ -109,7 +112,8 @@ def test_writing_outside_the_sandbox_directory_is_denied():
     )
     r = run_py(code, collect=["inside.txt"])
     assert r.reason == "ok", r.stderr
-    assert r.stdout.strip() == "[13, 13, 13, 13]"  # EACCES everywhere
+    # /tmp is a private root-owned tmpfs (EACCES); every other mount is read-only (EROFS)
+    assert r.stdout.strip() == "[30, 13, 30, 30]"
     assert r.files == {"inside.txt": b"fine"}
     for t in targets:
         assert not t.exists()
@@ -188,7 +192,8 @@ def test_confine_wraps_a_long_running_process_with_inherited_stdio_and_close_kil
         "if os.fork() == 0:\n"
         "    os.setsid(); time.sleep(120)\n"
         "for line in sys.stdin:\n"
-        "    print(f'{os.getuid()} {os.getpgrp()} {os.path.exists(sys.argv[1])} ' + line.strip(), flush=True)\n"
+        "    print(f'{os.getuid()} {os.getpgrp()} {os.path.exists(sys.argv[1])} {open(\"in.txt\").read()} '"
+        " + line.strip(), flush=True)\n"
     )
     conf = confine(
         [PY, "-c", code, str(tmp_path)],
@@ -209,9 +214,10 @@ def test_confine_wraps_a_long_running_process_with_inherited_stdio_and_close_kil
     try:
         proc.stdin.write("ping\n")
         proc.stdin.flush()
-        uid, pgid, sees_tmp, word = proc.stdout.readline().split()
-        assert (int(uid), int(pgid), sees_tmp, word) == (conf.uid, os.getpgrp(), "False", "ping")
-        assert (conf.work / "in.txt").read_text() == "x"
+        uid, pgid, sees_tmp, inp, word = proc.stdout.readline().split()
+        # the caller's process group lies outside the run's PID namespace: 0 there
+        assert (int(uid), int(pgid), sees_tmp, inp, word) == (conf.uid, 0, "False", "x", "ping")
+        assert os.getpgid(proc.pid) == os.getpgrp()
         deadline = time.monotonic() + 5
         while len(_pids_of_uid(conf.uid)) < 2 and time.monotonic() < deadline:
             time.sleep(0.05)
@@ -249,3 +255,151 @@ def test_confined_child_dies_with_its_parent(tmp_path):
     while _pids_of_uid(uid) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert _pids_of_uid(uid) == []
+
+
+# ------------------------------------------------- escapes past rlimits (issue 12, "Sandbox")
+# Each hostile program is contained: stopped with a clear reason, or harmless; the figure
+# printed is the time until the run was over (visible with -s).
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from adversarial_payloads import LOCK_DIRS, ipc_key, marker_processes, new_marker, payload  # noqa: E402
+
+
+def run_payload(kind: str, marker: str, **overrides):
+    t = time.monotonic()
+    r = run_sandboxed(
+        [PY, "-c", payload(kind, marker, spy_on=overrides.pop("spy_on", "")), "out.json"], **(LIMITS | overrides)
+    )
+    seconds = time.monotonic() - t
+    print(f"\n[sandbox {kind}] contained in {seconds:.2f} s: {r.describe()}")
+    return r, seconds
+
+
+@needs_root
+def test_a_fifo_as_output_file_is_refused_without_blocking():
+    r, seconds = run_payload("fifo", new_marker(), collect=["out.json"])
+    assert r.reason == "bad_output" and r.returncode == 0, (r.reason, r.stderr)
+    assert r.refused == {"out.json": "a FIFO"} and r.files == {}
+    assert "out.json is a FIFO" in r.describe()
+    assert seconds < 5
+
+
+def test_a_fifo_output_is_refused_without_namespaces_too(tmp_path):
+    """The parent-side reader (no launcher: not root) opens outputs O_NONBLOCK as well."""
+    from agentskiller.runtime.sandbox import _collect
+
+    os.mkfifo(tmp_path / "out.json")
+    (tmp_path / "ok.json").write_text("{}")
+    (tmp_path / "link.json").symlink_to("/etc/passwd")
+    t = time.monotonic()
+    files, refused = _collect(tmp_path, ["out.json", "ok.json", "link.json", "none.json"], 100)
+    assert time.monotonic() - t < 1
+    assert files == {"ok.json": b"{}"}
+    assert refused == {"out.json": "a FIFO", "link.json": "a symbolic link (or a path through one)"}
+
+
+def _sysv_keys() -> set[int]:
+    lines = Path("/proc/sysvipc/shm").read_text().splitlines()[1:]
+    return {int(line.split()[0]) for line in lines}
+
+
+@needs_root
+def test_sysv_shared_memory_and_posix_queues_vanish_with_the_run():
+    marker = new_marker()
+    r, seconds = run_payload("ipc", marker)
+    assert r.reason == "ok", r.stderr
+    got = __import__("json").loads(r.stdout)
+    assert got["big"] == -1 and got["big_errno"] == 22  # 2.4 GB > shmmax = the memory limit: EINVAL
+    assert got["small"] >= 0 and got["mq"] >= 0  # allowed, but inside the run's IPC namespace
+    assert ipc_key(marker) not in _sysv_keys()  # nothing survives on the host
+    if Path("/dev/mqueue").is_dir():
+        assert not (Path("/dev/mqueue") / marker).exists()
+    assert r.isolation["ipc"] is True
+    assert seconds < 5
+
+
+@needs_root
+def test_lock_and_shm_directories_are_not_writable_and_nothing_persists():
+    marker = new_marker()
+    r, seconds = run_payload("lock_dirs", marker)
+    assert r.reason == "ok", r.stderr
+    errnos = __import__("json").loads(r.stdout)
+    assert set(errnos) == set(LOCK_DIRS)
+    for d, err in errnos.items():
+        if Path(d).exists():
+            assert err in (13, 30), (d, err)  # EACCES (private root-owned tmpfs) or EROFS
+        assert not (Path(d) / f".{marker}").exists()
+    assert seconds < 5
+
+
+@needs_root
+def test_filling_the_disk_stops_at_the_quota():
+    r, seconds = run_payload("disk_fill", new_marker(), disk_mb=32, max_output_bytes=64 << 20, timeout_s=30)
+    assert r.reason == "exit", (r.reason, r.stderr[-500:])
+    assert "No space left on device" in r.stderr
+    assert r.isolation["disk_mb"] == 32
+    assert seconds < 15
+
+
+@needs_root
+def test_host_processes_are_invisible():
+    import subprocess
+
+    spy = new_marker()
+    outside = subprocess.Popen([PY, "-c", "import time; time.sleep(60)", spy])
+    try:
+        assert marker_processes(spy)  # the host sees it
+        r, seconds = run_payload("ps", new_marker(), spy_on=spy)
+        assert r.reason == "ok", r.stderr
+        got = __import__("json").loads(r.stdout)
+        assert got["seen"] == []
+        assert got["pids"] == [1, 2]  # the run's init and the program itself
+        assert r.isolation["pid"] is True
+        assert seconds < 5
+    finally:
+        outside.kill()
+        outside.wait()
+
+
+@needs_root
+def test_a_daemon_left_behind_is_killed_when_the_program_ends():
+    marker = new_marker()
+    head, _ = payload("daemon", marker).rsplit("_t.sleep(3600)\n", 1)
+    code = head + "pass\n"  # the program itself ends at once; its daemon would sleep an hour
+    r = run_sandboxed([PY, "-c", code], **LIMITS)
+    assert r.reason == "ok", r.stderr
+    assert marker_processes(marker) == []
+
+
+@needs_root
+def test_a_daemon_dies_and_the_directory_goes_when_the_job_is_sigkilled(tmp_path):
+    """The job (here a Python process calling run_sandboxed) is SIGKILLed while the hostile
+    program and its setsid daemon run: both die, and the run's directory is removed."""
+    import signal
+    import subprocess
+
+    marker = new_marker()
+    job = (
+        "import sys\n"
+        "from agentskiller.runtime.sandbox import run_sandboxed\n"
+        f"run_sandboxed([sys.executable, '-c', {payload('daemon', marker)!r}], timeout_s=120,\n"
+        f"              sandbox_root={str(tmp_path)!r})\n"
+    )
+    proc = subprocess.Popen([PY, "-c", job], env={"PYTHONPATH": str(REPO_ROOT), "PATH": "/usr/bin:/bin"})
+    try:
+        deadline = time.monotonic() + 20
+        while len(marker_processes(marker)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(marker_processes(marker)) >= 2  # the program and its daemon run
+        assert list(tmp_path.glob("agentskiller-sbx-*"))
+        t = time.monotonic()
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        deadline = time.monotonic() + 10
+        while (marker_processes(marker) or list(tmp_path.glob("agentskiller-sbx-*"))) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        seconds = time.monotonic() - t
+        print(f"\n[sandbox daemon] job SIGKILLed: processes and directory gone in {seconds:.2f} s")
+        assert marker_processes(marker) == []
+        assert list(tmp_path.glob("agentskiller-sbx-*")) == []
+    finally:
+        proc.kill()

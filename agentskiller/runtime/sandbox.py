@@ -11,17 +11,33 @@ What a run gets (DESIGN.md §6 "Sandbox"):
 * a wall-clock timeout; a new session, and at the end every process that belongs to the
   run is killed (no strays, even after a fork bomb or a ``setsid`` escape).
 
-As root (CI, this machine) it also gets, in the child before ``exec``:
+As root (CI, this machine) the run is started through a small launcher
+(:mod:`agentskiller.runtime.sandbox_init`, whose docstring has the details) and also gets:
 
-* a private mount namespace where world-writable directories (``/tmp``, ``/var/tmp``,
-  ``/dev/shm``) and directories others cannot enter (e.g. ``/root``) are covered by empty
-  read-only-for-others tmpfs mounts, with only the run's own directory, the Python
-  installation, the repo and ``readable_paths`` bound back in. So secrets under ``/root``
-  are invisible, and a write anywhere but the run's directory fails with EACCES;
-* a new network namespace (no interfaces up: every connect fails, even to 127.0.0.1);
-* a fresh unprivileged uid/gid (unique per run) with ``no_new_privs``, so
-  RLIMIT_NPROC applies to this run alone and the clean-up can kill "everything owned by
-  that uid".
+* new PID, IPC, mount and network namespaces. The program is PID 2 under an init that
+  reaps orphans and, when the program ends, kills whatever is left (daemons too); a fresh
+  ``/proc`` lists only the run's own processes. SysV shared memory, message queues and
+  POSIX queues live in the run's IPC namespace and vanish with it;
+* in the mount namespace, scratch directories (``/tmp``, ``/var/tmp``, ``/dev/shm``,
+  ``/run/lock`` = ``/var/lock``, ``/dev/mqueue``) and directories others cannot enter
+  (``/root``) are covered by empty root-owned tmpfs, the Python installation, the repo and
+  ``readable_paths`` are bound back, and every other mount is read-only. So secrets under
+  ``/root`` are invisible and no write outside the run's directory persists (EACCES under a
+  mask, EROFS elsewhere);
+* the run's directory is a tmpfs of ``disk_mb`` (the disk quota; ENOSPC past it), inputs
+  copied in; it disappears with the mount namespace, so nothing is left on disk even when
+  the job is SIGKILLed. Outputs are copied out by the init: regular files only, opened
+  ``O_NOFOLLOW | O_NONBLOCK`` (a FIFO, device or symlink is refused, reason
+  ``bad_output``);
+* die-with-parent: the launcher has ``PR_SET_PDEATHSIG``; when the job dies it kills the
+  namespace and removes the run's directory;
+* a fresh unprivileged uid/gid (unique per run) with ``no_new_privs``, so RLIMIT_NPROC
+  applies to this run alone and the clean-up can kill "everything owned by that uid";
+* a seccomp deny-list filter (libseccomp via ``pyseccomp``); when the binding or the library
+  is missing, a warning is logged and written to the run's stderr, and the run goes on.
+
+Root without working namespaces: the uid drop and rlimits only (the same pre-exec set-up
+as before the launcher existed).
 
 The same confinement wraps long-running processes: :func:`confine` prepares it (private
 directory with copied inputs, environment, the set-up run between fork and exec) without
@@ -36,8 +52,8 @@ so the cap is raised by what already runs); the network is isolated with
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
+import json
+import logging
 import os
 import re
 import resource
@@ -55,12 +71,44 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from .sandbox_init import (
+    CLONE_NEWNET,
+    CLONE_NEWNS,
+    MS_PRIVATE,
+    MS_REC,
+    PR_SET_NO_NEW_PRIVS,
+    PR_SET_PDEATHSIG,
+    REPORT_NAME,
+    read_output,
+    seccomp_module,
+)
+from .sandbox_init import libc as _libc
+from .sandbox_init import mount as _mount
+from .sandbox_init import unshare as _unshare
+
 __all__ = ["SandboxSettings", "SandboxResult", "run_sandboxed", "REASONS", "SandboxError", "Confinement", "confine"]
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 #: ``SandboxResult.reason`` values.
-REASONS = ("ok", "timeout", "memory", "cpu", "fork_limit", "output_limit", "crash", "exit", "sandbox_error")
+REASONS = (
+    "ok",
+    "timeout",
+    "memory",
+    "cpu",
+    "fork_limit",
+    "output_limit",
+    "bad_output",
+    "crash",
+    "exit",
+    "sandbox_error",
+)
+LAUNCHER = Path(__file__).resolve().with_name("sandbox_init.py")
+#: size of the run's tmpfs working directory (MB) unless told otherwise
+DEFAULT_DISK_MB = 256
+#: scratch directories every user may write to: covered by a private, root-owned tmpfs
+SCRATCH_DIRS = ("/tmp", "/var/tmp", "/dev/shm", "/run/shm", "/run/lock", "/var/lock", "/dev/mqueue", "/var/crash")
+log = logging.getLogger(__name__)
 
 _SECRET_RE = re.compile(r"(API_?KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|^OPENAI_|^AWS_|^HF_)", re.I)
 _MEMORY_MARKERS = ("MemoryError", "Cannot allocate memory", "std::bad_alloc", "out of memory")
@@ -73,12 +121,6 @@ _FORK_MARKERS = (
 )
 _OUTPUT_MARKERS = ("File too large",)
 
-# Linux constants (linux/sched.h, sys/mount.h, linux/prctl.h)
-CLONE_NEWNS = 0x00020000
-CLONE_NEWNET = 0x40000000
-MS_NOSUID, MS_NODEV, MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 2, 4, 32, 4096, 16384, 1 << 18
-PR_SET_NO_NEW_PRIVS = 38
-PR_SET_PDEATHSIG = 1
 _UID_RANGE = (1_900_000_000, 1_999_000_000)
 _NOBODY = 65534
 
@@ -95,6 +137,8 @@ class SandboxSettings:
     max_processes: int = 64
     max_output_bytes: int = 20 * 1024 * 1024
     isolate_network: bool = True
+    #: the run's working directory is a tmpfs of this size (MB): its disk quota (as root)
+    disk_mb: int = DEFAULT_DISK_MB
 
     @classmethod
     def from_config(cls, cfg: Mapping[str, Any] | None) -> SandboxSettings:
@@ -108,6 +152,7 @@ class SandboxSettings:
             max_processes=int(cfg.get("max_processes", d.max_processes)),
             max_output_bytes=int(float(cfg.get("max_output_mb", d.max_output_bytes / 2**20)) * 2**20),
             isolate_network=bool(cfg.get("isolate_network", d.isolate_network)),
+            disk_mb=int(cfg.get("disk_mb", d.disk_mb)),
         )
 
     def kwargs(self) -> dict[str, Any]:
@@ -118,6 +163,7 @@ class SandboxSettings:
             "max_processes": self.max_processes,
             "max_output_bytes": self.max_output_bytes,
             "isolate_network": self.isolate_network,
+            "disk_mb": self.disk_mb,
         }
 
 
@@ -132,10 +178,12 @@ class SandboxResult:
     signal: int | None = None
     output_truncated: bool = False
     cpu_s: float = 0.0
-    #: what isolation was in force: {"network": bool, "uid": int|None, "mounts": bool}
+    #: what isolation was in force: {"network", "uid", "mounts", "pid", "ipc", "seccomp", "disk_mb"}
     isolation: dict[str, Any] = field(default_factory=dict)
     #: collected output files (relative path -> bytes)
     files: dict[str, bytes] = field(default_factory=dict)
+    #: outputs that were not read back (relative path -> why: "a FIFO", "a symbolic link", ...)
+    refused: dict[str, str] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -150,6 +198,9 @@ class SandboxResult:
             "cpu": "stopped: CPU time limit exceeded",
             "fork_limit": "stopped: process limit reached (too many processes/threads)",
             "output_limit": "stopped: output size limit exceeded",
+            "bad_output": "stopped: output refused, only regular files are read back ("
+            + "; ".join(f"{name} is {why}" for name, why in sorted(self.refused.items()))
+            + ")",
             "crash": f"crashed with signal {self.signal}",
             "exit": f"exited with status {self.returncode}",
             "sandbox_error": "the sandbox could not start the program",
@@ -160,26 +211,15 @@ class SandboxResult:
 
 # --------------------------------------------------------------------------- helpers
 @lru_cache(maxsize=1)
-def _libc() -> Any:
-    return ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
-
-
-def _check(ret: int, what: str) -> None:
-    if ret != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, f"{what}: {os.strerror(err)}")
-
-
-def _unshare(flags: int) -> None:
-    if hasattr(os, "unshare"):  # Python 3.12+
-        os.unshare(flags)
-    else:
-        _check(_libc().unshare(ctypes.c_int(flags)), "unshare")
-
-
-def _mount(src: str | None, target: str, fstype: str | None, flags: int, data: str | None = None) -> None:
-    enc = lambda s: None if s is None else s.encode()  # noqa: E731
-    _check(_libc().mount(enc(src), enc(target), enc(fstype), ctypes.c_ulong(flags), enc(data)), f"mount {target}")
+def seccomp_available() -> bool:
+    """Can the launcher install a syscall filter? Probed (and warned about) once."""
+    if seccomp_module() is None:
+        log.warning(
+            "sandbox: no syscall filter: neither libseccomp's 'seccomp' module nor 'pyseccomp' "
+            "(with libseccomp.so.2) is importable; runs are confined by namespaces and rlimits only"
+        )
+        return False
+    return True
 
 
 def _uid_mapped(uid: int) -> bool:
@@ -357,24 +397,18 @@ def _shorten(text: str, limit: int = 64_000) -> str:
     return text[:head] + f"\n...[{len(text) - limit} characters cut]...\n" + text[-(limit - head) :]
 
 
-def _collect(work: Path, names: Sequence[str], limit: int) -> dict[str, bytes]:
-    """Read result files back without following links out of the run's directory."""
+def _collect(work: Path, names: Sequence[str], limit: int) -> tuple[dict[str, bytes], dict[str, str]]:
+    """Read result files back (no symlink followed, no FIFO opened for blocking reads):
+    (files, refused)."""
     out: dict[str, bytes] = {}
-    root = work.resolve()
+    refused: dict[str, str] = {}
     for name in names:
-        p = work / name
-        try:
-            real = p.resolve()
-            if not _is_under(real, root):
-                continue
-            fd = os.open(real, os.O_RDONLY | os.O_NOFOLLOW)
-        except OSError:
-            continue
-        with os.fdopen(fd, "rb") as fh:
-            if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
-                continue
-            out[name] = fh.read(limit + 1)[: limit + 1]
-    return out
+        content, why = read_output(str(work), name, limit)
+        if why is not None:
+            refused[name] = why
+        elif content is not None:
+            out[name] = content
+    return out, refused
 
 
 def _chown_tree(path: Path, uid: int, gid: int) -> None:
@@ -389,7 +423,11 @@ def _chown_tree(path: Path, uid: int, gid: int) -> None:
 class Confinement:
     """Everything a confined process needs, prepared in the parent: the command, its
     minimal environment, its private directory and the set-up function that runs in the
-    child between ``fork`` and ``exec`` (namespaces, mounts, rlimits, uid drop).
+    child between ``fork`` and ``exec``.
+
+    With namespaces (root) ``argv`` starts the launcher (``sandbox_init.py``), which builds
+    the namespaces, mounts, uid drop and filter itself, and ``preexec`` only starts a new
+    session when asked; otherwise ``preexec`` applies rlimits (and the uid drop as root).
 
     Used by :func:`run_sandboxed` (one bounded run, output captured) and by
     ``python -m agentskiller.serve`` (a long-running MCP server whose stdin/stdout stay the
@@ -400,12 +438,43 @@ class Confinement:
     argv: list[str]
     env: dict[str, str]
     base: Path
+    #: the run's working directory, as the program sees it (with the launcher a tmpfs that
+    #: exists only in the run's mount namespace; on the host it is an empty mount point)
     work: Path
     run_dir: Path
     uid: int | None
     gid: int | None
     isolation: dict[str, Any]
     preexec: Callable[[], None]
+    #: with the launcher: where the init leaves report.json and the collected outputs
+    outputs: Path | None = None
+    collect: tuple[str, ...] = ()
+
+    @property
+    def launched(self) -> bool:
+        return self.outputs is not None
+
+    def report(self) -> dict[str, Any]:
+        """The launcher's report (``status``, ``error``, ``refused``, ``collected``), or {}."""
+        if self.outputs is None:
+            return {}
+        try:
+            return json.loads((self.outputs / REPORT_NAME).read_text())
+        except (OSError, ValueError):
+            return {}
+
+    def collected(self, limit: int) -> tuple[dict[str, bytes], dict[str, str]]:
+        """The outputs named in ``collect`` (files, refused); see :func:`read_output`."""
+        if self.outputs is None:
+            return _collect(self.work, self.collect, limit)
+        rep = self.report()
+        files = {}
+        for i, name in enumerate(self.collect):
+            if name in rep.get("collected", []):
+                content, _ = read_output(str(self.outputs), str(i), limit)
+                if content is not None:
+                    files[name] = content
+        return files, dict(rep.get("refused") or {})
 
     def sweep(self, pgid: int | None = None) -> None:
         """Kill every process of the run: the process group ``pgid`` (when given) and,
@@ -424,6 +493,10 @@ class Confinement:
             shutil.rmtree(self.base, ignore_errors=True)
 
 
+def _nothing() -> None:
+    pass
+
+
 def confine(
     argv: Sequence[str],
     *,
@@ -438,7 +511,10 @@ def confine(
     files: Mapping[str, bytes | str | Path] | None = None,
     sandbox_root: str | Path | None = None,
     new_session: bool = True,
-    die_with_parent: bool = False,
+    die_with_parent: bool = True,
+    disk_mb: int = DEFAULT_DISK_MB,
+    collect: Sequence[str] = (),
+    syscall_filter: bool = True,
 ) -> Confinement:
     """Prepare the confinement of ``argv`` (see the module docstring); starts nothing.
 
@@ -446,7 +522,9 @@ def confine(
     sees the originals, which may not even be readable for its uid). ``memory_mb`` or
     ``cpu_s`` <= 0: no such limit. ``new_session``: the child starts its own session
     (``False`` keeps the caller's process group, so a terminal's Ctrl-C reaches it).
-    ``die_with_parent``: the child gets SIGKILL when the process that started it dies.
+    ``die_with_parent``: the child gets killed when the process that started it dies (with
+    the launcher always: its clean-up needs it). ``disk_mb``: size of the tmpfs working
+    directory. ``collect``: outputs the launcher's init copies out when the program ends.
     Raises ValueError for an input path that escapes the directory.
     """
     if not argv:
@@ -457,10 +535,23 @@ def confine(
         os.chmod(base, 0o711)  # the program may enter (to reach work/) but not list or write
         work = base / "work"
         work.mkdir()
-        isolation: dict[str, Any] = {"network": False, "uid": None, "mounts": False}
+        use_ns = is_root and _namespaces_work()
+        # With the launcher the inputs are staged in in/ (root only) and copied by the init
+        # into the tmpfs that becomes work/; otherwise they go straight into work/.
+        stage = base / "in" if use_ns else work
+        stage.mkdir(exist_ok=True, mode=0o700)
+        isolation: dict[str, Any] = {
+            "network": False,
+            "uid": None,
+            "mounts": False,
+            "pid": False,
+            "ipc": False,
+            "seccomp": False,
+            "disk_mb": None,
+        }
         for rel, content in (files or {}).items():
-            dest = (work / rel).resolve()
-            if not _is_under(dest, work.resolve()):
+            dest = (stage / rel).resolve()
+            if not _is_under(dest, stage.resolve()):
                 raise ValueError(f"input file escapes the sandbox: {rel}")
             dest.parent.mkdir(parents=True, exist_ok=True)
             if isinstance(content, Path):
@@ -468,10 +559,11 @@ def confine(
             else:
                 dest.write_bytes(content.encode() if isinstance(content, str) else content)
         run_dir = work if cwd is None else (work / cwd if not Path(cwd).is_absolute() else Path(cwd))
+        if use_ns and _is_under(run_dir, work):
+            (stage / run_dir.relative_to(work)).mkdir(parents=True, exist_ok=True)
         env = _base_env(work, env_extra)
         argv = [str(a) for a in argv]
 
-        use_ns = is_root and _namespaces_work()
         uid = gid = None
         if is_root:
             uid, gid = _pick_uid()
@@ -480,7 +572,7 @@ def confine(
                 # Without a mount namespace the interpreter would be unreachable for an
                 # unprivileged uid: run as root (rlimits only) and say so.
                 uid = gid = None
-            if uid is not None:
+            if uid is not None and not use_ns:
                 _chown_tree(work, uid, gid)
                 os.chmod(work, 0o700)
             isolation.update(uid=uid, mounts=use_ns, network=use_ns and isolate_network)
@@ -489,18 +581,64 @@ def confine(
             isolation["network"] = True
 
         nproc = max_processes if uid is not None else max_processes + len(_pids_of_uid(os.getuid()))
+        fsize = max(int(max_file_bytes), 1)
+        if use_ns:
+            assert uid is not None and gid is not None
+            outputs = base / "out"
+            outputs.mkdir(mode=0o700)
+            seccomp = syscall_filter and seccomp_available()
+            isolation.update(pid=True, ipc=True, seccomp=seccomp, disk_mb=int(disk_mb))
+            exposures = [e for e in _exposures(argv, run_dir, work, readable_paths) if not _is_under(e, work)]
+            masks = _masks([*exposures, work])
+            rebinds = [e for e in exposures if any(_is_under(e, m) for m in masks)]
+            rebinds = [e for e in rebinds if not any(o != e and _is_under(e, o) for o in rebinds)]
+            spec = {
+                "argv": argv,
+                "base": str(base),
+                "work": str(work),
+                "run_dir": str(run_dir),
+                "inputs": str(stage),
+                "outputs": str(outputs),
+                "uid": uid,
+                "gid": gid,
+                "limits": {"memory_mb": int(memory_mb), "cpu_s": int(cpu_s), "nproc": int(nproc), "fsize": fsize},
+                "memory_mb": int(memory_mb),
+                "disk_mb": max(int(disk_mb), 1),
+                "masks": [str(m) for m in masks],
+                "rebinds": [str(e) for e in rebinds],
+                "isolate_network": bool(isolate_network),
+                "seccomp": seccomp,
+                "parent_pid": os.getpid(),
+                "collect": list(collect),
+                "collect_limit": fsize,
+            }
+            spec_path = base / "spec.json"
+            fd = os.open(spec_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as fh:
+                json.dump(spec, fh)
+            # -I: the launcher runs as root and must not heed PYTHON* variables; -B: no .pyc
+            return Confinement(
+                argv=[sys.executable, "-I", "-B", str(LAUNCHER), str(spec_path)],
+                env=env,
+                base=base,
+                work=work,
+                run_dir=run_dir,
+                uid=uid,
+                gid=gid,
+                isolation=isolation,
+                preexec=os.setsid if new_session else _nothing,
+                outputs=outputs,
+                collect=tuple(collect),
+            )
         preexec = _make_preexec(
             run_dir=run_dir,
             work=work,
             memory_mb=memory_mb,
             cpu_s=cpu_s,
             nproc=nproc,
-            fsize=max(int(max_file_bytes), 1),
+            fsize=fsize,
             uid=uid,
             gid=gid,
-            namespaces=use_ns,
-            isolate_network=isolate_network,
-            exposures=_exposures(argv, run_dir, work, readable_paths) if use_ns else [],
             new_session=new_session,
             parent_pid=os.getpid() if die_with_parent else None,
         )
@@ -517,6 +655,7 @@ def confine(
         gid=gid,
         isolation=isolation,
         preexec=preexec,
+        collect=tuple(collect),
     )
 
 
@@ -538,13 +677,16 @@ def run_sandboxed(
     stdin_data: bytes | None = None,
     max_file_bytes: int | None = None,
     sandbox_root: str | Path | None = None,
+    disk_mb: int = DEFAULT_DISK_MB,
 ) -> SandboxResult:
     """Run ``argv`` under the limits above; never raises for failures of the program.
 
     ``files``: relative path -> content (bytes/str) or a file to copy, placed in the run's
-    directory before start. ``collect``: relative paths read back into ``result.files``.
+    directory before start. ``collect``: relative paths read back into ``result.files``
+    (regular files only; others end up in ``result.refused``).
     ``cwd``: relative to the run's directory (default: the directory itself).
     ``max_file_bytes``: cap for any file the program writes (default ``max_output_bytes``).
+    ``disk_mb``: the run's disk quota (its working directory is a tmpfs of that size).
     """
     if not argv:
         raise ValueError("empty argv")
@@ -562,8 +704,11 @@ def run_sandboxed(
         readable_paths=readable_paths,
         files=files,
         sandbox_root=sandbox_root,
+        die_with_parent=True,
+        disk_mb=disk_mb,
+        collect=collect,
     )
-    base, work, isolation = conf.base, conf.work, conf.isolation
+    base, isolation = conf.base, conf.isolation
     out_path, err_path = base / "stdout", base / "stderr"
     try:
         stdin = subprocess.DEVNULL
@@ -571,6 +716,9 @@ def run_sandboxed(
             (base / "stdin").write_bytes(stdin_data)
             stdin = open(base / "stdin", "rb")  # noqa: SIM115 - closed below
         with open(out_path, "wb") as out_fh, open(err_path, "wb") as err_fh:
+            if isolation.get("mounts") and not isolation.get("seccomp"):
+                err_fh.write(b"sandbox: warning: no syscall filter (pyseccomp or libseccomp unavailable)\n")
+                err_fh.flush()
             try:
                 proc = subprocess.Popen(
                     conf.argv,
@@ -578,7 +726,8 @@ def run_sandboxed(
                     stdout=out_fh,
                     stderr=err_fh,
                     env=conf.env,
-                    preexec_fn=conf.preexec,
+                    preexec_fn=None if conf.launched else conf.preexec,
+                    start_new_session=conf.launched,
                     close_fds=True,
                     restore_signals=True,
                 )
@@ -609,7 +758,15 @@ def run_sandboxed(
         sig = -rc if rc is not None and rc < 0 else None
         cpu_used = (rusage.ru_utime + rusage.ru_stime) if rusage is not None else 0.0
         truncated = out_size > max_output_bytes or err_size > max_output_bytes or max(out_size, err_size) >= fsize
-        reason = _classify(rc, sig, timed_out, stderr, truncated, cpu_used, cpu_s)
+        files_out, refused = conf.collected(fsize) if not timed_out else ({}, {})
+        setup_error = conf.report().get("error") if conf.launched and not timed_out else None
+        if setup_error:
+            stderr = _shorten(stderr + ("\n" if stderr and not stderr.endswith("\n") else "") + setup_error)
+            reason = "sandbox_error"
+        else:
+            reason = _classify(rc, sig, timed_out, stderr, truncated, cpu_used, cpu_s)
+            if reason == "ok" and refused:
+                reason = "bad_output"
         return SandboxResult(
             returncode=rc,
             stdout=stdout,
@@ -621,7 +778,8 @@ def run_sandboxed(
             output_truncated=truncated,
             cpu_s=round(cpu_used, 3),
             isolation=isolation,
-            files=_collect(work, collect, fsize),
+            files=files_out,
+            refused=refused,
         )
     finally:
         shutil.rmtree(base, ignore_errors=True)
@@ -643,9 +801,9 @@ def _masks(exposures: Sequence[Path]) -> list[Path]:
     """Directories to cover with an empty tmpfs: world-writable scratch dirs, and the
     topmost ancestors of needed paths that others cannot enter (``/root``)."""
     masks = set()
-    for d in ("/tmp", "/var/tmp", "/dev/shm"):
-        p = Path(d)
-        if p.is_dir() and not p.is_symlink() and os.stat(p).st_mode & stat.S_IWOTH:
+    for d in SCRATCH_DIRS:
+        p = Path(os.path.realpath(d))  # /var/lock is usually a link to /run/lock
+        if p.is_dir() and os.stat(p).st_mode & stat.S_IWOTH:
             masks.add(p)
     for e in exposures:
         blocked = _others_can_enter(e)
@@ -665,36 +823,17 @@ def _make_preexec(
     fsize: int,
     uid: int | None,
     gid: int | None,
-    namespaces: bool,
-    isolate_network: bool,
-    exposures: list[Path],
     new_session: bool = True,
     parent_pid: int | None = None,
 ):
-    masks = _masks(exposures) if namespaces else []
-    # Bind back only what a mask hides; skip paths inside another rebound path.
-    rebinds = [e for e in exposures if any(_is_under(e, m) for m in masks)]
-    rebinds = [e for e in rebinds if not any(o != e and _is_under(e, o) for o in rebinds)]
+    """The set-up between fork and exec when there is no launcher (not root, or no
+    namespaces): rlimits, and as root the uid drop."""
     _libc()  # load before fork: the child should only make system calls
 
     def preexec() -> None:  # runs in the child between fork and exec
         try:
             if new_session:
                 os.setsid()
-            if namespaces:
-                _unshare(CLONE_NEWNS | (CLONE_NEWNET if isolate_network else 0))
-                _mount(None, "/", None, MS_REC | MS_PRIVATE)
-                fds = {e: os.open(e, os.O_PATH | os.O_CLOEXEC) for e in rebinds}
-                for m in masks:
-                    _mount("tmpfs", str(m), "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755,size=1m")
-                for e, fd in fds.items():
-                    if os.path.isdir(f"/proc/self/fd/{fd}"):
-                        os.makedirs(e, exist_ok=True)
-                    else:
-                        os.makedirs(e.parent, exist_ok=True)
-                        open(e, "a").close()
-                    _mount(f"/proc/self/fd/{fd}", str(e), None, MS_BIND | MS_REC)
-                    os.close(fd)
             if memory_mb > 0:
                 mem = memory_mb * 1024 * 1024
                 resource.setrlimit(resource.RLIMIT_AS, (mem, mem))
