@@ -1,5 +1,7 @@
 """Run untrusted generated code (data scripts, tool code, tests) in a limited subprocess.
 
+Size: over 400 lines because the settings, the non-root fallback, output reading and the result type are one contract that the steps and the MCP server share.
+
 What a run gets (DESIGN.md §6 "Sandbox"):
 
 * its own directory (``HOME`` and ``TMPDIR`` point there); inputs are copied in

@@ -1,5 +1,7 @@
 """The sandbox's launcher: the process tree that confines one run, as root.
 
+Size: over 400 lines because the launcher runs with the standard library only (python -I), so its namespaces, mounts, init and syscall filter cannot import helpers from elsewhere.
+
 :mod:`agentskiller.runtime.sandbox` prepares a run (directories, inputs, a JSON spec) and
 starts ``python -I -B sandbox_init.py <spec>``. This file is run as a script, so it uses
 the standard library only (and the optional libseccomp binding): importing the package
