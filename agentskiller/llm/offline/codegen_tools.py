@@ -12,6 +12,9 @@ Signatures follow the blueprint parameters so that the runtime loader builds exa
 s05 tool list from them: required parameters first, optional ones typed ``T | None = None``.
 The output is deterministic (no RNG, sorted iteration where order is not given) and the
 code never touches files, the clock or the network.
+
+One module past 400 lines: a single ``_Writer`` emits every tool kind, and the kinds share its
+validation, ownership and precondition snippets.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import keyword
 from typing import Any
 
 from ...models.blueprint import Blueprint, Relationship, Tool, ToolParam
+from .codegen_data import number_literal
 
 #: blueprint parameter type -> Python annotation
 PY_TYPES = {"string": "str", "date": "str", "datetime": "str", "integer": "int", "number": "float", "boolean": "bool"}
@@ -159,10 +163,12 @@ class _Writer:
             num = f"isinstance({p.name}, bool) or not isinstance({p.name}, (int, float))"
             bounds = []
             if lo is not None:
-                bounds.append(f"{p.name} < {_num(lo)}")
+                bounds.append(f"{p.name} < {number_literal(lo)}")
             if hi is not None:
-                bounds.append(f"{p.name} > {_num(hi)}")
-            rng = f"{_num(lo) if lo is not None else '-inf'}..{_num(hi) if hi is not None else 'inf'}"
+                bounds.append(f"{p.name} > {number_literal(hi)}")
+            rng = (
+                f"{number_literal(lo) if lo is not None else '-inf'}..{number_literal(hi) if hi is not None else 'inf'}"
+            )
             checks.append(
                 (
                     f"{num} or {' or '.join(bounds)}",
@@ -423,10 +429,6 @@ def _lit(text: str) -> str:
     return text.replace("\\", "\\\\").replace('"', '\\"').replace("{", "{{").replace("}", "}}").replace("\n", " ")
 
 
-def _num(x: float) -> str:
-    return repr(int(x)) if float(x).is_integer() else repr(float(x))
-
-
 def _wrap(text: str, width: int) -> list[str]:
     out, cur = [], ""
     for word in text.split():
@@ -462,7 +464,7 @@ def _default_expr(col: Any) -> str:
     if col.type == "datetime":
         return "ctx.now"
     if col.type in ("integer", "number"):
-        return _num(col.minimum) if col.minimum is not None else "0"
+        return number_literal(col.minimum) if col.minimum is not None else "0"
     if col.type == "boolean":
         return "False"
     return "None"
