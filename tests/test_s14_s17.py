@@ -10,7 +10,7 @@ from fixtures.s14.pipeline import ENV, FIXTURE, config, copy_fixture, run_all, r
 
 from agentskiller import io
 from agentskiller.grounding import mentions, ungrounded
-from agentskiller.llm.offline.handlers.s14_templates import judge_template
+from agentskiller.llm.offline.writers.template_judge import judge_template
 from agentskiller.models.tasks import CRITERIA, GoldenCall, Instance, TemplateDraft
 from agentskiller.steps.tasks import s16_tasks
 from agentskiller.steps.tasks.s14_templates import base_context, check_draft
@@ -95,7 +95,7 @@ def test_check_draft_rejects_unknown_placeholders(view):
 
 
 def test_templates_artifact_keeps_rejections_and_is_reused(tmp_path, monkeypatch):
-    from agentskiller.llm.offline.handlers import s14_templates as writer
+    from agentskiller.llm.offline.writers import template as writer
 
     # every draft terse: templates with a create/update lose a value and must be rejected
     monkeypatch.setattr(writer, "TERSE_PROBABILITY", 1.0)

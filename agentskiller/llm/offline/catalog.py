@@ -18,6 +18,8 @@ from pydantic import Field
 from agentskiller.models.blueprint import DOMAIN_NAME_RE, TOOL_NAME_RE, Column
 from agentskiller.models.catalog import Attribute, Entity, Strict, primary_key_for, snake_case
 
+from .phrasing import spoken
+
 CATALOG_DIR = Path(__file__).with_name("catalog")
 
 
@@ -97,9 +99,9 @@ class RelationshipTemplate(Strict):
                     name=primary_key_for(ent),
                     type="string",
                     references=ent,
-                    description=f"The {_words(ent)} this {self.noun.replace('_', ' ')} belongs to"
+                    description=f"The {spoken(ent)} this {self.noun.replace('_', ' ')} belongs to"
                     if ent == core
-                    else f"The {_words(ent)} involved",
+                    else f"The {spoken(ent)} involved",
                 )
             )
         for c in self.columns:
@@ -162,13 +164,9 @@ class Catalog(Strict):
         return [(t, r) for t in self.topics.values() if t.person == person for r in t.relationships]
 
 
-def _words(entity: str) -> str:
-    return snake_case(entity).replace("_", " ")
-
-
 def _entity(name: str, raw: dict[str, Any], is_person: bool) -> Entity:
     pk = primary_key_for(name)
-    attrs = [Attribute(name=pk, type="string", format="uuid", description=f"Unique identifier of the {_words(name)}")]
+    attrs = [Attribute(name=pk, type="string", format="uuid", description=f"Unique identifier of the {spoken(name)}")]
     attrs += [Attribute(**a) for a in raw["attributes"]]
     return Entity(name=name, description=raw["description"], is_person=is_person, primary_key=pk, attributes=attrs)
 

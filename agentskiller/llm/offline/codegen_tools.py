@@ -28,6 +28,7 @@ from typing import Any
 
 from ...models.blueprint import Blueprint, Column, Relationship, Tool, ToolParam
 from ...models.catalog import pascal_case, primary_key_for, snake_case
+from .codegen_data import number_literal
 from .phrasing import plural
 
 #: blueprint parameter type -> Python annotation
@@ -68,7 +69,7 @@ def py_value(value: Any) -> str:
     if isinstance(value, bool) or value is None:
         return repr(value)
     if isinstance(value, (int, float)):
-        return _num(value)
+        return number_literal(value)
     if isinstance(value, list):
         return "[" + ", ".join(py_value(v) for v in value) + "]"
     if isinstance(value, dict):
@@ -79,10 +80,6 @@ def py_value(value: Any) -> str:
 def fstring_text(text: str) -> str:
     """``text`` made safe inside the literal part of a generated double-quoted f-string."""
     return text.replace("\\", "\\\\").replace('"', "'").replace("{", "{{").replace("}", "}}").replace("\n", " ")
-
-
-def _num(x: float) -> str:
-    return repr(int(x)) if float(x).is_integer() else repr(float(x))
 
 
 def _coerce(value: object, scalar: str) -> object:
@@ -348,11 +345,14 @@ class _Writer:
             self.emit_raise(f"invalid {p.name}: {{{p.name}!r}}; allowed: {{', '.join({allowed})}}", 2)
         if p.type in ("integer", "number") and (lo is not None or hi is not None):
             if lo is not None and hi is not None:
-                cond, need = f"not {_num(lo)} <= {p.name} <= {_num(hi)}", f"between {_num(lo)} and {_num(hi)}"
+                cond, need = (
+                    f"not {number_literal(lo)} <= {p.name} <= {number_literal(hi)}",
+                    f"between {number_literal(lo)} and {number_literal(hi)}",
+                )
             elif lo is not None:
-                cond, need = f"{p.name} < {_num(lo)}", f"at least {_num(lo)}"
+                cond, need = f"{p.name} < {number_literal(lo)}", f"at least {number_literal(lo)}"
             else:
-                cond, need = f"{p.name} > {_num(hi)}", f"at most {_num(hi)}"
+                cond, need = f"{p.name} > {number_literal(hi)}", f"at most {number_literal(hi)}"
             self.emit(f"if {guard}{cond}:", 1)
             self.emit_raise(f"{p.name} must be {need}, got {{{p.name}!r}}", 2)
         if kind in ("date", "datetime") and p.type != "array":
@@ -684,7 +684,7 @@ def _default_expr(col: Column) -> str:
     if col.type == "datetime":
         return "ctx.now"
     if col.type in ("integer", "number"):
-        return _num(col.minimum) if col.minimum is not None else "0"
+        return number_literal(col.minimum) if col.minimum is not None else "0"
     if col.type == "boolean":
         return "False"
     return "None"

@@ -423,7 +423,7 @@ def run(ctx: StepContext) -> None:
     n = int(ctx.config.get("tasks", {}).get("samples_per_template", 2))
     view = EnvView.load(env, ctx.inputs["blueprint"], ctx.inputs["server_report"])
     tables = view.load_tables()
-    data = artifacts.read(ctx.inputs["templates"], "task_templates")
+    data = artifacts.read(ctx.inputs["templates"])
     instances: list[dict] = []
     skipped: list[dict] = []
     accepted = [TaskTemplate.model_validate(t) for t in data.get("templates", []) if t["status"] == "accepted"]

@@ -209,7 +209,7 @@ def run(ctx: StepContext, execute: Executor | None = None) -> None:
     ).parent
     # loading data only (no generated code runs here): the hash every episode starts from
     initial_hash = load_environment(env_path).initial_state().hash()
-    data = artifacts.read(ctx.inputs["instances"], "instances")
+    data = artifacts.read(ctx.inputs["instances"])
     instances = [Instance.model_validate(i) for i in data.get("instances", [])]
     execute = execute or sandboxed_executor(ctx.config.get("sandbox"))
     tasks = validate(view, env_path, instances, initial_hash, execute) if instances else []

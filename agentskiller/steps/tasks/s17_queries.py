@@ -140,7 +140,7 @@ def run(ctx: StepContext) -> None:
     if reason:
         ctx.write_jsonl("queries", [{"env": env, "status": "failed", "reason": f"s17: tasks failed: {reason}"}], SCHEMA)
         return
-    tasks_doc = artifacts.read(ctx.inputs["tasks"], "tasks")
+    tasks_doc = artifacts.read(ctx.inputs["tasks"])
     templates = {t["template_id"]: TaskTemplate.model_validate(t) for t in tasks_doc.get("templates", [])}
     blueprints = [require_blueprint(p) for p in as_paths(ctx.inputs["blueprint"])]
     domains = sorted(b.domain for b in blueprints)

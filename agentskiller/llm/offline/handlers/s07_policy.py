@@ -24,6 +24,7 @@ import re
 from typing import Any
 
 from .. import handler
+from ..phrasing import camel_words
 from ..provider import OfflineRequest
 
 START, GEND, END = "<!-- POLICY_START -->", "<!-- GLOBAL_RULES_END -->", "<!-- POLICY_END -->"
@@ -46,10 +47,6 @@ def _v(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value)
 
 
-def _label(name: str) -> str:
-    return re.sub(r"(?<!^)(?=[A-Z])", " ", name).lower()
-
-
 class _Writer:
     def __init__(self, ctx: dict, rng: Any) -> None:
         self.bp = ctx["blueprint"]
@@ -60,7 +57,7 @@ class _Writer:
         self.rels = {r["name"]: r for r in self.bp.get("relationships", [])}
         self.core_pk = self._pk(self.core)
         self.auth = next(t for t in self.bp["tools"] if t["kind"] == "authorize")
-        self.user = _label(self.core)
+        self.user = camel_words(self.core)
 
     # -------------------------------------------------------------- schema lookups
     def _pk(self, table: str) -> str:

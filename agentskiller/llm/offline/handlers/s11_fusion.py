@@ -27,6 +27,7 @@ import re
 from typing import Any
 
 from .. import handler
+from ..phrasing import camel_words
 from ..provider import OfflineRequest
 
 NS = "__"
@@ -54,10 +55,6 @@ def _words(name: str) -> list[str]:
     return [w for w in re.split(r"[_\s]+", name) if w]
 
 
-def _label(pascal: str) -> str:
-    return re.sub(r"(?<!^)(?=[A-Z])", " ", pascal).lower()
-
-
 def _third_person(verb: str) -> str:
     if verb in _VERB3:
         return _VERB3[verb]
@@ -74,7 +71,7 @@ def phrase(tool: dict, mentioned: set[str] | None = None) -> str:
     mentioned = mentioned if mentioned is not None else set()
     bare = tool["name"].split(NS, 1)[-1]
     words = _words(bare)
-    label = _label(tool["table"])
+    label = camel_words(tool["table"])
     lwords = set(label.split()) | {w + "s" for w in label.split()}
     verb = list(words)
     while len(verb) > 1 and verb[-1] in lwords | {"my", "details"}:
@@ -122,7 +119,7 @@ class _Composer:
         self.members = ctx["members"]
         self.max_len = int(ctx.get("max_length", 6))
         self.target = int(ctx.get("target_count", 12))
-        self.core = _label(ctx.get("core_entity", "customer"))
+        self.core = camel_words(ctx.get("core_entity", "customer"))
         self.key = self.core + " ID"
         self.tools = {t["name"]: t for m in self.members for t in m["tools"]}
 

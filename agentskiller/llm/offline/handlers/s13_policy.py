@@ -28,16 +28,13 @@ import re
 from typing import Any
 
 from .. import handler
+from ..phrasing import camel_words
 from ..provider import OfflineRequest
 
 START, END, HEADING = "<!-- BRIDGE_RULES_START -->", "<!-- BRIDGE_RULES_END -->", "## Bridge Rules"
 _NAME_RE = re.compile(r"`([^`\n]+)`")
 _KIND_RE = re.compile(r"^\s*(?:\*\*)?\[?(identity|ordering|conflict)\]?:?(?:\*\*)?", re.I)
 _WRITES = ("create", "update", "delete")
-
-
-def _label(pascal: str) -> str:
-    return re.sub(r"(?<!^)(?=[A-Z])", " ", pascal).lower()
 
 
 class _Writer:
@@ -47,7 +44,7 @@ class _Writer:
         self.members = ctx["members"]
         self.key = ctx["core_key"]
         self.core = ctx["core_entity"]
-        self.person = _label(self.core)
+        self.person = camel_words(self.core)
 
     def _write_tool(self, m: dict) -> str | None:
         return next(

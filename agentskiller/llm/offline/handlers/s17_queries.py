@@ -22,15 +22,8 @@ from typing import Any
 
 from agentskiller.grounding import iso_when, mentions
 from agentskiller.llm.offline import OfflineRequest, handler
-from agentskiller.llm.offline.handlers.s14_templates import (
-    CREATE_VERBS,
-    PREPOSITIONS,
-    READ_VERBS,
-    article,
-    goal_phrase,
-    plural,
-    words,
-)
+from agentskiller.llm.offline.phrasing import MONEY_RE, article, plural, words
+from agentskiller.llm.offline.writers.wording import CREATE_VERBS, PREPOSITIONS, READ_VERBS, goal_phrase
 
 SLOT_RE = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)?)\}")
 MANNERS = [
@@ -59,7 +52,6 @@ LOOKUP_OPENERS = [
     "{greet}, I'm trying to get some information on my {topic}.",
 ]
 REASON_LEADS = ["Honestly, ", "So, ", "Well, ", "", "", "Basically, "]
-MONEY_RE = re.compile(r"amount|price|fare|fee|cost|balance|copay|paid|deposit|payment|charge")
 MONTHS = [
     "January",
     "February",

@@ -1,0 +1,279 @@
+"""The offline s14 template writer: a first-person instruction and a reason for the call.
+
+The writer composes a first-person instruction from the trajectory: one clause per call,
+worded from the tool's kind and name, with the slots the code derived. Each value is
+phrased the way a person gives it, by what its column holds (:func:`.wording.value_phrase`): counts
+with their unit ("for {nights} nights"), money as an amount ("a copay of {copay_amount}"),
+dates as when ("checking in on {check_in_date}"), enum values in a sentence that fits them
+("to talk about {agenda}", "for the {term} term"), addresses and free text as such; an
+update says what changes ("change the drop-off address to {dropoff_address}"). Openers,
+connectors, verbs, the phrasing variant and whether the user quotes a booking reference
+are drawn from the request's seeded RNG, so different trajectories and seeds read
+differently. The reason for the call comes from the trajectory's goal (its main write, or
+what it looks up) and the domain's topic.
+
+Like a real model it is not always right: with some probability it writes a *terse*
+draft that leaves out a value the trajectory needs (a new date, a reason). The judge does
+not know that; it checks every template against the criteria the prompt states, and such
+a draft fails on trajectory faithfulness.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from ..phrasing import article, plural, words
+from .wording import (
+    CREATE_VERBS,
+    action_verb,
+    filter_phrase,
+    goal_phrase,
+    human,
+    record_link,
+    record_phrase,
+    table_noun,
+    value_phrase,
+)
+
+TERSE_PROBABILITY = 0.2
+
+OPENERS = ["Hi, ", "Hello, ", "Good morning, ", "Hey there, ", "", "Good afternoon, "]
+IDENTIFY = [
+    "this is {name}, my {entity} ID is {id}.",
+    "I'm {name} ({entity} ID {id}).",
+    "my name is {name} and my {entity} number is {id}.",
+    "{name} here - my {entity} ID is {id}.",
+    "it's {name} calling; my {entity} ID is {id}.",
+]
+CONNECT_FIRST = ["First, ", "To start, ", "", "Could you ", "I'd like to start by asking you to "]
+CONNECT_NEXT = ["Then ", "After that, ", "Next, ", "Once that's done, ", "When you have that, "]
+CONNECT_LAST = ["Finally, ", "And lastly, ", "Then ", "After that, ", "To wrap up, "]
+CONNECT_ONLY = ["", "Could you ", "I'd like you to ", "Can you please "]
+
+# caller's own words. {goal}: what the trajectory is for ("cancel their ride request").
+REASONS = {
+    "create": [
+        "The caller has decided to {goal}, and they want it done while they have a moment.",
+        "After comparing the options, the caller is ready to {goal}.",
+        "{hook}, so the caller wants to {goal}.",
+        "They have been meaning to {goal} for a while and finally have time today.",
+        "{hook}; they would like to {goal} before the slots fill up.",
+    ],
+    "update": [
+        "Something came up, so the caller needs to {goal}.",
+        "The caller's plans have shifted and they want to {goal} before it is too late.",
+        "They noticed that the current details no longer suit them and want to {goal}.",
+        "A last-minute change at work means they need to {goal}.",
+    ],
+    "delete": [
+        "They have made other arrangements and want to {goal}.",
+        "Circumstances changed, so the caller wants to {goal} without any fuss.",
+        "They no longer need it and want to {goal}.",
+        "Their plans fell through, so they need to {goal}.",
+    ],
+    "read": [
+        "The caller wants to {goal} before deciding anything.",
+        "{hook}, so the caller wants to {goal}.",
+        "The caller is planning ahead and wants to {goal}.",
+    ],
+}
+#: scene-setters per domain topic (matched on words of the topic and description)
+HOOKS = [
+    (("hotel", "stay", "travel", "trip"), ["A trip is coming up", "Their travel plans are taking shape"]),
+    (("dental", "dentist", "tooth"), ["They have been putting off dental care", "Their last check-up was a while ago"]),
+    (
+        ("pharmacy", "medication", "prescription"),
+        ["They are running low on their medication", "Their doctor asked them to stay on top of their prescriptions"],
+    ),
+    (("loan", "borrow"), ["They are planning a big expense", "They are sorting out how to pay for a project"]),
+    (("bank", "account", "deposit"), ["They are getting their finances in order", "Payday just came in"]),
+    (("ride", "taxi", "trip"), ["They have to get across town", "Their usual way to get around is not available"]),
+    (("registrar", "enroll", "advising"), ["The new term is approaching", "Registration deadlines are coming up"]),
+    (("course", "learn", "mentor"), ["They want to keep up with their studies", "They are picking up a new skill"]),
+]
+
+
+def search_clause(call: dict, filters: list[tuple[str, str]], rng) -> str:
+    noun = plural(table_noun(call["table"]))
+    mine = "my" in words(call["tool"].split("__")[-1])
+    adj = " ".join(a for a, _ in filters if a)
+    post = " ".join(p for _, p in filters if p)
+    obj = " ".join(w for w in [adj, noun] if w) + (" " + post if post else "")
+    if call["kind"] == "compute":
+        tool = words(call["tool"].split("__")[-1])
+        if tool[0] == "total":
+            what = " ".join(w for w in tool[1:] if w != "my")
+            return rng.choice([f"tell me my total {what} across my {obj}", f"add up the {what} of my {obj}"])
+        return rng.choice([f"tell me how many {obj} I have", f"count my {obj}"])
+    if mine:
+        return rng.choice([f"show me my {obj}", f"list my {obj}", f"let me see my {obj}"])
+    return rng.choice([f"find {obj}", f"search for {obj}", f"look for {obj}", f"show me {obj}"])
+
+
+def clause(call: dict, slots: dict, holds: set[str], rng, terse: bool, seen: dict[str, None]) -> str:
+    kind = call["kind"]
+    if kind == "authorize":
+        return ""
+    verb = action_verb(call, rng)
+    noun = table_noun(call["table"])
+    rec_parts, links, val_parts, filters = [], [], [], []
+    for p in call["parameters"]:
+        s = slots.get(p.get("slot", ""))
+        if s is None:
+            continue
+        if s["kind"] == "record":
+            if s["table"] == call["table"]:
+                rec_parts.append(s)
+            else:
+                links.append(record_link(s, slots, holds, rng, s["name"] in seen))
+                seen[s["name"]] = None
+        elif s["kind"] == "value" and kind in ("search", "compute"):
+            filters.append(filter_phrase(p, s["name"]))
+        elif s["kind"] == "value" and s["required"]:
+            val_parts.append(value_phrase(p, s["name"], kind, rng))
+    if kind == "update" and not val_parts:
+        # all new values optional: an update still has to change one (the tool refuses an
+        # empty one); prefer a column no precondition is about
+        pre = {c["column"] for c in call.get("preconditions", [])}
+        opts = [(p, p["slot"]) for p in call["parameters"] if slots.get(p.get("slot", ""), {}).get("kind") == "value"]
+        opts = [o for o in opts if slots[o[1]]["column"] not in pre] or opts
+        if opts:
+            param, sname = opts[rng.randrange(len(opts))]
+            val_parts.append(value_phrase(param, sname, kind, rng))
+    if terse and kind in ("create", "update") and val_parts:
+        val_parts = val_parts[:-1]  # the terse draft drops a detail
+    if kind in ("search", "compute"):
+        return search_clause(call, filters, rng)
+    if rec_parts and rec_parts[0]["name"] in seen:
+        target = (
+            "my profile"
+            if not rec_parts[0]["internal_id"]
+            and kind == "read"
+            and rec_parts[0]["table"] == slots.get(next(iter(seen), ""), {}).get("table")
+            else "it"
+        )
+    elif rec_parts:
+        target = record_phrase(rec_parts[0], slots, holds, rng)
+    elif any("from_call" in p for p in call["parameters"]):
+        target = rng.choice([f"the new {noun}", f"the {noun} you just made", f"that new {noun}"])
+    else:
+        target = article(noun)
+    for s in rec_parts:
+        seen[s["name"]] = None
+    if kind == "create":
+        head = goal_phrase(call["tool"], noun) if verb in CREATE_VERBS else f"{verb} {article(noun)}"
+        m = re.search(r" an? ([a-z]+)$", head)
+        if m and links and links[0].split(" {")[0].endswith(m.group(1)):
+            # "enroll in a course" + "for course {course_id}" -> "enroll in course {course_id}"
+            head = head[: m.start()] + " " + links.pop(0).split(" ", 1)[1]
+        return " ".join([head, *links, *val_parts])
+    if kind == "read":
+        if target == "it":
+            return rng.choice(["pull it up", "check it for me", "read me back the details"])
+        return f"{verb} {target}"
+    if kind == "update" and val_parts:
+        first = val_parts[0]
+        more = "".join(", and change " + v if v.startswith("the ") else " " + v for v in val_parts[1:])
+        if first.startswith("to ") or verb == "rename":
+            return f"{verb} {target} to {first[3:] if first.startswith('to ') else first.partition(' to ')[2]}{more}"
+        what, _, to = first.removeprefix("the ").partition(" to ")
+        if verb not in ("change", "update", "modify", "amend", "edit", "set", "adjust"):
+            return f"{verb} {target} and change the {what} to {to}{more}"  # "reschedule it and change the channel"
+        if target == "it":
+            return f"{verb} {rng.choice(['its', 'the'])} {what} to {to}{more}"
+        return f"{verb} the {what} of {target} to {to}{more}"
+    if kind in ("update", "delete"):
+        return goal_phrase(call["tool"], noun, owner=target)
+    return " ".join([f"{verb} {target}", *val_parts])
+
+
+def goal_of(ctx: dict) -> tuple[str, str]:
+    """(category, phrase) of the trajectory's goal: its last write, else what it reads."""
+    calls = ctx["trajectory"]
+    writes = [c for c in calls if c["kind"] in ("create", "update", "delete")]
+    main = writes[-1] if writes else calls[-1]
+    noun = table_noun(main["table"])
+    if not writes:
+        return "read", read_goal(main, noun)
+    first_verb = words(main["tool"].split("__")[-1])[0]
+    if main["kind"] == "create":
+        return "create", goal_phrase(main["tool"], noun)
+    cat = (
+        "delete"
+        if main["kind"] == "delete"
+        or first_verb
+        in ("cancel", "drop", "withdraw", "close", "refund", "delete", "remove", "freeze", "suspend", "deactivate")
+        else "update"
+    )
+    return cat, goal_phrase(main["tool"], noun)
+
+
+def read_goal(call: dict, noun: str) -> str:
+    if call["kind"] in ("search", "compute"):
+        return f"get an overview of their {plural(noun)}"
+    return f"double-check the details of their {noun}"
+
+
+def hook_for(ctx: dict, rng) -> str:
+    dom = (ctx.get("domains") or [{}])[0]
+    text = " ".join(str(dom.get(k, "")) for k in ("topic", "description", "domain")).lower()
+    for keys, hooks in HOOKS:
+        if any(k in text for k in keys):
+            return rng.choice(hooks)
+    topic = str(dom.get("topic") or "service").replace("_", " ")
+    return f"They are sorting out their {topic} matters"
+
+
+def write_template(ctx: dict[str, Any], rng: Any, repairing: bool) -> dict:
+    """The template for ``ctx`` (slots, trajectory, core_entity, domains): {instruction,
+    reason_for_call, user_holds}. ``repairing``: a repair round, which writes the careful variant."""
+    slots = {s["name"]: s for s in ctx["slots"]}
+    calls = ctx["trajectory"]
+    holds = {n for n, s in slots.items() if s["kind"] == "record" and s["internal_id"] and rng.random() < 0.5}
+    # a repair round answers the feedback by writing the careful variant
+    terse = not repairing and rng.random() < TERSE_PROBABILITY
+    auth = calls[0]
+    id_slot = next((p.get("slot") for p in auth["parameters"] if p.get("slot")), None)
+    name_slot = next(
+        (
+            n
+            for n in slots
+            if n.lower().endswith(".full_name")
+            or n.lower().endswith(".name")
+            and slots[n]["table"] == slots.get(id_slot, {}).get("table")
+        ),
+        None,
+    )
+    entity = human(ctx["core_entity"])
+    opener = rng.choice(OPENERS)
+    ident = rng.choice(IDENTIFY).format(
+        name="{" + name_slot + "}" if name_slot else "a customer", entity=entity, id="{" + (id_slot or "id") + "}"
+    )
+    text = (opener + ident) if opener else ident[0].upper() + ident[1:]
+    # insertion-ordered (a dict, not a set): clause() reads the first entry, the user's own
+    # ID slot, and set order would vary with the process's hash seed
+    seen: dict[str, None] = {id_slot: None} if id_slot else {}
+    body = [c for c in (clause(c, slots, holds, rng, terse, seen) for c in calls[1:]) if c]
+    sentences = []
+    for i, c in enumerate(body):
+        if len(body) == 1:
+            conn = rng.choice(CONNECT_ONLY)
+        elif i == 0:
+            conn = rng.choice(CONNECT_FIRST)
+        elif i == len(body) - 1:
+            conn = rng.choice(CONNECT_LAST)
+        else:
+            conn = rng.choice(CONNECT_NEXT)
+        if conn and conn[0].isupper() and conn.rstrip().endswith(("you", "to")):
+            c = c.removeprefix("please ")
+        s = (conn + c) if conn else c[0].upper() + c[1:]
+        if conn in ("Could you ", "Can you please "):
+            s = s.replace("Could you please ", "Could you ") + "?"
+        else:
+            s = s[0].upper() + s[1:] + "."
+        sentences.append(s)
+    instruction = " ".join([text, *sentences])
+    category, goal = goal_of(ctx)
+    reason = rng.choice(REASONS[category]).format(goal=goal, hook=hook_for(ctx, rng))
+    return {"instruction": instruction, "reason_for_call": reason[0].upper() + reason[1:], "user_holds": sorted(holds)}

@@ -1,0 +1,33 @@
+"""Tool names that fit an MCP server: ``<domain>__<name>`` within 64 characters, unique per blueprint."""
+
+from __future__ import annotations
+
+import re
+
+from agentskiller.models.catalog import snake_case
+
+MAX_TOOL_LEN = 48
+
+
+def fit_name(name: str, domain: str) -> str:
+    """A snake_case tool name short enough for ``<domain>__<name>`` (64 chars) and 48 chars."""
+    name = re.sub(r"[^a-z0-9_]+", "_", snake_case(name)).strip("_") or "tool"
+    if not name[0].isalpha():
+        name = "do_" + name
+    limit = min(MAX_TOOL_LEN, 62 - len(domain))
+    parts = name.split("_")
+    # Drop the longest middle words first: the verb (first) and the object (last) carry the meaning.
+    while len("_".join(parts)) > limit and len(parts) > 2:
+        middle = max(range(1, len(parts) - 1), key=lambda i: (len(parts[i]), i))
+        parts.pop(middle)
+    return "_".join(parts)[:limit].rstrip("_")
+
+
+def unique(name: str, taken: set[str], domain: str) -> str:
+    """``name``, or ``name_2``, ``name_3``... if taken; the result is added to ``taken``."""
+    base, n = name, 2
+    while name in taken:
+        name = fit_name(f"{base[: MAX_TOOL_LEN - 3]}_{n}", domain)
+        n += 1
+    taken.add(name)
+    return name
