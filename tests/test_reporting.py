@@ -157,8 +157,7 @@ def _report_ctx(work: Path, out: Path, evaluation: Path | None = None) -> StepCo
     cfg = yaml.safe_load((REPO / "config/config.yaml").read_text())
     cfg["outputs_dir"] = str(work / "outputs")
     inputs = {"train": work / "outputs/dataset/train.jsonl", "card": work / "outputs/dataset/card.md"}
-    if evaluation is not None:
-        inputs["evaluation"] = evaluation
+    inputs["evaluation"] = [] if evaluation is None else [evaluation]  # the rule's optional input: a list
     outputs = {**{n: out / f"{n}.png" for n in PLOTS}, "card_html": out / "card.html", "summary": out / "summary.json"}
     return StepContext.from_paths("report", cfg, inputs=inputs, outputs=outputs, params={"logs": str(work / "logs")})
 

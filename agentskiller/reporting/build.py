@@ -12,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .. import io
+from ..artifacts import as_paths
 from ..jobs import StepContext
 from . import plots
 from .card_html import card_page
@@ -21,10 +22,12 @@ from .tokens import read_log_rows, tokens_by_unit, usage_summary
 SUMMARY_SCHEMA = "report_summary"
 
 
-def _optional_json(path: Path | None) -> dict | None:
-    if path is None or not Path(path).is_file():
+def _optional_json(value: object) -> dict | None:
+    """An optional input: the rule gives an empty list when the file does not exist."""
+    paths = [p for p in as_paths(value) if p.is_file()]
+    if not paths:
         return None
-    data = io.read_json(path)
+    data = io.read_json(paths[0])
     return data if isinstance(data, dict) else None
 
 
