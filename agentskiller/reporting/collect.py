@@ -335,7 +335,8 @@ def _funnel(
     add("s15", "instances", total([e.instances for e in envs]))
     add("s16", "tasks (verified)", total([e.tasks for e in envs]), total([e.tasks_invalid for e in envs]) or 0)
     queries = total([e.queries for e in envs])
-    add("s17", "queries", queries, max(0, (total([e.tasks for e in envs]) or 0) - (queries or 0)) if queries else 0)
+    dropped_s17 = sum(max(0, e.tasks - e.queries) for e in envs if e.tasks is not None and e.queries is not None)
+    add("s17", "queries", queries, dropped_s17)  # envs still before s17 lose nothing yet
     if train is not None:
         add("dataset", "dataset rows", len(train))
     if trajectories is not None:

@@ -101,7 +101,7 @@ def rejections_figure(summary: RunSummary) -> Figure:
     items = [(f"{step}: {kind}", n) for step, kinds in summary.rejections.items() for kind, n in kinds.items()]
     items = sorted(items, key=lambda kv: -kv[1])[:15]
     n_quarantined = min(len(summary.quarantined), 20)
-    fig = _figure(14, 1.5 + 0.45 * max(1, len(items)) + 0.5 + 0.18 * max(1, n_quarantined))
+    fig = _figure(14, max(4.0, 1.5 + 0.45 * max(1, len(items)) + 0.5 + 0.18 * max(1, n_quarantined)))
     top_fig, bottom_fig = fig.subfigures(
         2, 1, height_ratios=[1.5 + 0.45 * max(1, len(items)), 0.5 + 0.18 * max(1, n_quarantined)]
     )
