@@ -16,9 +16,27 @@ include: "rules/catalog.smk"
 include: "rules/domains.smk"
 include: "rules/cross.smk"
 include: "rules/tasks.smk"
+include: "rules/report_common.smk"
+include: "rules/report.smk"
 
 
 rule all:
     default_target: True
     input:
         get_final_outputs,
+        rules.report_plots.output,
+
+
+# One screen at the end of a run: the funnel, every env's stage and counts, why units were
+# lost, LLM totals (`agentskiller status`). print_run_summary never raises: a summary must not
+# turn a finished run into a failed one.
+onsuccess:
+    from agentskiller.reporting.status import print_run_summary
+
+    print_run_summary(OUT, "logs", "run finished")
+
+
+onerror:
+    from agentskiller.reporting.status import print_run_summary
+
+    print_run_summary(OUT, "logs", "run failed: what it had made")

@@ -32,6 +32,11 @@ ROW_SCHEMA = "dataset_row"
 STATS_SCHEMA = "dataset_stats"
 
 
+class TooFewRows(RuntimeError):
+    """The dataset would have fewer rows than ``dataset.min_rows``: the message names every
+    quarantined unit and its reason, so a run that produced nothing says why."""
+
+
 def _dumps(v: Any) -> str:
     return json.dumps(v, sort_keys=True, ensure_ascii=False)
 
@@ -222,6 +227,9 @@ def run(ctx: StepContext) -> None:
             traj_len[str(len(task["golden_calls"]))] += 1
             tools_used.update(f"{env}:{c['name']}" for c in task["golden_calls"])
     rows.sort(key=lambda r: (r["env"], r["id"]))
+    min_rows = int((ctx.config.get("dataset") or {}).get("min_rows", 1))
+    if len(rows) < min_rows:
+        raise TooFewRows(too_few_rows_message(len(rows), min_rows, per_env, ctx.inputs.get("index")))
     stats = {
         "totals": {
             "rows": len(rows),
@@ -238,6 +246,40 @@ def run(ctx: StepContext) -> None:
     ctx.write_json("stats", stats, STATS_SCHEMA)
     ctx.write_text("card", card_text(ctx.meta(), stats))
     ctx.log.info("dataset: %d rows from %d envs", len(rows), len(per_env))
+
+
+def quarantined_units(per_env: dict[str, dict], index: Any = None) -> list[tuple[str, str]]:
+    """``(unit, reason)`` of every failed blueprint of the index and every env that gave no row."""
+    units: list[tuple[str, str]] = []
+    for p in as_paths(index):
+        if not p.is_file():
+            continue
+        doc = artifacts.read(p)
+        for d in doc.get("domains", []) if isinstance(doc, dict) else []:
+            # a failed blueprint's env is listed below with the reason carried forward
+            if d.get("status") != "ok" and d.get("domain") not in per_env:
+                units.append((f"blueprint {d.get('domain')}", str(d.get("reason") or d.get("status"))))
+    for env, entry in sorted(per_env.items()):
+        if entry.get("status") == "failed":
+            units.append((f"env {env}", str(entry.get("reason") or "failed")))
+        elif not entry.get("queries"):
+            counts = ", ".join(
+                f"{step} {k} {v}" for step in ("s14", "s15", "s16") for k, v in (entry.get(step) or {}).items() if v
+            )
+            units.append((f"env {env}", f"no query survived ({counts or 'no counts'})"))
+    return units
+
+
+def too_few_rows_message(n: int, min_rows: int, per_env: dict[str, dict], index: Any = None) -> str:
+    units = quarantined_units(per_env, index)
+    lines = [f"dataset: {n} row(s), fewer than dataset.min_rows = {min_rows}; {len(units)} unit(s) gave none:"]
+    if units:
+        lines += [f"  - {unit}: {reason}" for unit, reason in units]
+    elif per_env:
+        lines.append(f"  (none quarantined: the {len(per_env)} env(s) gave {n} row(s) in all)")
+    else:
+        lines.append("  (no env reached the dataset step)")
+    return "\n".join(lines)
 
 
 def _reason_key(reason: Any) -> str:

@@ -270,7 +270,11 @@ def run(ctx: StepContext) -> None:
         prev = old.get(template_id(env, traj))
         if prev is not None:
             return TaskTemplate.model_validate(prev)
-        return _one(ctx, view, traj, policy, threshold)
+        made = _one(ctx, view, traj, policy, threshold)
+        ctx.log.info(
+            "s14 %s: template %s %s (of %d trajectories)", env, made.template_id, made.status, len(trajectories)
+        )
+        return made
 
     templates = ctx.llm.map(work, trajectories)  # bounded by llm.max_concurrency, order kept
     counts = {"trajectories": len(trajectories)}

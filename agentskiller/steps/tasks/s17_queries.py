@@ -193,6 +193,7 @@ def run(ctx: StepContext) -> None:
         except LLMError as exc:
             ctx.log.warning("s17 %s: task %s dropped: %s", env, task.task_id, exc)
             return None
+        ctx.log.info("s17 %s: task %s rendered (of %d valid tasks)", env, task.task_id, len(valid))
         return {
             "query_id": query_id(env, tpl.template_id, inst.instance_id),
             "env": env,
