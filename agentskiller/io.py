@@ -26,7 +26,10 @@ SCHEMA_VERSION = 1
 
 #: Root of the workflow checkout (Snakefile, schemas/, rules/ ...).
 REPO_ROOT = Path(__file__).resolve().parents[1]
-SCHEMAS_DIR = Path(os.environ.get("AGENTSKILLER_SCHEMAS_DIR", REPO_ROOT / "schemas"))
+#: the checkout's schemas/ (editable install, the workflow), else the copy a wheel ships inside
+#: the package (setup.py); AGENTSKILLER_SCHEMAS_DIR overrides both
+_SCHEMAS_DEFAULT = REPO_ROOT / "schemas" if (REPO_ROOT / "schemas").is_dir() else Path(__file__).parent / "schemas"
+SCHEMAS_DIR = Path(os.environ.get("AGENTSKILLER_SCHEMAS_DIR", _SCHEMAS_DEFAULT))
 
 
 class ArtifactValidationError(ValueError):
