@@ -14,7 +14,15 @@ from pathlib import Path
 import pytest
 from pydantic import BaseModel, ConfigDict
 
-from agentskiller.llm import LLMClient, LLMConfig, LLMError, LLMTransportError, extract_code, extract_json
+from agentskiller.llm import (
+    LLMClient,
+    LLMConfig,
+    LLMError,
+    LLMRequestError,
+    LLMTransportError,
+    extract_code,
+    extract_json,
+)
 from agentskiller.llm.base import ProviderResponse, format_feedback, parse_feedback
 from agentskiller.llm.cache import STALE_TMP_S, ResponseCache, cache_key
 from agentskiller.llm.extract import split_reasoning
@@ -205,7 +213,7 @@ def test_read_only_mode(offline_llm_config):
     before = _cache_files(offline_llm_config)
     ro = _client(offline_llm_config, cache_mode="read_only")
     assert ro.generate("test.person", _msgs(), schema=Person, context={"name": "A"}).name == "A"
-    with pytest.raises(LLMError, match="cache miss in read_only mode for task test.person"):
+    with pytest.raises(LLMRequestError, match="cache miss in read_only mode for task test.person"):
         ro.generate("test.person", _msgs(), schema=Person, context={"name": "Z"})
     assert ro.stats.provider_calls == 0 and _cache_files(offline_llm_config) == before
 

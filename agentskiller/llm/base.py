@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 class LLMError(RuntimeError):
     """A content failure: the answer stayed unacceptable after its repair rounds (or stayed
-    truncated, or a read_only cache had no entry). Steps may quarantine the unit for it."""
+    truncated at 4x the budget). Steps may quarantine the unit for it."""
 
 
 class LLMTransportError(RuntimeError):
@@ -28,9 +28,10 @@ class LLMTransportError(RuntimeError):
 
 
 class LLMRequestError(RuntimeError):
-    """The endpoint refused the request itself (bad key, unknown model, no usable response
-    format, a prompt too big for the model): repeating cannot help and the unit is not to
-    blame, so this too fails the job. Not an :class:`LLMError`."""
+    """The request cannot be served as configured: the endpoint refused it (bad key, unknown
+    model, no usable response format, a prompt too big for the model) or a read_only cache
+    has no entry for it. Repeating cannot help and the unit is not to blame, so this too fails
+    the job. Not an :class:`LLMError`."""
 
 
 class LLMContextLengthError(LLMRequestError):

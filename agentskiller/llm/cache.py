@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from .. import io
-from .base import LLMError
+from .base import LLMRequestError
 
 CacheMode = Literal["read_write", "read_only", "off"]
 CACHE_FORMAT = 1
@@ -130,8 +130,9 @@ class ResponseCache:
         io.atomic_write_text(self.path(key), json.dumps(full, ensure_ascii=False, sort_keys=True))
 
     def lookup(self, key: str, task: str) -> dict | None:
-        """Like :meth:`get`, but a miss in read_only mode is an error."""
+        """Like :meth:`get`, but a miss in read_only mode is an error that fails the job
+        (:class:`LLMRequestError`, not a content failure a step would quarantine)."""
         entry = self.get(key)
         if entry is None and self.mode == "read_only":
-            raise LLMError(f"cache miss in read_only mode for task {task} (key {key[:16]}, cache {self.root})")
+            raise LLMRequestError(f"cache miss in read_only mode for task {task} (key {key[:16]}, cache {self.root})")
         return entry
