@@ -492,7 +492,7 @@ class OpenAIProvider:
                 break
             delay = min(self._backoff(retries - 1, retry_after), left)
             log.warning(
-                "task %s: %s failed (%s); retry %d in %.2fs (%.0fs of the %.0fs retry window left)",
+                "task %s: %s failed (%s); retry %d in %.2fs (%.1fs of the %gs retry window left)",
                 request.task,
                 self.label,
                 _describe(last),
