@@ -11,7 +11,8 @@ with FakeOpenAI(offline_bridge(seed=7), faults=Faults(rate=0.3, seed=1)) as srv:
   names lower-cased); ``GET /v1/models`` lists one model.
 * Faults, drawn with a seeded RNG per chat request with probability ``rate``, of kinds:
   ``429`` (with ``Retry-After``), ``500``, ``slow`` (answers after ``slow_s``, beyond a short
-  client timeout), ``truncate`` (half the answer, ``finish_reason: length``), ``malformed``
+  client timeout), ``truncate`` (half the answer, ``finish_reason: length`` and, like a real
+  server that stopped at the budget, ``completion_tokens`` = ``max_tokens``), ``malformed``
   (half the answer, ``finish_reason: stop``: broken JSON), ``schema`` (valid JSON that breaks
   the schema: a key dropped, one added).
 * ``reject_json_schema=True`` emulates llama.cpp: HTTP 500 mentioning json_schema/grammar
@@ -230,7 +231,9 @@ class FakeOpenAI:
             }
         return None
 
-    def _completion(self, body: dict, text: str, finish_reason: str, reasoning: str | None = None) -> dict:
+    def _completion(
+        self, body: dict, text: str, finish_reason: str, reasoning: str | None = None, billed: int | None = None
+    ) -> dict:
         with self._lock:
             self._n += 1
             n = self._n
@@ -238,7 +241,7 @@ class FakeOpenAI:
         message: dict[str, Any] = {"role": "assistant", "content": text}
         if reasoning is not None:
             message["reasoning_content"] = reasoning
-        completion = (len(text) + len(reasoning or "")) // 4
+        completion = billed if billed is not None else (len(text) + len(reasoning or "")) // 4
         return {
             "id": f"chatcmpl-fake-{n}",
             "object": "chat.completion",
@@ -395,13 +398,15 @@ class FakeOpenAI:
                     rec.status = 500
                     return self._send(500, {"error": {"message": f"responder failed: {type(exc).__name__}: {exc}"}})
                 finish = "stop"
+                limit = body.get("max_tokens") or body.get("max_completion_tokens")
+                billed = None
                 if fault == "truncate":
                     text, finish = text[: len(text) // 2], "length"
+                    billed = int(limit) if limit else None
                 elif fault == "malformed":
                     text = text[: max(1, len(text) // 2)]
                 elif fault == "schema":
                     text = _break_schema(text)
-                limit = body.get("max_tokens") or body.get("max_completion_tokens")
                 if fake.faults.enforce_max_tokens and limit and len(text) // 4 > int(limit):
                     text, finish = text[: int(limit) * 4], "length"
                 if fake.faults.context_window is not None and fake.faults.context_style == "fill":
@@ -413,6 +418,6 @@ class FakeOpenAI:
                     text = f"<think>\n{reasoning}\n</think>\n\n{text}"
                 elif style == "close_only":
                     text = f"{reasoning}\n</think>\n\n{text}"
-                self._send(200, fake._completion(body, text, finish, reasoning if style == "field" else None))
+                self._send(200, fake._completion(body, text, finish, reasoning if style == "field" else None, billed))
 
         return Handler

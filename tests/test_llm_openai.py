@@ -449,6 +449,15 @@ def test_full_context_truncation_is_not_retried_with_a_bigger_budget(oa_patient,
     assert row["outcome"] == "truncated" and row["completion_tokens"] > 0  # paid for, so logged
 
 
+def test_budget_truncation_is_not_mistaken_for_a_full_context(oa_patient):
+    # the server stopped at the budget (completion_tokens == max_tokens): a bigger one may help
+    with FakeOpenAI(offline_bridge(SEED), faults=Faults(rate=1.0, kinds=("truncate",))) as srv:
+        with _client(oa_patient, srv.base_url, max_tokens=100) as c, pytest.raises(LLMError, match="truncated") as ei:
+            c.generate("test.oa_item", _messages("a"), schema=Item, context={"name": "a"})
+        limits = [r.body["max_tokens"] for r in srv.chat_requests()]
+    assert limits == [100, 200, 400] and not isinstance(ei.value, LLMContextLengthError)
+
+
 def test_every_attempt_gets_a_usage_line(oa_patient, usage_log):
     with FakeOpenAI(offline_bridge(SEED)) as srv:
         with _client(oa_patient, srv.base_url, usage_log, max_tokens=40) as c:

@@ -328,12 +328,13 @@ class OpenAIProvider:
                     request, Attempt("truncated", pt, ct, latency, f"finish_reason=length with max_tokens={max_tokens}")
                 )
                 if ct_known and ct < 0.9 * max_tokens:
-                    # The server stopped before the budget: the context window is full.
+                    # The server stopped before the budget: a bigger budget cannot help.
                     raise LLMContextLengthError(
                         f"{request.task}: the prompt is too big for model {request.model} at {self.label}: the "
                         f"answer was cut off after {ct} tokens with max_tokens={max_tokens}, so the context window "
-                        f"is full (prompt {pt} + answer {ct} = {pt + ct} tokens). Use a model with a longer "
-                        f"context window or smaller inputs for this step"
+                        f"is full (prompt {pt} + answer {ct} = {pt + ct} tokens), or the server caps answers below "
+                        f"max_tokens (llama.cpp --n-predict, Ollama num_predict). Use a model with a longer "
+                        f"context window, raise the server's limit, or give this step smaller inputs"
                     )
                 if max_tokens >= cap:
                     raise LLMError(
