@@ -11,7 +11,8 @@ with FakeOpenAI(offline_bridge(seed=7), faults=Faults(rate=0.3, seed=1)) as srv:
   names lower-cased); ``GET /v1/models`` lists one model.
 * Faults, drawn with a seeded RNG per chat request with probability ``rate``, of kinds:
   ``429`` (with ``Retry-After``), ``500``, ``slow`` (answers after ``slow_s``, beyond a short
-  client timeout), ``truncate`` (half the answer, ``finish_reason: length``), ``malformed``
+  client timeout), ``truncate`` (half the answer, ``finish_reason: length`` and, like a real
+  server that stopped at the budget, ``completion_tokens`` = ``max_tokens``), ``malformed``
   (half the answer, ``finish_reason: stop``: broken JSON), ``schema`` (valid JSON that breaks
   the schema: a key dropped, one added).
 * ``reject_json_schema=True`` emulates llama.cpp: HTTP 500 mentioning json_schema/grammar
@@ -19,6 +20,18 @@ with FakeOpenAI(offline_bridge(seed=7), faults=Faults(rate=0.3, seed=1)) as srv:
   answers HTTP 400 to ``json_object`` (forcing plain text).
 * ``enforce_max_tokens=True`` cuts answers longer than ``max_tokens`` (4 chars/token)
   and reports ``finish_reason: length`` like a real server.
+* ``outage_s`` > 0: every chat request in the first ``outage_s`` seconds after the first one
+  fails (``outage_kind``: ``503``, or ``drop``: the connection is closed without an answer).
+  The ``drop`` kind can also be drawn as a fault (not in ``ALL_FAULTS``).
+* ``reject_params={"temperature": message}``: HTTP 400 naming the parameter (OpenAI's
+  wording and ``param`` field) for any request that sends it, as reasoning models do.
+* ``context_window=N``: prompt (4 chars/token) + ``max_tokens`` must fit N tokens, or the
+  server answers the way ``context_style`` says: ``vllm`` / ``openai`` / ``llamacpp`` (their
+  HTTP 400 wordings and fields), or ``fill`` (no error: the answer stops where the context is
+  full, ``finish_reason: length``, like llama.cpp with an unbounded budget).
+* ``reasoning``: ``think`` (``<think>...</think>`` before the answer), ``close_only`` (only
+  the closing tag, as DeepSeek-R1 / QwQ emit), ``field`` (``reasoning_content``). The
+  reasoning holds ``reasoning_text``, a decoy JSON draft that must never be parsed.
 * :func:`offline_bridge` answers like the offline provider: task from the
   ``X-AgentSkiller-Task`` header, context from the prompt's input-data block, feedback and
   round from the repair messages. Steps run with ``provider: openai`` against it produce the
@@ -40,6 +53,7 @@ Responder = Callable[[dict, dict], str]
 
 ALL_FAULTS = ("429", "500", "slow", "truncate", "malformed", "schema")
 TRANSPORT_FAULTS = ("429", "500", "slow")
+EXTRA_FAULTS = ("drop",)
 CHAT_PATH = "/v1/chat/completions"
 
 
@@ -53,9 +67,16 @@ class Faults:
     reject_json_schema: bool = False
     reject_json_object: bool = False
     enforce_max_tokens: bool = True
+    outage_s: float = 0.0
+    outage_kind: str = "503"
+    reject_params: dict[str, str] = field(default_factory=dict)
+    context_window: int | None = None
+    context_style: str = "vllm"
+    reasoning: str | None = None
+    reasoning_text: str = 'Let me draft it first: {"decoy": true, "name": "DECOY"}. Hmm, better:'
 
     def __post_init__(self) -> None:
-        unknown = set(self.kinds) - set(ALL_FAULTS)
+        unknown = set(self.kinds) - set(ALL_FAULTS) - set(EXTRA_FAULTS)
         if unknown:
             raise ValueError(f"unknown fault kinds: {sorted(unknown)}")
 
@@ -123,18 +144,22 @@ class FakeOpenAI:
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
         self._n = 0
+        self._first_chat: float | None = None
+        self._base_url: str | None = None
 
     # ------------------------------------------------------------ lifecycle
     @property
     def base_url(self) -> str:
-        assert self._server is not None, "server not started"
-        return f"http://127.0.0.1:{self._server.server_address[1]}/v1"
+        """The server's URL (still known after stop(), for checking error messages)."""
+        assert self._base_url is not None, "server not started"
+        return self._base_url
 
     def start(self) -> FakeOpenAI:
         srv = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
         srv.daemon_threads = True
         srv.block_on_close = False  # slow-fault threads must not delay shutdown
         self._server = srv
+        self._base_url = f"http://127.0.0.1:{srv.server_address[1]}/v1"
         self._thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
         self._thread.start()
         return self
@@ -161,23 +186,72 @@ class FakeOpenAI:
                 return self._rng.choice(list(self.faults.kinds))
         return None
 
-    def _completion(self, body: dict, text: str, finish_reason: str) -> dict:
+    def _in_outage(self) -> bool:
+        with self._lock:
+            now = time.monotonic()
+            if self._first_chat is None:
+                self._first_chat = now
+            return self.faults.outage_s > 0 and now - self._first_chat < self.faults.outage_s
+
+    @staticmethod
+    def prompt_tokens(body: dict) -> int:
+        return sum(len(str(m.get("content") or "")) for m in body.get("messages") or []) // 4
+
+    def _context_error(self, body: dict) -> dict | None:
+        """The HTTP 400 payload of a request that does not fit ``context_window``, or None."""
+        window, style = self.faults.context_window, self.faults.context_style
+        if window is None or style == "fill":
+            return None
+        prompt = self.prompt_tokens(body)
+        budget = int(body.get("max_tokens") or body.get("max_completion_tokens") or 0)
+        if style == "vllm" and prompt + budget > window:
+            return {
+                "object": "error",
+                "type": "BadRequestError",
+                "code": 400,
+                "message": f"This model's maximum context length is {window} tokens. However, you requested "
+                f"{prompt + budget} tokens ({prompt} in the messages, {budget} in the completion). Please reduce "
+                "the length of the messages or completion.",
+            }
+        if style == "openai" and prompt > window:
+            return {
+                "message": f"This model's maximum context length is {window} tokens. However, your messages "
+                f"resulted in {prompt} tokens. Please reduce the length of the messages.",
+                "type": "invalid_request_error",
+                "param": "messages",
+                "code": "context_length_exceeded",
+            }
+        if style == "llamacpp" and prompt > window:
+            return {
+                "code": 400,
+                "message": "the request exceeds the available context size, try increasing it",
+                "type": "exceed_context_size_error",
+                "n_prompt_tokens": prompt,
+                "n_ctx": window,
+            }
+        return None
+
+    def _completion(
+        self, body: dict, text: str, finish_reason: str, reasoning: str | None = None, billed: int | None = None
+    ) -> dict:
         with self._lock:
             self._n += 1
             n = self._n
-        prompt = sum(len(str(m.get("content") or "")) for m in body.get("messages") or [])
+        prompt = self.prompt_tokens(body)
+        message: dict[str, Any] = {"role": "assistant", "content": text}
+        if reasoning is not None:
+            message["reasoning_content"] = reasoning
+        completion = billed if billed is not None else (len(text) + len(reasoning or "")) // 4
         return {
             "id": f"chatcmpl-fake-{n}",
             "object": "chat.completion",
             "created": 0,
             "model": body.get("model") or self.model,
-            "choices": [
-                {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish_reason}
-            ],
+            "choices": [{"index": 0, "message": message, "finish_reason": finish_reason}],
             "usage": {
-                "prompt_tokens": prompt // 4,
-                "completion_tokens": len(text) // 4,
-                "total_tokens": prompt // 4 + len(text) // 4,
+                "prompt_tokens": prompt,
+                "completion_tokens": completion,
+                "total_tokens": prompt + completion,
             },
         }
 
@@ -202,6 +276,14 @@ class FakeOpenAI:
                     self.wfile.write(data)
                 except (BrokenPipeError, ConnectionResetError):
                     pass  # the client gave up (timeout fault)
+
+            def _drop(self) -> None:
+                """Close the connection without an answer (the client sees a connection error)."""
+                self.close_connection = True
+                try:
+                    self.connection.shutdown(2)
+                except OSError:
+                    pass
 
             def _record(self, body: Any, raw: bytes) -> Recorded:
                 rec = Recorded(
@@ -241,6 +323,31 @@ class FakeOpenAI:
                 if not isinstance(body, dict) or not body.get("messages"):
                     rec.status = 400
                     return self._send(400, {"error": {"message": "messages is required", "type": "invalid_request"}})
+                if fake._in_outage():
+                    rec.fault = f"outage_{fake.faults.outage_kind}"
+                    if fake.faults.outage_kind == "drop":
+                        rec.status = 0
+                        return self._drop()
+                    rec.status = 503
+                    return self._send(503, {"error": {"message": "service unavailable (outage)", "type": "overloaded"}})
+                for param, message in fake.faults.reject_params.items():
+                    if param in body:
+                        rec.status = 400
+                        return self._send(
+                            400,
+                            {
+                                "error": {
+                                    "message": message,
+                                    "type": "invalid_request_error",
+                                    "param": param,
+                                    "code": "unsupported_parameter",
+                                }
+                            },
+                        )
+                ctx_error = fake._context_error(body)
+                if ctx_error is not None:
+                    rec.status = 400
+                    return self._send(400, ctx_error if "object" in ctx_error else {"error": ctx_error})
                 rf = (body.get("response_format") or {}).get("type")
                 if rf == "json_schema" and fake.faults.reject_json_schema:
                     rec.status = 500  # what llama-server answers (llama.cpp issue #11847)
@@ -280,6 +387,9 @@ class FakeOpenAI:
                     return self._send(
                         500, {"error": {"message": "internal server error (injected)", "type": "server_error"}}
                     )
+                if fault == "drop":
+                    rec.status = 0
+                    return self._drop()
                 if fault == "slow":
                     time.sleep(fake.faults.slow_s)
                 try:
@@ -288,15 +398,26 @@ class FakeOpenAI:
                     rec.status = 500
                     return self._send(500, {"error": {"message": f"responder failed: {type(exc).__name__}: {exc}"}})
                 finish = "stop"
+                limit = body.get("max_tokens") or body.get("max_completion_tokens")
+                billed = None
                 if fault == "truncate":
                     text, finish = text[: len(text) // 2], "length"
+                    billed = int(limit) if limit else None
                 elif fault == "malformed":
                     text = text[: max(1, len(text) // 2)]
                 elif fault == "schema":
                     text = _break_schema(text)
-                limit = body.get("max_tokens") or body.get("max_completion_tokens")
                 if fake.faults.enforce_max_tokens and limit and len(text) // 4 > int(limit):
                     text, finish = text[: int(limit) * 4], "length"
-                self._send(200, fake._completion(body, text, finish))
+                if fake.faults.context_window is not None and fake.faults.context_style == "fill":
+                    room = max(0, fake.faults.context_window - fake.prompt_tokens(body))
+                    if len(text) // 4 > room:
+                        text, finish = text[: room * 4], "length"
+                reasoning, style = fake.faults.reasoning_text, fake.faults.reasoning
+                if style == "think":
+                    text = f"<think>\n{reasoning}\n</think>\n\n{text}"
+                elif style == "close_only":
+                    text = f"{reasoning}\n</think>\n\n{text}"
+                self._send(200, fake._completion(body, text, finish, reasoning if style == "field" else None, billed))
 
         return Handler

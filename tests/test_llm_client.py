@@ -14,9 +14,18 @@ from pathlib import Path
 import pytest
 from pydantic import BaseModel, ConfigDict
 
-from agentskiller.llm import LLMClient, LLMError, extract_code, extract_json
-from agentskiller.llm.base import format_feedback, parse_feedback
-from agentskiller.llm.cache import ResponseCache, cache_key
+from agentskiller.llm import (
+    LLMClient,
+    LLMConfig,
+    LLMError,
+    LLMRequestError,
+    LLMTransportError,
+    extract_code,
+    extract_json,
+)
+from agentskiller.llm.base import ProviderResponse, format_feedback, parse_feedback
+from agentskiller.llm.cache import STALE_TMP_S, ResponseCache, cache_key
+from agentskiller.llm.extract import split_reasoning
 from agentskiller.llm.offline import OfflineRequest, handler, run_handler
 from agentskiller.llm.usage import parse_usage_lines, summarize
 
@@ -204,7 +213,7 @@ def test_read_only_mode(offline_llm_config):
     before = _cache_files(offline_llm_config)
     ro = _client(offline_llm_config, cache_mode="read_only")
     assert ro.generate("test.person", _msgs(), schema=Person, context={"name": "A"}).name == "A"
-    with pytest.raises(LLMError, match="cache miss in read_only mode for task test.person"):
+    with pytest.raises(LLMRequestError, match="cache miss in read_only mode for task test.person"):
         ro.generate("test.person", _msgs(), schema=Person, context={"name": "Z"})
     assert ro.stats.provider_calls == 0 and _cache_files(offline_llm_config) == before
 
@@ -270,6 +279,111 @@ def test_concurrent_writers_in_processes(tmp_path):
     assert not [p for p in tmp_path.rglob("*") if p.is_file() and not p.name.endswith(".json")]
 
 
+def test_tampered_entry_is_a_miss_with_a_warning_naming_the_file(offline_llm_config, caplog):
+    c = _client(offline_llm_config)
+    first = c.generate("test.person", _msgs(), schema=Person, context={"name": "A"})
+    (f,) = _cache_files(offline_llm_config)
+    entry = json.loads(f.read_text())
+    assert len(entry["checksum"]) == 64
+    # valid JSON, right key, plausible answer: only the checksum can tell
+    entry["response"]["text"] = json.dumps({"name": "A", "age": 1})
+    f.write_text(json.dumps(entry))
+    c2 = _client(offline_llm_config)
+    with caplog.at_level("WARNING", logger="agentskiller.llm.cache"):
+        again = c2.generate("test.person", _msgs(), schema=Person, context={"name": "A"})
+    assert again == first and again.age != 1
+    assert c2.stats.provider_calls == 1 and c2.stats.cache_hits == 0
+    assert any(str(f) in r.getMessage() and "checksum" in r.getMessage() for r in caplog.records), caplog.text
+    rewritten = json.loads(f.read_text())
+    assert rewritten["response"]["text"] != entry["response"]["text"]
+    c3 = _client(offline_llm_config)
+    assert c3.generate("test.person", _msgs(), schema=Person, context={"name": "A"}) == first
+    assert c3.stats.cache_hits == 1
+
+
+def test_entry_without_checksum_is_still_read(offline_llm_config):
+    c = _client(offline_llm_config)
+    c.generate("test.person", _msgs(), schema=Person, context={"name": "A"})
+    (f,) = _cache_files(offline_llm_config)
+    entry = json.loads(f.read_text())
+    del entry["checksum"]  # written before checksums existed
+    f.write_text(json.dumps(entry))
+    c2 = _client(offline_llm_config)
+    c2.generate("test.person", _msgs(), schema=Person, context={"name": "A"})
+    assert c2.stats.cache_hits == 1
+
+
+def test_stale_temp_files_are_swept_fresh_ones_kept(tmp_path):
+    root = tmp_path / "c"
+    (root / "ab").mkdir(parents=True)
+    stale = root / "ab" / ".abcd.json.x1y2.tmp"
+    fresh = root / "ab" / ".abce.json.z3w4.tmp"
+    stale_top = root / ".endpoints.json.q9.tmp"
+    keep = root / "ab" / "notes.tmp"  # not one of our temp names
+    for p in (stale, fresh, stale_top, keep):
+        p.write_text("half an entry")
+    old = time.time() - STALE_TMP_S - 60
+    for p in (stale, stale_top, keep):
+        os.utime(p, (old, old))
+    ResponseCache(root, "read_only")  # only a writer sweeps
+    assert stale.exists()
+    ResponseCache(root, "read_write")
+    assert not stale.exists() and not stale_top.exists()
+    assert fresh.exists() and keep.exists()  # a concurrent writer's file survives
+
+
+def test_repair_rounds_step_the_temperature():
+    cfg = LLMConfig(temperature=0.0, repair_temperature_step=0.2, repair_temperature_max=0.5)
+    assert [cfg.round_temperature(r) for r in range(5)] == [0.0, 0.2, 0.4, 0.5, 0.5]
+    assert LLMConfig(temperature=0.7, repair_temperature_max=0.5).round_temperature(2) == 0.7  # never lower
+    assert LLMConfig(repair_temperature_step=0).round_temperature(3) == 0.0
+
+
+class _RecordingProvider:
+    name = "recording"
+
+    def __init__(self, answers: list[str]) -> None:
+        self.answers = answers
+        self.temperatures: list[float] = []
+
+    def cache_salt(self, request):
+        return {}
+
+    def complete(self, request):
+        self.temperatures.append(request.temperature)
+        return ProviderResponse(self.answers[request.round], request.model, 1, 1)
+
+    def close(self):
+        pass
+
+
+def test_repair_round_requests_carry_the_stepped_temperature(offline_llm_config):
+    bad, good = '{"name": "x", "age": "old"}', '{"name": "x", "age": 3}'
+    prov = _RecordingProvider([bad, bad, good])
+    c = LLMClient(LLMConfig.model_validate({**offline_llm_config, "cache_mode": "off"}), prov)
+    assert c.generate("test.any", _msgs(), schema=Person).age == 3
+    assert prov.temperatures == [0.0, 0.2, 0.4]
+
+
+def test_map_propagates_a_transport_error_and_stops_the_rest(offline_llm_config):
+    c = _client(offline_llm_config, max_concurrency=2)
+    started: list[int] = []
+    lock = threading.Lock()
+
+    def fn(i: int) -> int:
+        with lock:
+            started.append(i)
+        if i == 1:
+            raise LLMTransportError("http://127.0.0.1:9/v1 failed after 3 attempt(s); last error: boom")
+        time.sleep(0.05)
+        return i
+
+    with pytest.raises(LLMTransportError, match="last error: boom"):
+        c.map(fn, range(40))
+    assert len(started) < 40  # items not started yet were cancelled
+    assert not issubclass(LLMTransportError, LLMError)
+
+
 # --------------------------------------------------------------------- usage
 def test_usage_lines_and_summary(offline_llm_config, usage_log):
     cfg = {**offline_llm_config, "prices": {"offline-text": {"input_per_mtok": 1000.0, "output_per_mtok": 2000.0}}}
@@ -290,7 +404,9 @@ def test_usage_lines_and_summary(offline_llm_config, usage_log):
         "cache_hit",
         "round",
         "cost_usd",
+        "outcome",
     }
+    assert {r["outcome"] for r in rows} == {"ok"}
     assert [r["cache_hit"] for r in rows] == [False, False, True, True]
     assert rows[0]["cost_usd"] > 0 and rows[2]["cost_usd"] == 0
     s = summarize(rows)
@@ -355,6 +471,9 @@ def test_map_raises_first_error(offline_llm_config):
         ('Here:\n```json\n{"a": 1}\n```\nDone.', {"a": 1}),
         ("```\n[1, 2]\n```", [1, 2]),
         ('<think>maybe {"a": 0}?</think>\nThe answer is {"a": 2} as requested.', {"a": 2}),
+        # R1/QwQ: the template opened <think>, only the closing tag is in the text
+        ('draft {"a": 0}\nno wait\n</think>\n\n{"a": 2}', {"a": 2}),
+        ('<think>one {"a": 0}</think><think>two {"a": 1}</think>{"a": 2}', {"a": 2}),
         ('prefix {not json} then {"b": [1, {"c": 2}]} suffix', {"b": [1, {"c": 2}]}),
         ('```json\n{"a": 3}', {"a": 3}),  # unclosed fence (cut off)
     ],
@@ -368,6 +487,19 @@ def test_extract_json_error_is_readable():
         extract_json('{"a": ')
     with pytest.raises(ValueError, match="empty"):
         extract_json("  ")
+    # reasoning that was cut off, or that holds the only JSON: never parsed as the answer
+    with pytest.raises(ValueError, match="reasoning but no answer"):
+        extract_json('<think>draft {"a": 0} and then the budget ran out')
+    with pytest.raises(ValueError, match="reasoning but no answer"):
+        extract_json('draft {"a": 0}</think>\n')
+
+
+def test_split_reasoning():
+    assert split_reasoning("plain answer") == ("", "plain answer")
+    assert split_reasoning("<think>r1</think> a") == ("r1", "a")
+    assert split_reasoning("r1 </think> a") == ("r1", "a")
+    assert split_reasoning("<think>cut") == ("cut", "")
+    assert extract_code("<think>```python\nbad()\n```</think>\n```python\ngood()\n```") == "good()\n"
 
 
 def test_extract_code():

@@ -1,4 +1,4 @@
-"""Shared types of the LLM layer: the error, the config, provider requests/responses.
+"""Shared types of the LLM layer: the errors, the config, provider requests/responses.
 
 Providers (offline, openai) see one :class:`ProviderRequest` per round and return one
 :class:`ProviderResponse`; everything else (cache, validation, repair loop, usage) lives in
@@ -8,6 +8,7 @@ Providers (offline, openai) see one :class:`ProviderRequest` per round and retur
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -15,7 +16,26 @@ from pydantic import BaseModel, ConfigDict, Field
 
 
 class LLMError(RuntimeError):
-    """An LLM request failed for good (after retries / repair rounds / cache policy)."""
+    """A content failure: the answer stayed unacceptable after its repair rounds (or stayed
+    truncated at 4x the budget). Steps may quarantine the unit for it."""
+
+
+class LLMTransportError(RuntimeError):
+    """The endpoint could not be reached or kept failing (timeouts, connection errors, 429,
+    5xx) for the whole ``llm.retry_window_s``. Deliberately *not* an :class:`LLMError`: an
+    outage says nothing about the unit, so it must fail the job instead of shrinking the
+    dataset."""
+
+
+class LLMRequestError(RuntimeError):
+    """The request cannot be served as configured: the endpoint refused it (bad key, unknown
+    model, no usable response format, a prompt too big for the model) or a read_only cache
+    has no entry for it. Repeating cannot help and the unit is not to blame, so this too fails
+    the job. Not an :class:`LLMError`."""
+
+
+class LLMContextLengthError(LLMRequestError):
+    """The prompt (plus the answer budget) does not fit the model's context window."""
 
 
 class Price(BaseModel):
@@ -46,10 +66,13 @@ class LLMConfig(BaseModel):
     temperature: float = 0.0
     max_tokens: int = Field(default=8192, ge=1)
     timeout_s: float = Field(default=120.0, gt=0)
-    max_retries: int = Field(default=6, ge=0)
+    retry_window_s: float = Field(default=600.0, gt=0)
+    max_retries: int | None = Field(default=None, ge=0)
     backoff_initial_s: float = Field(default=1.0, ge=0)
     backoff_max_s: float = Field(default=60.0, ge=0)
     max_repair_rounds: int = Field(default=3, ge=0)
+    repair_temperature_step: float = Field(default=0.2, ge=0)
+    repair_temperature_max: float = Field(default=1.0, ge=0, le=2)
     response_format: Literal["auto", "json_schema", "json_object", "text"] = "auto"
     cache_dir: str = ".llm_cache"
     cache_mode: Literal["read_write", "read_only", "off"] = "read_write"
@@ -60,6 +83,14 @@ class LLMConfig(BaseModel):
         if role not in ("text", "code"):
             raise ValueError(f"unknown LLM role {role!r} (expected 'text' or 'code')")
         return getattr(self.models, role)
+
+    def round_temperature(self, rnd: int) -> float:
+        """Sampling temperature of repair round ``rnd``: a small step up per round, so a
+        model at temperature 0 does not repeat the rejected answer word for word."""
+        if rnd <= 0 or self.repair_temperature_step <= 0:
+            return self.temperature
+        stepped = min(self.repair_temperature_max, self.temperature + rnd * self.repair_temperature_step)
+        return round(max(self.temperature, stepped), 6)
 
     def cost(self, model: str, prompt_tokens: int, completion_tokens: int) -> float:
         price = self.prices.get(model)
@@ -84,15 +115,30 @@ class ProviderRequest:
     context: Any = None
     feedback: list[str] = field(default_factory=list)
     round: int = 0
+    #: Called by a provider for every HTTP attempt that did not give the final answer
+    #: (failed, truncated, refused), so each one gets its usage line.
+    on_attempt: Callable[[Attempt], None] | None = None
+
+
+@dataclass
+class Attempt:
+    """One provider attempt that did not become the answer (see ProviderRequest.on_attempt)."""
+
+    outcome: str  # error | truncated | param_rejected | format_rejected | context_length | refused
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    latency_s: float = 0.0
+    error: str | None = None
 
 
 @dataclass
 class ProviderResponse:
-    text: str
+    text: str  # the answer only: reasoning (<think> blocks, reasoning_content) is kept apart
     model: str
     prompt_tokens: int
     completion_tokens: int
     finish_reason: str | None = "stop"
+    reasoning: str | None = None
 
 
 class Provider(Protocol):

@@ -4,7 +4,13 @@
 (semantic, caller-supplied), and on problems append the answer plus a repair message and ask
 again, up to a bound. Every round is looked up in / written to the response cache on its
 own, so a rerun replays the whole conversation (repairs included) with zero provider calls,
-and every round writes one usage line.
+and every round writes one usage line (plus one per failed, truncated or refused provider
+attempt before it). Repair rounds step the temperature up a little
+(``llm.repair_temperature_step``), so a model at temperature 0 does not repeat itself.
+
+Errors: :class:`LLMError` only for an answer that stays unacceptable; transport failures
+(:class:`LLMTransportError`) and refused requests (:class:`LLMRequestError`) pass through
+untouched and, in :meth:`LLMClient.map`, stop the remaining items.
 """
 
 from __future__ import annotations
@@ -13,13 +19,22 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from .base import LLMConfig, LLMError, ProviderRequest, ProviderResponse, format_feedback
+from .base import (
+    Attempt,
+    LLMConfig,
+    LLMError,
+    LLMRequestError,
+    LLMTransportError,
+    ProviderRequest,
+    ProviderResponse,
+    format_feedback,
+)
 from .cache import ResponseCache, cache_key
 from .extract import ExtractionError, extract_code, extract_json
 from .usage import log_usage
@@ -39,6 +54,7 @@ class LLMStats:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     repair_rounds: int = 0
+    failed_attempts: int = 0  # provider attempts that gave no answer (their tokens are counted too)
     cost_usd: float = 0.0
 
     def __getitem__(self, name: str) -> Any:  # stats["cache_hits"] works too
@@ -127,7 +143,7 @@ class LLMClient:
                 messages=[dict(m) for m in convo],
                 schema=schema,
                 schema_json=schema_json,
-                temperature=self.config.temperature,
+                temperature=self.config.round_temperature(rnd),
                 max_tokens=self.config.max_tokens,
                 seed=self.seed,
                 context=context,
@@ -149,15 +165,29 @@ class LLMClient:
 
     def map(self, fn: Callable[[T], R], items: Iterable[T]) -> list[R]:
         """``[fn(x) for x in items]`` on up to ``llm.max_concurrency`` threads, in input
-        order. The first failure (in input order) is raised after all items finished."""
+        order. The first failure (in input order) is raised after all items finished,
+        except an :class:`LLMTransportError` / :class:`LLMRequestError` (the endpoint is down
+        or refuses): then items not yet started are cancelled and that error is raised as
+        soon as the running ones end, whatever ``fn`` does with other errors."""
         items = list(items)
         if len(items) <= 1 or self.config.max_concurrency <= 1:
             return [fn(x) for x in items]
-        with ThreadPoolExecutor(
-            max_workers=min(self.config.max_concurrency, len(items)), thread_name_prefix="llm"
-        ) as pool:
+        fatal = (LLMTransportError, LLMRequestError)
+        pool = ThreadPoolExecutor(max_workers=min(self.config.max_concurrency, len(items)), thread_name_prefix="llm")
+        try:
             futures = [pool.submit(fn, x) for x in items]
+            pending = set(futures)
+            while pending:
+                done, pending = wait(pending, return_when=FIRST_EXCEPTION)
+                bad = next((f for f in futures if f in done and isinstance(f.exception(), fatal)), None)
+                if bad is not None:
+                    for f in pending:
+                        f.cancel()
+                    pool.shutdown(wait=True)
+                    raise bad.exception()
             return [f.result() for f in futures]
+        finally:
+            pool.shutdown(wait=True)
 
     def close(self) -> None:
         if not self._closed:
@@ -182,10 +212,44 @@ class LLMClient:
                 "temperature": req.temperature,
                 "max_tokens": req.max_tokens,
                 "response_format": self.config.response_format if req.schema is not None else "text",
+                # Rounds > 0 run at the stepped temperature, already in "temperature".
                 "seed": req.seed,
                 "salt": self.provider.cache_salt(req),
             }
         )
+
+    def _attempt_logger(self, req: ProviderRequest) -> Callable[[Attempt], None]:
+        """Usage line + stats for one provider attempt that did not give the answer."""
+        counter = [0]
+
+        def on_attempt(a: Attempt) -> None:
+            counter[0] += 1
+            cost = self.config.cost(req.model, a.prompt_tokens, a.completion_tokens)
+            with self._stats_lock:
+                self.stats.failed_attempts += 1
+                self.stats.prompt_tokens += a.prompt_tokens
+                self.stats.completion_tokens += a.completion_tokens
+                self.stats.cost_usd += cost
+            log_usage(
+                self.usage_log,
+                {
+                    "task": req.task,
+                    "role": req.role,
+                    "model": req.model,
+                    "provider": self.provider.name,
+                    "prompt_tokens": a.prompt_tokens,
+                    "completion_tokens": a.completion_tokens,
+                    "latency_s": round(a.latency_s, 4),
+                    "cache_hit": False,
+                    "round": req.round,
+                    "cost_usd": round(cost, 8),
+                    "attempt": counter[0],
+                    "outcome": a.outcome,
+                    "error": (a.error or "")[:300] or None,
+                },
+            )
+
+        return on_attempt
 
     def _complete(self, req: ProviderRequest) -> str:
         t0 = time.perf_counter()
@@ -202,6 +266,7 @@ class LLMClient:
             )
             hit = True
         else:
+            req.on_attempt = self._attempt_logger(req)
             with self._slots:
                 resp = self.provider.complete(req)
             hit = False
@@ -220,6 +285,7 @@ class LLMClient:
                             "prompt_tokens": resp.prompt_tokens,
                             "completion_tokens": resp.completion_tokens,
                             "finish_reason": resp.finish_reason,
+                            **({"reasoning": resp.reasoning} if resp.reasoning else {}),
                         },
                     },
                 )
@@ -246,6 +312,7 @@ class LLMClient:
                 "cache_hit": hit,
                 "round": req.round,
                 "cost_usd": round(cost, 8),
+                "outcome": "ok",
             },
         )
         return resp.text

@@ -1,8 +1,10 @@
 """Robust extraction of JSON and code from model answers.
 
 Real models wrap JSON in fenced blocks, add prose before and after, or emit a reasoning
-block (``<think>...</think>``) first. These helpers find the payload without guessing
-too much: they only ever return something that parses.
+block first: ``<think>...</think>``, or (DeepSeek-R1, QwQ, whose chat template already opened
+the tag) only the closing ``</think>``. The answer is what follows the last ``</think>``;
+the reasoning before it often holds draft JSON and must never be parsed. These helpers find
+the payload without guessing too much: they only ever return something that parses.
 """
 
 from __future__ import annotations
@@ -11,7 +13,8 @@ import json
 import re
 from typing import Any
 
-_THINK_RE = re.compile(r"<think>.*?</think>", re.DOTALL | re.IGNORECASE)
+_THINK_CLOSE_RE = re.compile(r"</think\s*>", re.IGNORECASE)
+_THINK_OPEN_RE = re.compile(r"^\s*<think\s*>", re.IGNORECASE)
 # ```lang\n ... ``` ; the closing fence may be missing when the answer was cut off.
 _FENCE_RE = re.compile(r"```[ \t]*([A-Za-z0-9_+.-]*)[^\n]*\n(.*?)(?:\n[ \t]*```|\Z)", re.DOTALL)
 
@@ -20,10 +23,26 @@ class ExtractionError(ValueError):
     """No JSON value could be found in the answer."""
 
 
+def split_reasoning(text: str) -> tuple[str, str]:
+    """``(reasoning, answer)`` of a model's text.
+
+    After the last ``</think>`` is the answer, everything before it reasoning (also with no
+    opening tag). A ``<think>`` that opens the text and is never closed is reasoning cut off
+    before any answer: the answer is empty.
+    """
+    closes = list(_THINK_CLOSE_RE.finditer(text))
+    if closes:
+        last = closes[-1]
+        reasoning = _THINK_OPEN_RE.sub("", text[: last.start()], count=1)
+        return reasoning.strip(), text[last.end() :].strip()
+    if _THINK_OPEN_RE.match(text):
+        return _THINK_OPEN_RE.sub("", text, count=1).strip(), ""
+    return "", text.strip()
+
+
 def strip_reasoning(text: str) -> str:
-    text = _THINK_RE.sub("", text)
-    # An unclosed <think> (truncated reasoning) hides everything after it; drop only the tag.
-    return text.replace("<think>", "").strip()
+    """The answer part of ``text`` (see :func:`split_reasoning`)."""
+    return split_reasoning(text)[1]
 
 
 def fenced_blocks(text: str) -> list[tuple[str, str]]:
@@ -39,8 +58,10 @@ def extract_json(text: str) -> Any:
     """
     if not isinstance(text, str):
         raise ExtractionError(f"answer is not text but {type(text).__name__}")
-    text = strip_reasoning(text)
+    reasoning, text = split_reasoning(text)
     if not text:
+        if reasoning:
+            raise ExtractionError("the answer has reasoning but no answer after it; expected a JSON object")
         raise ExtractionError("the answer is empty; expected a JSON object")
     try:
         return json.loads(text)

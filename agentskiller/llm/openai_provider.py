@@ -1,11 +1,29 @@
 """The ``openai`` provider: Chat Completions through the official SDK, any base URL.
 
-Reliability lives here, not in the SDK (``max_retries=0``): our own exponential backoff with
-jitter on timeouts, connection errors, 408/409/429 and 5xx, honouring ``Retry-After`` /
-``retry-after-ms``; truncation (``finish_reason == "length"``) retried with a larger
-``max_tokens``; and structured output that degrades from ``json_schema`` to
-``json_object`` to plain text when a server (llama.cpp, older vLLM, Ollama) rejects a mode.
-The working mode is remembered for the life of the client.
+Reliability lives here, not in the SDK (``max_retries=0``):
+
+* Transport failures (timeouts, connection errors, 408/409/429, 5xx) are retried with
+  exponential backoff and jitter, honouring ``Retry-After`` / ``retry-after-ms``, for up to
+  ``llm.retry_window_s`` of total time (and at most ``llm.max_retries`` retries when set).
+  Then :class:`LLMTransportError` is raised, never :class:`LLMError`: an outage must fail the
+  job, not quarantine the unit. Once one request gave up, the others of this provider give
+  up at their next retry instead of waiting out a window each.
+* A 400/422 is read: a context-length error raises :class:`LLMContextLengthError` with the
+  token counts (or, when only the answer budget is too big, is retried once with the budget
+  that fits); a parameter the model rejects (``temperature`` on reasoning models, ``seed``,
+  ``max_tokens`` for ``max_completion_tokens``) is dropped once with a warning; only an error
+  naming ``response_format`` / ``json_schema`` makes structured output degrade from
+  ``json_schema`` to ``json_object`` to plain text; anything else raises
+  :class:`LLMRequestError`.
+* Truncation (``finish_reason == "length"``) is retried with a doubled ``max_tokens`` (up to
+  4x), unless the answer stopped short of the budget: then the context window is full and a
+  bigger budget cannot help.
+* Reasoning (``reasoning_content`` / ``reasoning`` fields, ``<think>`` blocks) is split from
+  the answer; only the answer is returned for parsing.
+
+What was learned about a model (working response format, dropped parameters) is kept in
+``<llm.cache_dir>/endpoints.json`` (:mod:`.endpoint_memory`), so later jobs start with it.
+Every attempt that did not give the answer is reported to ``request.on_attempt``.
 
 The ``openai`` package is imported when this provider is built, so offline runs never pay
 for it.
@@ -24,7 +42,21 @@ from collections.abc import Callable
 from email.utils import parsedate_to_datetime
 from typing import Any
 
-from .base import LLMConfig, LLMError, ProviderRequest, ProviderResponse, estimate_tokens, messages_text, schema_name
+from .base import (
+    Attempt,
+    LLMConfig,
+    LLMContextLengthError,
+    LLMError,
+    LLMRequestError,
+    LLMTransportError,
+    ProviderRequest,
+    ProviderResponse,
+    estimate_tokens,
+    messages_text,
+    schema_name,
+)
+from .endpoint_memory import EndpointMemory, ModelQuirks, endpoint_id
+from .extract import split_reasoning
 
 log = logging.getLogger("agentskiller.llm.openai")
 
@@ -32,10 +64,32 @@ DEFAULT_ENDPOINT = "https://api.openai.com/v1"
 #: Sent with every request: harmless for real servers, lets test servers dispatch.
 TASK_HEADER = "X-AgentSkiller-Task"
 MODES = ("json_schema", "json_object", "text")
-MAX_RETRY_AFTER_S = 600.0
 TRUNCATION_GROWTH_CAP = 4
+#: Connecting should be quick even when answers are slow: an unreachable host is retried
+#: within the window instead of hanging for the whole read timeout.
+CONNECT_TIMEOUT_S = 10.0
+#: An answer budget below this is useless; a context error that leaves less is "prompt too big".
+MIN_ANSWER_TOKENS = 64
 
-_FORMAT_WORDS = re.compile(r"response_format|json_schema|json schema|grammar", re.IGNORECASE)
+# A 400/422 names the structured-output feature (OpenAI, vLLM, SGLang, Ollama wordings).
+_FORMAT_WORDS = re.compile(r"response_format|json_schema|json schema|json_object|structured output", re.IGNORECASE)
+# llama-server answers a json_schema it cannot handle with HTTP 500 naming the grammar.
+_FORMAT_WORDS_500 = re.compile(r"response_format|json_schema|json schema|grammar", re.IGNORECASE)
+# How OpenAI, vLLM, SGLang, llama.cpp, TGI and Ollama word "the request does not fit".
+_CONTEXT_WORDS = re.compile(
+    r"maximum context length|context_length_exceeded|context length|context window|too many tokens"
+    r"|exceeds? the available context|exceed_context_size|prompt is too long|input is too long"
+    r"|maximum input length|max_model_len|longer than the model",
+    re.IGNORECASE,
+)
+#: Optional sampling parameters a model may refuse; dropped (max_tokens: renamed) on a 400.
+DROPPABLE = ("temperature", "seed", "top_p")
+_TOKEN_PARAMS = ("max_tokens", "max_completion_tokens")
+_REJECT_WORDS = re.compile(
+    r"unsupported|not supported|does not support|not allowed|unrecognized|unknown (?:parameter|field)"
+    r"|extra (?:inputs|fields)|only the default",
+    re.IGNORECASE,
+)
 
 
 class _FormatRejected(Exception):
@@ -83,29 +137,83 @@ def retry_after_s(headers: Any) -> float | None:
         return None
 
 
+def context_limits(exc: Any) -> dict[str, int]:
+    """Token counts a context-length error gives, as far as the server says them:
+    ``window`` (the model's context), ``requested`` (prompt + budget), ``prompt``, ``completion``."""
+    text = _body_text(exc)
+    out: dict[str, int] = {}
+    body = getattr(exc, "body", None)
+    if isinstance(body, dict):  # llama.cpp: {"n_prompt_tokens": .., "n_ctx": ..}
+        for src, dst in (("n_ctx", "window"), ("n_prompt_tokens", "prompt")):
+            if isinstance(body.get(src), int):
+                out[dst] = body[src]
+    patterns = (
+        ("window", r"maximum context length is (\d+)"),
+        ("window", r"context (?:length|window|size) (?:is |of )?(\d+)"),
+        ("window", r"max_model_len[^\d]{0,20}(\d+)"),
+        ("requested", r"(?:you )?requested (\d+) tokens"),
+        ("prompt", r"messages resulted in (\d+) tokens"),
+        ("prompt", r"(\d+) in the messages"),
+        ("prompt", r"(\d+) (?:input|prompt) tokens"),
+        ("completion", r"(\d+) in the completion"),
+    )
+    for name, pat in patterns:
+        m = re.search(pat, text, re.IGNORECASE)
+        if m and name not in out:
+            out[name] = int(m.group(1))
+    return out
+
+
+def _rejected_param(exc: Any, sent: dict[str, Any]) -> str | None:
+    """The request parameter a 400/422 refuses, if it is one we may drop or rename."""
+    candidates = [*DROPPABLE, *_TOKEN_PARAMS]
+    param = getattr(exc, "param", None)
+    if isinstance(param, str) and param in candidates and param in sent:
+        return param
+    text = _body_text(exc)
+    if not _REJECT_WORDS.search(text):
+        return None
+    for name in candidates:
+        if name in sent and re.search(rf"\b{name}\b", text):
+            return name
+    return None
+
+
 class OpenAIProvider:
     name = "openai"
 
-    def __init__(self, cfg: LLMConfig, sleep: Callable[[float], None] = time.sleep) -> None:
+    def __init__(
+        self,
+        cfg: LLMConfig,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         import openai  # lazy: see module docstring
 
         self._openai = openai
         self.cfg = cfg
         self.endpoint = cfg.base_url or DEFAULT_ENDPOINT
+        self.label = endpoint_id(self.endpoint)  # for messages: never a user:password part
         key = os.environ.get(cfg.api_key_env) if cfg.api_key_env else None
         if not key:
             if cfg.base_url is None:
-                raise LLMError(
+                raise LLMRequestError(
                     f"llm.provider is openai but environment variable {cfg.api_key_env or '(none)'} "
                     f"holding the API key is not set (or set llm.base_url for a local server)"
                 )
             key = "sk-no-key-required"  # local servers ignore it, the SDK insists on one
-        self.client = openai.OpenAI(api_key=key, base_url=self.endpoint, timeout=cfg.timeout_s, max_retries=0)
+        # timeout_s bounds the wait for one answer (read); connecting fails fast and is retried.
+        timeout = openai.Timeout(cfg.timeout_s, connect=min(cfg.timeout_s, CONNECT_TIMEOUT_S))
+        self.client = openai.OpenAI(api_key=key, base_url=self.endpoint, timeout=timeout, max_retries=0)
         self._sleep = sleep
+        self._clock = clock
         self._jitter = random.Random()  # timing only; never affects answers
         self._lock = threading.Lock()
-        self._learned_mode: str | None = None
-        self._max_tokens_param = "max_tokens"
+        self._memory = EndpointMemory(
+            cfg.cache_dir, self.endpoint, read=cfg.cache_mode != "off", write=cfg.cache_mode == "read_write"
+        )
+        self._quirks: dict[str, ModelQuirks] = self._memory.load()
+        self._gave_up: LLMTransportError | None = None
 
     # ---------------------------------------------------------------- public
     def cache_salt(self, request: ProviderRequest) -> dict:
@@ -117,44 +225,66 @@ class OpenAIProvider:
         except Exception:  # pragma: no cover - closing must never mask the real error
             pass
 
-    @property
-    def learned_mode(self) -> str | None:
-        return self._learned_mode
+    def learned_mode(self, model: str) -> str | None:
+        """The response format that last worked for ``model`` (None = not learned yet)."""
+        return self.quirks(model).response_format
+
+    def quirks(self, model: str) -> ModelQuirks:
+        with self._lock:
+            return self._quirks.get(model, ModelQuirks()).model_copy(deep=True)
 
     def complete(self, request: ProviderRequest) -> ProviderResponse:
+        if self._gave_up is not None:
+            raise LLMTransportError(f"{request.task}: not sent, the endpoint is down: {self._gave_up}")
         modes = self._modes(request)
-        last: Exception | None = None
+        last = ""
         for i, mode in enumerate(modes):
             try:
                 resp = self._complete_in_mode(request, mode)
             except _FormatRejected as exc:
-                last = exc
+                last = str(exc)
                 nxt = modes[i + 1] if i + 1 < len(modes) else None
                 log.warning(
-                    "%s rejected response_format %s for task %s (%s)%s",
-                    self.endpoint,
+                    "%s does not accept response_format %s for model %s (task %s): %s%s",
+                    self.label,
                     mode,
+                    request.model,
                     request.task,
                     exc,
                     f"; falling back to {nxt}" if nxt else "",
                 )
                 continue
-            if request.schema is not None and self.cfg.response_format == "auto":
-                with self._lock:
-                    self._learned_mode = mode
+            if (
+                request.schema is not None
+                and self.cfg.response_format == "auto"
+                and self.learned_mode(request.model) != mode
+            ):
+                self._learn(request.model, lambda q, m=mode: setattr(q, "response_format", m))
             return resp
-        raise LLMError(
-            f"{request.task}: {self.endpoint} rejected every response format {list(modes)}; last error: {last}"
+        raise LLMRequestError(
+            f"{request.task}: {self.label} rejected every response format {list(modes)} for model {request.model}; "
+            f"last error: {last}"
         )
 
     # -------------------------------------------------------------- internals
+    def _learn(self, model: str, change: Callable[[ModelQuirks], None]) -> None:
+        with self._lock:
+            q = self._quirks.setdefault(model, ModelQuirks())
+            change(q)
+            snapshot = q.model_copy(deep=True)
+        self._memory.save(model, snapshot)
+
+    def _report(self, request: ProviderRequest, attempt: Attempt) -> None:
+        if request.on_attempt is not None:
+            request.on_attempt(attempt)
+
     def _modes(self, request: ProviderRequest) -> tuple[str, ...]:
         if request.schema is None:
             return ("text",)
         if self.cfg.response_format != "auto":
             return (self.cfg.response_format,)
-        learned = self._learned_mode
-        return MODES[MODES.index(learned) :] if learned else MODES
+        learned = self.learned_mode(request.model)
+        return MODES[MODES.index(learned) :] if learned in MODES else MODES
 
     def _messages(self, request: ProviderRequest, mode: str) -> list[dict]:
         msgs = [dict(m) for m in request.messages]
@@ -179,44 +309,68 @@ class OpenAIProvider:
         max_tokens = request.max_tokens
         cap = request.max_tokens * TRUNCATION_GROWTH_CAP
         while True:
-            resp = self._create(request, messages, mode, max_tokens)
+            resp, max_tokens, latency = self._create(request, messages, mode, max_tokens)
             choice = resp.choices[0]
-            text = choice.message.content or getattr(choice.message, "refusal", None) or ""
+            msg = choice.message
+            content = msg.content or getattr(msg, "refusal", None) or ""
+            think, answer = split_reasoning(content)
+            # vLLM/SGLang reasoning parsers and DeepSeek: reasoning_content; OpenRouter, newer vLLM: reasoning.
+            field_reasoning = getattr(msg, "reasoning_content", None) or getattr(msg, "reasoning", None)
+            parts = [p for p in (field_reasoning, think) if isinstance(p, str) and p.strip()]
+            usage = getattr(resp, "usage", None)
+            pt = getattr(usage, "prompt_tokens", None)
+            ct = getattr(usage, "completion_tokens", None)
+            pt = int(pt) if pt is not None else estimate_tokens(messages_text(messages))
             if choice.finish_reason == "length":
+                ct_known = ct is not None
+                ct = int(ct) if ct_known else estimate_tokens(content + "".join(parts))
+                self._report(
+                    request, Attempt("truncated", pt, ct, latency, f"finish_reason=length with max_tokens={max_tokens}")
+                )
+                if ct_known and ct < 0.9 * max_tokens:
+                    # The server stopped before the budget: a bigger budget cannot help.
+                    raise LLMContextLengthError(
+                        f"{request.task}: the prompt is too big for model {request.model} at {self.label}: the "
+                        f"answer was cut off after {ct} tokens with max_tokens={max_tokens}, so the context window "
+                        f"is full (prompt {pt} + answer {ct} = {pt + ct} tokens), or the server caps answers below "
+                        f"max_tokens (llama.cpp --n-predict, Ollama num_predict). Use a model with a longer "
+                        f"context window, raise the server's limit, or give this step smaller inputs"
+                    )
                 if max_tokens >= cap:
                     raise LLMError(
-                        f"{request.task}: answer from {self.endpoint} truncated (finish_reason=length) "
+                        f"{request.task}: answer from {self.label} truncated (finish_reason=length) "
                         f"even with max_tokens={max_tokens}"
                     )
                 max_tokens = min(cap, max_tokens * 2)
                 log.warning("task %s: answer truncated; retrying with max_tokens=%d", request.task, max_tokens)
                 continue
-            usage = getattr(resp, "usage", None)
-            pt = getattr(usage, "prompt_tokens", None)
-            ct = getattr(usage, "completion_tokens", None)
             return ProviderResponse(
-                text=text,
+                text=answer,
                 model=request.model,
-                prompt_tokens=int(pt) if pt is not None else estimate_tokens(messages_text(messages)),
-                completion_tokens=int(ct) if ct is not None else estimate_tokens(text),
+                prompt_tokens=pt,
+                completion_tokens=int(ct) if ct is not None else estimate_tokens(content),
                 finish_reason=choice.finish_reason,
+                reasoning="\n\n".join(parts) or None,
             )
 
     def _backoff(self, attempt: int, retry_after: float | None) -> float:
         if retry_after is not None:
-            return min(retry_after, MAX_RETRY_AFTER_S)
+            return retry_after  # capped by what is left of the retry window
         base = min(self.cfg.backoff_max_s, self.cfg.backoff_initial_s * (2**attempt))
         return base * (0.5 + 0.5 * self._jitter.random())  # "equal jitter": spread, yet grows
 
-    def _create(self, request: ProviderRequest, messages: list[dict], mode: str, max_tokens: int) -> Any:
-        oa = self._openai
+    def _kwargs(self, request: ProviderRequest, messages: list[dict], mode: str, max_tokens: int) -> dict[str, Any]:
+        q = self.quirks(request.model)
         kwargs: dict[str, Any] = {
             "model": request.model,
             "messages": messages,
-            "temperature": request.temperature,
-            "seed": request.seed,
             "extra_headers": {TASK_HEADER: request.task},
+            q.max_tokens_param: max_tokens,
         }
+        if "temperature" not in q.dropped_params:
+            kwargs["temperature"] = request.temperature
+        if "seed" not in q.dropped_params:
+            kwargs["seed"] = request.seed
         if mode == "json_schema":
             kwargs["response_format"] = {
                 "type": "json_schema",
@@ -224,49 +378,144 @@ class OpenAIProvider:
             }
         elif mode == "json_object":
             kwargs["response_format"] = {"type": "json_object"}
-        attempts = self.cfg.max_retries + 1
+        return kwargs
+
+    def _drop_param(self, request: ProviderRequest, param: str, exc: Any) -> None:
+        if param in _TOKEN_PARAMS:
+            other = _TOKEN_PARAMS[1 - _TOKEN_PARAMS.index(param)]
+            self._learn(request.model, lambda q: setattr(q, "max_tokens_param", other))
+            what = f"sending {other} instead"
+        else:
+            self._learn(request.model, lambda q: q.dropped_params.append(param))
+            what = "sending requests without it from now on"
+        log.warning(
+            "model %s at %s rejects parameter %s (task %s: %s); %s",
+            request.model,
+            self.label,
+            param,
+            request.task,
+            _describe(exc),
+            what,
+        )
+
+    def _context_error(self, request: ProviderRequest, exc: Any, limits: dict[str, int], max_tokens: int) -> str:
+        known = []
+        if "window" in limits:
+            known.append(f"context window {limits['window']} tokens")
+        if "prompt" in limits:
+            known.append(f"prompt {limits['prompt']} tokens")
+        if "requested" in limits:
+            known.append(f"requested {limits['requested']} tokens in all")
+        known.append(f"answer budget max_tokens={max_tokens}")
+        return (
+            f"{request.task}: the prompt is too big for model {request.model} at {self.label} "
+            f"({', '.join(known)}). Use a model with a longer context window or smaller inputs for this step. "
+            f"Server said: {_describe(exc)}"
+        )
+
+    def _create(
+        self, request: ProviderRequest, messages: list[dict], mode: str, max_tokens: int
+    ) -> tuple[Any, int, float]:
+        """One answer: ``(response, max_tokens used, latency of the successful attempt)``."""
+        oa = self._openai
+        window = self.cfg.retry_window_s
+        started = self._clock()
+        retries = 0
+        adjusted: set[str] = set()  # parameters dropped/renamed in this call (each only once)
+        shrunk = False
         last: BaseException | None = None
-        for attempt in range(attempts):
-            kwargs.pop("max_tokens", None)
-            kwargs.pop("max_completion_tokens", None)
-            kwargs[self._max_tokens_param] = max_tokens
+        while True:
+            kwargs = self._kwargs(request, messages, mode, max_tokens)
             retry_after = None
+            t0 = self._clock()
             try:
                 resp = self.client.chat.completions.create(**kwargs)
-                if not getattr(resp, "choices", None):
-                    raise LLMError("the server returned no choices")
-                return resp
+                if getattr(resp, "choices", None):
+                    return resp, max_tokens, self._clock() - t0
+                last = LLMTransportError("the server returned no choices")
             except (oa.APITimeoutError, oa.APIConnectionError) as exc:
                 last = exc
             except oa.APIStatusError as exc:
-                status = exc.status_code
-                body = _body_text(exc)
-                if status == 400 and "max_completion_tokens" in body and self._max_tokens_param == "max_tokens":
-                    # Newer OpenAI models refuse max_tokens; switch once and retry at once.
-                    self._max_tokens_param = "max_completion_tokens"
-                    last = exc
-                    continue
-                if mode != "text" and (status in (400, 422) or (status == 500 and _FORMAT_WORDS.search(body))):
+                status, body = exc.status_code, _body_text(exc)
+                failed = self._clock() - t0
+                if status in (400, 413, 422) and _CONTEXT_WORDS.search(body):
+                    self._report(request, Attempt("context_length", latency_s=failed, error=_describe(exc)))
+                    limits = context_limits(exc)
+                    prompt = limits.get("prompt")
+                    if prompt is None and "requested" in limits and "completion" in limits:
+                        prompt = limits["requested"] - limits["completion"]
+                    fits = limits["window"] - prompt if "window" in limits and prompt is not None else None
+                    if not shrunk and fits is not None and MIN_ANSWER_TOKENS <= fits < max_tokens:
+                        # The prompt fits, only the answer budget does not: ask for what is left.
+                        shrunk = True
+                        log.warning(
+                            "task %s: model %s at %s has a %d-token context and the prompt %d tokens; "
+                            "retrying with max_tokens=%d instead of %d",
+                            request.task,
+                            request.model,
+                            self.label,
+                            limits["window"],
+                            prompt,
+                            fits,
+                            max_tokens,
+                        )
+                        max_tokens = fits
+                        continue
+                    raise LLMContextLengthError(self._context_error(request, exc, limits, max_tokens)) from exc
+                if status in (400, 422):
+                    param = _rejected_param(exc, kwargs)
+                    if param is not None and param not in adjusted:
+                        self._report(request, Attempt("param_rejected", latency_s=failed, error=_describe(exc)))
+                        adjusted.update(_TOKEN_PARAMS if param in _TOKEN_PARAMS else (param,))
+                        self._drop_param(request, param, exc)
+                        continue
+                    if mode != "text" and (
+                        getattr(exc, "param", None) == "response_format" or _FORMAT_WORDS.search(body)
+                    ):
+                        self._report(request, Attempt("format_rejected", latency_s=failed, error=_describe(exc)))
+                        raise _FormatRejected(_describe(exc)) from exc
+                elif status == 500 and mode != "text" and _FORMAT_WORDS_500.search(body):
+                    self._report(request, Attempt("format_rejected", latency_s=failed, error=_describe(exc)))
                     raise _FormatRejected(_describe(exc)) from exc
-                if status in (408, 409, 429) or status >= 500:
-                    last = exc
-                    retry_after = retry_after_s(exc.response.headers)
-                else:
-                    raise LLMError(f"{request.task}: {self.endpoint} refused the request: {_describe(exc)}") from exc
-            except LLMError as exc:
+                if not (status in (408, 409, 429) or status >= 500):
+                    self._report(request, Attempt("refused", latency_s=failed, error=_describe(exc)))
+                    raise LLMRequestError(
+                        f"{request.task}: {self.label} refused the request for model {request.model}: {_describe(exc)}"
+                    ) from exc
                 last = exc
-            if attempt + 1 < attempts:
-                delay = self._backoff(attempt, retry_after)
-                log.warning(
-                    "task %s: %s failed (%s); retry %d/%d in %.2fs",
-                    request.task,
-                    self.endpoint,
-                    _describe(last),
-                    attempt + 1,
-                    attempts - 1,
-                    delay,
-                )
-                self._sleep(delay)
-        raise LLMError(
-            f"{request.task}: {self.endpoint} failed after {attempts} attempt(s); last error: {_describe(last)}"
+                retry_after = retry_after_s(exc.response.headers)
+            self._report(request, Attempt("error", latency_s=self._clock() - t0, error=_describe(last)))
+            retries += 1
+            elapsed = self._clock() - started
+            left = window - elapsed
+            over_count = self.cfg.max_retries is not None and retries > self.cfg.max_retries
+            if self._gave_up is not None or over_count or left <= 0:
+                break
+            delay = min(self._backoff(retries - 1, retry_after), left)
+            log.warning(
+                "task %s: %s failed (%s); retry %d in %.2fs (%.1fs of the %gs retry window left)",
+                request.task,
+                self.label,
+                _describe(last),
+                retries,
+                delay,
+                left,
+                window,
+            )
+            self._sleep(delay)
+        if self._gave_up is not None and not over_count and left > 0:
+            raise LLMTransportError(
+                f"{request.task}: {self.label} gave up: another request exhausted the retry window "
+                f"({self._gave_up}); last error here: {_describe(last)}"
+            ) from last
+        bound = f"llm.retry_window_s={window:g}" + (
+            f", llm.max_retries={self.cfg.max_retries}" if self.cfg.max_retries is not None else ""
         )
+        err = LLMTransportError(
+            f"{request.task}: {self.label} failed after {retries} attempt(s) in {elapsed:.1f}s ({bound}); "
+            f"last error: {_describe(last)}"
+        )
+        with self._lock:
+            if self._gave_up is None:
+                self._gave_up = err
+        raise err from last

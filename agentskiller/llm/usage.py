@@ -1,4 +1,7 @@
-"""Usage lines: one ``LLM_USAGE {json}`` log line per round, cache hit or not.
+"""Usage lines: one ``LLM_USAGE {json}`` log line per round, cache hit or not, and one per
+provider attempt that gave no answer (``outcome`` other than ``ok``: ``error``, ``truncated``,
+``param_rejected``, ``format_rejected``, ``context_length``, ``refused``; with ``attempt``
+and ``error``). Failed attempts add their tokens and cost, not a call.
 
 The job's log file is the ledger (Snakemake keeps one per job); the report rule parses
 the lines back with :func:`parse_usage_lines` and sums them with :func:`summarize`.
@@ -25,11 +28,16 @@ FIELDS = (
     "cache_hit",
     "round",
     "cost_usd",
+    "outcome",
 )
+#: Only on lines of failed attempts.
+ATTEMPT_FIELDS = ("attempt", "error")
 
 
 def usage_line(row: dict[str, Any]) -> str:
-    return PREFIX + json.dumps({k: row.get(k) for k in FIELDS}, ensure_ascii=False)
+    out = {k: row.get(k) for k in FIELDS}
+    out.update({k: row[k] for k in ATTEMPT_FIELDS if row.get(k) is not None})
+    return PREFIX + json.dumps(out, ensure_ascii=False)
 
 
 def log_usage(logger: logging.Logger | None, row: dict[str, Any]) -> None:
@@ -65,12 +73,20 @@ def _empty() -> dict[str, float]:
         "cost_usd": 0.0,
         "latency_s": 0.0,
         "repair_rounds": 0,
+        "failed_attempts": 0,
     }
 
 
 def _add(acc: dict, row: dict) -> None:
-    acc["calls"] += 1
     pt, ct = int(row.get("prompt_tokens") or 0), int(row.get("completion_tokens") or 0)
+    if row.get("outcome") not in (None, "ok"):  # a failed attempt: paid for, not a call
+        acc["failed_attempts"] += 1
+        acc["prompt_tokens"] += pt
+        acc["completion_tokens"] += ct
+        acc["latency_s"] += float(row.get("latency_s") or 0.0)
+        acc["cost_usd"] += float(row.get("cost_usd") or 0.0)
+        return
+    acc["calls"] += 1
     if row.get("cache_hit"):
         # A hit costs nothing now; its tokens are what the cache saved.
         acc["cache_hits"] += 1
@@ -115,7 +131,16 @@ def summarize(rows: Iterable[dict]) -> dict:
 
 def format_table(summary: dict, by: str = "step") -> str:
     """A plain-text table of one breakdown of :func:`summarize` plus the total."""
-    cols = ["calls", "provider_calls", "cache_hits", "prompt_tokens", "completion_tokens", "repair_rounds", "cost_usd"]
+    cols = [
+        "calls",
+        "provider_calls",
+        "cache_hits",
+        "failed_attempts",
+        "prompt_tokens",
+        "completion_tokens",
+        "repair_rounds",
+        "cost_usd",
+    ]
     head = f"{by:24s}" + "".join(f"{c:>18s}" for c in cols)
     lines = [head, "-" * len(head)]
     for name, acc in [*summary[f"by_{by}"].items(), ("TOTAL", summary["total"])]:
