@@ -146,6 +146,8 @@ class FakeOpenAI:
         self._n = 0
         self._first_chat: float | None = None
         self._base_url: str | None = None
+        #: set from outside (benchmarks/chaos.py) to take the endpoint down for a while
+        self.down = False
 
     # ------------------------------------------------------------ lifecycle
     @property
@@ -191,6 +193,8 @@ class FakeOpenAI:
             now = time.monotonic()
             if self._first_chat is None:
                 self._first_chat = now
+            if self.down:
+                return True
             return self.faults.outage_s > 0 and now - self._first_chat < self.faults.outage_s
 
     @staticmethod

@@ -1,5 +1,7 @@
 """The ``openai`` provider: Chat Completions through the official SDK, any base URL.
 
+Size: over 400 lines because each way a real endpoint fails (transport, refused parameter, response format, context length, truncation) is classified here, in one place, from the same exception.
+
 Reliability lives here, not in the SDK (``max_retries=0``):
 
 * Transport failures (timeouts, connection errors, 408/409/429, 5xx) are retried with
