@@ -41,6 +41,7 @@ PHONE_RE = re.compile(
     r"(?:\s?(?:x|ext\.?)\s?\d{1,6})?(?![\w])"
 )
 NUMBER_RE = re.compile(r"(?<![\w.])[-+]?\d[\d,]*(?:\.\d+)?(?![\w])")
+WEEKDAYS = ["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"]
 MONTHS = [
     "january",
     "february",
@@ -143,25 +144,8 @@ COMMON = {
     "mr",
     "mrs",
     "ms",
-    "monday",
-    "tuesday",
-    "wednesday",
-    "thursday",
-    "friday",
-    "saturday",
-    "sunday",
-    "january",
-    "february",
-    "march",
-    "april",
-    "may",
-    "june",
-    "july",
-    "august",
-    "september",
-    "october",
-    "november",
-    "december",
+    *WEEKDAYS,
+    *MONTHS,
     "patient",
     "customer",
     "reference",

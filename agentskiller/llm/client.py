@@ -230,26 +230,40 @@ class LLMClient:
                 self.stats.prompt_tokens += a.prompt_tokens
                 self.stats.completion_tokens += a.completion_tokens
                 self.stats.cost_usd += cost
-            log_usage(
-                self.usage_log,
-                {
-                    "task": req.task,
-                    "role": req.role,
-                    "model": req.model,
-                    "provider": self.provider.name,
-                    "prompt_tokens": a.prompt_tokens,
-                    "completion_tokens": a.completion_tokens,
-                    "latency_s": round(a.latency_s, 4),
-                    "cache_hit": False,
-                    "round": req.round,
-                    "cost_usd": round(cost, 8),
-                    "attempt": counter[0],
-                    "outcome": a.outcome,
-                    "error": (a.error or "")[:300] or None,
-                },
+            self._usage_line(
+                req,
+                a.prompt_tokens,
+                a.completion_tokens,
+                a.latency_s,
+                cost,
+                cache_hit=False,
+                attempt=counter[0],
+                outcome=a.outcome,
+                error=(a.error or "")[:300] or None,
             )
 
         return on_attempt
+
+    def _usage_line(
+        self, req: ProviderRequest, prompt: int, completion: int, latency: float, cost: float, **extra: Any
+    ) -> None:
+        """One ``LLM_USAGE`` line in the job log (the keys agentskiller.usage sums)."""
+        log_usage(
+            self.usage_log,
+            {
+                "task": req.task,
+                "role": req.role,
+                "model": req.model,
+                "provider": self.provider.name,
+                "prompt_tokens": prompt,
+                "completion_tokens": completion,
+                "latency_s": round(latency, 4),
+                "cache_hit": extra.pop("cache_hit"),
+                "round": req.round,
+                "cost_usd": round(cost, 8),
+                **extra,
+            },
+        )
 
     def _complete(self, req: ProviderRequest) -> str:
         t0 = time.perf_counter()
@@ -299,22 +313,7 @@ class LLMClient:
                 self.stats.prompt_tokens += resp.prompt_tokens
                 self.stats.completion_tokens += resp.completion_tokens
                 self.stats.cost_usd += cost
-        log_usage(
-            self.usage_log,
-            {
-                "task": req.task,
-                "role": req.role,
-                "model": req.model,
-                "provider": self.provider.name,
-                "prompt_tokens": resp.prompt_tokens,
-                "completion_tokens": resp.completion_tokens,
-                "latency_s": round(latency, 4),
-                "cache_hit": hit,
-                "round": req.round,
-                "cost_usd": round(cost, 8),
-                "outcome": "ok",
-            },
-        )
+        self._usage_line(req, resp.prompt_tokens, resp.completion_tokens, latency, cost, cache_hit=hit, outcome="ok")
         return resp.text
 
     @staticmethod

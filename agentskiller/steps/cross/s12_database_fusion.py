@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
 
 from agentskiller import artifacts, io
 from agentskiller.artifacts import as_paths, require_blueprint
@@ -141,13 +140,13 @@ def fuse(
             )
             tables[phys] = path.name
             ns[rel.name] = phys
-            summary[phys] = _summary("relationship", path.name, spec, records, io.sha256_file(path))
+            summary[phys] = dc.table_summary("relationship", path.name, spec, records, io.sha256_file(path))
         namespace[bp.domain] = dict(sorted(ns.items()))
     if problems:
         raise FusionError("foreign-key integrity check failed: " + "; ".join(problems)[:1500])
     ent_specs = _entity_specs(blueprints, entity_data)
     for e in entities:
-        summary[e] = _summary(
+        summary[e] = dc.table_summary(
             "entity", tables[e], ent_specs[e], entity_data[e].get("records") or [], io.sha256_file(entity_files[e])
         )
     return dict(sorted(tables.items())), namespace, dict(sorted(summary.items()))
@@ -168,20 +167,6 @@ def _entity_specs(blueprints: list[Blueprint], entity_data: dict[str, dict]) -> 
             e, "entity", data["primary_key"], [dc.ColumnSpec(name=k, type=t, nullable=True) for k, t in cols.items()]
         )
     return out
-
-
-def _summary(kind: str, file: str, spec: dc.TableSpec, records: list[dict], sha: str) -> dict:
-    entry: dict[str, Any] = {
-        "kind": kind,
-        "file": file,
-        "primary_key": spec.primary_key,
-        "count": len(records),
-        "sha256": sha,
-        "columns": dc.summarize_columns(records, spec),
-    }
-    if spec.foreign_keys:
-        entry["foreign_keys"] = dict(spec.foreign_keys)
-    return entry
 
 
 def _write_failed(ctx: StepContext, out: Path, pair: str, domains: list[str], reason: str) -> None:

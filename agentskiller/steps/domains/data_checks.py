@@ -415,3 +415,18 @@ def summarize_columns(records: list[dict], spec: TableSpec) -> dict[str, dict]:
 
 def primary_keys(records: Iterable[dict], pk: str) -> set:
     return {r.get(pk) for r in records if r.get(pk) is not None}
+
+
+def table_summary(kind: str, file: str, spec: TableSpec, records: list[dict], sha: str) -> dict:
+    """One table's entry in a database ``summary.json`` (s06, and s12 for a fused pair)."""
+    entry: dict[str, Any] = {
+        "kind": kind,
+        "file": file,
+        "primary_key": spec.primary_key,
+        "count": len(records),
+        "sha256": sha,
+        "columns": summarize_columns(records, spec),
+    }
+    if spec.foreign_keys:
+        entry["foreign_keys"] = dict(spec.foreign_keys)
+    return entry

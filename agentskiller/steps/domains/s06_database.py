@@ -309,7 +309,7 @@ def build_domain(ctx: StepContext, out: Path, domain: str) -> None:
         rel_path = Path("..") / "entities" / path.name if path.parent.name == "entities" else path.resolve()
         manifest[name] = str(rel_path)
         ent = entities[name]
-        summary_tables[name] = _table_summary(
+        summary_tables[name] = dc.table_summary(
             "entity", str(rel_path), dc.spec_for_entity(ent), data["records"], io.sha256_file(path)
         )
     for rel in bp.relationships:
@@ -328,7 +328,7 @@ def build_domain(ctx: StepContext, out: Path, domain: str) -> None:
             "table",
         )
         manifest[rel.name] = path.name
-        summary_tables[rel.name] = _table_summary(
+        summary_tables[rel.name] = dc.table_summary(
             "relationship", path.name, dc.spec_for_relationship(rel), res.records, io.sha256_file(path)
         )
     ctx.write_json(out / "tables.json", {"domain": domain, "status": "ok", "tables": manifest}, "database_tables")
@@ -337,20 +337,6 @@ def build_domain(ctx: StepContext, out: Path, domain: str) -> None:
         {"domain": domain, "status": "ok", "simulation_time": sim_time, "tables": summary_tables},
         "database_summary",
     )
-
-
-def _table_summary(kind: str, file: str, spec: dc.TableSpec, records: list[dict], sha: str) -> dict:
-    entry: dict[str, Any] = {
-        "kind": kind,
-        "file": file,
-        "primary_key": spec.primary_key,
-        "count": len(records),
-        "sha256": sha,
-        "columns": dc.summarize_columns(records, spec),
-    }
-    if spec.foreign_keys:
-        entry["foreign_keys"] = dict(spec.foreign_keys)
-    return entry
 
 
 def summarize_database(db_dir: Path) -> dict:
