@@ -425,13 +425,21 @@ class _Deriver:
             expect_tool_error(),
         )
 
-    def derive_read(self, tool: Tool) -> None:
+    def keyed_records(self, tool: Tool) -> tuple[ToolParam, str, list[dict]] | None:
+        """The tool's key parameter, its table's primary key and the records some user owns;
+        None, with the skip recorded, when no parameter carries the key."""
         key = self.key_param(tool)
         pk = self.data.pk(tool.table)
         if key is None:
             self.skip(f"{tool.name}.valid", tool.name, f"no parameter carries the primary key {pk}")
+            return None
+        return key, pk, self.owned_by_someone(tool.table)
+
+    def derive_read(self, tool: Tool) -> None:
+        keyed = self.keyed_records(tool)
+        if keyed is None:
             return
-        recs = self.owned_by_someone(tool.table)
+        key, pk, recs = keyed
         if not recs or not self.users:
             self.skip(f"{tool.name}.valid", tool.name, f"no {tool.table} records owned by a {self.core}")
             return
@@ -674,12 +682,10 @@ class _Deriver:
         self.derive_record_write(tool)
 
     def derive_record_write(self, tool: Tool) -> None:
-        key = self.key_param(tool)
-        pk = self.data.pk(tool.table)
-        if key is None:
-            self.skip(f"{tool.name}.valid", tool.name, f"no parameter carries the primary key {pk}")
+        keyed = self.keyed_records(tool)
+        if keyed is None:
             return
-        recs = self.owned_by_someone(tool.table)
+        key, pk, recs = keyed
         suitable = [r for r in recs if self.meets(tool, r)]
         if not suitable or not self.users:
             self.skip(
