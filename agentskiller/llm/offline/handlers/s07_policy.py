@@ -19,306 +19,31 @@ at all, the policy is written afresh.
 
 from __future__ import annotations
 
-import json
-import re
-from typing import Any
-
 from .. import handler
-from ..phrasing import camel_words
 from ..provider import OfflineRequest
-
-START, GEND, END = "<!-- POLICY_START -->", "<!-- GLOBAL_RULES_END -->", "<!-- POLICY_END -->"
-_SECTION_RE = re.compile(r"<!--\s*TOOL:\s*([^\s>]+)\s*-->(.*?)<!--\s*TOOL_END:\s*\1\s*-->", re.S)
-_FEEDBACK_NAME_RE = re.compile(r"unknown (?:column or value|table|column|table in) `([^`]+)`")
-
-_VERB = {
-    "read": "look up",
-    "search": "list",
-    "create": "add",
-    "update": "change",
-    "delete": "remove",
-    "compute": "calculate",
-    "authorize": "verify",
-}
-
-
-def _v(value: Any) -> str:
-    """A value as the data spells it (JSON for non-strings: `true`, `3`)."""
-    return value if isinstance(value, str) else json.dumps(value)
-
-
-class _Writer:
-    def __init__(self, ctx: dict, rng: Any) -> None:
-        self.bp = ctx["blueprint"]
-        self.db = ctx.get("database") or {}
-        self.now = ctx.get("simulation_time", "")
-        self.rng = rng
-        self.core = self.bp["core_entity"]
-        self.rels = {r["name"]: r for r in self.bp.get("relationships", [])}
-        self.core_pk = self._pk(self.core)
-        self.auth = next(t for t in self.bp["tools"] if t["kind"] == "authorize")
-        self.user = camel_words(self.core)
-
-    # -------------------------------------------------------------- schema lookups
-    def _pk(self, table: str) -> str:
-        if table in self.db:
-            return self.db[table]["primary_key"]
-        if table in self.rels:
-            return self.rels[table]["primary_key"]
-        return re.sub(r"(?<!^)(?=[A-Z])", "_", table).lower() + "_id"
-
-    def _col(self, table: str, column: str) -> dict:
-        return ((self.db.get(table) or {}).get("columns") or {}).get(column) or {}
-
-    def _owner_col(self, table: str) -> str | None:
-        if table == self.core:
-            return self.core_pk
-        rel = self.rels.get(table)
-        if rel:
-            return next((c["name"] for c in rel["columns"] if c.get("references") == self.core), None)
-        return None
-
-    def _example_id(self, table: str) -> str | None:
-        col = self._col(table, self._pk(table))
-        samples = col.get("samples") or []
-        return str(samples[0]) if samples else None
-
-    # ----------------------------------------------------------------------- text
-    def global_rules(self) -> list[str]:
-        a, pk = self.auth["name"], self.core_pk
-        ex = self._example_id(self.core)
-        pick = self.rng.choice
-        rules = [
-            f"Before any other action, identify the {self.user} with `{a}` using their `{pk}`"
-            + (f" (IDs look like `{ex}`)" if ex else "")
-            + ". If it fails, say so and do nothing else; "
-            "never act for anyone but the authorized " + self.user + ".",
-            pick(
-                [
-                    "Authorization lasts for the whole conversation; never ask for it twice.",
-                    "Once authorized, the session stays authorized until the conversation ends.",
-                ]
-            ),
-        ]
-        owned = [t for t in self.rels if self._owner_col(t)]
-        if owned:
-            own = "; ".join(
-                f"{'an' if t[0] in 'AEIOU' else 'a'} `{t}` record belongs to them when its `{t}.{self._owner_col(t)}` equals their "
-                f"`{pk}`"
-                for t in owned
-            )
-            rules.append(
-                f"The {self.user} may only see and change their own records: {own}. Treat another "
-                f"person's record exactly like a record that does not exist."
-            )
-        rules.append(
-            f"The current time is {self.now}. Use it for every judgement about past and future; never "
-            "assume any other date."
-        )
-        rules.append(
-            pick(
-                [
-                    "Before any change to the data (creating, changing or removing a record), list the "
-                    "action and every value it will use, and go ahead only after the user explicitly "
-                    "confirms (yes).",
-                    "Every action that changes data needs the user's explicit confirmation (yes) after you "
-                    "have described exactly what will change.",
-                ]
-            )
-        )
-        rules.append(
-            "Use only values the data allows: enumerated fields accept exactly the listed values, numbers "
-            "must lie within the stated ranges, and an ID must be one the user gave or a tool returned. "
-            "Never guess or invent an ID, a date or a price."
-        )
-        rules.append(
-            pick(
-                [
-                    "Make one tool call at a time and report its outcome before the next.",
-                    "Call one tool at a time and wait for its result.",
-                ]
-            )
-        )
-        rules.append(
-            "Refuse requests that no tool supports or that this policy forbids, and explain which rule "
-            "applies; do not offer workarounds."
-        )
-        return rules
-
-    def _param_rule(self, tool: dict, p: dict) -> str:
-        req = "required" if p.get("required", True) else "optional"
-        s = f"`{p['name']}` ({p['type']}, {req})"
-        col = p.get("column")
-        table = tool["table"]
-        if p.get("enum"):
-            s += ": one of " + ", ".join(f"`{_v(v)}`" for v in p["enum"])
-        elif p.get("minimum") is not None or p.get("maximum") is not None:
-            lo, hi = p.get("minimum"), p.get("maximum")
-            s += (
-                f": between {lo:g} and {hi:g}"
-                if lo is not None and hi is not None
-                else (f": at least {lo:g}" if lo is not None else f": at most {hi:g}")
-            )
-        elif p["type"] == "date":
-            s += ": a date written YYYY-MM-DD"
-        elif p["type"] == "datetime":
-            s += ": a date and time in ISO 8601 (YYYY-MM-DDTHH:MM:SSZ)"
-        if col and col == self._pk(table) and tool["kind"] != "create":
-            s += f"; it must identify an existing `{table}` record"
-        elif col and table in self.rels:
-            ref = next((c.get("references") for c in self.rels[table]["columns"] if c["name"] == col), None)
-            if ref:
-                s += f"; it must identify an existing `{ref}` record"
-        if (
-            tool["kind"] in ("create", "update")
-            and p["type"] in ("date", "datetime")
-            and col
-            and any(h in col for h in ("scheduled", "start", "date", "time", "departure", "check_in"))
-        ):
-            s += f"; it must lie after the current time ({self.now})"
-        if (
-            p["type"] == "string"
-            and col
-            and not p.get("enum")
-            and col != self._pk(table)
-            and not any(
-                c.get("name") == col and c.get("references") for c in self.rels.get(table, {}).get("columns", [])
-            )
-        ):
-            s += "; it must not be empty"
-        return s + "."
-
-    def section(self, tool: dict) -> str:
-        name, kind, table = tool["name"], tool["kind"], tool["table"]
-        owner = self._owner_col(table)
-        lines = [f"### {name}", "", f"**Purpose:** {tool['description'].rstrip('.')}."]
-        pre: list[str] = []
-        if kind == "authorize":
-            pre.append("None: this is the first call of every conversation.")
-        elif tool.get("requires_auth", True):
-            pre.append(f"The {self.user} has been authorized with `{self.auth['name']}`.")
-        else:
-            pre.append("No authorization is needed; the information is public.")
-        if kind in ("read", "update", "delete") and owner and table in self.rels:
-            pre.append(f"The `{table}` record belongs to the authorized {self.user} (`{table}.{owner}`).")
-        elif kind in ("read", "update") and table == self.core:
-            pre.append(f"Only the authorized {self.user}'s own `{table}` record may be used.")
-        for cond in tool.get("preconditions", []):
-            vals = ", ".join(f"`{_v(v)}`" for v in cond["values"])
-            pre.append(f"`{table}.{cond['column']}` is {'one of ' if len(cond['values']) > 1 else ''}{vals}.")
-        if kind in ("create", "update", "delete"):
-            pre.append("The user has confirmed the change after you described it.")
-        lines += ["", "**Preconditions:**", *[f"- {x}" for x in pre]]
-        params = tool.get("parameters", [])
-        lines += ["", "**Input validation:**"]
-        lines += [f"- {self._param_rule(tool, p)}" for p in params] or ["- The tool takes no input."]
-        if kind == "update" and len(params) > 1 and all(not p.get("required", True) for p in params[1:]):
-            lines.append("- At least one value to change must be given.")
-        lines += ["", "**Outcomes:**"]
-        permitted = {
-            "authorize": f"Permitted: the `{self.core_pk}` belongs to an existing `{self.core}`; the session is "
-            f"bound to that {self.user}.",
-            "read": f"Permitted: every precondition holds; the `{table}` record is returned.",
-            "search": f"Permitted: the matching `{table}` records are returned (at most 50, ordered by "
-            f"`{self._pk(table)}`)" + (f", only the {self.user}'s own." if owner and table in self.rels else "."),
-            "create": f"Permitted: every precondition and validation holds; a new `{table}` record is created.",
-            "update": f"Permitted: every precondition and validation holds; the `{table}` record is changed.",
-            "delete": f"Permitted: every precondition holds; the `{table}` record is removed.",
-            "compute": f"Permitted: the {tool.get('aggregate') or 'count'} over the {self.user}'s `{table}` records "
-            "is returned with the number of records used.",
-        }[kind]
-        rejected = ["the input fails validation"]
-        if kind == "authorize":
-            rejected = [f"no `{self.core}` has that `{self.core_pk}`"]
-        else:
-            if tool.get("requires_auth", True):
-                rejected.insert(0, f"the {self.user} is not authorized")
-            if kind in ("read", "update", "delete"):
-                rejected.append(
-                    f"the `{table}` record does not exist"
-                    + (" or belongs to someone else" if owner and table in self.rels else "")
-                )
-            for cond in tool.get("preconditions", []):
-                rejected.append(
-                    f"`{table}.{cond['column']}` is not " + " or ".join(f"`{_v(v)}`" for v in cond["values"])
-                )
-            if kind in ("create", "update", "delete"):
-                rejected.append("the user did not confirm")
-        lines += [
-            f"- {permitted}",
-            "- Rejected when " + "; ".join(rejected) + ". Explain the reason and change nothing.",
-        ]
-        lines += ["", "**Effects:**"]
-        if kind in ("read", "search", "compute"):
-            lines.append("- None: the tool only reads data.")
-        elif kind == "authorize":
-            lines.append(f"- The session is bound to the {self.user}; no data changes.")
-        elif kind == "create":
-            lines.append(
-                f"- A new `{table}` record with a new `{self._pk(table)}`"
-                + (f", `{owner}` set to the authorized {self.user}" if owner else "")
-                + "".join(
-                    f", `{p['column']}` from `{p['name']}`"
-                    for p in params
-                    if p.get("column") and p["column"] not in (owner, self._pk(table))
-                )
-                + "".join(f", `{k}` set to `{_v(v)}`" for k, v in tool.get("effects", {}).items())
-                + "."
-            )
-        elif kind == "update":
-            sets = [
-                f"`{p['column']}` from `{p['name']}`"
-                for p in params
-                if p.get("column") and p["column"] != self._pk(table)
-            ]
-            sets += [f"`{k}` set to `{_v(v)}`" for k, v in tool.get("effects", {}).items()]
-            lines.append(
-                f"- The `{table}` record gets " + (", ".join(sets) or "the given values") + "; nothing else changes."
-            )
-        elif kind == "delete":
-            lines.append(f"- The `{table}` record is removed permanently.")
-        return "\n".join(lines)
-
-    def policy(self, sections: dict[str, str] | None = None, rules: list[str] | None = None) -> str:
-        bp = self.bp
-        head = [
-            START,
-            f"# {bp['domain']} service policy",
-            "",
-            f"You are the assistant of {bp['domain']}: {bp['description'].rstrip('.')}. You talk to one "
-            f"{self.user} per conversation and act only through the tools below.",
-            "",
-            "## Global Rules",
-            "",
-        ]
-        head += [f"- {r}" for r in (rules or self.global_rules())]
-        body = [GEND, ""]
-        for t in bp["tools"]:
-            sec = (sections or {}).get(t["name"]) or self.section(t)
-            body += [f"<!-- TOOL: {t['name']} -->", sec.strip(), f"<!-- TOOL_END: {t['name']} -->", ""]
-        return "\n".join(head + [""] + body + [END]) + "\n"
+from ..writers.policy import FEEDBACK_NAME_RE, GEND, SECTION_RE, START, PolicyWriter
 
 
 @handler("s07.policy")
 def policy(req: OfflineRequest) -> str:
-    w = _Writer(req.context, req.rng)
+    w = PolicyWriter(req.context, req.rng)
     if not req.feedback:
         return w.policy()
     previous = next((m["content"] for m in reversed(req.messages) if m.get("role") == "assistant"), "")
     return _repair(w, previous, req.feedback)
 
 
-def _repair(w: _Writer, previous: str, feedback: list[str]) -> str:
+def _repair(w: PolicyWriter, previous: str, feedback: list[str]) -> str:
     if START not in previous or GEND not in previous:
         return w.policy()
-    bad_names = {m.group(1) for f in feedback for m in _FEEDBACK_NAME_RE.finditer(f)}
+    bad_names = {m.group(1) for f in feedback for m in FEEDBACK_NAME_RE.finditer(f)}
 
     def clean(text: str) -> str:
         return "\n".join(ln for ln in text.splitlines() if not any(f"`{n}`" in ln for n in bad_names))
 
     tools = {t["name"] for t in w.bp["tools"]}
     sections: dict[str, str] = {}
-    for m in _SECTION_RE.finditer(previous):
+    for m in SECTION_RE.finditer(previous):
         name, body = m.group(1), m.group(2)
         if name in tools and name not in sections:  # first section wins; unknown tools dropped
             sections[name] = clean(body)
