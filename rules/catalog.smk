@@ -13,6 +13,7 @@ rule topics:
     resources:
         llm=1,
     params:
+        cfg=config_for("topics", llm=True),
         code=code_version("scripts/topics.py"),
     script:
         "../scripts/topics.py"
@@ -32,6 +33,7 @@ rule entities:
     resources:
         llm=1,
     params:
+        cfg=config_for("entities", llm=True),
         code=code_version("scripts/entities.py"),
     script:
         "../scripts/entities.py"
@@ -51,6 +53,7 @@ rule entity_graph:
     resources:
         llm=1,
     params:
+        cfg=config_for("entity_graph", llm=True),
         code=code_version("scripts/entity_graph.py"),
     script:
         "../scripts/entity_graph.py"
@@ -72,6 +75,7 @@ checkpoint outlines:
     resources:
         llm=1,
     params:
+        cfg=config_for("blueprints", llm=True),
         code=code_version("scripts/outlines.py"),
     script:
         "../scripts/outlines.py"
@@ -92,6 +96,7 @@ rule blueprint:
     resources:
         llm=1,
     params:
+        cfg=config_for("blueprints.min_tools", "blueprints.max_peripheral", "blueprints.max_relationships", llm=True),
         code=code_version("scripts/blueprint.py"),
     script:
         "../scripts/blueprint.py"
@@ -108,6 +113,7 @@ rule blueprint_index:
     conda:
         "../envs/agentskiller.yaml"
     params:
+        cfg=config_for(),
         code=code_version("scripts/blueprint_index.py"),
     script:
         "../scripts/blueprint_index.py"
@@ -123,6 +129,7 @@ rule tool_list:
     conda:
         "../envs/agentskiller.yaml"
     params:
+        cfg=config_for(),
         code=code_version("scripts/tool_list.py"),
     script:
         "../scripts/tool_list.py"

@@ -18,6 +18,7 @@ checkpoint combinations:
     conda:
         "../envs/agentskiller.yaml"
     params:
+        cfg=config_for("cross.enabled", "cross.max_pairs", "cross.min_member_tasks"),
         code=code_version("scripts/combinations.py"),
     script:
         "../scripts/combinations.py"
@@ -44,6 +45,7 @@ rule fuse_trajectories:
     resources:
         llm=1,
     params:
+        cfg=config_for("tool_graph.max_length", "tool_graph.max_trajectories", "cross.max_length", llm=True),
         code=code_version("scripts/fuse_trajectories.py"),
     script:
         "../scripts/fuse_trajectories.py"
@@ -61,6 +63,7 @@ rule fuse_database:
     conda:
         "../envs/agentskiller.yaml"
     params:
+        cfg=config_for("simulation_time"),
         code=code_version("scripts/fuse_database.py"),
     script:
         "../scripts/fuse_database.py"
@@ -84,6 +87,7 @@ rule merge_policy:
     resources:
         llm=1,
     params:
+        cfg=config_for("policy", llm=True),
         code=code_version("scripts/merge_policy.py"),
     script:
         "../scripts/merge_policy.py"
@@ -106,6 +110,7 @@ rule pair_server:
     conda:
         "../envs/agentskiller.yaml"
     params:
+        cfg=config_for("simulation_time", "sandbox"),
         code=code_version("scripts/pair_server.py"),
     script:
         "../scripts/pair_server.py"

@@ -16,6 +16,7 @@ rule entity_table:
     resources:
         llm=1,
     params:
+        cfg=config_for("simulation_time", "sandbox", "database.entity_records", "database.max_repair_rounds", llm=True),
         code=code_version("scripts/entity_table.py"),
     script:
         "../scripts/entity_table.py"
@@ -37,6 +38,9 @@ rule domain_database:
     resources:
         llm=1,
     params:
+        cfg=config_for(
+            "simulation_time", "sandbox", "database.relationship_records", "database.max_repair_rounds", llm=True
+        ),
         code=code_version("scripts/domain_database.py"),
     script:
         "../scripts/domain_database.py"
@@ -59,6 +63,7 @@ rule policy:
     resources:
         llm=1,
     params:
+        cfg=config_for("simulation_time", "policy", llm=True),
         code=code_version("scripts/policy.py"),
     script:
         "../scripts/policy.py"
@@ -80,6 +85,7 @@ rule tool_graph:
     resources:
         llm=1,
     params:
+        cfg=config_for("tool_graph", llm=True),
         code=code_version("scripts/tool_graph.py"),
     script:
         "../scripts/tool_graph.py"
@@ -105,6 +111,7 @@ rule server:
     resources:
         llm=1,
     params:
+        cfg=config_for("simulation_time", "sandbox", "server", llm=True),
         code=code_version("scripts/server.py"),
     script:
         "../scripts/server.py"

@@ -18,6 +18,7 @@ rule task_templates:
     resources:
         llm=1,
     params:
+        cfg=config_for("tasks.judge_threshold", "tasks.max_templates", llm=True),
         code=code_version("scripts/task_templates.py"),
     script:
         "../scripts/task_templates.py"
@@ -37,6 +38,7 @@ rule instances:
     conda:
         "../envs/agentskiller.yaml"
     params:
+        cfg=config_for("tasks.samples_per_template"),
         code=code_version("scripts/instances.py"),
     script:
         "../scripts/instances.py"
@@ -59,6 +61,7 @@ rule tasks:
     conda:
         "../envs/agentskiller.yaml"
     params:
+        cfg=config_for("sandbox"),
         code=code_version("scripts/tasks.py"),
     script:
         "../scripts/tasks.py"
@@ -81,6 +84,7 @@ rule queries:
     resources:
         llm=1,
     params:
+        cfg=config_for("tasks.query_repair_rounds", llm=True),
         code=code_version("scripts/queries.py"),
     script:
         "../scripts/queries.py"
@@ -102,6 +106,7 @@ rule dataset:
     conda:
         "../envs/agentskiller.yaml"
     params:
+        cfg=config_for(),
         code=code_version("scripts/dataset.py"),
     script:
         "../scripts/dataset.py"
