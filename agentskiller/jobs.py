@@ -2,7 +2,7 @@
 
 ``scripts/<rule>.py`` calls :func:`run_job` with the ``snakemake`` object and a step
 function ``run(ctx)``. Everything a step needs (named input/output paths, params,
-wildcards, the validated config, a logger on the job's log file, a seeded RNG and the LLM
+wildcards, the resolved config (``ctx.config``, a dict) and its typed view (``ctx.cfg``), a logger on the job's log file, a seeded RNG and the LLM
 client) is in the :class:`StepContext`; steps never touch the snakemake object, so they are
 testable without Snakemake (:meth:`StepContext.from_paths`).
 """
@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from . import io
+from .config import Config, resolve
 
 log = logging.getLogger("agentskiller")
 
@@ -38,6 +39,10 @@ def _named(obj: Any) -> dict[str, Any]:
 
 @dataclass
 class StepContext:
+    """``config`` may be partial (tests): it is resolved against the schema's defaults once,
+    here, and steps read the typed ``cfg``; ``config`` stays the resolved dict for the layers
+    that take plain sections (the LLM client, the sandbox)."""
+
     step: str
     config: dict
     inputs: dict[str, Any] = field(default_factory=dict)
@@ -48,6 +53,11 @@ class StepContext:
     log: logging.Logger = field(default_factory=lambda: log)
     _llm: Any = None
     _llm_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    cfg: Config = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.config = resolve(self.config)
+        self.cfg = Config.model_validate(self.config)
 
     # ----------------------------------------------------------- construction
     @classmethod
@@ -108,11 +118,11 @@ class StepContext:
     # ------------------------------------------------------------------ basics
     @property
     def seed(self) -> int:
-        return int(self.config.get("seed", 0))
+        return self.cfg.seed
 
     @property
     def outputs_dir(self) -> Path:
-        return Path(self.config.get("outputs_dir", "outputs"))
+        return Path(self.cfg.outputs_dir)
 
     def rng(self, *salt: Any) -> random.Random:
         key = io.sha256_json([self.seed, self.step, sorted(self.wildcards.items()), [str(s) for s in salt]])
@@ -139,13 +149,12 @@ class StepContext:
         return hashes
 
     def meta(self, extra_inputs: dict[str, Path] | None = None) -> dict:
-        llm = self.config.get("llm", {})
-        models = llm.get("models", {})
+        llm = self.cfg.llm
         return {
             "step": self.step,
             "schema_version": io.SCHEMA_VERSION,
-            "provider": llm.get("provider", "offline"),
-            "models": {"text": models.get("text", ""), "code": models.get("code", "")},
+            "provider": llm.provider,
+            "models": {"text": llm.models.text, "code": llm.models.code},
             "seed": self.seed,
             "inputs": self.input_hashes(extra_inputs),
         }

@@ -31,6 +31,8 @@ import signal
 import subprocess
 import sys
 
+from agentskiller.config import defaults
+
 log = logging.getLogger("agentskiller.serve")
 
 #: RLIMIT_NPROC of the sandboxed server: threads count too (the SDK runs sync tools on a
@@ -39,7 +41,7 @@ DEFAULT_MAX_PROCESSES = 128
 #: any file the server (or its tool code) writes in its private directory
 MAX_FILE_BYTES = 64 * 2**20
 #: size of the sandboxed server's tmpfs working directory (MB): its disk quota
-DEFAULT_DISK_MB = 256
+DEFAULT_DISK_MB = int(defaults()["sandbox"]["disk_mb"])  # the schema's default
 
 
 def _limit_self(memory_mb: int, cpu_s: int) -> None:

@@ -12,6 +12,7 @@ rule topics:
     resources:
         llm=1,
     params:
+        cfg=config_for("topics", llm=True),
         code=code_version("scripts/topics.py"),
     script:
         "../scripts/topics.py"
@@ -30,6 +31,7 @@ rule entities:
     resources:
         llm=1,
     params:
+        cfg=config_for("entities", llm=True),
         code=code_version("scripts/entities.py"),
     script:
         "../scripts/entities.py"
@@ -48,6 +50,7 @@ rule entity_graph:
     resources:
         llm=1,
     params:
+        cfg=config_for("entity_graph", llm=True),
         code=code_version("scripts/entity_graph.py"),
     script:
         "../scripts/entity_graph.py"
@@ -68,6 +71,7 @@ checkpoint outlines:
     resources:
         llm=1,
     params:
+        cfg=config_for("blueprints", llm=True),
         code=code_version("scripts/outlines.py"),
     script:
         "../scripts/outlines.py"
@@ -87,6 +91,7 @@ rule blueprint:
     resources:
         llm=1,
     params:
+        cfg=config_for("blueprints.min_tools", "blueprints.max_peripheral", "blueprints.max_relationships", llm=True),
         code=code_version("scripts/blueprint.py"),
     script:
         "../scripts/blueprint.py"
@@ -102,6 +107,7 @@ rule blueprint_index:
         "logs/blueprint_index/index.log",
     localrule: True
     params:
+        cfg=config_for(),
         code=code_version("scripts/blueprint_index.py"),
     script:
         "../scripts/blueprint_index.py"
@@ -116,6 +122,7 @@ rule tool_list:
         "logs/tool_list/{domain}.log",
     localrule: True
     params:
+        cfg=config_for(),
         code=code_version("scripts/tool_list.py"),
     script:
         "../scripts/tool_list.py"

@@ -9,13 +9,17 @@ from snakemake.utils import validate
 import yaml as _yaml
 
 from agentskiller.code_version import code_version as _code_version
+from agentskiller.config import resolve as _resolve
 from agentskiller.config_cli import coerce as _coerce_cli
 
 # Nested --config values arrive as strings (Snakemake parses them with YAML's BaseLoader):
 # type them by the schema first, so `--config llm='{api_key_env: null}'` means null.
 with open(Path(workflow.basedir) / "schemas" / "config.schema.yaml", encoding="utf-8") as _fh:
     config.update(_coerce_cli(dict(config), _yaml.safe_load(_fh)))
+# fills the schema's defaults into `config` (the schema is the only place a default lives)
 validate(config, schema="../schemas/config.schema.yaml")
+#: the resolved config (what every step sees as ctx.config), for the helpers below
+CONFIG = _resolve(config)
 
 
 def _check_secrets(cfg):
@@ -34,10 +38,10 @@ def _check_secrets(cfg):
 
 _check_secrets(config)
 
-OUT = config["outputs_dir"]
+OUT = CONFIG["outputs_dir"]
 #: cluster.llm_on_submit_host: rules that call the LLM run on the host Snakemake runs on (which
 #: has network), not as cluster jobs; every other job is still submitted.
-LLM_ON_SUBMIT_HOST = bool(config["cluster"]["llm_on_submit_host"])
+LLM_ON_SUBMIT_HOST = bool(CONFIG["cluster"]["llm_on_submit_host"])
 
 
 wildcard_constraints:
@@ -52,6 +56,37 @@ def code_version(script):
     agentskiller/code_version.py): Snakemake tracks only the script file itself, so without
     it an edited step, prompt or offline handler would leave stale outputs in place."""
     return _code_version(Path(workflow.basedir) / script)
+
+
+#: What ctx.meta() stamps into every JSON artifact: every rule reads these.
+META_KEYS = ("seed", "llm.provider", "llm.models")
+#: What changes an LLM's answers: every LLM-calling step (llm=1 resource) reads it. Not the key,
+#: nor the name of its variable; nor timeouts, retries, cache or prices (same answers).
+LLM_KEYS = (
+    "llm.base_url",
+    "llm.temperature",
+    "llm.max_tokens",
+    "llm.response_format",
+    "llm.max_repair_rounds",
+)
+
+
+def _lookup(key):
+    node = CONFIG
+    for part in key.split("."):
+        if not isinstance(node, dict) or part not in node:
+            raise WorkflowError(f"config_for: {key!r} is not a config key")
+        node = node[part]
+    return node
+
+
+def config_for(*keys, llm=False):
+    """A rule's `cfg` param: canonical JSON of the resolved config its step reads (dotted
+    keys or whole sections), plus META_KEYS, plus LLM_KEYS for an LLM rule. Snakemake reruns
+    a job whose params changed (rerun trigger `params`), so a new seed, provider, model or
+    step setting rebuilds exactly the jobs that read it (and, by their outputs, what follows)."""
+    names = sorted(set(META_KEYS) | set(keys) | (set(LLM_KEYS) if llm else set()))
+    return json.dumps({k: _lookup(k) for k in names}, sort_keys=True, separators=(",", ":"))
 
 
 def out(path):
@@ -70,7 +105,7 @@ def domains():
 
 
 def cross_enabled():
-    return bool(config.get("cross", {}).get("enabled", True))
+    return CONFIG["cross"]["enabled"]
 
 
 def pairs():

@@ -16,6 +16,7 @@ checkpoint combinations:
     log:
         "logs/combinations/combinations.log",
     params:
+        cfg=config_for("cross.enabled", "cross.max_pairs", "cross.min_member_tasks"),
         code=code_version("scripts/combinations.py"),
     script:
         "../scripts/combinations.py"
@@ -41,6 +42,7 @@ rule fuse_trajectories:
     resources:
         llm=1,
     params:
+        cfg=config_for("tool_graph.max_length", "tool_graph.max_trajectories", "cross.max_length", llm=True),
         code=code_version("scripts/fuse_trajectories.py"),
     script:
         "../scripts/fuse_trajectories.py"
@@ -56,6 +58,7 @@ rule fuse_database:
     log:
         "logs/fuse_database/{pair}.log",
     params:
+        cfg=config_for("simulation_time"),
         code=code_version("scripts/fuse_database.py"),
     script:
         "../scripts/fuse_database.py"
@@ -78,6 +81,7 @@ rule merge_policy:
     resources:
         llm=1,
     params:
+        cfg=config_for("policy", llm=True),
         code=code_version("scripts/merge_policy.py"),
     script:
         "../scripts/merge_policy.py"
@@ -98,6 +102,7 @@ rule pair_server:
     benchmark:
         "logs/benchmarks/pair_server/{pair}.tsv"
     params:
+        cfg=config_for("simulation_time", "sandbox"),
         code=code_version("scripts/pair_server.py"),
     script:
         "../scripts/pair_server.py"

@@ -15,6 +15,7 @@ rule entity_table:
     resources:
         llm=1,
     params:
+        cfg=config_for("simulation_time", "sandbox", "database.entity_records", "database.max_repair_rounds", llm=True),
         code=code_version("scripts/entity_table.py"),
     script:
         "../scripts/entity_table.py"
@@ -35,6 +36,9 @@ rule domain_database:
     resources:
         llm=1,
     params:
+        cfg=config_for(
+            "simulation_time", "sandbox", "database.relationship_records", "database.max_repair_rounds", llm=True
+        ),
         code=code_version("scripts/domain_database.py"),
     script:
         "../scripts/domain_database.py"
@@ -56,6 +60,7 @@ rule policy:
     resources:
         llm=1,
     params:
+        cfg=config_for("simulation_time", "policy", llm=True),
         code=code_version("scripts/policy.py"),
     script:
         "../scripts/policy.py"
@@ -76,6 +81,7 @@ rule tool_graph:
     resources:
         llm=1,
     params:
+        cfg=config_for("tool_graph", llm=True),
         code=code_version("scripts/tool_graph.py"),
     script:
         "../scripts/tool_graph.py"
@@ -100,6 +106,7 @@ rule server:
     resources:
         llm=1,
     params:
+        cfg=config_for("simulation_time", "sandbox", "server", llm=True),
         code=code_version("scripts/server.py"),
     script:
         "../scripts/server.py"

@@ -30,6 +30,7 @@ rule report_plots:
     params:
         # not a file input: the job logs, read for LLM_USAGE lines (a changed log alone does not rerun the report)
         logs="logs",
+        cfg=config_for(),
         code=code_version("scripts/report_plots.py"),
     script:
         "../scripts/report_plots.py"

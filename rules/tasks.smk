@@ -17,6 +17,7 @@ rule task_templates:
     resources:
         llm=1,
     params:
+        cfg=config_for("tasks.judge_threshold", "tasks.max_templates", llm=True),
         code=code_version("scripts/task_templates.py"),
     script:
         "../scripts/task_templates.py"
@@ -34,6 +35,7 @@ rule instances:
     log:
         "logs/instances/{env}.log",
     params:
+        cfg=config_for("tasks.samples_per_template"),
         code=code_version("scripts/instances.py"),
     script:
         "../scripts/instances.py"
@@ -54,6 +56,7 @@ rule tasks:
     benchmark:
         "logs/benchmarks/tasks/{env}.tsv"
     params:
+        cfg=config_for("sandbox"),
         code=code_version("scripts/tasks.py"),
     script:
         "../scripts/tasks.py"
@@ -75,6 +78,7 @@ rule queries:
     resources:
         llm=1,
     params:
+        cfg=config_for("tasks.query_repair_rounds", llm=True),
         code=code_version("scripts/queries.py"),
     script:
         "../scripts/queries.py"
@@ -94,6 +98,7 @@ rule dataset:
     log:
         "logs/dataset/dataset.log",
     params:
+        cfg=config_for("dataset"),
         code=code_version("scripts/dataset.py"),
     script:
         "../scripts/dataset.py"

@@ -21,6 +21,14 @@ FORBIDDEN = {
     "agentskiller.runtime": ("agentskiller.steps", "agentskiller.artifacts", "agentskiller.jobs", "agentskiller.llm"),
     "agentskiller.models": ("agentskiller.steps", "agentskiller.artifacts", "agentskiller.jobs"),
     "agentskiller.grounding": ("agentskiller.steps", "agentskiller.llm", "agentskiller.runtime"),
+    # the config module is neutral: everything may read it, it reads nothing of the workflow
+    "agentskiller.config": (
+        "agentskiller.steps",
+        "agentskiller.artifacts",
+        "agentskiller.jobs",
+        "agentskiller.llm",
+        "agentskiller.runtime",
+    ),
 }
 
 

@@ -14,6 +14,8 @@ from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from agentskiller.config import defaults
+
 
 class LLMError(RuntimeError):
     """A content failure: the answer stayed unacceptable after its repair rounds (or stayed
@@ -44,10 +46,14 @@ class Price(BaseModel):
     output_per_mtok: float = 0.0
 
 
+#: the schema's defaults of the ``llm:`` block: the only place they are written down
+_D = defaults()["llm"]
+
+
 class Models(BaseModel):
     model_config = ConfigDict(extra="ignore")
-    text: str = "offline-text"
-    code: str = "offline-code"
+    text: str = _D["models"]["text"]
+    code: str = _D["models"]["code"]
 
 
 class LLMConfig(BaseModel):
@@ -59,24 +65,24 @@ class LLMConfig(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
-    provider: Literal["offline", "openai"] = "offline"
-    base_url: str | None = None
-    api_key_env: str | None = "OPENAI_API_KEY"
+    provider: Literal["offline", "openai"] = _D["provider"]
+    base_url: str | None = _D["base_url"]
+    api_key_env: str | None = _D["api_key_env"]
     models: Models = Field(default_factory=Models)
-    temperature: float = 0.0
-    max_tokens: int = Field(default=8192, ge=1)
-    timeout_s: float = Field(default=120.0, gt=0)
-    retry_window_s: float = Field(default=600.0, gt=0)
-    max_retries: int | None = Field(default=None, ge=0)
-    backoff_initial_s: float = Field(default=1.0, ge=0)
-    backoff_max_s: float = Field(default=60.0, ge=0)
-    max_repair_rounds: int = Field(default=3, ge=0)
-    repair_temperature_step: float = Field(default=0.2, ge=0)
-    repair_temperature_max: float = Field(default=1.0, ge=0, le=2)
-    response_format: Literal["auto", "json_schema", "json_object", "text"] = "auto"
-    cache_dir: str = ".llm_cache"
-    cache_mode: Literal["read_write", "read_only", "off"] = "read_write"
-    max_concurrency: int = Field(default=4, ge=1)
+    temperature: float = _D["temperature"]
+    max_tokens: int = Field(default=_D["max_tokens"], ge=1)
+    timeout_s: float = Field(default=_D["timeout_s"], gt=0)
+    retry_window_s: float = Field(default=_D["retry_window_s"], gt=0)
+    max_retries: int | None = Field(default=_D["max_retries"], ge=0)
+    backoff_initial_s: float = Field(default=_D["backoff_initial_s"], ge=0)
+    backoff_max_s: float = Field(default=_D["backoff_max_s"], ge=0)
+    max_repair_rounds: int = Field(default=_D["max_repair_rounds"], ge=0)
+    repair_temperature_step: float = Field(default=_D["repair_temperature_step"], ge=0)
+    repair_temperature_max: float = Field(default=_D["repair_temperature_max"], ge=0, le=2)
+    response_format: Literal["auto", "json_schema", "json_object", "text"] = _D["response_format"]
+    cache_dir: str = _D["cache_dir"]
+    cache_mode: Literal["read_write", "read_only", "off"] = _D["cache_mode"]
+    max_concurrency: int = Field(default=_D["max_concurrency"], ge=1)
     prices: dict[str, Price] = Field(default_factory=dict)
 
     def model_for(self, role: str) -> str:

@@ -73,6 +73,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from agentskiller.config import defaults
+
 from .sandbox_init import (
     CLONE_NEWNET,
     CLONE_NEWNS,
@@ -107,7 +109,9 @@ REASONS = (
 )
 LAUNCHER = Path(__file__).resolve().with_name("sandbox_init.py")
 #: size of the run's tmpfs working directory (MB) unless told otherwise
-DEFAULT_DISK_MB = 256
+#: the schema's defaults of the ``sandbox:`` block: the only place they are written down
+_D = defaults()["sandbox"]
+DEFAULT_DISK_MB = int(_D["disk_mb"])
 #: scratch directories every user may write to: covered by a private, root-owned tmpfs
 SCRATCH_DIRS = ("/tmp", "/var/tmp", "/dev/shm", "/run/shm", "/run/lock", "/var/lock", "/dev/mqueue", "/var/crash")
 log = logging.getLogger(__name__)
@@ -133,12 +137,12 @@ class SandboxError(RuntimeError):
 
 @dataclass(frozen=True)
 class SandboxSettings:
-    timeout_s: float = 60.0
-    memory_mb: int = 1024
-    cpu_s: int = 60
-    max_processes: int = 64
-    max_output_bytes: int = 20 * 1024 * 1024
-    isolate_network: bool = True
+    timeout_s: float = float(_D["timeout_s"])
+    memory_mb: int = int(_D["memory_mb"])
+    cpu_s: int = int(_D["cpu_s"])
+    max_processes: int = int(_D["max_processes"])
+    max_output_bytes: int = int(float(_D["max_output_mb"]) * 2**20)
+    isolate_network: bool = bool(_D["isolate_network"])
     #: the run's working directory is a tmpfs of this size (MB): its disk quota (as root)
     disk_mb: int = DEFAULT_DISK_MB
 

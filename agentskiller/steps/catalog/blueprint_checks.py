@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from agentskiller.config import BlueprintsConfig, default_config
 from agentskiller.models.blueprint import (
     DOMAIN_NAME_RE,
     OPENAI_NAME_RE,
@@ -51,19 +52,22 @@ CODES = (
 )
 
 
+_DEFAULT = default_config().blueprints
+
+
 @dataclass(frozen=True)
 class Limits:
-    min_tools: int = 8
-    max_peripheral: int = 3
-    max_relationships: int = 3
+    # defaults from the config schema (the only place a default lives)
+    min_tools: int = _DEFAULT.min_tools
+    max_peripheral: int = _DEFAULT.max_peripheral
+    max_relationships: int = _DEFAULT.max_relationships
 
     @classmethod
-    def from_config(cls, config: dict) -> Limits:
-        b = config.get("blueprints", {})
+    def from_config(cls, cfg: BlueprintsConfig) -> Limits:
         return cls(
-            min_tools=int(b.get("min_tools", 8)),
-            max_peripheral=int(b.get("max_peripheral", 3)),
-            max_relationships=int(b.get("max_relationships", 3)),
+            min_tools=cfg.min_tools,
+            max_peripheral=cfg.max_peripheral,
+            max_relationships=cfg.max_relationships,
         )
 
     def as_dict(self) -> dict:

@@ -57,11 +57,9 @@ def dedup_key(name: str) -> str:
 
 
 def run(ctx: StepContext) -> None:
-    cfg = ctx.config.get("topics", {})
-    seeds = [str(s) for s in cfg.get("seeds", [])]
-    target = int(cfg.get("target_count", 12))
-    batch = int(cfg.get("batch_size", 4))
-    max_rounds = int(cfg.get("max_rounds", 10))
+    cfg = ctx.cfg.topics
+    seeds = list(cfg.seeds)
+    target, batch, max_rounds = cfg.target_count, cfg.batch_size, cfg.max_rounds
     topics: list[dict] = []
     keys = {dedup_key(s) for s in seeds}  # a seed area itself is too broad to be a topic
     rejected: list[dict] = []

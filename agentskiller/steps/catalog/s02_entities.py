@@ -150,7 +150,7 @@ def merge(entities: list[Entity]) -> list[Entity]:
 
 def run(ctx: StepContext) -> None:
     topics = artifacts.read(ctx.inputs["topics"])["topics"]
-    size = max(1, int(ctx.config.get("entities", {}).get("batch_size", 4)))
+    size = ctx.cfg.entities.batch_size
     batches = [topics[i : i + size] for i in range(0, len(topics), size)]
 
     def ask(batch: list[dict]) -> EntitiesAnswer:

@@ -28,7 +28,7 @@ class RelatedAnswer(BaseModel):
 
 def run(ctx: StepContext) -> None:
     entities = load_entities(ctx.inputs["entities"])
-    size = max(1, int(ctx.config.get("entity_graph", {}).get("batch_size", 10)))
+    size = ctx.cfg.entity_graph.batch_size
     persons = [n for n, e in entities.items() if e.is_person]
     jobs = []
     for p in persons:

@@ -64,10 +64,9 @@ def select_domains(by_person: dict[str, list[Outline]], entities: dict[str, Enti
 def run_outlines(ctx: StepContext) -> None:
     entities = load_entities(ctx.inputs["entities"])
     graph = load_entity_graph(ctx.inputs["graph"])
-    cfg = ctx.config.get("blueprints", {})
-    limits = Limits.from_config(ctx.config)
-    per_person = int(cfg.get("outlines_per_person", 2))
-    cap = int(cfg.get("max_domains", 8))
+    cfg = ctx.cfg.blueprints
+    limits = Limits.from_config(cfg)
+    per_person, cap = cfg.outlines_per_person, cfg.max_domains
     persons = [p for p in graph.persons if p in entities and graph.neighbours(p)]
 
     def ask(person: str) -> list[Outline]:
@@ -165,7 +164,7 @@ def run_detail(ctx: StepContext) -> None:
     if outline is None:
         raise KeyError(f"domain {domain!r} is not in {ctx.inputs['outlines']}")
     entities = load_entities(ctx.inputs["entities"])
-    limits = Limits.from_config(ctx.config)
+    limits = Limits.from_config(ctx.cfg.blueprints)
     try:
         bp = generate_blueprint(ctx.llm, outline, entities, limits)
     except LLMError as exc:

@@ -285,9 +285,7 @@ def run(ctx: StepContext) -> None:
             for d, p in _by_domain(as_paths(ctx.inputs["tool_lists"]), dir_named=False).items()
         }
         tool_list = namespaced_tool_list({d: lists[d] for d in domains})
-        manifest = pair_manifest(
-            pair, bps, Path(ctx.inputs["db"]), tools, server_dir, str(ctx.config.get("simulation_time") or "")
-        )
+        manifest = pair_manifest(pair, bps, Path(ctx.inputs["db"]), tools, server_dir, ctx.cfg.simulation_time)
     except PairFailure as exc:
         _quarantine(ctx, pair, domains, str(exc))
         return

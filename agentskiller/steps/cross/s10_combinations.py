@@ -173,10 +173,8 @@ def select(feasible: list[dict], max_pairs: int) -> tuple[list[dict], list[dict]
 
 
 def run(ctx: StepContext) -> None:
-    cfg = ctx.config.get("cross") or {}
-    enabled = bool(cfg.get("enabled", True))
-    max_pairs = int(cfg.get("max_pairs", 4))
-    min_tasks = int(cfg.get("min_member_tasks", 2))
+    cfg = ctx.cfg.cross
+    enabled, max_pairs, min_tasks = cfg.enabled, cfg.max_pairs, cfg.min_member_tasks
     index = artifacts.read(ctx.inputs["index"])
     bps = _by_name(as_paths(ctx.inputs.get("blueprints")), "")
     reports = _by_name(as_paths(ctx.inputs.get("server_reports")), "report.json")

@@ -43,6 +43,7 @@ from pydantic import BaseModel, Field
 
 from agentskiller import artifacts
 from agentskiller.artifacts import as_paths, load_blueprint, upstream_reason
+from agentskiller.config import Config
 from agentskiller.jobs import StepContext
 from agentskiller.llm import LLMError
 from agentskiller.models.blueprint import Blueprint
@@ -419,12 +420,10 @@ def output_name(ctx: StepContext) -> str:
     return next((n for n in ("graph", "tool_graph", "trajectories") if n in ctx.outputs), "graph")
 
 
-def limits(config: dict) -> tuple[int, int]:
+def limits(cfg: Config) -> tuple[int, int]:
     """(max fused length, cap): ``cross.max_length`` if set, else ``tool_graph.max_length + 2``."""
-    tg = config.get("tool_graph") or {}
-    cross = config.get("cross") or {}
-    max_len = int(cross.get("max_length") or int(tg.get("max_length", 4)) + 2)
-    return max_len, int(tg.get("max_trajectories", 12))
+    max_len = cfg.cross.max_length or cfg.tool_graph.max_length + 2
+    return max_len, cfg.tool_graph.max_trajectories
 
 
 def run(ctx: StepContext) -> None:
@@ -446,7 +445,7 @@ def run(ctx: StepContext) -> None:
             f"s11: members do not share the core entity {core}: "
             + ", ".join(f"{m.domain}={m.bp.core_entity}" for m in members),
         )
-    max_len, cap = limits(ctx.config)
+    max_len, cap = limits(ctx.cfg)
     context = fusion_context(pair, core, members, max_len, cap)
     rounds: list[dict] = []
     last: list[FusionAnswer] = []
@@ -475,7 +474,7 @@ def run(ctx: StepContext) -> None:
             role="text",
             context=context,
             check=check,
-            max_rounds=ctx.config.get("llm", {}).get("max_repair_rounds"),
+            max_rounds=ctx.cfg.llm.max_repair_rounds,
         )
     except LLMError as exc:
         if not last:

@@ -185,7 +185,7 @@ def _write_failed(ctx: StepContext, out: Path, pair: str, domains: list[str], re
             "status": "failed",
             "reason": reason,
             "tables": {},
-            "simulation_time": str(ctx.config.get("simulation_time")),
+            "simulation_time": ctx.cfg.simulation_time,
         },
         SUMMARY_SCHEMA,
     )
@@ -230,7 +230,7 @@ def build_pair_database(ctx: StepContext, out: Path, pair: str) -> None:
     )
     ctx.write_json(
         out / "summary.json",
-        {"domain": pair, "status": "ok", "simulation_time": str(ctx.config.get("simulation_time")), "tables": summary},
+        {"domain": pair, "status": "ok", "simulation_time": ctx.cfg.simulation_time, "tables": summary},
         SUMMARY_SCHEMA,
     )
     ctx.log.info(

@@ -515,7 +515,7 @@ def run(ctx: StepContext) -> None:
         core_entity=vocab.core,
         core_key=vocab.core_key,
     )
-    max_rounds = int((ctx.config.get("policy") or {}).get("max_repair_rounds", 2))
+    max_rounds = ctx.cfg.policy.max_repair_rounds
     try:
         answer = ctx.llm.generate(
             "s13.bridge_rules", messages, role="text", context=context, check=check, max_rounds=max_rounds

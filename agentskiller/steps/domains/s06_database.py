@@ -64,7 +64,7 @@ class TableResult:
 
 
 def _sandbox_kwargs(config: dict) -> dict[str, Any]:
-    return SandboxSettings.from_config(config.get("sandbox")).kwargs()
+    return SandboxSettings.from_config(config["sandbox"]).kwargs()
 
 
 def run_generator(code: str, inputs: dict[str, Path], sandbox: dict[str, Any]) -> tuple[list[dict] | None, list[str]]:
@@ -116,8 +116,8 @@ def generate_table(
 ) -> TableResult:
     """Ask for a generator script, run and check it, repair within the budget."""
     sandbox = _sandbox_kwargs(ctx.config)
-    sim_time = str(ctx.config.get("simulation_time"))
-    max_rounds = int(ctx.config.get("database", {}).get("max_repair_rounds", 3))
+    sim_time = ctx.cfg.simulation_time
+    max_rounds = ctx.cfg.database.max_repair_rounds
     result = TableResult(status="failed")
 
     def check(code: str) -> list[str]:
@@ -184,13 +184,13 @@ def run_entity(ctx: StepContext) -> None:
             "table",
         )
         return
-    count = int(ctx.config.get("database", {}).get("entity_records", 30))
+    count = ctx.cfg.database.entity_records
     seed = table_seed(ctx.seed, "entity", name)
     context = {
         "entity": ent.model_dump(exclude_none=True),
         "records": count,
         "seed": seed,
-        "simulation_time": str(ctx.config.get("simulation_time")),
+        "simulation_time": ctx.cfg.simulation_time,
         "usage": f"python {name}.py OUTPUT_JSON",
     }
     res = generate_table(ctx, "s06.entity_script", "entity_script", context, dc.spec_for_entity(ent), count)
@@ -247,7 +247,7 @@ def _write_failed_domain(ctx: StepContext, out: Path, domain: str, reason: str) 
             "status": "failed",
             "reason": reason,
             "tables": {},
-            "simulation_time": str(ctx.config.get("simulation_time")),
+            "simulation_time": ctx.cfg.simulation_time,
         },
         "database_summary",
     )
@@ -272,8 +272,8 @@ def build_domain(ctx: StepContext, out: Path, domain: str) -> None:
             return _write_failed_domain(ctx, out, domain, f"s06: no entity table for {name} was given to the job")
         if tables[name][1].get("status") == "failed":
             return _write_failed_domain(ctx, out, domain, upstream_reason("s06", tables[name][1]))
-    sim_time = str(ctx.config.get("simulation_time"))
-    count = int(ctx.config.get("database", {}).get("relationship_records", 40))
+    sim_time = ctx.cfg.simulation_time
+    count = ctx.cfg.database.relationship_records
     results: dict[str, tuple[TableResult, int]] = {}
     for rel in bp.relationships:
         fks = rel.foreign_keys()

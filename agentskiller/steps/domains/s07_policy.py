@@ -81,7 +81,7 @@ def run(ctx: StepContext) -> None:
         return _fail(ctx, domain, upstream_reason("s06", summary), tools)
     entities = load_entities(ctx.inputs["entities"])
     schema = PolicySchema.from_blueprint(bp, entities, summary)
-    sim_time = str(ctx.config.get("simulation_time"))
+    sim_time = ctx.cfg.simulation_time
     context = {
         "blueprint": bp.model_dump(exclude_none=True),
         "database": database_context(summary),
@@ -96,7 +96,7 @@ def run(ctx: StepContext) -> None:
         return errors
 
     messages = render("s07", "policy", context, domain=bp.domain, tools=", ".join(tools), simulation_time=sim_time)
-    max_rounds = int(ctx.config.get("policy", {}).get("max_repair_rounds", 2))
+    max_rounds = ctx.cfg.policy.max_repair_rounds
     try:
         text = ctx.llm.generate(
             "s07.policy", messages, role="text", context=context, check=check, max_rounds=max_rounds

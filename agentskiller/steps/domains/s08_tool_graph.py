@@ -229,9 +229,8 @@ def run(ctx: StepContext) -> None:
     if report.get("status") == "failed":
         return _failed(ctx, domain, upstream_reason("s07", report))
     policy = artifacts.read_text(ctx.inputs["policy"])
-    cfg = ctx.config.get("tool_graph", {})
-    min_len, max_len = int(cfg.get("min_length", 2)), int(cfg.get("max_length", 4))
-    cap = int(cfg.get("max_trajectories", 12))
+    cfg = ctx.cfg.tool_graph
+    min_len, max_len, cap = cfg.min_length, cfg.max_length, cfg.max_trajectories
     context = graph_context(bp, policy)
     rounds: list[dict] = []
 
@@ -249,7 +248,7 @@ def run(ctx: StepContext) -> None:
             role="text",
             context=context,
             check=check,
-            max_rounds=ctx.config.get("llm", {}).get("max_repair_rounds"),
+            max_rounds=ctx.cfg.llm.max_repair_rounds,
         )
     except LLMError as exc:
         return _failed(ctx, domain, checks_failed("s08", "the tool graph failed its checks", rounds, exc), rounds)

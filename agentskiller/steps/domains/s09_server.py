@@ -198,9 +198,10 @@ def _write_server_dir(directory: Path, code: str, manifest: dict, status: str = 
 
 # ----------------------------------------------------------------------- test rounds
 def sandbox_settings(config: dict):
+    """The runtime's sandbox limits from a resolved config's ``sandbox`` section."""
     from agentskiller.runtime.sandbox import SandboxSettings
 
-    return SandboxSettings.from_config(config.get("sandbox"))
+    return SandboxSettings.from_config(config["sandbox"])
 
 
 #: Run in the sandbox: the OpenAI tool specs the runtime loader builds from the signatures.
@@ -427,11 +428,11 @@ def build_server(ctx: StepContext, domain: str) -> None:
     files = table_files(ctx, bp)
     data = load_data(files)
     policy_text = artifacts.read_text(ctx.inputs["policy"])
-    sim_time = str(ctx.config.get("simulation_time") or "")
+    sim_time = ctx.cfg.simulation_time
     server_dir = ctx.output("tools").parent
     manifest = environment_manifest(bp, files, server_dir, sim_time)
     sandbox = sandbox_settings(ctx.config)
-    max_repairs = int((ctx.config.get("server") or {}).get("max_repair_rounds", 3))
+    max_repairs = ctx.cfg.server.max_repair_rounds
 
     try:
         plan = ct.derive_tests(bp, data, policy_sections(policy_text), sim_time)

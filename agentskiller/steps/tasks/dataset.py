@@ -227,7 +227,7 @@ def run(ctx: StepContext) -> None:
             traj_len[str(len(task["golden_calls"]))] += 1
             tools_used.update(f"{env}:{c['name']}" for c in task["golden_calls"])
     rows.sort(key=lambda r: (r["env"], r["id"]))
-    min_rows = int((ctx.config.get("dataset") or {}).get("min_rows", 1))
+    min_rows = ctx.cfg.dataset.min_rows
     if len(rows) < min_rows:
         raise TooFewRows(too_few_rows_message(len(rows), min_rows, per_env, ctx.inputs.get("index")))
     stats = {

@@ -256,9 +256,7 @@ def run(ctx: StepContext) -> None:
     if reason:
         ctx.write_json("templates", failed_artifact(env, reason), SCHEMA)
         return
-    cfg = ctx.config.get("tasks", {})
-    threshold = float(cfg.get("judge_threshold", 3.0))
-    cap = int(cfg.get("max_templates", 10))
+    threshold, cap = ctx.cfg.tasks.judge_threshold, ctx.cfg.tasks.max_templates
     view = EnvView.load(env, ctx.inputs["blueprint"], ctx.inputs["server_report"])
     graph = artifacts.read(ctx.inputs["tool_graph"])
     trajectories = [list(t) for t in graph.get("trajectories", [])][:cap]

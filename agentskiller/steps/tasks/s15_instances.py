@@ -420,7 +420,7 @@ def run(ctx: StepContext) -> None:
             SCHEMA,
         )
         return
-    n = int(ctx.config.get("tasks", {}).get("samples_per_template", 2))
+    n = ctx.cfg.tasks.samples_per_template
     view = EnvView.load(env, ctx.inputs["blueprint"], ctx.inputs["server_report"])
     tables = view.load_tables()
     data = artifacts.read(ctx.inputs["templates"])

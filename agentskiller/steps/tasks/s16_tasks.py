@@ -211,7 +211,7 @@ def run(ctx: StepContext, execute: Executor | None = None) -> None:
     initial_hash = load_environment(env_path).initial_state().hash()
     data = artifacts.read(ctx.inputs["instances"])
     instances = [Instance.model_validate(i) for i in data.get("instances", [])]
-    execute = execute or sandboxed_executor(ctx.config.get("sandbox"))
+    execute = execute or sandboxed_executor(ctx.config["sandbox"])
     tasks = validate(view, env_path, instances, initial_hash, execute) if instances else []
     counts = {
         "instances": len(instances),

@@ -145,7 +145,7 @@ def run(ctx: StepContext) -> None:
     blueprints = [require_blueprint(p) for p in as_paths(ctx.inputs["blueprint"])]
     domains = sorted(b.domain for b in blueprints)
     core = blueprints[0].core_entity
-    rounds = int(ctx.config.get("tasks", {}).get("query_repair_rounds", 3))
+    rounds = ctx.cfg.tasks.query_repair_rounds
     valid = [Task.model_validate(t) for t in tasks_doc.get("tasks", []) if t["status"] == "valid"]
     rel_pks = relationship_pks(blueprints)
 
