@@ -25,8 +25,6 @@ rule report_plots:
         summary=out("report/summary.json"),
     log:
         "logs/report_plots/report_plots.log",
-    conda:
-        "../envs/agentskiller.yaml"
     params:
         # not a file input: the job logs, read for LLM_USAGE lines (a changed log alone does not rerun the report)
         logs="logs",
