@@ -51,7 +51,9 @@ def run(ctx: StepContext) -> None:
         ctx.log.info("report: wrote %s", ctx.output(name))
     if "card_html" in ctx.outputs:
         ctx.write_text("card_html", card_page(io.read_text(ctx.inputs["card"])))
-    ctx.write_json("summary", {**summary.model_dump(), "usage": usage["total"]}, SUMMARY_SCHEMA)
+    # no timings in the artifact (they go to the job log): the same run gives the same bytes
+    totals = {k: v for k, v in usage["total"].items() if k != "latency_s"}
+    ctx.write_json("summary", {**summary.model_dump(), "usage": totals}, SUMMARY_SCHEMA)
     ctx.log.info(
         "report: %d envs, %d quarantined, %d LLM calls from %d logs",
         len(summary.envs),

@@ -506,8 +506,9 @@ def supervise(spec_path: str) -> int:
         return SETUP_FAILED
     if os.WIFSIGNALED(status):  # end the same way the program did
         sig = os.WTERMSIG(status)
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, [sig])
-        signal.signal(sig, signal.SIG_DFL)
+        if sig not in (signal.SIGKILL, signal.SIGSTOP):  # those two have no handler to reset
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, [sig])
+            signal.signal(sig, signal.SIG_DFL)
         os.kill(os.getpid(), sig)
         return 128 + sig
     return os.waitstatus_to_exitcode(status)
