@@ -251,7 +251,7 @@ def upstream_failure(ctx: StepContext) -> str | None:
 
 def run_checks(bps: list[Blueprint], manifest: dict, server_dir: Path, tool_list: list[dict], sandbox) -> dict:
     """The sandboxed two-authorization episode, then (when it passed) the live MCP tool list."""
-    from agentskiller.steps.domains.s09_server import check_mcp_server
+    from agentskiller.steps.domains.s09_server import check_mcp_server, mcp_check_timeout
 
     checks: dict[str, Any] = {}
     try:
@@ -259,7 +259,7 @@ def run_checks(bps: list[Blueprint], manifest: dict, server_dir: Path, tool_list
     except PairFailure as exc:
         checks["episode"] = {"passed": False, "detail": str(exc)}
     if checks["episode"]["passed"]:
-        checks["mcp"] = check_mcp_server(server_dir, tool_list, sandbox, timeout_s=float(sandbox.timeout_s))
+        checks["mcp"] = check_mcp_server(server_dir, tool_list, sandbox, timeout_s=mcp_check_timeout(sandbox))
     return checks
 
 

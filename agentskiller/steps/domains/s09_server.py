@@ -270,6 +270,10 @@ def run_round(
 # ------------------------------------------------------------------------- MCP check
 #: the MCP server imports the SDK and pydantic; below this its address space cannot start
 MIN_SERVER_MEMORY_MB = 2048
+#: the live MCP check waits at least this long: starting the sandboxed server (a second Python
+#: under the launcher, the SDK handshake) takes seconds on a loaded machine, whatever the
+#: per-run limit of the generated code is
+MIN_MCP_CHECK_TIMEOUT_S = 30.0
 
 
 def server_parameters(server_dir: Path, sandbox=None):
@@ -322,6 +326,10 @@ def list_tools_stdio(server_dir: Path, sandbox=None, timeout_s: float = 60.0) ->
                 return [_tool_dict(t) for t in result.tools]
 
     return anyio.run(main)
+
+
+def mcp_check_timeout(sandbox) -> float:
+    return max(float(sandbox.timeout_s), MIN_MCP_CHECK_TIMEOUT_S)
 
 
 def check_mcp_server(server_dir: Path, expected_tools: list[dict], sandbox=None, timeout_s: float = 60.0) -> dict:
@@ -512,7 +520,7 @@ def build_server(ctx: StepContext, domain: str) -> None:
     staging = server_dir.parent / f".{server_dir.name}.staging"
     _write_server_dir(staging, code, manifest)
     try:
-        mcp = check_mcp_server(staging, expected_tools, sandbox, timeout_s=float(sandbox.timeout_s))
+        mcp = check_mcp_server(staging, expected_tools, sandbox, timeout_s=mcp_check_timeout(sandbox))
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     ctx.write_text("tools", code)
