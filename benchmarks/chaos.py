@@ -63,23 +63,35 @@ def run(work: Path, cores: int, config: Path | None = None, env: dict | None = N
 
 
 def resume(work: Path, cores: int, log: Path, config: Path | None = None, env: dict | None = None):
-    """Start a resume in its own process group; unlock first when the last one was killed."""
-    probe = subprocess.run(
-        smk_cmd(work, cores, "-n", config=config), capture_output=True, text=True, env={**os.environ, **(env or {})}
-    )
+    """Start a resume in its own process group; unlock first when Snakemake says the directory is locked.
+
+    No dry-run probe: the resume itself is started, and only when it stops at once with
+    Snakemake's lock error is ``--unlock`` run and the resume started again, as the README says.
+    Returns once the resume is past its lock check (or has ended), so a kill's clock starts then.
+    """
+    full_env = {**os.environ, **(env or {})}
     unlocked = False
-    if "cannot be locked" in probe.stderr or "LockException" in probe.stderr:
+    while True:
+        fh = open(log, "w")  # noqa: SIM115 (closed by the caller once the process ends)
+        proc = subprocess.Popen(
+            smk_cmd(work, cores, config=config),
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env=full_env,
+        )
+        while proc.poll() is None:
+            text = log.read_text(errors="replace")
+            if "Select jobs to execute" in text or "Nothing to be done" in text:
+                return proc, fh, unlocked
+            time.sleep(0.1)
+        fh.close()
+        text = log.read_text(errors="replace")
+        if unlocked or not ("cannot be locked" in text or "LockException" in text):
+            fh = open(log, "a")  # noqa: SIM115
+            return proc, fh, unlocked
         subprocess.run(smk_cmd(work, cores, "--unlock", config=config), capture_output=True, text=True, check=True)
         unlocked = True
-    fh = open(log, "w")  # noqa: SIM115 (closed by the caller once the process ends)
-    proc = subprocess.Popen(
-        smk_cmd(work, cores, config=config),
-        stdout=fh,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-        env={**os.environ, **(env or {})},
-    )
-    return proc, fh, unlocked
 
 
 def running_jobs(log: Path) -> list[str]:
@@ -121,7 +133,7 @@ def kills(args: argparse.Namespace, root: Path) -> int:
     if res.returncode != 0:
         sys.stderr.write(res.stderr[-3000:])
         return 1
-    print(f"reference run: {ref_s:.1f} s")
+    print(f"reference run: {ref_s:.1f} s", flush=True)
     chaos = root / "chaos"
     unlocks, killed, finished_early = 0, 0, 0
     t1 = time.perf_counter()
@@ -136,10 +148,15 @@ def kills(args: argparse.Namespace, root: Path) -> int:
             print(f"kill {i + 1:2d}: run finished before the kill (rc {proc.returncode})")
         except subprocess.TimeoutExpired:
             jobs = running_jobs(log)
+            steps = re.findall(r"^(\d+ of \d+) steps", log.read_text(errors="replace"), re.M)
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
             killed += 1
-            print(f"kill {i + 1:2d} after {wait:5.1f} s: running {', '.join(jobs) or '(DAG / between jobs)'}")
+            print(
+                f"kill {i + 1:2d} after {wait:5.1f} s ({steps[-1] if steps else 'no'} steps of this resume done):"
+                f" running {', '.join(jobs) or '(between jobs)'}",
+                flush=True,
+            )
         fh.close()
     log = root / "resume-final.log"
     proc, fh, unlocked = resume(chaos, args.cores, log)

@@ -248,3 +248,31 @@ def test_status_and_report_on_the_default_run(default_run):
     assert format_summary(summary, usage).splitlines()[0] in res.stdout
     for name in PLOTS:
         assert_real_plot(work / f"outputs/report/{name}.png", blank_ok=name == "evaluation")
+
+
+def test_work_view_is_the_same_whether_answers_came_from_the_cache():
+    """report/summary.json carries what the outputs took: a resumed run whose answers partly
+    came from the cache (and which saw a failed attempt) gives the same figures."""
+    from agentskiller.llm.usage import summarize, work_view
+
+    fresh = [
+        {"task": "s07.policy", "model": "m", "prompt_tokens": 100, "completion_tokens": 40, "outcome": "ok"},
+        {"task": "s09.tools", "model": "m", "prompt_tokens": 300, "completion_tokens": 90, "outcome": "ok", "round": 1},
+    ]
+    resumed = [
+        {**fresh[0], "cache_hit": True, "cost_usd": 0.0},
+        {"task": "s09.tools", "model": "m", "prompt_tokens": 300, "completion_tokens": 0, "outcome": "transport"},
+        fresh[1],
+    ]
+    a, b = summarize(fresh)["total"], summarize(resumed)["total"]
+    assert a["cache_hits"] == 0 and b["cache_hits"] == 1 and b["failed_attempts"] == 1
+    assert (
+        work_view(a)
+        == work_view(b)
+        == {
+            "calls": 2,
+            "prompt_tokens": 400,
+            "completion_tokens": 130,
+            "repair_rounds": 1,
+        }
+    )

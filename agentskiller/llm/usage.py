@@ -74,6 +74,8 @@ def _empty() -> dict[str, float]:
         "latency_s": 0.0,
         "repair_rounds": 0,
         "failed_attempts": 0,
+        "failed_prompt_tokens": 0,
+        "failed_completion_tokens": 0,
     }
 
 
@@ -81,6 +83,8 @@ def _add(acc: dict, row: dict) -> None:
     pt, ct = int(row.get("prompt_tokens") or 0), int(row.get("completion_tokens") or 0)
     if row.get("outcome") not in (None, "ok"):  # a failed attempt: paid for, not a call
         acc["failed_attempts"] += 1
+        acc["failed_prompt_tokens"] += pt
+        acc["failed_completion_tokens"] += ct
         acc["prompt_tokens"] += pt
         acc["completion_tokens"] += ct
         acc["latency_s"] += float(row.get("latency_s") or 0.0)
@@ -126,6 +130,24 @@ def summarize(rows: Iterable[dict]) -> dict:
     return {
         "total": done(total),
         **{f"by_{k}": {name: done(acc) for name, acc in sorted(v.items())} for k, v in by.items()},
+    }
+
+
+WORK_KEYS = ("calls", "prompt_tokens", "completion_tokens", "repair_rounds")
+
+
+def work_view(acc: dict) -> dict:
+    """What the artifacts took, whether the answers came from the provider or the cache:
+    calls that gave an answer, their tokens, repair rounds. The same outputs give the same
+    figures however often the run was killed and resumed; cache hits, cost, latency and
+    failed attempts describe one run's history and stay in the logs."""
+    return {
+        "calls": acc["calls"],
+        "prompt_tokens": acc["prompt_tokens"] - acc["failed_prompt_tokens"] + acc["cached_prompt_tokens"],
+        "completion_tokens": acc["completion_tokens"]
+        - acc["failed_completion_tokens"]
+        + acc["cached_completion_tokens"],
+        "repair_rounds": acc["repair_rounds"],
     }
 
 

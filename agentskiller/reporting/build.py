@@ -14,6 +14,7 @@ from pathlib import Path
 from .. import io
 from ..artifacts import as_paths
 from ..jobs import StepContext
+from ..llm.usage import work_view
 from . import plots
 from .card_html import card_page
 from .collect import collect
@@ -51,9 +52,11 @@ def run(ctx: StepContext) -> None:
         ctx.log.info("report: wrote %s", ctx.output(name))
     if "card_html" in ctx.outputs:
         ctx.write_text("card_html", card_page(io.read_text(ctx.inputs["card"])))
-    # no timings in the artifact (they go to the job log): the same run gives the same bytes
-    totals = {k: v for k, v in usage["total"].items() if k != "latency_s"}
-    ctx.write_json("summary", {**summary.model_dump(), "usage": totals}, SUMMARY_SCHEMA)
+    # The artifact carries what the outputs took (work_view); this run's history (cache
+    # hits, cost, latency, failed attempts) goes to the job log: a run killed and resumed
+    # gives the same bytes as one that never stopped.
+    ctx.log.info("report: this run's LLM history: %s", {k: v for k, v in usage["total"].items()})
+    ctx.write_json("summary", {**summary.model_dump(), "usage": work_view(usage["total"])}, SUMMARY_SCHEMA)
     ctx.log.info(
         "report: %d envs, %d quarantined, %d LLM calls from %d logs",
         len(summary.envs),

@@ -21,9 +21,10 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from .. import io
+from ..llm.usage import work_view
 from .collect import RunSummary
 
-OK, LOST, CACHED, EXTRA = "#3b75af", "#d1495b", "#9fb7cf", "#edae49"
+OK, LOST, EXTRA = "#3b75af", "#d1495b", "#edae49"
 
 
 def _figure(w: float, h: float) -> Figure:
@@ -129,11 +130,12 @@ def rejections_figure(summary: RunSummary) -> Figure:
 
 # ------------------------------------------------------------------ LLM usage
 def tokens_figure(usage: dict) -> Figure:
-    """Tokens per step (paid for, and served from the cache: a cache hit logs the original
-    counts with cost 0) and tokens and cost per model."""
+    """Tokens per step and per model, whether answered by the provider or the cache (the
+    work the outputs took, so a resumed run draws the same figure; cost and cache hits are
+    one run's history: ``agentskiller status`` and the job logs show them)."""
     fig = _figure(14, 5.5)
     left, right = fig.subplots(1, 2, width_ratios=[1.6, 1])
-    by_step = usage.get("by_step") or {}
+    by_step = {k: work_view(v) for k, v in (usage.get("by_step") or {}).items()}
     if not by_step:
         _note(left, "no LLM_USAGE lines in the logs")
         _note(right, "no LLM usage")
@@ -141,30 +143,22 @@ def tokens_figure(usage: dict) -> Figure:
     steps = list(by_step)
     prompt = [by_step[s]["prompt_tokens"] for s in steps]
     completion = [by_step[s]["completion_tokens"] for s in steps]
-    cached = [by_step[s]["cached_prompt_tokens"] + by_step[s]["cached_completion_tokens"] for s in steps]
     x = range(len(steps))
     left.bar(x, prompt, color=OK, label="prompt")
     left.bar(x, completion, bottom=prompt, color="#1d3f66", label="completion")
-    left.bar(x, cached, bottom=[p + c for p, c in zip(prompt, completion)], color=CACHED, label="cache hits (cost 0)")
     left.set_xticks(list(x), steps, rotation=45, ha="right", fontsize=8)
     left.set_ylabel("tokens")
-    left.set_title(f"Tokens per step ({usage['total']['calls']} calls, {usage['total']['cache_hits']} cache hits)")
+    left.set_title(f"Tokens per step ({usage['total']['calls']} calls)")
     left.legend(fontsize=8)
-    by_model = usage.get("by_model") or {}
+    by_model = {k: work_view(v) for k, v in (usage.get("by_model") or {}).items()}
     models = list(by_model)
-    tokens = [
-        sum(
-            by_model[m][k]
-            for k in ("prompt_tokens", "completion_tokens", "cached_prompt_tokens", "cached_completion_tokens")
-        )
-        for m in models
-    ]
+    tokens = [by_model[m]["prompt_tokens"] + by_model[m]["completion_tokens"] for m in models]
     right.barh(range(len(models)), tokens, color=OK)
     right.set_yticks(range(len(models)), models, fontsize=8)
     for i, m in enumerate(models):
-        right.text(tokens[i], i, f"  ${by_model[m]['cost_usd']:.4f}", va="center", fontsize=9)
-    right.set_xlabel("tokens (label: cost in USD)")
-    right.set_title(f"Per model: total ${usage['total']['cost_usd']:.4f}")
+        right.text(tokens[i], i, f"  {by_model[m]['calls']} calls", va="center", fontsize=9)
+    right.set_xlabel("tokens (label: calls)")
+    right.set_title("Per model")
     right.margins(x=0.3)
     return fig
 
