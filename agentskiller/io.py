@@ -93,8 +93,12 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
 
 
 @contextmanager
-def atomic_dir(path: str | Path) -> Iterator[Path]:
+def atomic_dir(path: str | Path, marker: str | None = None) -> Iterator[Path]:
     """Build a directory output in a temporary sibling and rename it into place on success.
+
+    ``marker``: a file created empty inside just before the rename (the workflow engine's
+    timestamp of a directory output), so a kill between the rename and the engine's own
+    bookkeeping leaves the same directory as a run that never stopped.
 
     A killed job leaves no half-built directory where the output belongs (Snakemake does not
     re-check incomplete outputs of jobs added after a checkpoint, so a partial directory would
@@ -109,6 +113,8 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
     os.chmod(tmp, 0o755)  # like a directory made with mkdir: sandboxed readers run as another uid
     try:
         yield tmp
+        if marker:
+            (tmp / marker).touch()
         if path.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
             os.replace(path, old / path.name)

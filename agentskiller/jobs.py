@@ -24,6 +24,10 @@ from .config import Config, resolve
 log = logging.getLogger("agentskiller")
 
 
+#: the empty file Snakemake writes into every ``directory()`` output when its job ends
+SNAKEMAKE_DIR_MARKER = ".snakemake_timestamp"
+
+
 def _named(obj: Any) -> dict[str, Any]:
     """Named items of a snakemake Namedlist (input/output/log) as plain paths."""
     out: dict[str, Any] = {}
@@ -161,6 +165,12 @@ class StepContext:
 
     def output(self, name: str) -> Path:
         return Path(self.outputs[name])
+
+    def output_dir(self, name: str):
+        """``with ctx.output_dir("db") as d:`` a directory output built in a temporary sibling
+        and renamed into place whole, with Snakemake's ``directory()`` timestamp already in it
+        (a kill before Snakemake writes it must not leave a different directory)."""
+        return io.atomic_dir(self.output(name), marker=SNAKEMAKE_DIR_MARKER)
 
     def write_json(self, name: str | Path, obj: dict, schema: str | None, with_meta: bool = True) -> None:
         path = self.output(name) if isinstance(name, str) else name

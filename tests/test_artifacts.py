@@ -81,3 +81,24 @@ def test_the_same_step_quarantines_a_failed_upstream_unit(tmp_path):
     s05_tool_lists.run(ctx)
     written = json.loads(out.read_text())
     assert written["status"] == "failed" and "no valid blueprint" in written["reason"]
+
+
+def test_a_directory_output_appears_whole_with_its_snakemake_timestamp(tmp_path):
+    """Built in a sibling, renamed into place; Snakemake's directory() timestamp is already in
+    it, so a kill between the rename and Snakemake's bookkeeping leaves the same bytes."""
+    import pytest as _pytest
+
+    from agentskiller import io as aio
+    from agentskiller.jobs import SNAKEMAKE_DIR_MARKER
+
+    out = tmp_path / "db"
+    with aio.atomic_dir(out, marker=SNAKEMAKE_DIR_MARKER) as d:
+        (d / "a.json").write_text("{}")
+        assert not out.exists()
+    assert sorted(p.name for p in out.iterdir()) == [SNAKEMAKE_DIR_MARKER, "a.json"]
+    assert (out / SNAKEMAKE_DIR_MARKER).read_bytes() == b""
+    with _pytest.raises(RuntimeError), aio.atomic_dir(out, marker=SNAKEMAKE_DIR_MARKER) as d:
+        (d / "b.json").write_text("{}")
+        raise RuntimeError("killed")
+    assert sorted(p.name for p in out.iterdir()) == [SNAKEMAKE_DIR_MARKER, "a.json"]
+    assert not list(tmp_path.glob(".db.*"))

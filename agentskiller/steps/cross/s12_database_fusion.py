@@ -192,7 +192,7 @@ def _write_failed(ctx: StepContext, out: Path, pair: str, domains: list[str], re
 
 
 def run(ctx: StepContext) -> None:
-    with io.atomic_dir(ctx.output("db")) as out:
+    with ctx.output_dir("db") as out:
         build_pair_database(ctx, out, ctx.wildcards.get("pair") or ctx.output("db").parent.name)
 
 

@@ -254,7 +254,7 @@ def _write_failed_domain(ctx: StepContext, out: Path, domain: str, reason: str) 
 
 
 def run_domain(ctx: StepContext) -> None:
-    with io.atomic_dir(ctx.output("db")) as out:
+    with ctx.output_dir("db") as out:
         build_domain(ctx, out, ctx.wildcards.get("domain", ctx.output("db").name))
 
 
