@@ -17,6 +17,7 @@ from agentskiller.llm.offline.catalog import load_catalog
 from agentskiller.llm.offline.handlers.s04_blueprints import blueprint_detail
 from agentskiller.llm.offline.provider import OfflineRequest, run_handler
 from agentskiller.models.blueprint import Blueprint, Outline
+from agentskiller.models.catalog import Entity
 from agentskiller.steps.catalog import s04_blueprints, s05_tool_lists
 from agentskiller.steps.catalog.blueprint_checks import CODES, Limits, check_blueprint
 
@@ -168,6 +169,23 @@ def m_outline(bp):
     bp["domain"] = "SomethingElse"
 
 
+def _col(bp, table, name):
+    rel = next(r for r in bp["relationships"] if r["name"] == table)
+    return next(c for c in rel["columns"] if c["name"] == name)
+
+
+def m_bound_unreferenced(bp):
+    _col(bp, "TreatmentPlan", "tooth_number")["at_most"] = "DentalClinic.chairs"
+
+
+def m_bound_not_numeric(bp):
+    _col(bp, "TreatmentPlan", "estimated_cost")["at_most"] = "DentalProcedure.procedure_name"
+
+
+def m_bound_on_text(bp):
+    _col(bp, "TreatmentPlan", "status")["at_most"] = "DentalProcedure.base_price"
+
+
 CASES: list[tuple[str, Callable, Limits]] = [
     ("too_few_tools", m_too_few, Limits()),
     ("too_few_tools", m_too_few, Limits(min_tools=14)),
@@ -194,6 +212,9 @@ CASES: list[tuple[str, Callable, Limits]] = [
     ("too_many_relationships", lambda bp: None, Limits(max_relationships=1)),
     ("duplicate_table", m_dup_table, Limits()),
     ("outline_mismatch", m_outline, Limits()),
+    ("column_bound", m_bound_unreferenced, Limits()),
+    ("column_bound", m_bound_not_numeric, Limits()),
+    ("column_bound", m_bound_on_text, Limits()),
 ]
 
 
@@ -203,6 +224,45 @@ def test_every_code_has_a_case():
 
 def test_valid_blueprint_passes():
     assert errs(valid(), Limits()) == []
+
+
+def test_column_bound_feedback_names_the_fix():
+    bp = valid()
+    _col(bp, "TreatmentPlan", "estimated_cost")["at_most"] = "DentalProcedure.base_price"
+    assert errs(bp, Limits()) == []  # a numeric attribute of a referenced entity: accepted
+    m_bound_unreferenced(bp)
+    m_bound_not_numeric(bp)
+    problems = [p for p in errs(bp, Limits()) if p.startswith("[column_bound]")]
+    assert any("no foreign key to DentalClinic" in p and "'tooth_number'" in p for p in problems), problems
+    assert any("'procedure_name' is of type string" in p and "'base_price'" in p for p in problems), problems
+
+
+def test_offline_blueprints_carry_catalogue_bounds():
+    """The catalogue's bounds reach the blueprint columns, only where the entities have the attribute."""
+    hotel = CAT.topics["hotel"]
+    idea = next(d for d in hotel.domains if d.name == "StayReservationDesk")
+    outline = {
+        "domain": idea.name,
+        "topic": "hotel",
+        "description": idea.description,
+        "core_entity": "Traveler",
+        "peripheral_entities": hotel.peripherals_of(idea),
+    }
+    ents = {n: CAT.entities[n].model_dump() for n in ["Traveler", *outline["peripheral_entities"]]}
+
+    def guests_bound(entities: dict) -> str | None:
+        ctx = {"outline": outline, "limits": Limits().as_dict(), "entities": entities}
+        bp = blueprint_detail(
+            OfflineRequest(task="s04.blueprint_detail", messages=[], context=ctx, rng=random.Random(1))
+        )
+        models = {n: Entity.model_validate(e) for n, e in entities.items()}
+        assert check_blueprint(Blueprint.model_validate(bp), models, Limits()) == []
+        return _col(bp, "HotelReservation", "guests").get("at_most")
+
+    assert guests_bound(ents) == "RoomType.max_occupancy"
+    dropped = copy.deepcopy(ents)
+    dropped["RoomType"]["attributes"] = [a for a in dropped["RoomType"]["attributes"] if a["name"] != "max_occupancy"]
+    assert guests_bound(dropped) is None
 
 
 @pytest.mark.parametrize("code,mutate,limits", CASES, ids=[f"{c}-{i}" for i, (c, _, _) in enumerate(CASES)])

@@ -51,9 +51,14 @@ WRITE_KINDS = ("create", "update", "delete")
 
 class Column(Attribute):
     """A relationship-table column. ``references`` names the entity of a foreign key,
-    whose column name must then be that entity's primary key (``<entity>_id``)."""
+    whose column name must then be that entity's primary key (``<entity>_id``).
+
+    ``at_most`` (``"Entity.attribute"``) bounds a numeric column by a column of the record the
+    row references through its foreign key to ``Entity``: ``guests`` at most
+    ``RoomType.max_occupancy``. The data, the policy and the tools all keep it."""
 
     references: str | None = None
+    at_most: str | None = Field(default=None, pattern=r"^[A-Z][A-Za-z0-9]{0,39}\.[a-z][a-z0-9_]{0,47}$")
 
 
 class Relationship(Strict):

@@ -62,6 +62,9 @@ class CreateSpec(Strict):
 class CatalogColumn(Attribute):
     #: a nullable column that a create call may leave out
     optional: bool = False
+    #: ``"Entity.attribute"``: the value may not exceed that attribute of the referenced record
+    #: (carried into the blueprint column, see :class:`agentskiller.models.blueprint.Column`)
+    at_most: str | None = None
 
 
 class RelationshipTemplate(Strict):
@@ -75,6 +78,8 @@ class RelationshipTemplate(Strict):
     edit: Edit | None = None
     total: Total | None = None
     delete: Delete | None = None
+    #: real names for name-like columns, one row per name, see :attr:`Catalog.vocabulary`
+    vocabulary: list[dict[str, Any]] = Field(default_factory=list)
 
     def column(self, name: str) -> CatalogColumn | None:
         return next((c for c in self.columns if c.name == name), None)
@@ -149,6 +154,11 @@ class Catalog(Strict):
     areas: dict[str, Area]
     topics: dict[str, Topic]
     entities: dict[str, Entity]
+    #: table (entity or relationship) -> rows of real names and the values that go with them
+    #: (``RoomType``: ``{room_name: Deluxe King, bed_configuration: king, max_occupancy: 2}``).
+    #: A generated record takes one whole row, so its columns agree (a brand with its generic
+    #: name); the first column of a row is the name itself.
+    vocabulary: dict[str, list[dict[str, Any]]] = Field(default_factory=dict)
 
     @property
     def persons(self) -> list[str]:
@@ -163,8 +173,13 @@ class Catalog(Strict):
     def templates_for(self, person: str) -> list[tuple[Topic, RelationshipTemplate]]:
         return [(t, r) for t in self.topics.values() if t.person == person for r in t.relationships]
 
+    def vocabulary_for(self, table: str) -> list[dict[str, Any]]:
+        """The name vocabulary of one table (empty when the catalogue has none)."""
+        return [dict(row) for row in self.vocabulary.get(table, [])]
+
 
 def _entity(name: str, raw: dict[str, Any], is_person: bool) -> Entity:
+    raw = {k: v for k, v in raw.items() if k != "vocabulary"}  # kept in Catalog.vocabulary
     pk = primary_key_for(name)
     attrs = [Attribute(name=pk, type="string", format="uuid", description=f"Unique identifier of the {spoken(name)}")]
     attrs += [Attribute(**a) for a in raw["attributes"]]
@@ -203,6 +218,8 @@ def _check(cat: Catalog) -> None:
             for c in r.columns:
                 if c.enum is not None and not c.enum:
                     errors.append(f"{where}: column {c.name} has an empty enum")
+                errors += _bound_errors(cat, where, r, c)
+            errors += _vocabulary_errors(where, r.columns, r.vocabulary)
         for d in t.domains:
             if not DOMAIN_NAME_RE.fullmatch(d.name) or d.name in domain_names:
                 errors.append(f"topic {t.name}: domain name {d.name} invalid or duplicated")
@@ -216,10 +233,62 @@ def _check(cat: Catalog) -> None:
         for a in e.attributes:
             if a.enum is not None and not a.enum:
                 errors.append(f"entity {e.name}: attribute {a.name} has an empty enum")
+        errors += _vocabulary_errors(f"entity {e.name}", e.attributes, cat.vocabulary.get(e.name, []))
         if not TOOL_NAME_RE.fullmatch(f"search_{snake_case(e.name)}s"):
             errors.append(f"entity {e.name}: name too long for tool names")
     if errors:
         raise ValueError("offline catalogue is inconsistent:\n  " + "\n  ".join(errors))
+
+
+_NUMERIC = ("integer", "number")
+
+
+def _bound_errors(cat: Catalog, where: str, r: RelationshipTemplate, c: CatalogColumn) -> list[str]:
+    """An ``at_most`` bound names a numeric attribute of an entity the template references."""
+    if c.at_most is None:
+        return []
+    ent, _, attr = c.at_most.partition(".")
+    target = cat.entities[ent].attribute(attr) if ent in cat.entities else None
+    if ent not in r.refs:
+        return [f"{where}: column {c.name} at_most {c.at_most}: {ent} is not among the refs {r.refs}"]
+    if target is None or target.type not in _NUMERIC or c.type not in _NUMERIC:
+        return [f"{where}: column {c.name} at_most {c.at_most}: both sides must be numeric attributes"]
+    return []
+
+
+_TYPES: dict[str, tuple[type, ...]] = {"string": (str,), "boolean": (bool,), "integer": (int,), "number": (int, float)}
+
+
+def _vocabulary_errors(where: str, columns: list, rows: list[dict[str, Any]]) -> list[str]:
+    """Vocabulary rows share their columns, hold valid values for them and repeat no name
+    (the first column); every ``title`` column without an enum has a vocabulary."""
+    cols = {c.name: c for c in columns}
+    errors: list[str] = []
+    keys = list(rows[0]) if rows else []
+    for i, row in enumerate(rows):
+        if list(row) != keys:
+            errors.append(f"{where}: vocabulary row {i} has columns {list(row)}, not {keys}")
+        for name, v in row.items():
+            c = cols.get(name)
+            ok = (
+                c is not None
+                and isinstance(v, _TYPES.get(c.type, ()))
+                and not (isinstance(v, bool) and c.type != "boolean")
+                and (c.enum is None or v in c.enum)
+                and (c.minimum is None or isinstance(v, str | bool) or v >= c.minimum)
+                and (c.maximum is None or isinstance(v, str | bool) or v <= c.maximum)
+            )
+            if not ok:
+                errors.append(f"{where}: vocabulary row {i}: {name}={v!r} is not a valid value of a column")
+    names = [row.get(keys[0]) for row in rows] if keys else []
+    if len(set(names)) != len(names):
+        errors.append(f"{where}: vocabulary repeats a name in {keys[0]}")
+    errors += [
+        f"{where}: title column {c.name} needs a vocabulary of real names"
+        for c in columns
+        if c.format == "title" and not c.enum and c.name not in keys
+    ]
+    return errors
 
 
 @lru_cache(maxsize=1)
@@ -233,6 +302,13 @@ def load_catalog() -> Catalog:
     for name, ent in entities.items():
         ent.topics = [t for t, topic in topics.items() if name == topic.person or name in topic.entities]
     areas = {n: Area(name=n, **raw) for n, raw in tops["areas"].items()}
-    cat = Catalog(areas=areas, topics=topics, entities=entities)
+    vocabulary = {
+        n: raw["vocabulary"]
+        for group in ("persons", "entities")
+        for n, raw in ents[group].items()
+        if raw.get("vocabulary")
+    }
+    vocabulary.update({r.name: r.vocabulary for t in topics.values() for r in t.relationships if r.vocabulary})
+    cat = Catalog(areas=areas, topics=topics, entities=entities, vocabulary=vocabulary)
     _check(cat)
     return cat

@@ -1,4 +1,5 @@
-"""The offline provider's data-generator writer (answers to s06 code requests).
+"""The offline provider's data-generator writer (answers to s06 code requests): entity tables,
+and the preamble and column expressions that :mod:`.codegen_relations` shares.
 
 Size: over 400 lines because one expression writer per column kind, kept together so every generated script reads alike.
 
@@ -6,16 +7,14 @@ It writes the script a code model would write: plain, readable Python that impor
 and the standard library only, is seeded (``random.Random(SEED)`` + ``Faker.seed_instance``),
 never reads the wall clock (``NOW`` is the simulation time), and writes a JSON list of
 records to the path on its command line. Each column gets its own expression, chosen from
-the column's type, enum, range and format hint and, failing those, its name. Relationship
-scripts load the entity tables they reference (``Entity=path`` arguments) and sample real
-primary keys; they order timestamps (created before the event, a ``completed`` visit in the
-past, a ``scheduled`` one in the future) and keep ``total = unit_price * quantity``.
+the column's type, enum, range and format hint and, failing those, its name. Product,
+service and place names come from the catalogue's vocabulary (``NAMES``: rows of real names
+and the values that go with them, each row used once before any repeats), never from random
+word combinations; a name column the catalogue has no vocabulary for gets a plain
+"<qualifier> <table>" name ("Premium Room Type").
 
 The writer is deterministic: the same definition, count, seed and time give the same
 script, byte for byte. The data checks in s06 treat its scripts exactly like a model's.
-
-One module past 400 lines: the column-expression choosers and the script preamble whose helpers
-they call (``moment``, ``day``, ``amount``, ``make_ids``) must change together.
 """
 
 from __future__ import annotations
@@ -26,73 +25,8 @@ import re
 from datetime import UTC, datetime
 from typing import Any
 
-from ...models.blueprint import Relationship
 from ...models.catalog import Attribute, Entity, snake_case
 
-# Name vocabulary (kept here, independent of the step's checker, on purpose: the checker
-# must not trust the generator's own idea of what the names mean).
-_CREATED = {
-    "created_at",
-    "booked_at",
-    "requested_at",
-    "submitted_at",
-    "ordered_at",
-    "placed_at",
-    "opened_at",
-    "filed_at",
-    "registered_at",
-    "enrolled_at",
-}
-_EVENT_HINTS = (
-    "scheduled",
-    "start",
-    "appointment",
-    "visit",
-    "departure",
-    "check_in",
-    "event",
-    "session",
-    "pickup",
-    "service_date",
-    "travel_date",
-    "class_date",
-)
-_EVENT_EXACT = {"date", "datetime", "time", "slot", "when"}
-_PAST = {
-    "completed",
-    "no_show",
-    "attended",
-    "delivered",
-    "fulfilled",
-    "finished",
-    "checked_out",
-    "departed",
-    "arrived",
-    "done",
-    "performed",
-    "administered",
-    "closed",
-    "resolved",
-    "paid",
-    "refunded",
-    "returned",
-    "expired",
-}
-_FUTURE = {"scheduled", "upcoming", "booked", "planned", "confirmed", "reserved"}
-_TOTAL = {"total", "total_amount", "total_price", "total_cost", "total_due", "total_fare"}
-_QTY = {"quantity", "qty", "units", "nights", "num_units", "seats", "tickets", "num_nights", "num_tickets", "sessions"}
-_UNIT = {
-    "unit_price",
-    "price",
-    "price_per_unit",
-    "rate",
-    "nightly_rate",
-    "unit_cost",
-    "price_per_night",
-    "fare",
-    "price_per_ticket",
-    "price_per_session",
-}
 _MONEY = (
     "price",
     "amount",
@@ -113,6 +47,10 @@ _MONEY = (
     "deposit",
     "rent",
 )
+
+
+#: qualifiers of a generated name where the catalogue has no vocabulary ("Premium Room Type")
+_QUALIFIERS = ["Standard", "Premium", "Classic", "Select", "Essential", "Signature"]
 
 
 def id_prefix(table: str) -> str:
@@ -136,6 +74,15 @@ def _bounds(a: Attribute, default: tuple[float, float]) -> tuple[float, float]:
     )
     hi = a.maximum if a.maximum is not None else max(default[1], lo + abs(default[1] - default[0]))
     return lo, hi
+
+
+def numeric_range(a: Attribute, now: datetime) -> tuple[float, float]:
+    """The range a generated value of numeric column ``a`` is drawn from: its minimum and
+    maximum, else a plausible default for its name (integers rounded inwards)."""
+    if a.type == "integer":
+        lo, hi = _bounds(a, _int_default(a.name, now.year))
+        return math.ceil(lo), math.floor(hi)
+    return _bounds(a, _num_default(a.name))
 
 
 def _int_default(name: str, now_year: int) -> tuple[int, int]:
@@ -234,7 +181,8 @@ def _string_expr(a: Attribute, table: str, is_person: bool) -> str:
     if fmt == "postal_code":
         return "fake.postcode()"
     if fmt == "title" or n in ("name", "title", "display_name") or n.endswith("_name"):
-        return f'f"{{fake.word().title()}} {word}"'
+        # no catalogue vocabulary for this name: a plain qualified name, never a random word
+        return f'f"{{rng.choice({_QUALIFIERS!r})}} {word}"'
     if fmt == "code" or any(k in n for k in ("code", "number", "sku", "license", "licence", "serial", "plate")):
         return 'fake.bothify("??-####").upper()'
     if fmt == "text" or any(
@@ -269,10 +217,10 @@ def column_expr(a: Attribute, table: str, is_person: bool, now: datetime) -> str
     if a.type == "string":
         return _string_expr(a, table, is_person)
     if a.type == "integer":
-        lo, hi = _bounds(a, _int_default(a.name, now.year))
-        return f"rng.randint({math.ceil(lo)}, {math.floor(hi)})"
+        lo, hi = numeric_range(a, now)
+        return f"rng.randint({lo}, {hi})"
     if a.type == "number":
-        lo, hi = _bounds(a, _num_default(a.name))
+        lo, hi = numeric_range(a, now)
         return f"amount({number_literal(lo)}, {number_literal(hi)})"
     if a.type == "boolean":
         p = 0.8 if any(k in a.name for k in ("active", "verified", "enabled", "available")) else 0.5
@@ -281,8 +229,62 @@ def column_expr(a: Attribute, table: str, is_person: bool, now: datetime) -> str
     return f"{'day' if a.type == 'date' else 'moment'}({lo}, {hi})"
 
 
-def _nullable(a: Attribute, expr: str) -> str:
+def nullable(a: Attribute, expr: str) -> str:
     return f"(None if rng.random() < 0.1 else {expr})" if a.nullable else expr
+
+
+_TYPES: dict[str, tuple[type, ...]] = {"string": (str,), "boolean": (bool,), "integer": (int,), "number": (int, float)}
+
+
+def _fits(a: Attribute, v: Any) -> bool:
+    """Whether ``v`` is a valid value of column ``a`` (type, enum, range)."""
+    if not isinstance(v, _TYPES.get(a.type, ())) or (isinstance(v, bool) and a.type != "boolean"):
+        return False
+    if a.enum is not None and v not in a.enum:
+        return False
+    if a.type in ("integer", "number"):
+        return (a.minimum is None or v >= a.minimum) and (a.maximum is None or v <= a.maximum)
+    return True
+
+
+def usable_vocabulary(rows: list[dict] | None, columns: list[Attribute], skip: tuple[str, ...] = ()) -> list[dict]:
+    """The vocabulary rows cut to the table's columns whose values they all fit (the definition
+    may lack a column or bound it differently); ``[]`` when the name (the first key) is lost."""
+    if not rows:
+        return []
+    by_name = {c.name: c for c in columns if c.name not in skip and not getattr(c, "references", None)}
+    keys = [k for k in rows[0] if k in by_name and all(k in r and _fits(by_name[k], r[k]) for r in rows)]
+    if not keys or keys[0] != next(iter(rows[0])):
+        return []
+    return [{k: r[k] for k in keys} for r in rows]
+
+
+def _literal(v: Any) -> str:
+    """A JSON scalar as a Python literal in generated code."""
+    if isinstance(v, bool):
+        return repr(v)
+    if isinstance(v, (int, float)):
+        return number_literal(v)
+    return json.dumps(v)
+
+
+def names_block(rows: list[dict]) -> str:
+    """The ``NAMES`` table and ``next_names()`` of a script that draws from a vocabulary."""
+    body = "\n".join("    {" + ", ".join(f"{json.dumps(k)}: {_literal(v)}" for k, v in r.items()) + "}," for r in rows)
+    return f'''
+
+NAMES = [  # real names from the catalogue; a record takes one whole row, so its columns agree
+{body}
+]
+_unused_names = []
+
+
+def next_names():
+    """The next row of NAMES: every row is used once, in a seeded order, before any repeats."""
+    if not _unused_names:
+        _unused_names.extend(rng.sample(NAMES, len(NAMES)))
+    return _unused_names.pop()
+'''
 
 
 _HEADER = '''\
@@ -334,8 +336,8 @@ def make_ids(prefix, n):
 '''
 
 
-def _header(doc: str, fname: str, seed: int, count: int, simulation_time: str, usage_extra: str = "") -> str:
-    now = _parse_now(simulation_time)
+def script_header(doc: str, fname: str, seed: int, count: int, simulation_time: str, usage_extra: str = "") -> str:
+    now = parse_now(simulation_time)
     doc = doc.replace("\\", "/").replace('"""', "'")
     return _HEADER.format(
         doc=doc,
@@ -352,12 +354,12 @@ def _header(doc: str, fname: str, seed: int, count: int, simulation_time: str, u
     )
 
 
-def _parse_now(simulation_time: str) -> datetime:
+def parse_now(simulation_time: str) -> datetime:
     dt = datetime.fromisoformat(str(simulation_time).replace("Z", "+00:00"))
     return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
 
 
-_MAIN = """
+MAIN = """
 
 def main(path{extra_params}):
 {body}
@@ -371,10 +373,15 @@ if __name__ == "__main__":
 """
 
 
-def entity_script(entity: Entity | dict, count: int, seed: int, simulation_time: str) -> str:
-    """The generator script for one entity table."""
+def entity_script(
+    entity: Entity | dict, count: int, seed: int, simulation_time: str, vocabulary: list[dict] | None = None
+) -> str:
+    """The generator script for one entity table; ``vocabulary``: the catalogue's rows of real
+    names for it (see :func:`usable_vocabulary`)."""
     ent = entity if isinstance(entity, Entity) else Entity.model_validate(entity)
-    now = _parse_now(simulation_time)
+    now = parse_now(simulation_time)
+    names = usable_vocabulary(vocabulary, ent.attributes, skip=(ent.primary_key,))
+    named = set(names[0]) if names else set()
     needs_person = ent.is_person or any(
         a.name in ("first_name", "last_name") or (a.format or "") in ("person_name", "first_name")
         for a in ent.attributes
@@ -382,12 +389,16 @@ def entity_script(entity: Entity | dict, count: int, seed: int, simulation_time:
     lines = ["def make_record(pk):", f'    """One {ent.name} record."""']
     if needs_person:
         lines.append("    first, last = fake.first_name(), fake.last_name()")
+    if names:
+        lines.append("    names = next_names()")
     lines.append("    return {")
     for a in ent.attributes:
         if a.name == ent.primary_key:
             lines.append(f'        "{a.name}": pk,')
+        elif a.name in named:
+            lines.append(f'        "{a.name}": {nullable(a, f"names[{json.dumps(a.name)}]")},')
         else:
-            lines.append(f'        "{a.name}": {_nullable(a, column_expr(a, ent.name, needs_person, now))},')
+            lines.append(f'        "{a.name}": {nullable(a, column_expr(a, ent.name, needs_person, now))},')
     lines.append("    }")
     body = f'    ids = make_ids("{id_prefix(ent.name)}", N_RECORDS)\n    records = [make_record(pk) for pk in ids]'
     argv = (
@@ -397,188 +408,12 @@ def entity_script(entity: Entity | dict, count: int, seed: int, simulation_time:
     )
     doc = f"Generate {count} {ent.name} records: {ent.description}".strip()
     return (
-        _header(doc, f"{ent.name}.py", seed, count, simulation_time)
+        script_header(doc, f"{ent.name}.py", seed, count, simulation_time)
+        + (names_block(names) if names else "")
         + "\n\n"
         + "\n".join(lines)
         + "\n"
-        + _MAIN.format(extra_params="", body=body, argv=argv)
-    )
-
-
-def _is_created(n: str) -> bool:
-    return n in _CREATED or n.endswith("_created_at")
-
-
-def _is_event(n: str) -> bool:
-    return not _is_created(n) and (n in _EVENT_EXACT or any(h in n for h in _EVENT_HINTS))
-
-
-def relationship_script(
-    rel: Relationship | dict, entities: dict[str, Any], count: int, seed: int, simulation_time: str
-) -> str:
-    """The generator script for one relationship table; FK values come from the entity
-    tables named on the command line (``Entity=path``)."""
-    r = rel if isinstance(rel, Relationship) else Relationship.model_validate(rel)
-    now = _parse_now(simulation_time)
-    fks = r.foreign_keys()
-    refs = sorted(set(fks.values()))
-    cols = {c.name: c for c in r.columns}
-    temporal = [c for c in r.columns if c.type in ("date", "datetime")]
-    event = next((c for c in temporal if _is_event(c.name)), None)
-    if event is None:
-        event = next((c for c in temporal if not _is_created(c.name) and not c.name.endswith("_at")), None)
-    status = cols.get("status") if cols.get("status") is not None and cols["status"].enum else None
-    qty = next((cols[n] for n in cols if n in _QTY and cols[n].type in ("integer", "number")), None)
-    unit = next((cols[n] for n in cols if n in _UNIT and cols[n].type in ("integer", "number")), None)
-    total = next((cols[n] for n in cols if n in _TOTAL and cols[n].type == "number"), None)
-    arithmetic = qty is not None and unit is not None and total is not None
-    is_person = False
-
-    L: list[str] = [
-        "",
-        "",
-        "def load_ids(path):",
-        '    """Primary keys of an entity table file (a table object or a plain list)."""',
-        '    with open(path, encoding="utf-8") as fh:',
-        "        data = json.load(fh)",
-        '    records = data["records"] if isinstance(data, dict) else data',
-        "    if not records:",
-        '        sys.exit("entity table %s has no records" % path)',
-        '    pk = data.get("primary_key") if isinstance(data, dict) else None',
-        "    pk = pk or next(iter(records[0]))",
-        "    return sorted(rec[pk] for rec in records)",
-        "",
-        "",
-    ]
-    if status is not None:
-        past = [v for v in status.enum if v in _PAST]
-        future = [v for v in status.enum if v in _FUTURE]
-        L += [
-            f"PAST_STATUSES = {json.dumps(past)}  # these records describe what already happened",
-            f"FUTURE_STATUSES = {json.dumps(future)}  # these describe what is still to come",
-            "",
-            "",
-        ]
-    L += ["def make_record(pk, pools):", f'    """One {r.name} record with real foreign keys."""']
-    if status is not None:
-        L.append(f"    status = {column_expr(status, r.name, is_person, now)}")
-    fallback_event = event is not None and not _is_event(event.name)
-    if fallback_event:
-        # an issue/order date rather than an appointment: it lies in the past
-        L.append(f"    event = {'day' if event.type == 'date' else 'moment'}(-180, -1)")
-    elif event is not None:
-        if status is not None:
-            L += [
-                "    if status in PAST_STATUSES:",
-                f"        event = {'day' if event.type == 'date' else 'moment'}(-180, -1)",
-                "    elif status in FUTURE_STATUSES:",
-                f"        event = {'day' if event.type == 'date' else 'moment'}(1, 120)",
-                "    else:",
-                f"        event = {'day' if event.type == 'date' else 'moment'}(-120, 120)",
-            ]
-        else:
-            L.append(f"    event = {'day' if event.type == 'date' else 'moment'}(-120, 120)")
-    if any(c is not event for c in temporal):
-        # creation happens before the event and never after NOW
-        anchor = "event" if event is not None else "iso(NOW)"
-        conv = (
-            f"datetime.fromisoformat({anchor} + 'T00:00:00+00:00')"
-            if event is not None and event.type == "date"
-            else f"datetime.fromisoformat({anchor}.replace('Z', '+00:00'))"
-        )
-        L += [f"    created = min(NOW, {conv}) - timedelta(days=rng.randint(1, 60), minutes=15 * rng.randint(0, 95))"]
-        if event is not None:
-            # follow-up actions (paid_at, cancelled_at ...) happen after the event when it is past
-            L += [f"    acted = max(created, min(NOW, {conv}))"]
-        else:
-            L += ["    acted = created"]
-    if arithmetic:
-        L += [
-            f"    quantity = {column_expr(qty, r.name, is_person, now)}",
-            f"    unit = {column_expr(unit, r.name, is_person, now)}",
-        ]
-        if total.maximum is not None:
-            L += [
-                f"    while quantity > 1 and unit * quantity > {number_literal(total.maximum)}:",
-                "        quantity -= 1  # keep the total inside its range",
-            ]
-    L.append("    return {")
-    for c in r.columns:
-        n = c.name
-        if n == r.primary_key:
-            expr = "pk"
-        elif c.references:
-            expr = f'rng.choice(pools["{c.references}"])'
-        elif status is not None and c is status:
-            expr = "status"
-        elif event is not None and c is event:
-            expr = "event"
-        elif _is_created(n) and c.type == "datetime":
-            expr = "iso(created)"
-        elif _is_created(n):
-            expr = "created.date().isoformat()"
-        elif c.type in ("date", "datetime") and n.endswith("_at"):
-            # an action timestamp (updated_at, paid_at ...): between creation and NOW
-            stamp = "iso(acted + (NOW - acted) * rng.random())"
-            stem = n[: -len("_at")]
-            if c.nullable and status is not None and stem in status.enum:
-                expr = f'({stamp} if status == "{stem}" else None)'
-            else:
-                expr = stamp if c.type == "datetime" else "(acted + (NOW - acted) * rng.random()).date().isoformat()"
-        elif c.type in ("date", "datetime") and event is not None:
-            # a follow-up date (end, due, return): after the event
-            expr = (
-                "(date.fromisoformat(event) + timedelta(days=rng.randint(1, 30))).isoformat()"
-                if event.type == "date" and c.type == "date"
-                else "iso(datetime.fromisoformat(event.replace('Z', '+00:00')) + timedelta(minutes=15 * rng.randint(2, 16)))"
-                if event.type == "datetime" and c.type == "datetime"
-                else "iso(created + timedelta(days=rng.randint(1, 30)))"
-                if c.type == "datetime"
-                else "(created + timedelta(days=rng.randint(1, 30))).date().isoformat()"
-            )
-        elif arithmetic and c is qty:
-            expr = "quantity"
-        elif arithmetic and c is unit:
-            expr = "unit"
-        elif arithmetic and c is total:
-            expr = "round(unit * quantity, 2)"
-        else:
-            expr = column_expr(c, r.name, is_person, now)
-        if (
-            c.nullable
-            and n != r.primary_key
-            and "else None" not in expr
-            and c is not status
-            and c is not event
-            and not (arithmetic and c in (qty, unit, total))
-        ):
-            expr = _nullable(c, expr)
-        L.append(f'        "{n}": {expr},')
-    L.append("    }")
-    body_lines = [
-        "    pools = {}",
-        "    for name, table_path in tables.items():",
-        "        pools[name] = load_ids(table_path)",
-    ]
-    for e in refs:
-        body_lines += [f'    if "{e}" not in pools:', f'        sys.exit("missing entity table argument {e}=PATH")']
-    body_lines += [
-        f'    ids = make_ids("{id_prefix(r.name)}", N_RECORDS)',
-        "    records = [make_record(pk, pools) for pk in ids]",
-    ]
-    argv = (
-        "    if len(sys.argv) < 2:\n"
-        f'        sys.exit("usage: python {r.name}.py OUTPUT_JSON ENTITY=TABLE_JSON ...")\n'
-        '    tables = dict(arg.split("=", 1) for arg in sys.argv[2:])\n'
-        "    main(sys.argv[1], tables)"
-    )
-    doc = f"Generate {count} {r.name} records: {r.description}".strip()
-    usage = " " + " ".join(f"{e}=TABLE_JSON" for e in refs) if refs else ""
-    return (
-        _header(doc, f"{r.name}.py", seed, count, simulation_time, usage)
-        + "\n".join(L)
-        + "\n"
-        + _MAIN.format(extra_params=", tables", body="\n".join(body_lines), argv=argv)
+        + MAIN.format(extra_params="", body=body, argv=argv)
     )
 
 

@@ -1,5 +1,7 @@
 """Deterministic blueprint rules (step s04), checked in code and fed back to the model.
 
+Size: over 400 lines because every rule sits next to the feedback text that tells the model how to fix it.
+
 Every problem is one string ``"[code] explanation"``. The code in brackets is stable (the
 offline provider's repair and the tests key on it); the explanation says exactly what to
 change, because a real model only sees the text. An empty list means the blueprint is
@@ -19,7 +21,9 @@ from agentskiller.models.blueprint import (
     TOOL_NAME_RE,
     WRITE_KINDS,
     Blueprint,
+    Column,
     Outline,
+    Relationship,
     Tool,
 )
 from agentskiller.models.catalog import Attribute, Entity, primary_key_for
@@ -49,6 +53,7 @@ CODES = (
     "too_many_relationships",
     "outline_mismatch",
     "duplicate_table",
+    "column_bound",
 )
 
 
@@ -202,6 +207,8 @@ def check_blueprint(
         for c in rel.columns:
             if c.enum is not None and not c.enum:
                 out.append(_p("enum_value", f"relationship {rel.name}: column {c.name!r} has an empty enum"))
+            if c.at_most is not None:
+                out += _check_bound(rel, c, entities)
 
     # ---------------------------------------------------------------- tools
     if len(bp.tools) < limits.min_tools:
@@ -229,6 +236,35 @@ def check_blueprint(
     for tool in bp.tools:
         out += _check_tool(bp, entities, tool)
     return out
+
+
+def _check_bound(rel: Relationship, col: Column, entities: dict[str, Entity]) -> list[str]:
+    """``at_most: "Entity.attribute"``: a numeric column bounded by a numeric attribute of the
+    record that one of the relationship's foreign keys references."""
+    where = f"relationship {rel.name}: column {col.name!r} has at_most {col.at_most!r}"
+    ent, _, attr = (col.at_most or "").partition(".")
+    numeric = ("integer", "number")
+    if col.type not in numeric:
+        return [_p("column_bound", f"{where}, but only integer or number columns can be bounded; drop at_most")]
+    if ent not in rel.foreign_keys().values():
+        return [
+            _p(
+                "column_bound",
+                f"{where}, but {rel.name} has no foreign key to {ent}; bound it by an entity the row "
+                f"references ({sorted(set(rel.foreign_keys().values()))}) or drop at_most",
+            )
+        ]
+    target = entities[ent].attribute(attr) if ent in entities else None
+    choices = sorted(a.name for a in entities[ent].attributes if a.type in numeric) if ent in entities else []
+    if target is None or target.type not in numeric:
+        problem = "no such attribute" if target is None else f"{attr!r} is of type {target.type}"
+        return [
+            _p(
+                "column_bound",
+                f"{where}, but {ent} has {problem}; use a numeric attribute of {ent} {choices} or drop at_most",
+            )
+        ]
+    return []
 
 
 def _check_tool(bp: Blueprint, entities: dict[str, Entity], tool: Tool) -> list[str]:

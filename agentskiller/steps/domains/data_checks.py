@@ -1,16 +1,14 @@
 """Checks on generated table data (s06) and the data summary computed from it.
 
-Size: over 400 lines because every data rule (types, ranges, keys, foreign keys, time order, arithmetic) and its repair message, side by side.
-
 A generator script is written by the code model; nothing it says about its output is
 trusted. :func:`check_records` looks at the records themselves: exact record count, column
 types, enums, numeric ranges, unique non-empty primary keys, required (non-nullable)
 columns present, no unknown columns, foreign-key integrity against the entity tables, and
-for relationship tables the temporal and arithmetic rules that the column names imply
-(``created_at`` never after the event or the simulation time, a ``completed`` visit lies in
-the past, ``total = unit_price * quantity``). Errors are short, aggregated per column and
-defect kind (at most a few examples each), because they go back to the code model as the
-repair request.
+for relationship tables the consistency rules of :mod:`.data_rules` (``at_most`` bounds
+against the referenced records, creation before the scheduled time, business hours, a status
+that agrees with a past or future scheduled time, ``total = unit_price * quantity``). Errors
+are short, aggregated per column and defect kind (at most a few examples each), because they
+go back to the code model as the repair request.
 """
 
 from __future__ import annotations
@@ -19,84 +17,14 @@ import math
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
 from typing import Any
 
 from agentskiller.models.blueprint import Relationship
 from agentskiller.models.catalog import Entity
+from agentskiller.steps.domains import data_rules
 
 #: examples shown per defect kind; the model needs a hint, not the whole table
 MAX_EXAMPLES = 3
-
-# Column-name vocabulary for the implied rules. Deliberately conservative: a rule fires only
-# when the names leave no doubt, so a sensible table never fails on a heuristic.
-CREATED_NAMES = {
-    "created_at",
-    "booked_at",
-    "requested_at",
-    "submitted_at",
-    "ordered_at",
-    "placed_at",
-    "opened_at",
-    "filed_at",
-    "registered_at",
-    "enrolled_at",
-}
-EVENT_HINTS = (
-    "scheduled",
-    "start",
-    "appointment",
-    "visit",
-    "departure",
-    "check_in",
-    "event",
-    "session",
-    "pickup",
-    "service_date",
-    "travel_date",
-    "class_date",
-)
-EVENT_EXACT = {"date", "datetime", "time", "slot", "when"}
-PAST_STATUSES = {
-    "completed",
-    "no_show",
-    "attended",
-    "delivered",
-    "fulfilled",
-    "finished",
-    "checked_out",
-    "departed",
-    "arrived",
-    "done",
-    "performed",
-    "administered",
-}
-FUTURE_STATUSES = {"scheduled", "upcoming", "booked", "planned", "confirmed", "reserved"}
-TOTAL_NAMES = {"total", "total_amount", "total_price", "total_cost", "total_due", "total_fare"}
-QUANTITY_NAMES = {
-    "quantity",
-    "qty",
-    "units",
-    "nights",
-    "num_units",
-    "seats",
-    "tickets",
-    "num_nights",
-    "num_tickets",
-    "sessions",
-}
-UNIT_NAMES = {
-    "unit_price",
-    "price",
-    "price_per_unit",
-    "rate",
-    "nightly_rate",
-    "unit_cost",
-    "price_per_night",
-    "fare",
-    "price_per_ticket",
-    "price_per_session",
-}
 
 
 @dataclass(frozen=True)
@@ -109,6 +37,8 @@ class ColumnSpec:
     nullable: bool = False
     references: str | None = None
     format: str | None = None
+    #: ``"Entity.attribute"``: at most that attribute of the referenced record
+    at_most: str | None = None
 
 
 @dataclass
@@ -119,6 +49,8 @@ class TableSpec:
     kind: str  # entity | relationship
     primary_key: str
     columns: list[ColumnSpec] = field(default_factory=list)
+    #: ``{"column", "initial", "active"}`` status values from the tools (:func:`.data_rules.lifecycle_of`)
+    lifecycle: dict | None = None
 
     def column(self, name: str) -> ColumnSpec | None:
         return next((c for c in self.columns if c.name == name), None)
@@ -138,6 +70,7 @@ def _col(a: Any, references: str | None = None) -> ColumnSpec:
         nullable=bool(a.nullable),
         references=references,
         format=a.format,
+        at_most=getattr(a, "at_most", None),
     )
 
 
@@ -145,30 +78,16 @@ def spec_for_entity(entity: Entity) -> TableSpec:
     return TableSpec(entity.name, "entity", entity.primary_key, [_col(a) for a in entity.attributes])
 
 
-def spec_for_relationship(rel: Relationship) -> TableSpec:
-    return TableSpec(rel.name, "relationship", rel.primary_key, [_col(c, c.references) for c in rel.columns])
+def spec_for_relationship(rel: Relationship, lifecycle: dict | None = None) -> TableSpec:
+    """The spec of a relationship table; ``lifecycle`` (:func:`.data_rules.lifecycle_of` of the
+    blueprint's tools) lets the status rules know the initial and active statuses."""
+    cols = [_col(c, c.references) for c in rel.columns]
+    return TableSpec(rel.name, "relationship", rel.primary_key, cols, lifecycle)
 
 
 # ------------------------------------------------------------------ value parsing
-def parse_date(v: Any) -> date | None:
-    """``YYYY-MM-DD`` only (a datetime in a date column is a type error)."""
-    if not isinstance(v, str) or len(v) != 10:
-        return None
-    try:
-        return date.fromisoformat(v)
-    except ValueError:
-        return None
-
-
-def parse_datetime(v: Any) -> datetime | None:
-    """ISO 8601 with a time part (``2025-06-02T09:00:00Z``); naive values count as UTC."""
-    if not isinstance(v, str) or "T" not in v:
-        return None
-    try:
-        dt = datetime.fromisoformat(v.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
+parse_date = data_rules.parse_date
+parse_datetime = data_rules.parse_datetime
 
 
 def _type_ok(ctype: str, v: Any) -> bool:
@@ -195,27 +114,6 @@ _TYPE_HINT = {
     "boolean": "true/false",
     "string": "a string",
 }
-
-
-def _temporal_key(ctype: str, v: Any) -> date | datetime | None:
-    return parse_date(v) if ctype == "date" else parse_datetime(v)
-
-
-def _before(a: date | datetime, b: date | datetime) -> bool:
-    """a <= b, at day granularity when either side is a plain date."""
-    if isinstance(a, datetime) and isinstance(b, datetime):
-        return a <= b
-    da = a.date() if isinstance(a, datetime) else a
-    db = b.date() if isinstance(b, datetime) else b
-    return da <= db
-
-
-def is_created_column(name: str) -> bool:
-    return name in CREATED_NAMES or name.endswith("_created_at")
-
-
-def is_event_column(name: str) -> bool:
-    return not is_created_column(name) and (name in EVENT_EXACT or any(h in name for h in EVENT_HINTS))
 
 
 # --------------------------------------------------------------------- the checks
@@ -261,11 +159,13 @@ def check_records(
     expected_count: int | None = None,
     fk_values: dict[str, set] | None = None,
     simulation_time: str | None = None,
+    ref_records: dict[str, dict[Any, dict]] | None = None,
 ) -> list[str]:
     """Every defect found in ``records`` against ``spec`` (empty list: the table is good).
 
     ``fk_values`` maps a foreign-key column to the primary keys of the referenced table;
     columns without an entry are not FK-checked (the caller reports missing tables).
+    ``ref_records`` maps an entity to its records by primary key, for the ``at_most`` bounds.
     """
     err = _Errors()
     if expected_count is not None and len(records) != expected_count:
@@ -277,7 +177,6 @@ def check_records(
     for name, n in sorted(unknown.items()):
         err.plain.append(f"unknown column {name!r} in {n} record(s); allowed columns: {sorted(known)}")
 
-    pk_seen: Counter = Counter()
     for i, rec in enumerate(records):
         for c in spec.columns:
             if c.name not in rec:
@@ -303,75 +202,30 @@ def check_records(
             if c.name == spec.primary_key:
                 if isinstance(v, str) and not v.strip():
                     err.add("with an empty primary key", c.name, f"record {i}")
-                pk_seen[v] += 1
             if fk_values is not None and c.references and c.name in fk_values and v not in fk_values[c.name]:
                 err.add(f"whose foreign key is not a {c.references} primary key", c.name, f"record {i}: {v!r}")
-    dups = sorted((k for k, n in pk_seen.items() if n > 1), key=str)
-    if dups:
-        err.plain.append(
-            f"primary key {spec.primary_key!r} is not unique: {len(dups)} duplicated value(s), "
-            f"e.g. {dups[:MAX_EXAMPLES]}"
-        )
+    dup = duplicate_keys(records, spec.primary_key)
+    if dup:
+        err.plain.append(f"table {spec.name}: primary key {spec.primary_key!r} is not unique: {dup}")
     if spec.kind == "relationship":
-        _implied_rules(records, spec, simulation_time, err)
+        now = parse_datetime(simulation_time) if simulation_time else None
+        data_rules.check_row_rules(records, spec, now, err.add, ref_records)
     return err.lines()
 
 
-def _implied_rules(records: list[dict], spec: TableSpec, simulation_time: str | None, err: _Errors) -> None:
-    """Temporal and arithmetic consistency that the column names make unambiguous."""
-    now = parse_datetime(simulation_time) if simulation_time else None
-    temporal = [c for c in spec.columns if c.type in ("date", "datetime")]
-    created = [c for c in temporal if is_created_column(c.name)]
-    events = [c for c in temporal if is_event_column(c.name)]
-    status = spec.column("status")
-    cols = {c.name: c for c in spec.columns if c.type in ("integer", "number")}
-    total = next((cols[n] for n in cols if n in TOTAL_NAMES), None)
-    qty = next((cols[n] for n in cols if n in QUANTITY_NAMES), None)
-    unit = next((cols[n] for n in cols if n in UNIT_NAMES), None)
+def duplicate_keys(records: list[dict], pk: str) -> str:
+    """``""`` when the primary keys of ``records`` are unique, else which values repeat, with
+    the records that hold them: ``2 duplicated value(s), e.g. 'PAT-1' (records 0, 3)``."""
+    where: dict[Any, list[int]] = {}
     for i, rec in enumerate(records):
-
-        def tval(c: ColumnSpec, rec: dict = rec):
-            v = rec.get(c.name)
-            return _temporal_key(c.type, v) if v is not None else None
-
-        for cc in created:
-            cv = tval(cc)
-            if cv is None:
-                continue
-            if now is not None and not _before(cv, now):
-                err.add(
-                    f"with {cc.name} after the simulation time {simulation_time}",
-                    cc.name,
-                    f"record {i}: {rec[cc.name]!r}",
-                )
-            for oc in temporal:
-                ov = tval(oc)
-                if oc is not cc and ov is not None and not is_created_column(oc.name) and not _before(cv, ov):
-                    err.add(
-                        f"with {cc.name} later than {oc.name}",
-                        cc.name,
-                        f"record {i}: {rec[cc.name]!r} > {rec[oc.name]!r}",
-                    )
-        if now is not None and status is not None and events and isinstance(rec.get("status"), str):
-            ev, st = tval(events[0]), rec["status"]
-            if ev is not None and st in PAST_STATUSES and not _before(ev, now):
-                err.add(
-                    f"with status {st!r} but {events[0].name} in the future (after {simulation_time})",
-                    events[0].name,
-                    f"record {i}: {rec[events[0].name]!r}",
-                )
-            if ev is not None and st in FUTURE_STATUSES and not _before(now, ev):
-                err.add(
-                    f"with status {st!r} but {events[0].name} in the past (before {simulation_time})",
-                    events[0].name,
-                    f"record {i}: {rec[events[0].name]!r}",
-                )
-        if total and qty and unit:
-            t, q, u = rec.get(total.name), rec.get(qty.name), rec.get(unit.name)
-            if all(_type_ok("number", x) for x in (t, q, u)) and abs(t - u * q) > 0.011 + 1e-9 * abs(t):
-                err.add(
-                    f"where {total.name} != {unit.name} * {qty.name}", total.name, f"record {i}: {t!r} vs {u!r}*{q!r}"
-                )
+        v = rec.get(pk)
+        if v is not None and not isinstance(v, (dict, list)):
+            where.setdefault(v, []).append(i)
+    dups = sorted((k for k, idx in where.items() if len(idx) > 1), key=str)
+    if not dups:
+        return ""
+    shown = ", ".join(f"{k!r} (records {', '.join(map(str, where[k][:5]))})" for k in dups[:MAX_EXAMPLES])
+    return f"{len(dups)} duplicated value(s), e.g. {shown}"
 
 
 # -------------------------------------------------------------------- the summary

@@ -40,6 +40,7 @@ from agentskiller.models.catalog import Entity
 from agentskiller.prompts import render
 from agentskiller.runtime.sandbox import SandboxSettings, run_sandboxed
 from agentskiller.steps.domains import data_checks as dc
+from agentskiller.steps.domains import data_rules
 
 SCRIPT_NAME = "generate.py"
 OUTPUT_NAME = "output.json"
@@ -113,8 +114,11 @@ def generate_table(
     count: int,
     inputs: dict[str, Path] | None = None,
     fk_values: dict[str, set] | None = None,
+    ref_records: dict[str, dict[Any, dict]] | None = None,
 ) -> TableResult:
-    """Ask for a generator script, run and check it, repair within the budget."""
+    """Ask for a generator script, run and check it, repair within the budget.
+
+    ``ref_records``: the referenced entity tables' records by primary key (``at_most`` bounds)."""
     sandbox = _sandbox_kwargs(ctx.config)
     sim_time = ctx.cfg.simulation_time
     max_rounds = ctx.cfg.database.max_repair_rounds
@@ -125,7 +129,7 @@ def generate_table(
         result.script = code
         records, problems = run_generator(code, inputs or {}, sandbox)
         if records is not None:
-            problems = dc.check_records(records, spec, count, fk_values, sim_time)
+            problems = dc.check_records(records, spec, count, fk_values, sim_time, ref_records)
         # the duration goes to the log only: artifacts must not depend on timing
         result.rounds.append({"round": len(result.rounds), "errors": problems})
         if not problems:
@@ -222,6 +226,17 @@ def relationship_context(
     bp: Blueprint, rel: Relationship, entities: dict[str, Entity], count: int, seed: int, simulation_time: str
 ) -> dict:
     refs = sorted(set(rel.foreign_keys().values()))
+    spec = dc.spec_for_relationship(rel, data_rules.lifecycle_of(bp.tools, rel.name))
+    rules: dict[str, Any] = {}
+    if spec.lifecycle is not None:
+        rules["lifecycle"] = spec.lifecycle
+    sched = data_rules.scheduled_column(spec.columns)
+    status = spec.column((spec.lifecycle or {}).get("column", "status"))
+    if sched is not None:
+        rules["scheduled"] = {"column": sched.name, "business_hours": sched.type == "datetime"}
+        if status is not None and status.enum:
+            past, future = data_rules.status_windows(status.enum, spec.lifecycle)
+            rules["scheduled"] |= {"status_column": status.name, "past_statuses": past, "future_statuses": future}
     return {
         "domain": bp.domain,
         "domain_description": bp.description,
@@ -232,6 +247,7 @@ def relationship_context(
         "seed": seed,
         "simulation_time": simulation_time,
         "usage": f"python {rel.name}.py OUTPUT_JSON " + " ".join(f"{e}=TABLE_JSON" for e in refs),
+        **rules,
     }
 
 
@@ -272,6 +288,12 @@ def build_domain(ctx: StepContext, out: Path, domain: str) -> None:
             return _write_failed_domain(ctx, out, domain, f"s06: no entity table for {name} was given to the job")
         if tables[name][1].get("status") == "failed":
             return _write_failed_domain(ctx, out, domain, upstream_reason("s06", tables[name][1]))
+        dup = dc.duplicate_keys(tables[name][1].get("records") or [], tables[name][1].get("primary_key", ""))
+        if dup:
+            reason = (
+                f"s06: entity table {name}: primary key {tables[name][1].get('primary_key')!r} is not unique: {dup}"
+            )
+            return _write_failed_domain(ctx, out, domain, reason)
     sim_time = ctx.cfg.simulation_time
     count = ctx.cfg.database.relationship_records
     results: dict[str, tuple[TableResult, int]] = {}
@@ -285,16 +307,21 @@ def build_domain(ctx: StepContext, out: Path, domain: str) -> None:
             col: dc.primary_keys(tables[e][1]["records"], tables[e][1]["primary_key"]) for col, e in fks.items()
         }
         inputs = {e: tables[e][0] for e in sorted(set(fks.values()))}
+        ref_records = {
+            e: {r.get(tables[e][1]["primary_key"]): r for r in tables[e][1]["records"]}
+            for e in sorted(set(fks.values()))
+        }
         context = relationship_context(bp, rel, entities, count, seed, sim_time)
         res = generate_table(
             ctx,
             "s06.relationship_script",
             "relationship_script",
             context,
-            dc.spec_for_relationship(rel),
+            dc.spec_for_relationship(rel, data_rules.lifecycle_of(bp.tools, rel.name)),
             count,
             inputs,
             fk_values,
+            ref_records,
         )
         # scripts are kept even for a failed table: they are what a person debugs
         ctx.write_text(out / "scripts" / f"{rel.name}.py", _script_text(res))

@@ -2,8 +2,11 @@
 
 ``s06.entity_script`` gets ``{"entity", "records", "seed", "simulation_time"}``;
 ``s06.relationship_script`` gets ``{"relationship", "entities", "records", "seed",
-"simulation_time", ...}`` (``entities``: definitions of the referenced entities). Both
-answer with one fenced Python block written by :mod:`..codegen_data`.
+"simulation_time", "lifecycle"?, "scheduled"?, ...}`` (``entities``: definitions of the
+referenced entities; ``scheduled``: the scheduled column and its status windows). Both answer
+with one fenced Python block written by :mod:`..codegen_data` / :mod:`..codegen_relations`,
+with names from the catalogue's vocabulary of the table (the offline "model" knows real
+product and service names).
 
 Repair rounds (``req.feedback`` non-empty: the sandbox run or the data checks failed) are
 answered by writing the script again from the definition. The writer is deterministic and
@@ -16,14 +19,15 @@ from __future__ import annotations
 from .. import handler
 from ..codegen_data import entity_script as write_entity_script
 from ..codegen_data import fenced
-from ..codegen_data import relationship_script as write_relationship_script
+from ..codegen_relations import relationship_script as write_relationship_script
 from ..provider import OfflineRequest
 
 
 @handler("s06.entity_script")
 def entity_script(req: OfflineRequest) -> str:
     c = req.context
-    code = write_entity_script(c["entity"], int(c["records"]), int(c["seed"]), c["simulation_time"])
+    vocabulary = req.catalog.vocabulary_for(c["entity"].get("name", ""))
+    code = write_entity_script(c["entity"], int(c["records"]), int(c["seed"]), c["simulation_time"], vocabulary)
     return _answer(code, req)
 
 
@@ -31,7 +35,14 @@ def entity_script(req: OfflineRequest) -> str:
 def relationship_script(req: OfflineRequest) -> str:
     c = req.context
     code = write_relationship_script(
-        c["relationship"], c["entities"], int(c["records"]), int(c["seed"]), c["simulation_time"]
+        c["relationship"],
+        c["entities"],
+        int(c["records"]),
+        int(c["seed"]),
+        c["simulation_time"],
+        scheduled=c.get("scheduled"),
+        lifecycle=c.get("lifecycle"),
+        vocabulary=req.catalog.vocabulary_for(c["relationship"].get("name", "")),
     )
     return _answer(code, req)
 

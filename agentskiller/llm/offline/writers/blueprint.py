@@ -24,6 +24,17 @@ def relationship_dict(t: RelationshipTemplate, core: str) -> dict:
     }
 
 
+def keep_known_bounds(rel: dict, entities: dict) -> dict:
+    """``rel`` without the ``at_most`` bounds whose attribute the request's entities lack (s02
+    may drop an entity's later attributes; a bound on a missing attribute would be rejected)."""
+    for col in rel["columns"]:
+        ent, _, attr = (col.get("at_most") or "").partition(".")
+        attrs = {a.get("name") for a in entities.get(ent, {}).get("attributes", [])}
+        if col.get("at_most") and attr not in attrs:
+            del col["at_most"]
+    return rel
+
+
 def fallback_template(core: str, peripheral: str) -> RelationshipTemplate:
     """A generic request table for an outline the catalogue does not know (another
     provider's world): still a realistic lifecycle, never ``entity_1``."""
@@ -93,7 +104,7 @@ def setup_builder(req: OfflineRequest, outline: dict) -> tuple[Builder, list[Rel
     peripherals = list(outline["peripheral_entities"])[: int(limits.get("max_peripheral", 3))]
     outline = {**outline, "peripheral_entities": peripherals}
     temps = templates_for(cat, outline, int(limits.get("max_relationships", 3)))
-    rels = [relationship_dict(t, core) for t in temps]
+    rels = [keep_known_bounds(relationship_dict(t, core), ctx.get("entities", {})) for t in temps]
     b = Builder(
         req.rng, outline["domain"], core, peripherals, ctx.get("entities", {}), {t.name: t for t in temps}, rels
     )

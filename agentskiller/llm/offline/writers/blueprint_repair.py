@@ -15,6 +15,7 @@ from ...extract import extract_json
 from ..provider import OfflineRequest
 from .blueprint_draft import Draft, codes_of
 from .blueprint_table_fixes import (
+    fix_column_bound,
     fix_core_not_in_relationship,
     fix_duplicate_table,
     fix_enum_columns,
@@ -70,6 +71,7 @@ RELATIONSHIP_FIXES: tuple[Callable[[Draft, dict], None], ...] = (
     fix_relationship_pk,
     fix_core_not_in_relationship,
     fix_enum_columns,
+    fix_column_bound,
 )
 TOOL_SET_FIXES: tuple[Callable[[Draft], None], ...] = (fix_unknown_table, fix_authorize, fix_aggregate)
 TOOL_FIXES: tuple[Callable[[Draft, dict], None], ...] = (

@@ -126,3 +126,19 @@ def fix_enum_columns(d: Draft, rel: dict) -> None:
         for c in rel["columns"]:
             if c.get("enum") is None:
                 c.pop("enum", None)
+
+
+def fix_column_bound(d: Draft, rel: dict) -> None:
+    """``column_bound``: an ``at_most`` that does not name a numeric attribute of an entity the
+    row references, on a numeric column, is dropped (the feedback says which)."""
+    if not d.has("column_bound"):
+        return
+    refs = {c.get("references") for c in rel["columns"] if c.get("references")}
+    for c in rel["columns"]:
+        ent, _, attr = (c.get("at_most") or "").partition(".")
+        target = {a["name"]: a for a in d.entities.get(ent, {}).get("attributes", [])}.get(attr)
+        numeric = ("integer", "number")
+        if c.get("at_most") and (
+            ent not in refs or c.get("type") not in numeric or not target or target.get("type") not in numeric
+        ):
+            del c["at_most"]
