@@ -13,6 +13,7 @@ from agentskiller.jobs import StepContext
 from agentskiller.llm import offline
 from agentskiller.llm.offline.provider import OfflineRequest
 from agentskiller.models.blueprint import Blueprint
+from agentskiller.models.policy_rules import derive_rules, rule_marker
 from agentskiller.steps.domains import policy_markers as pm
 from agentskiller.steps.domains import s07_policy
 
@@ -29,12 +30,17 @@ def schema() -> pm.PolicySchema:
     return pm.PolicySchema.from_blueprint(blueprint(), artifacts.load_entities(FIX / "entities_small.json"))
 
 
+def rules():
+    return derive_rules(blueprint(), artifacts.load_entities(FIX / "entities_small.json"))
+
+
 def context() -> dict:
     return {
         "blueprint": blueprint().model_dump(exclude_none=True),
         "database": {},
         "simulation_time": "2025-06-02T09:00:00Z",
         "tools": [t.name for t in blueprint().tools],
+        "rules": [r.model_dump(exclude_defaults=True) for r in rules()],
     }
 
 
@@ -209,3 +215,61 @@ def test_failed_database_quarantines_policy(tmp_path):
     rep = io.read_json(tmp_path / "policies/DentalCare.json")
     assert rep["status"] == "failed" and rep["reason"] == "s06: table Invoice: boom"
     assert (tmp_path / "policies/DentalCare.md").read_text() == ""
+
+
+# ----------------------------------------------------------------------- rule markers
+def test_offline_policy_states_every_rule_with_its_marker():
+    text = offline_policy()
+    assert pm.check_policy(text, schema(), rules()) == []
+    stated = pm.stated_rules(text)
+    for r in rules():
+        assert r.id in stated, r.id
+        assert stated[r.id][0] == r.tool, r.id
+    # the assistant is shown the rules without their markers
+    assert "RULE:" not in pm.policy_for_tools(text, [t.name for t in blueprint().tools])
+    assert not any("RULE:" in line for line in pm.parse_policy(text).rules)
+
+
+def _first(kind: str):
+    return next(r for r in rules() if r.kind == kind)
+
+
+def test_a_rule_without_its_marker_is_reported():
+    rule = _first("precondition")
+    text = offline_policy().replace(" " + rule_marker(rule.id), "")
+    errs = pm.check_policy(text, schema(), rules())
+    assert any(f"rule {rule.id} is not stated" in e for e in errs), errs
+
+
+def test_a_marker_whose_line_does_not_state_the_rule_is_reported():
+    rule = _first("precondition")
+    text = offline_policy()
+    line = pm.stated_rules(text)[rule.id][1]
+    text = text.replace(line, f"- Be nice to the patient. {rule_marker(rule.id)}")
+    errs = pm.check_policy(text, schema(), rules())
+    assert any(f"the line marked {rule_marker(rule.id)} does not state its rule" in e for e in errs), errs
+
+
+def test_unknown_misplaced_and_unmarked_rules_are_reported():
+    text = offline_policy()
+    sec = pm.parse_policy(text).sections["pay_invoice"]
+    bad = text.replace(sec, sec + "\n- Anything goes. <!-- RULE: pay_invoice.magic -->")
+    assert any("names no rule of this domain" in e for e in pm.check_policy(bad, schema(), rules()))
+    auth = _first("authorization")
+    line = pm.stated_rules(text)[auth.id][1]
+    other = next(t for t in pm.parse_policy(text).order if t != auth.tool)
+    moved = text.replace(line, "").replace(pm.tool_end(other), f"- {line[2:]}\n{pm.tool_end(other)}")
+    assert any("stands in the section of" in e for e in pm.check_policy(moved, schema(), rules()))
+    unmarked = text.replace(sec, sec + "\n- `notes` must lie after the current time.")
+    errs = pm.check_policy(unmarked, schema(), rules())
+    assert any("states a time rule without its marker" in e for e in errs), errs
+    glob = text.replace(pm.GLOBAL_RULES_END, "- Always smile.\n" + pm.GLOBAL_RULES_END)
+    assert any("has no marker" in e for e in pm.check_policy(glob, schema(), rules()))
+
+
+def test_repair_rewrites_a_section_whose_rule_marker_is_wrong():
+    rule = _first("precondition")
+    broken = offline_policy().replace(" " + rule_marker(rule.id), "")
+    feedback = pm.check_policy(broken, schema(), rules())
+    fixed = offline_policy(feedback=feedback, previous=broken)
+    assert pm.check_policy(fixed, schema(), rules()) == []

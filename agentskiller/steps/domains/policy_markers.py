@@ -1,5 +1,7 @@
 """The policy's structured markers (s07): parse them and check a policy against its domain.
 
+Size: over 400 lines because the section, mention and rule-marker checks share one parser and must agree on it.
+
 Format::
 
     <!-- POLICY_START -->
@@ -34,6 +36,7 @@ from typing import Any
 
 from agentskiller.models.blueprint import Blueprint
 from agentskiller.models.catalog import Entity
+from agentskiller.models.policy_rules import RULE_MARKER_RE, PolicyRule, is_conduct, rule_marker
 
 POLICY_START = "<!-- POLICY_START -->"
 GLOBAL_RULES_END = "<!-- GLOBAL_RULES_END -->"
@@ -70,7 +73,17 @@ class ParsedPolicy:
 
     @property
     def rules(self) -> list[str]:
-        return [ln.strip()[2:].strip() for ln in self.global_rules.splitlines() if ln.strip()[:2] in ("- ", "* ")]
+        """The global rules' text, without their rule markers."""
+        return [
+            strip_rule_markers(ln.strip()[2:]).strip()
+            for ln in self.global_rules.splitlines()
+            if ln.strip()[:2] in ("- ", "* ")
+        ]
+
+
+def strip_rule_markers(text: str) -> str:
+    """``text`` without its ``<!-- RULE: id -->`` markers (what an assistant is shown)."""
+    return re.sub(r"[ \t]*" + RULE_MARKER_RE.pattern, "", text)
 
 
 def strip_fence(text: str) -> str:
@@ -226,8 +239,9 @@ def _has_part(section: str, part: str) -> bool:
     return re.search(rf"(?im)^[\s>*_#\-]*{re.escape(part)}\b", section) is not None
 
 
-def check_policy(text: str, schema: PolicySchema) -> list[str]:
-    """Every problem of ``text`` as a policy for the domain of ``schema`` (empty: accepted)."""
+def check_policy(text: str, schema: PolicySchema, rules: list[PolicyRule] | None = None) -> list[str]:
+    """Every problem of ``text`` as a policy for the domain of ``schema`` (empty: accepted);
+    with ``rules``, also that the policy states each rule, marked, and nothing unmarked."""
     p = parse_policy(text)
     errors = list(p.problems)
     counts: dict[str, int] = {}
@@ -249,16 +263,150 @@ def check_policy(text: str, schema: PolicySchema) -> list[str]:
         if missing:
             errors.append(f"section `{tool}` lacks the part(s) {missing} (each as a label at the start of a line)")
     errors += find_mentions(text, schema)
+    if rules is not None and not p.problems:
+        errors += check_rules(p, rules)
     return errors
+
+
+# ------------------------------------------------------------------------ rule markers
+#: phrases that state a rule of a kind; a line that uses one must carry a marker of that kind
+RULE_PHRASES = {
+    "time": ("after the current time", "before the current time"),
+    "not_empty": ("must not be empty",),
+    "exists": ("must identify an existing",),
+    "at_least_one": ("at least one value",),
+}
+
+
+def _bullets(block: str) -> list[str]:
+    return [ln.strip() for ln in block.splitlines() if ln.strip()[:2] in ("- ", "* ")]
+
+
+def stated_rules(text: str | ParsedPolicy) -> dict[str, tuple[str | None, str]]:
+    """rule id -> (the tool section it stands in, None for the global rules; its line)."""
+    p = parse_policy(text) if isinstance(text, str) else text
+    out: dict[str, tuple[str | None, str]] = {}
+    for where, block in [(None, p.global_rules), *p.sections.items()]:
+        for line in block.splitlines():
+            for m in RULE_MARKER_RE.finditer(line):
+                out.setdefault(m.group(1), (where, line.strip()))
+    return out
+
+
+def _fmt(x: float) -> str:
+    return f"{x:g}"
+
+
+def statement_problems(rule: PolicyRule, line: str, auth_tool: str) -> list[str]:
+    """What the line of ``rule``'s marker fails to say (empty: it states the rule)."""
+    low = strip_rule_markers(line).lower()
+    need: list[str] = []
+    if rule.param and rule.kind != "covers" and f"`{rule.param}`".lower() not in low:
+        need.append(f"the parameter `{rule.param}`")
+    k = rule.kind
+    if k == "authorization" and "authoriz" not in low:
+        need.append("that the user must be authorized")
+    elif k == "exists" and not ("existing" in low and f"`{rule.table}`".lower() in low):
+        need.append(f"that it must identify an existing `{rule.table}` record")
+    elif k == "ownership" and not (f"`{rule.table}".lower() in low and ("belong" in low or "own" in low)):
+        need.append(f"that the `{rule.table}` record must belong to the authorized user")
+    elif k == "enum":
+        need += [f"the value `{v}`" for v in rule.values or [] if f"`{v}`".lower() not in low]
+    elif k == "range":
+        need += [f"the bound {_fmt(b)}" for b in (rule.minimum, rule.maximum) if b is not None and _fmt(b) not in low]
+    elif k == "format":
+        shape = {"date": "yyyy-mm-dd", "datetime": "yyyy-mm-ddthh:mm:ss", "email": "email", "phone": "phone"}
+        if shape[rule.format or "date"] not in low:
+            need.append(f"the {rule.format} format ({shape[rule.format or 'date'].upper()})")
+    elif k == "not_empty" and "empty" not in low:
+        need.append("that it must not be empty")
+    elif k == "time":
+        phrase = "after the current time" if rule.when == "future" else "before the current time"
+        if phrase not in low:
+            need.append(f"that it must lie {phrase}")
+    elif k == "bound" and f"`{rule.limit}`".lower() not in low:
+        need.append(f"that it may not exceed `{rule.limit}` of the referenced record")
+    elif k == "precondition":
+        for c in rule.conditions or []:
+            if c["column"].lower() not in low:
+                need.append(f"the column `{rule.table}.{c['column']}`")
+            need += [f"the value `{v}`" for v in c["values"] if f"`{_spell(v)}`".lower() not in low]
+    elif k == "at_least_one" and "at least one" not in low:
+        need.append("that at least one value to change must be given")
+    elif k == "privacy" and "does not exist" not in low:
+        need.append("that another person's record is treated exactly like a record that does not exist")
+    elif rule.id == "global.authorization" and f"`{auth_tool}`".lower() not in low:
+        need.append(f"that `{auth_tool}` comes before any other action")
+    return need
+
+
+def check_rules(p: ParsedPolicy, rules: list[PolicyRule]) -> list[str]:
+    """The policy states every rule on a line with its marker, in the right place; each marked
+    line says what its rule says; no marker names an unknown rule; no rule is stated unmarked."""
+    stated = stated_rules(p)
+    by_id = {r.id: r for r in rules}
+    auth = next((r.tool or "" for r in rules if r.kind == "exists" and _is_auth_rule(r, rules)), "")
+    errors: list[str] = []
+    for r in rules:
+        if r.tool and r.tool not in p.sections:
+            continue  # the missing section is reported already
+        if r.id not in stated:
+            where = f"the section of `{r.tool}`" if r.tool else "the Global Rules"
+            errors.append(
+                f"rule {r.id} is not stated: add a line to {where} that states it and ends with {rule_marker(r.id)}"
+            )
+            continue
+        section, line = stated[r.id]
+        if section != r.tool:
+            errors.append(
+                f"the marker {rule_marker(r.id)} stands in "
+                f"{'the Global Rules' if section is None else f'the section of `{section}`'}; "
+                f"it belongs in {'the Global Rules' if r.tool is None else f'the section of `{r.tool}`'}"
+            )
+            continue
+        missing = statement_problems(r, line, auth)
+        if missing:
+            errors.append(
+                f"the line marked {rule_marker(r.id)} does not state its rule: it must name " + "; ".join(missing)
+            )
+    for rid in stated:
+        if rid not in by_id and not is_conduct(rid):
+            errors.append(f"the marker {rule_marker(rid)} names no rule of this domain: remove it")
+    for line in _bullets(p.global_rules):
+        if not RULE_MARKER_RE.search(line):
+            errors.append(
+                f"the global rule '{strip_rule_markers(line)[2:60]}...' has no marker: end it with the "
+                f"marker of the rule it states, or {rule_marker('conduct.<name>')} when it only says "
+                "how you behave in the conversation"
+            )
+    for tool, sec in p.sections.items():
+        for line in _bullets(sec):
+            kinds = {by_id[m.group(1)].kind for m in RULE_MARKER_RE.finditer(line) if m.group(1) in by_id}
+            low = line.lower()
+            for kind, phrases in RULE_PHRASES.items():
+                if any(ph in low for ph in phrases) and kind not in kinds:
+                    errors.append(
+                        f"section `{tool}` states a {kind.replace('_', ' ')} rule without its marker: "
+                        f"'{strip_rule_markers(line)[2:90]}'; mark it, or drop it if the domain has no "
+                        "such rule"
+                    )
+    return errors
+
+
+def _is_auth_rule(rule: PolicyRule, rules: list[PolicyRule]) -> bool:
+    """The authorize tool's own rule: the only exists rule of a tool without an authorization rule."""
+    return not any(r.tool == rule.tool and r.kind == "authorization" for r in rules)
 
 
 def policy_for_tools(text: str, tools: Iterable[str], with_markers: bool = True) -> str:
     """Global rules + only the sections of ``tools`` (what an assistant needs for a task)."""
     p = parse_policy(text)
-    parts = [f"{POLICY_START}\n{p.global_rules}\n{GLOBAL_RULES_END}" if with_markers else p.global_rules]
+    # the rule markers are for the checks, not for the assistant
+    rules, sections = strip_rule_markers(p.global_rules), {k: strip_rule_markers(v) for k, v in p.sections.items()}
+    parts = [f"{POLICY_START}\n{rules}\n{GLOBAL_RULES_END}" if with_markers else rules]
     for t in tools:
-        if t in p.sections:
-            parts.append(f"{tool_start(t)}\n{p.sections[t]}\n{tool_end(t)}" if with_markers else p.sections[t])
+        if t in sections:
+            parts.append(f"{tool_start(t)}\n{sections[t]}\n{tool_end(t)}" if with_markers else sections[t])
     if with_markers:
         parts.append(POLICY_END)
     return "\n\n".join(parts) + "\n"

@@ -4,8 +4,10 @@ The model gets the blueprint, the database summary (computed from the data in s0
 simulation time, and writes a markdown policy with structured markers: global rules, then
 exactly one section per tool (purpose, preconditions, input validation, permitted and
 rejected outcomes, effects). :mod:`.policy_markers` checks it: markers well formed, every
-tool exactly one section, no section for an unknown tool, every part present, and no table,
-column or value that the schema lacks. Problems go back to the model through the LLM
+tool exactly one section, no section for an unknown tool, every part present, no table,
+column or value that the schema lacks, and every rule of
+:func:`agentskiller.models.policy_rules.derive_rules` stated on a line that ends with its
+``<!-- RULE: id -->`` marker and says what the rule says (no rule stated unmarked). Problems go back to the model through the LLM
 client's repair loop (``policy.max_repair_rounds``). Outputs: ``policies/{domain}.md`` and
 the check report ``policies/{domain}.json``. A failed blueprint or database, or a policy
 that never passes, quarantines the domain: an empty policy and a failed report.
@@ -20,8 +22,15 @@ from agentskiller import artifacts, io
 from agentskiller.artifacts import blueprint_or_reason, load_entities, upstream_reason
 from agentskiller.jobs import StepContext
 from agentskiller.llm import LLMError
+from agentskiller.models.policy_rules import derive_rules, is_conduct
 from agentskiller.prompts import render
-from agentskiller.steps.domains.policy_markers import PolicySchema, check_policy, parse_policy, strip_fence
+from agentskiller.steps.domains.policy_markers import (
+    PolicySchema,
+    check_policy,
+    parse_policy,
+    stated_rules,
+    strip_fence,
+)
 from agentskiller.steps.repair import checks_failed
 
 
@@ -81,17 +90,20 @@ def run(ctx: StepContext) -> None:
         return _fail(ctx, domain, upstream_reason("s06", summary), tools)
     entities = load_entities(ctx.inputs["entities"])
     schema = PolicySchema.from_blueprint(bp, entities, summary)
+    rules = derive_rules(bp, entities)
     sim_time = ctx.cfg.simulation_time
     context = {
         "blueprint": bp.model_dump(exclude_none=True),
         "database": database_context(summary),
         "simulation_time": sim_time,
         "tools": tools,
+        # every rule the policy must state, each on a line ending with its marker
+        "rules": [r.model_dump(exclude_defaults=True) for r in rules],
     }
     rounds: list[dict] = []
 
     def check(text: str) -> list[str]:
-        errors = check_policy(strip_fence(text), schema)
+        errors = check_policy(strip_fence(text), schema, rules)
         rounds.append({"round": len(rounds), "errors": errors})
         return errors
 
@@ -114,6 +126,9 @@ def run(ctx: StepContext) -> None:
             "tools": tools,
             "sections": parsed.order,
             "global_rules": len(parsed.rules),
+            # the rules as stated (the markers), which s09 turns into contract tests
+            "rules": [r.model_dump(exclude_defaults=True) for r in rules],
+            "conduct": sorted(rid for rid in stated_rules(parsed) if is_conduct(rid)),
             "sha256": io.sha256_text(text),
             "rounds": rounds,
             "rounds_used": len(rounds),

@@ -13,15 +13,21 @@ varies with the request's seeded RNG.
 Repair rounds (``req.feedback``): the previous policy (the last assistant message) is
 edited, not thrown away: sections of unknown tools and repeated sections are dropped,
 missing sections are written, lines that use a name the feedback calls unknown are
-removed, and broken markers are rebuilt. If the previous text cannot be read as a policy
+removed, broken markers are rebuilt, and a section (or the global rules) whose rule
+markers the feedback names is written again from the rules. If the previous text cannot be read as a policy
 at all, the policy is written afresh.
 """
 
 from __future__ import annotations
 
+import re
+
 from .. import handler
 from ..provider import OfflineRequest
 from ..writers.policy import FEEDBACK_NAME_RE, GEND, SECTION_RE, START, PolicyWriter
+
+#: a rule id named by the s07 rule checks ("rule X is not stated", "the marker <!-- RULE: X -->")
+RULE_IN_FEEDBACK_RE = re.compile(r"(?:rule |RULE: )([A-Za-z0-9_\-]+(?:\.[A-Za-z0-9_\-]+)+)")
 
 
 @handler("s07.policy")
@@ -49,8 +55,16 @@ def _repair(w: PolicyWriter, previous: str, feedback: list[str]) -> str:
             sections[name] = clean(body)
     g = previous[previous.index(START) + len(START) : previous.index(GEND)]
     rules = [ln.strip()[2:] for ln in clean(g).splitlines() if ln.strip().startswith("- ")]
-    # a section that lost a required part (or had none) is rewritten from the blueprint
+    # a section that lost a required part (or had none), or whose rule markers are wrong, is
+    # rewritten from the blueprint and the rules; so are the global rules when theirs are
     for name in list(sections):
-        if any(f"section `{name}` lacks" in f for f in feedback):
+        if any(f"section `{name}` lacks" in f or f"section `{name}` states" in f for f in feedback):
             del sections[name]
+    for f in feedback:
+        rule = RULE_IN_FEEDBACK_RE.search(f)
+        tool = rule.group(1).split(".")[0] if rule else None
+        if tool in sections:
+            del sections[tool]
+        if (rule and tool in ("global", "conduct")) or "the global rule" in f:
+            rules = []
     return w.policy(sections, rules or None)

@@ -43,6 +43,23 @@ class PolicyWriter:
         self.core_pk = self._pk(self.core)
         self.auth = next(t for t in self.bp["tools"] if t["kind"] == "authorize")
         self.user = camel_words(self.core)
+        #: the rules the step asks the policy to state, each with its marker
+        self.rules: list[dict] = list(ctx.get("rules") or [])
+        self.rule_ids = {r["id"] for r in self.rules}
+
+    def _rules_of(self, tool: str, param: str | None = None, kinds: tuple[str, ...] = ()) -> list[dict]:
+        return [
+            r
+            for r in self.rules
+            if r.get("tool") == tool and r.get("param") == param and (not kinds or r["kind"] in kinds)
+        ]
+
+    @staticmethod
+    def _marked(text: str, rule_ids: list[str]) -> str:
+        return text + "".join(f" <!-- RULE: {rid} -->" for rid in rule_ids)
+
+    def _global_id(self, wanted: str, fallback: str) -> str:
+        return wanted if wanted in self.rule_ids else fallback
 
     # -------------------------------------------------------------- schema lookups
     def _pk(self, table: str) -> str:
@@ -70,19 +87,28 @@ class PolicyWriter:
 
     # ----------------------------------------------------------------------- text
     def global_rules(self) -> list[str]:
+        """The global rules, each ending with the marker of the rule it states (``conduct.*``
+        for the lines on how the assistant behaves, which no tool can enforce)."""
         a, pk = self.auth["name"], self.core_pk
         ex = self._example_id(self.core)
         pick = self.rng.choice
+        m = self._marked
         rules = [
-            f"Before any other action, identify the {self.user} with `{a}` using their `{pk}`"
-            + (f" (IDs look like `{ex}`)" if ex else "")
-            + ". If it fails, say so and do nothing else; "
-            "never act for anyone but the authorized " + self.user + ".",
-            pick(
-                [
-                    "Authorization lasts for the whole conversation; never ask for it twice.",
-                    "Once authorized, the session stays authorized until the conversation ends.",
-                ]
+            m(
+                f"Before any other action, identify the {self.user} with `{a}` using their `{pk}`"
+                + (f" (IDs look like `{ex}`)" if ex else "")
+                + ". If it fails, say so and do nothing else; "
+                "never act for anyone but the authorized " + self.user + ".",
+                ["global.authorization"],
+            ),
+            m(
+                pick(
+                    [
+                        "Authorization lasts for the whole conversation; never ask for it twice.",
+                        "Once authorized, the session stays authorized until the conversation ends.",
+                    ]
+                ),
+                ["conduct.session"],
             ),
         ]
         owned = [t for t in self.rels if self._owner_col(t)]
@@ -92,86 +118,103 @@ class PolicyWriter:
                 f"`{pk}`"
                 for t in owned
             )
+            privacy = "global.privacy" in self.rule_ids
             rules.append(
-                f"The {self.user} may only see and change their own records: {own}. Treat another "
-                f"person's record exactly like a record that does not exist."
+                m(
+                    f"The {self.user} may only see and change their own records: {own}."
+                    + (" Treat another person's record exactly like a record that does not exist." if privacy else ""),
+                    ["global.privacy" if privacy else "conduct.own_records"],
+                )
             )
         rules.append(
-            f"The current time is {self.now}. Use it for every judgement about past and future; never "
-            "assume any other date."
-        )
-        rules.append(
-            pick(
-                [
-                    "Before any change to the data (creating, changing or removing a record), list the "
-                    "action and every value it will use, and go ahead only after the user explicitly "
-                    "confirms (yes).",
-                    "Every action that changes data needs the user's explicit confirmation (yes) after you "
-                    "have described exactly what will change.",
-                ]
+            m(
+                f"The current time is {self.now}. Use it for every judgement about past and future; never "
+                "assume any other date.",
+                ["conduct.clock"],
             )
         )
         rules.append(
-            "Use only values the data allows: enumerated fields accept exactly the listed values, numbers "
-            "must lie within the stated ranges, and an ID must be one the user gave or a tool returned. "
-            "Never guess or invent an ID, a date or a price."
-        )
-        rules.append(
-            pick(
-                [
-                    "Make one tool call at a time and report its outcome before the next.",
-                    "Call one tool at a time and wait for its result.",
-                ]
+            m(
+                pick(
+                    [
+                        "Before any change to the data (creating, changing or removing a record), list the "
+                        "action and every value it will use, and go ahead only after the user explicitly "
+                        "confirms (yes).",
+                        "Every action that changes data needs the user's explicit confirmation (yes) after you "
+                        "have described exactly what will change.",
+                    ]
+                ),
+                ["conduct.confirm"],
             )
         )
         rules.append(
-            "Refuse requests that no tool supports or that this policy forbids, and explain which rule "
-            "applies; do not offer workarounds."
+            m(
+                "Use only values the data allows: enumerated fields accept exactly the listed values, numbers "
+                "must lie within the stated ranges, and an ID must be one the user gave or a tool returned. "
+                "Never guess or invent an ID, a date or a price.",
+                [self._global_id("global.values", "conduct.values")],
+            )
+        )
+        rules.append(
+            m(
+                pick(
+                    [
+                        "Make one tool call at a time and report its outcome before the next.",
+                        "Call one tool at a time and wait for its result.",
+                    ]
+                ),
+                ["conduct.one_call"],
+            )
+        )
+        rules.append(
+            m(
+                "Refuse requests that no tool supports or that this policy forbids, and explain which rule "
+                "applies; do not offer workarounds.",
+                ["conduct.refuse"],
+            )
         )
         return rules
 
     def _param_rule(self, tool: dict, p: dict) -> str:
+        """One input-validation line: the parameter, then every rule it carries, each phrase
+        in the order of the rules and the line ending with their markers."""
         req = "required" if p.get("required", True) else "optional"
         s = f"`{p['name']}` ({p['type']}, {req})"
-        col = p.get("column")
-        table = tool["table"]
-        if p.get("enum"):
-            s += ": one of " + ", ".join(f"`{_v(v)}`" for v in p["enum"])
-        elif p.get("minimum") is not None or p.get("maximum") is not None:
-            lo, hi = p.get("minimum"), p.get("maximum")
-            s += (
-                f": between {lo:g} and {hi:g}"
-                if lo is not None and hi is not None
-                else (f": at least {lo:g}" if lo is not None else f": at most {hi:g}")
-            )
-        elif p["type"] == "date":
-            s += ": a date written YYYY-MM-DD"
-        elif p["type"] == "datetime":
-            s += ": a date and time in ISO 8601 (YYYY-MM-DDTHH:MM:SSZ)"
-        if col and col == self._pk(table) and tool["kind"] != "create":
-            s += f"; it must identify an existing `{table}` record"
-        elif col and table in self.rels:
-            ref = next((c.get("references") for c in self.rels[table]["columns"] if c["name"] == col), None)
-            if ref:
-                s += f"; it must identify an existing `{ref}` record"
-        if (
-            tool["kind"] in ("create", "update")
-            and p["type"] in ("date", "datetime")
-            and col
-            and any(h in col for h in ("scheduled", "start", "date", "time", "departure", "check_in"))
-        ):
-            s += f"; it must lie after the current time ({self.now})"
-        if (
-            p["type"] == "string"
-            and col
-            and not p.get("enum")
-            and col != self._pk(table)
-            and not any(
-                c.get("name") == col and c.get("references") for c in self.rels.get(table, {}).get("columns", [])
-            )
-        ):
-            s += "; it must not be empty"
-        return s + "."
+        phrases: list[str] = []
+        rules = self._rules_of(tool["name"], p["name"])
+        for r in rules:
+            k = r["kind"]
+            if k == "enum":
+                phrases.append("one of " + ", ".join(f"`{_v(v)}`" for v in r["values"]))
+            elif k == "range":
+                lo, hi = r.get("minimum"), r.get("maximum")
+                phrases.append(
+                    f"between {lo:g} and {hi:g}"
+                    if lo is not None and hi is not None
+                    else (f"at least {lo:g}" if lo is not None else f"at most {hi:g}")
+                )
+            elif k == "format":
+                phrases.append(
+                    {
+                        "date": "a date written YYYY-MM-DD",
+                        "datetime": "a date and time in ISO 8601 (YYYY-MM-DDTHH:MM:SSZ)",
+                        "email": "an email address such as name@example.com",
+                        "phone": "a phone number of digits, spaces, dashes and an optional leading +",
+                    }[r["format"]]
+                )
+            elif k == "exists":
+                phrases.append(f"it must identify an existing `{r['table']}` record")
+            elif k == "not_empty":
+                phrases.append(self.rng.choice(["it must not be empty", "it must not be empty or blank"]))
+            elif k == "time":
+                side = "after" if r["when"] == "future" else "before"
+                phrases.append(f"it must lie {side} the current time ({self.now})")
+            elif k == "bound":
+                entity = r["limit"].split(".")[0]
+                phrases.append(f"it may not exceed `{r['limit']}` of the chosen `{entity}`")
+        if phrases:
+            s += ": " + "; ".join(phrases)
+        return self._marked(s + ".", [r["id"] for r in rules])
 
     def section(self, tool: dict) -> str:
         name, kind, table = tool["name"], tool["kind"], tool["table"]
@@ -181,24 +224,39 @@ class PolicyWriter:
         if kind == "authorize":
             pre.append("None: this is the first call of every conversation.")
         elif tool.get("requires_auth", True):
-            pre.append(f"The {self.user} has been authorized with `{self.auth['name']}`.")
+            pre.append(
+                self._marked(
+                    f"The {self.user} has been authorized with `{self.auth['name']}`.",
+                    [r["id"] for r in self._rules_of(name, kinds=("authorization",))],
+                )
+            )
         else:
             pre.append("No authorization is needed; the information is public.")
+        owns = [r["id"] for r in self._rules_of(name, kinds=("ownership",))]
         if kind in ("read", "update", "delete") and owner and table in self.rels:
-            pre.append(f"The `{table}` record belongs to the authorized {self.user} (`{table}.{owner}`).")
-        elif kind in ("read", "update") and table == self.core:
-            pre.append(f"Only the authorized {self.user}'s own `{table}` record may be used.")
-        for cond in tool.get("preconditions", []):
-            vals = ", ".join(f"`{_v(v)}`" for v in cond["values"])
-            pre.append(f"`{table}.{cond['column']}` is {'one of ' if len(cond['values']) > 1 else ''}{vals}.")
+            pre.append(
+                self._marked(f"The `{table}` record belongs to the authorized {self.user} (`{table}.{owner}`).", owns)
+            )
+        elif kind in ("read", "update", "delete") and table == self.core:
+            pre.append(self._marked(f"Only the authorized {self.user}'s own `{table}` record may be used.", owns))
+        conds = [
+            f"`{table}.{c['column']}` is {'one of ' if len(c['values']) > 1 else ''}"
+            + ", ".join(f"`{_v(v)}`" for v in c["values"])
+            for c in tool.get("preconditions", [])
+        ]
+        if conds:
+            pre.append(
+                self._marked("; ".join(conds) + ".", [r["id"] for r in self._rules_of(name, kinds=("precondition",))])
+            )
         if kind in ("create", "update", "delete"):
             pre.append("The user has confirmed the change after you described it.")
         lines += ["", "**Preconditions:**", *[f"- {x}" for x in pre]]
         params = tool.get("parameters", [])
         lines += ["", "**Input validation:**"]
         lines += [f"- {self._param_rule(tool, p)}" for p in params] or ["- The tool takes no input."]
-        if kind == "update" and len(params) > 1 and all(not p.get("required", True) for p in params[1:]):
-            lines.append("- At least one value to change must be given.")
+        at_least_one = self._rules_of(name, kinds=("at_least_one",))
+        if at_least_one:
+            lines.append(self._marked("- At least one value to change must be given.", [r["id"] for r in at_least_one]))
         lines += ["", "**Outcomes:**"]
         permitted = {
             "authorize": f"Permitted: the `{self.core_pk}` belongs to an existing `{self.core}`; the session is "
