@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io as _io
+import json
 import logging
 import os
 import sys
@@ -88,3 +89,32 @@ def default_run(tmp_path_factory):
     assert res.returncode == 0, res.output[-6000:]
     print(f"\nfull default run: {elapsed:.1f} s")
     return work, res, elapsed
+
+
+# ------------------------------------------------- the servers of the default run
+@pytest.fixture(scope="session")
+def outputs_dir(request) -> Path:
+    """The servers of the shared default workflow run (or of AGENTSKILLER_OUTPUTS)."""
+    given = os.environ.get("AGENTSKILLER_OUTPUTS")
+    if given:
+        path = Path(given).resolve()
+        if not (path / "servers").is_dir():
+            pytest.fail(f"AGENTSKILLER_OUTPUTS={given} has no servers/ directory")
+        return path
+    work, _, _ = request.getfixturevalue("default_run")
+    return work / "outputs"
+
+
+def passed_servers(outputs: Path) -> list[Path]:
+    out = []
+    for report in sorted((outputs / "servers").glob("*/report.json")):
+        if json.loads(report.read_text()).get("status") == "passed":
+            out.append(report.parent)
+    return out
+
+
+@pytest.fixture(scope="session")
+def servers(outputs_dir) -> list[Path]:
+    found = passed_servers(outputs_dir)
+    assert found, f"no passed servers under {outputs_dir / 'servers'}"
+    return found

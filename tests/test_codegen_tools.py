@@ -148,9 +148,13 @@ def test_generated_modules_read_like_a_toolkit():
         lines = code.splitlines()
         assert max(map(len, lines)) <= 120, name
         assert not any(ln.lstrip().startswith("# Policy") for ln in lines), name
-        # the ownership refusal is written once per owned table that some tool looks up
+        # the ownership refusal is written once per owned table that some tool looks up, and
+        # says exactly what a missing record's refusal says (the privacy rule)
         helpers = re.findall(r"^def (_get_\w+)\(ctx: Context, \w+: \w+, user: ", code, flags=re.M)
-        assert code.count("does not belong to the authorized") == len(helpers), name
+        assert len(re.findall(r"if record is None or (user is not None and )?record\.get\(", code)) == len(helpers), (
+            name
+        )
+        assert "does not belong" not in code, name
         assert not re.search(r"changes = \{\}\n +changes\[", code), name  # a dict literal says it at once
         # the writer's own English (tool docstrings are the blueprint's, frozen in the cross fixture)
         own = [ln for ln in lines if "ToolError(" in ln or re.match(r'\s*(f"|"[^"]|"""The )', ln)]
@@ -181,7 +185,7 @@ def test_unusual_shapes_pass_their_contract_tests(tmp_path):
     failed = [r for r in results if not r["passed"]]
     assert failed == [], failed
     ids = {r["id"] for r in results}
-    assert {"update_appointment.invalid_status", "update_appointment.ownership"} <= ids
+    assert {"update_appointment.status.enum.refused_invalid", "update_appointment.ownership"} <= ids
     expected = tool_list(bp)
     assert compare_tool_lists(expected, tool_specs_from_file(server / "tools.py")) == []
     # an update with nothing to change is refused, not a silent no-op
@@ -193,7 +197,7 @@ def test_unusual_shapes_pass_their_contract_tests(tmp_path):
     ]
     (ep,) = execute_episodes_inprocess(server, [{"id": "nothing", "calls": calls}])
     assert [c.error_type for c in ep.calls] == [None, "tool_error", "tool_error"]
-    assert "nothing to update" in ep.calls[1].error and "ISO 8601 datetime" in ep.calls[2].error
+    assert "nothing to update" in ep.calls[1].error and "ISO 8601 date and time" in ep.calls[2].error
 
 
 @pytest.mark.parametrize(

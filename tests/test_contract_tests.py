@@ -97,8 +97,9 @@ def test_derivation_is_deterministic_and_covers_every_tool(setup):
             assert (f"{tool.name}.ownership" in ids) == owned, tool.name
         if tool.preconditions:
             assert f"{tool.name}.precondition" in ids
-    assert "book_appointment.unknown_dentist_id" in ids
-    assert "book_appointment.out_of_range_duration_minutes" in ids
+    assert "book_appointment.dentist_id.exists.refused_unknown" in ids
+    assert "book_appointment.duration_minutes.range.refused_above_max" in ids
+    assert "book_appointment.duration_minutes.range.accepted_at_max" in ids
     # valid calls authorize first as a user who owns a suitable record
     ep = next(e for e in plan.episodes if e.id == "cancel_appointment/valid")
     assert ep.calls[0]["tool"] == "authorize_patient"
@@ -123,9 +124,9 @@ def _mutate(code: str, old: str, new: str, count: int = 1) -> str:
     return code.replace(old, new, count)
 
 
-#: the ownership check in the Appointment lookup helper every Appointment tool calls
-APPT_OWNER = """    if record.get("patient_id") != user:
-        raise ToolError(f"appointment {appointment_id} does not belong to the authorized patient")
+#: the Appointment lookup helper every Appointment tool calls: missing and not-yours alike
+APPT_LOOKUP = """    if record is None or record.get("patient_id") != user:
+        raise ToolError(f"unknown appointment_id: {appointment_id}")
 """
 
 MUTATIONS = {
@@ -139,15 +140,33 @@ MUTATIONS = {
     ),
     # a crash (AttributeError on None) instead of a ToolError for an unknown ID
     "crash_on_unknown_id": (
-        """    record = ctx.table("Appointment").get(appointment_id)
-    if record is None:
-        raise ToolError(f"unknown appointment_id: {appointment_id}")
-""",
-        """    record = ctx.table("Appointment").get(appointment_id)
-""",
+        APPT_LOOKUP,
+        APPT_LOOKUP.replace("record is None or ", ""),
         {"get_appointment.unknown_id"},
     ),
-    "no_ownership_check": (APPT_OWNER, "", {"get_appointment.ownership"}),
+    "no_ownership_check": (
+        APPT_LOOKUP,
+        APPT_LOOKUP.replace(' or record.get("patient_id") != user', ""),
+        {"get_appointment.ownership"},
+    ),
+    # the privacy rule: another person's appointment refused with a message that gives it away
+    "leaks_existence": (
+        APPT_LOOKUP,
+        """    if record is None:
+        raise ToolError(f"unknown appointment_id: {appointment_id}")
+    if record.get("patient_id") != user:
+        raise ToolError(f"appointment {appointment_id} belongs to another patient")
+""",
+        {"get_appointment.privacy", "cancel_appointment.privacy"},
+    ),
+    # a list filter that names a dentist: an unknown one must be refused, not answered with []
+    "accepts_unknown_filter_id": (
+        """    if dentist_id is not None:
+        _get_dentist(ctx, dentist_id)
+""",
+        "",
+        {"list_appointments.dentist_id.exists.refused_unknown"},
+    ),
     "search_leaks_other_users": (
         '    rows = [r for r in rows if r.get("patient_id") == user]\n    if status is not None:',
         "    if status is not None:",
@@ -172,7 +191,11 @@ MUTATIONS = {
     # get_dentist is the first tool with a bare session check (no ownership to test)
     "no_auth_check": ("    ctx.require_user()\n", "", {"get_dentist.requires_auth"}),
     # book_appointment is the first tool that checks a foreign key (with the Dentist lookup helper)
-    "no_fk_check": ("    _get_dentist(ctx, dentist_id)\n", "", {"book_appointment.unknown_dentist_id"}),
+    "no_fk_check": (
+        "    _get_dentist(ctx, dentist_id)\n    record = {",
+        "    record = {",
+        {"book_appointment.dentist_id.exists.refused_unknown"},
+    ),
     "non_json_result": (
         '    return {"deleted": True, "appointment_id": appointment_id}',
         '    return {"deleted": {1, 2}}',
@@ -200,6 +223,72 @@ def test_injected_bug_is_caught(tmp_path, setup, name):
     assert must_fail <= bad, (name, bad)
     for tid in must_fail:
         assert results[tid]["detail"], "a failure says why"
+
+
+# ----------------------------------------------------------- rules a richer domain has
+def _rich_blueprint() -> Blueprint:
+    """The fixture with an appointment date that must lie ahead and a free-text note."""
+    data = json.loads((FIXTURE / "blueprints" / f"{DOMAIN}.json").read_text())
+    appt = next(r for r in data["relationships"] if r["name"] == "Appointment")
+    next(c for c in appt["columns"] if c["name"] == "date")["format"] = "future_date"
+    appt["columns"].append({"name": "note", "type": "string", "description": "What the visit is for", "nullable": True})
+    book = next(t for t in data["tools"] if t["name"] == "book_appointment")
+    book["parameters"].append(
+        {"name": "note", "type": "string", "description": "What the visit is for.", "column": "note"}
+    )
+    return Blueprint.model_validate({k: v for k, v in data.items() if k not in ("status", "meta")})
+
+
+@pytest.fixture(scope="module")
+def rich():
+    bp = _rich_blueprint()
+    plan = ct.derive_tests(bp, _data(bp), {}, SIM_TIME)
+    code = write_tools_module(bp)
+    return bp, plan, code
+
+
+RICH_MUTATIONS = {
+    "skips_future_time_check": (
+        "    if date <= ctx.now[:10]:",
+        "    if False:",
+        {"book_appointment.date.future.refused_today", "book_appointment.date.future.refused_past"},
+    ),
+    "accepts_empty_text": (
+        "    if not note.strip():",
+        "    if False:",
+        {"book_appointment.note.not_empty.refused_empty", "book_appointment.note.not_empty.refused_blank"},
+    ),
+}
+
+
+def _run_rich(tmp_path: Path, bp: Blueprint, plan: ct.TestPlan, code: str) -> dict[str, dict]:
+    d = tmp_path / "rich"
+    shutil.rmtree(d, ignore_errors=True)
+    d.mkdir(parents=True)
+    (d / "tools.py").write_text(code)
+    expected = tool_specs_from_file(d / "tools.py") or []
+    return run_plan(tmp_path, bp, plan, code, expected)
+
+
+def test_rich_domain_rules_each_have_refusing_and_accepting_tests(tmp_path, rich):
+    from agentskiller.steps.domains.rule_tests import rule_table, untested_rules
+
+    bp, plan, code = rich
+    assert untested_rules(plan.rules, plan.tests, plan.skipped) == []
+    kinds = {r.kind for r in plan.rules}
+    assert {"time", "not_empty", "format", "range", "enum", "exists", "ownership", "privacy"} <= kinds
+    results = _run_rich(tmp_path, bp, plan, code)
+    assert failing(results) == set(), [results[k] for k in failing(results)]
+    table = rule_table(plan.rules, plan.tests, list(results.values()))
+    assert all(row["proven"] for row in table)
+
+
+@pytest.mark.parametrize("name", sorted(RICH_MUTATIONS))
+def test_injected_rule_bug_is_caught(tmp_path, rich, name):
+    bp, plan, code = rich
+    old, new, must_fail = RICH_MUTATIONS[name]
+    results = _run_rich(tmp_path, bp, plan, _mutate(code, old, new))
+    assert must_fail <= failing(results), (name, failing(results))
 
 
 def test_missing_episode_results_fail_with_a_reason(setup):

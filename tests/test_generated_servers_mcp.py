@@ -35,34 +35,6 @@ REPO = Path(__file__).resolve().parents[1]
 INSPECTOR = "@modelcontextprotocol/inspector@0.15"
 
 
-@pytest.fixture(scope="session")
-def outputs_dir(request) -> Path:
-    """The servers of the shared default workflow run (or of AGENTSKILLER_OUTPUTS)."""
-    given = os.environ.get("AGENTSKILLER_OUTPUTS")
-    if given:
-        path = Path(given).resolve()
-        if not (path / "servers").is_dir():
-            pytest.fail(f"AGENTSKILLER_OUTPUTS={given} has no servers/ directory")
-        return path
-    work, _, _ = request.getfixturevalue("default_run")
-    return work / "outputs"
-
-
-def passed_servers(outputs: Path) -> list[Path]:
-    out = []
-    for report in sorted((outputs / "servers").glob("*/report.json")):
-        if io.read_json(report).get("status") == "passed":
-            out.append(report.parent)
-    return out
-
-
-@pytest.fixture(scope="session")
-def servers(outputs_dir) -> list[Path]:
-    found = passed_servers(outputs_dir)
-    assert found, f"no passed servers under {outputs_dir / 'servers'}"
-    return found
-
-
 def _server_env() -> dict[str, str]:
     pythonpath = os.pathsep.join(p for p in [str(REPO), os.environ.get("PYTHONPATH", "")] if p)
     return {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONPATH": pythonpath, "LANG": "C.UTF-8"}

@@ -28,6 +28,7 @@ from typing import Any
 
 from ...models.blueprint import Blueprint, Column, Relationship, Tool, ToolParam
 from ...models.catalog import pascal_case, primary_key_for, snake_case
+from ...models.policy_rules import PolicyRule, derive_rules
 from .codegen_data import number_literal
 from .phrasing import plural
 
@@ -151,9 +152,18 @@ class _Writer:
     """Emits the code of one tool module for one blueprint."""
 
     def __init__(
-        self, blueprint: Blueprint, table_keys: dict[str, str] | None, id_examples: dict[str, Any] | None
+        self,
+        blueprint: Blueprint,
+        table_keys: dict[str, str] | None,
+        id_examples: dict[str, Any] | None,
+        rules: list[PolicyRule],
     ) -> None:
         self.bp = blueprint
+        #: tool -> the policy rules its code keeps
+        self.rules: dict[str, list[PolicyRule]] = {}
+        for r in rules:
+            if r.tool:
+                self.rules.setdefault(r.tool, []).append(r)
         self.core = blueprint.core_entity
         # Primary keys: relationships declare theirs; entities follow <snake>_id, but the
         # data's own table files win when the step passes them (table_keys).
@@ -330,19 +340,26 @@ class _Writer:
         return next((t for t in self.bp.tables if self.keys.get(t) == col), None)
 
     # ----------------------------------------------------------------------- validation
+    def rule(self, tool: Tool, kind: str, param: str | None = None) -> PolicyRule | None:
+        return next((r for r in self.rules.get(tool.name, []) if r.kind == kind and r.param == param), None)
+
     def validate_param(self, tool: Tool, p: ToolParam) -> None:
-        """Checks the signature cannot express: a column's enum the parameter does not carry,
-        a numeric range, a date format (skipped when an optional parameter is None)."""
-        col = self.column_meta(tool.table, p.column)
-        lo = p.minimum if p.minimum is not None else (col.minimum if col is not None else None)
-        hi = p.maximum if p.maximum is not None else (col.maximum if col is not None else None)
-        kind = p.type if p.type != "array" else (p.items or "string")
+        """The policy's rules about one value that the signature cannot express: an enum the
+        parameter's type does not carry, a numeric range, a format, non-empty text, a time
+        relative to now (each skipped when an optional parameter is None)."""
+        enum, rng = self.rule(tool, "enum", p.name), self.rule(tool, "range", p.name)
+        lo, hi = (rng.minimum, rng.maximum) if rng else (None, None)
+        fmt = self.rule(tool, "format", p.name)
+        kind = fmt.format if fmt else None
         guard = "" if p.required else f"{p.name} is not None and "
-        if not p.enum and col is not None and col.enum and p.column:
-            allowed = self.value_set(tool.table, p.column, list(col.enum))
+        if enum and not p.enum:
+            allowed = self.value_set(tool.table, p.column or p.name, list(enum.values or []))
             bad = f"any(v not in {allowed} for v in {p.name})" if p.type == "array" else f"{p.name} not in {allowed}"
             self.emit(f"if {guard}{bad}:", 1)
             self.emit_raise(f"invalid {p.name}: {{{p.name}!r}}; allowed: {{', '.join({allowed})}}", 2)
+        if self.rule(tool, "not_empty", p.name) and p.type == "string":
+            self.emit(f"if {guard}not {p.name}.strip():", 1)
+            self.emit_raise(f"{p.name} must not be empty", 2)
         if p.type in ("integer", "number") and (lo is not None or hi is not None):
             if lo is not None and hi is not None:
                 cond, need = (
@@ -355,25 +372,77 @@ class _Writer:
                 cond, need = f"{p.name} > {number_literal(hi)}", f"at most {number_literal(hi)}"
             self.emit(f"if {guard}{cond}:", 1)
             self.emit_raise(f"{p.name} must be {need}, got {{{p.name}!r}}", 2)
-        if kind in ("date", "datetime") and p.type != "array":
+        if kind and p.type != "array":
             self.uses.add(f"_is_{kind}")
-            shape = "YYYY-MM-DD" if kind == "date" else "YYYY-MM-DDTHH:MM:SSZ"
+            shape = {
+                "date": "an ISO 8601 date (YYYY-MM-DD)",
+                "datetime": "an ISO 8601 date and time (YYYY-MM-DDTHH:MM:SSZ)",
+                "email": "an email address",
+                "phone": "a phone number",
+            }[kind]
             self.emit(f"if {guard}not _is_{kind}({p.name}):", 1)
-            self.emit_raise(f"{p.name} must be an ISO 8601 {kind} ({shape}), got {{{p.name}!r}}", 2)
+            self.emit_raise(f"{p.name} must be {shape}, got {{{p.name}!r}}", 2)
+        when = self.rule(tool, "time", p.name)
+        if when is not None and kind in ("date", "datetime"):
+            # ISO dates compare in calendar order; date-times are compared as instants
+            later = when.when == "future"
+            if kind == "date":
+                test = f"{p.name} <= ctx.now[:10]" if later else f"{p.name} >= ctx.now[:10]"
+            else:
+                self.uses.add("_instant")
+                op = "<=" if later else ">="
+                test = f"_instant({p.name}) {op} _instant(ctx.now)"
+            self.emit(f"if {guard}{test}:", 1)
+            side = "after" if later else "before"
+            self.emit_raise(f"{p.name} must lie {side} the current time ({{ctx.now}}), got {{{p.name}!r}}", 2)
 
     def check_references(self, tool: Tool, params: list[ToolParam]) -> None:
-        """Foreign-key parameters must name existing records (the lookup helper refuses others)."""
-        refs = self.references(tool.table)
+        """ID parameters (foreign keys, filters that name a record) must name existing records:
+        the lookup helper refuses others. One a bound check looks up anyway is left to it."""
+        required = {p.name for p in tool.parameters if p.required}
+        bounded = {r.via for r in self.rules.get(tool.name, []) if r.kind == "bound" and r.param in required}
         for p in params:
-            target = refs.get(p.column or "")
-            if not target or target == self.core or p.type == "array":
+            rule = self.rule(tool, "exists", p.name)
+            if rule is None or p.type == "array" or (p.required and (p.column or p.name) in bounded):
                 continue
-            call = f"{self.lookup(target, owner=False)}(ctx, {p.name})"
+            call = f"{self.lookup(rule.table or '', owner=False)}(ctx, {p.name})"
             if p.required:
                 self.emit(call, 1)
             else:
                 self.emit(f"if {p.name} is not None:", 1)
                 self.emit(call, 2)
+
+    def bound_checks(self, tool: Tool, record: str | None) -> None:
+        """A value at most an attribute of the record its row references (``guests`` at most the
+        room type's ``max_occupancy``): from the foreign-key argument, else the current record."""
+        for r in self.rules.get(tool.name, []):
+            if r.kind != "bound":
+                continue
+            value = next(p for p in tool.parameters if p.name == r.param)
+            via = next((p for p in tool.parameters if (p.column or p.name) == r.via), None)
+            entity, attr = (r.limit or ".").split(".", 1)
+            if via is not None and via.required:
+                source = via.name
+            elif via is not None and record:
+                source = f"{via.name} if {via.name} is not None else {record}[{py_str(r.via or '')}]"
+            elif record:
+                source = f"{record}[{py_str(r.via or '')}]"
+            else:
+                source = via.name if via is not None else "None"
+            indent = 1
+            if not value.required:
+                self.emit(f"if {value.name} is not None:", 1)
+                indent = 2
+            var = snake_case(entity)
+            if var in {p.name for p in tool.parameters} or var in LOCALS:
+                var += "_record"
+            self.emit(f"{var} = {self.lookup(entity, owner=False)}(ctx, {source})", indent)
+            self.emit(f"if {value.name} > {var}[{py_str(attr)}]:", indent)
+            self.emit_raise(
+                f"{value.name} must be at most the {fstring_text(words(entity))}'s {fstring_text(attr)} "
+                f"({{{var}[{attr!r}]}}), got {{{value.name}!r}}",
+                indent + 1,
+            )
 
     def preconditions(self, tool: Tool, key: ToolParam, record: str) -> None:
         for cond in sorted(tool.preconditions, key=lambda c: c.column):
@@ -430,6 +499,7 @@ class _Writer:
         """All rows of the tool's table the user may see (sorted by primary key), then the
         equality filters (membership for arrays); None means no filter."""
         rows = self.local(tool, "rows")
+        self.check_references(tool, ordered_params(tool))  # a filter that names a record needs one
         self.emit(f"{rows} = ctx.table({py_str(tool.table)}).all()", 1)
         owner = self.owner_column(tool.table)
         if self.checks_owner(tool):
@@ -472,6 +542,7 @@ class _Writer:
         table, pk = tool.table, self.keys[tool.table]
         params = ordered_params(tool)
         self.check_references(tool, params)
+        self.bound_checks(tool, None)
         items = {pk: f"ctx.new_id({py_str(table)})"}
         owner = self.owner_column(table)
         if owner and owner != pk and tool.requires_auth:
@@ -494,8 +565,9 @@ class _Writer:
     def kind_update(self, tool: Tool) -> None:
         key = self.key_param(tool)
         values = [p for p in ordered_params(tool) if p is not key]
-        self.load_for_write(tool, key)
+        record = self.load_for_write(tool, key)
         self.check_references(tool, values)
+        self.bound_checks(tool, record)
         fixed = {p.column: p.name for p in values if p.column and p.required}
         fixed.update({col: py_value(val) for col, val in sorted(tool.effects.items())})
         optional = [p for p in values if p.column and not p.required and p.column not in fixed]
@@ -523,24 +595,24 @@ class _Writer:
         self.emit(f"ctx.table({py_str(tool.table)}).delete({key.name})", 1)
         self.emit(f'return {{"deleted": True, {py_str(self.keys[tool.table])}: {key.name}}}', 1)
 
-    def load_for_write(self, tool: Tool, key: ToolParam) -> None:
-        """The record an update / delete acts on (the user's), and its preconditions."""
-        if tool.preconditions:
+    def load_for_write(self, tool: Tool, key: ToolParam) -> str | None:
+        """The record an update / delete acts on (the user's), and its preconditions; returns
+        the variable holding it when a later check needs it."""
+        needs = tool.preconditions or any(
+            r.kind == "bound" and not any(p.required and (p.column or p.name) == r.via for p in tool.parameters)
+            for r in self.rules.get(tool.name, [])
+        )
+        if needs:
             record = self.local(tool, "record")
             self.emit(f"{record} = {self.owned_lookup(tool, key)}", 1)
             self.preconditions(tool, key, record)
-        else:
-            self.emit(self.owned_lookup(tool, key), 1)
+            return record
+        self.emit(self.owned_lookup(tool, key), 1)
+        return None
 
     # ------------------------------------------------------------------------- helpers
     def not_found(self, table: str, key: str) -> str:
         return f"unknown {fstring_text(self.key_of(table))}: {{{key}}}"
-
-    def not_yours(self, table: str, key: str) -> str:
-        # One place to change when another person's record must be refused like a missing one.
-        return (
-            f"{fstring_text(words(table))} {{{key}}} does not belong to the authorized {fstring_text(words(self.core))}"
-        )
 
     def lookup_helper(self, table: str, use: dict[str, bool]) -> None:
         """``_get_<table>(ctx, key[, user])``: the record, or a ToolError when it does not exist
@@ -561,12 +633,13 @@ class _Writer:
         else:
             self.emit(f'"""The {thing} ``{key}``, which must exist."""', 1)
         self.emit(f"record = ctx.table({py_str(table)}).get({key})", 1)
-        self.emit("if record is None:", 1)
-        self.emit_raise(self.not_found(table, key), 2)
         if owner:
+            # another person's record is refused exactly like a missing one (the privacy rule)
             guard = "user is not None and " if use["plain"] else ""
-            self.emit(f"if {guard}record.get({py_str(owner)}) != user:", 1)
-            self.emit_raise(self.not_yours(table, key), 2)
+            self.emit(f"if record is None or {guard}record.get({py_str(owner)}) != user:", 1)
+        else:
+            self.emit("if record is None:", 1)
+        self.emit_raise(self.not_found(table, key), 2)
         self.emit("return record", 1)
 
     def value_helpers(self) -> None:
@@ -584,12 +657,39 @@ class _Writer:
             self.emit()
             self.emit()
             self.emit("def _is_datetime(value: str) -> bool:")
-            self.emit('"""An ISO 8601 date and time; a trailing Z means UTC."""', 1)
+            self.emit(
+                '"""An ISO 8601 date and time, YYYY-MM-DDTHH:MM:SS with Z or an offset; a date alone is not one."""', 1
+            )
+            self.emit('if len(value) < 19 or value[10] != "T":', 1)
+            self.emit("return False", 2)
             self.emit("try:", 1)
             self.emit('_dt.datetime.fromisoformat(value.replace("Z", "+00:00"))', 2)
             self.emit("except ValueError:", 1)
             self.emit("return False", 2)
             self.emit("return True", 1)
+        if "_instant" in self.uses:
+            self.emit()
+            self.emit()
+            self.emit("def _instant(value: str) -> _dt.datetime:")
+            self.emit('"""A date-time as an instant (UTC when it names no zone), so times compare correctly."""', 1)
+            self.emit('moment = _dt.datetime.fromisoformat(value.replace("Z", "+00:00"))', 1)
+            self.emit("return moment if moment.tzinfo else moment.replace(tzinfo=_dt.UTC)", 1)
+        if "_is_email" in self.uses:
+            self.emit()
+            self.emit()
+            self.emit("def _is_email(value: str) -> bool:")
+            self.emit('"""name@domain.tld, without spaces."""', 1)
+            self.emit('name, at, domain = value.partition("@")', 1)
+            self.emit('return bool(name) and bool(at) and "." in domain.strip(".") and " " not in value', 1)
+        if "_is_phone" in self.uses:
+            self.emit()
+            self.emit()
+            self.emit("def _is_phone(value: str) -> bool:")
+            self.emit('"""At least 7 digits; otherwise only spaces, dashes, dots, brackets and a leading +."""', 1)
+            self.emit('body = value[1:] if value.startswith("+") else value', 1)
+            self.emit(
+                'return sum(c.isdigit() for c in body) >= 7 and all(c.isdigit() or c in " -.()" for c in body)', 1
+            )
         if "_is_number" in self.uses:
             self.emit()
             self.emit()
@@ -613,13 +713,13 @@ class _Writer:
         self.emit("All state goes through the tool context; no files, clock or network.")
         self.emit('"""')
         self.emit()
-        if self.uses & {"_is_date", "_is_datetime"}:
+        if self.uses & {"_is_date", "_is_datetime", "_instant"}:
             self.emit("import datetime as _dt")
         # a value tuple with the values of an alias is read off the alias, not written twice
         derived = {name: self.aliases[values] for values, name in self.value_sets.items() if values in self.aliases}
         if self.aliases:
             self.emit("from typing import Literal, get_args" if derived else "from typing import Literal")
-        if self.uses & {"_is_date", "_is_datetime"} or self.aliases:
+        if self.uses & {"_is_date", "_is_datetime", "_instant"} or self.aliases:
             self.emit()
         self.emit("from agentskiller.runtime.api import Context, ToolError, tool")
         groups: list[list[str]] = [[], [], []]
@@ -695,11 +795,13 @@ def write_tools_module(
     *,
     table_keys: dict[str, str] | None = None,
     id_examples: dict[str, Any] | None = None,
+    rules: list[PolicyRule | dict] | None = None,
 ) -> str:
     """Python source of ``servers/{domain}/tools.py`` for ``blueprint``.
 
     ``table_keys``: table -> primary key as the data files have it (wins over the naming rule);
-    ``id_examples``: table -> one real key, shown in docstrings with its digits zeroed.
+    ``id_examples``: table -> one real key, shown in docstrings with its digits zeroed;
+    ``rules``: the policy's rules the code keeps (by default, the blueprint's own).
     """
     bp = (
         blueprint
@@ -710,7 +812,12 @@ def write_tools_module(
         for p in t.parameters:
             if keyword.iskeyword(p.name) or p.name == "ctx":
                 raise ValueError(f"tool {t.name}: parameter name {p.name!r} cannot be a Python parameter")
-    return _Writer(bp, table_keys, id_examples).module()
+    kept = (
+        [r if isinstance(r, PolicyRule) else PolicyRule.model_validate(r) for r in rules]
+        if rules is not None
+        else derive_rules(bp, {})
+    )
+    return _Writer(bp, table_keys, id_examples, kept).module()
 
 
 __all__ = ["PY_TYPES", "SEARCH_LIMIT", "ordered_params", "write_tools_module"]

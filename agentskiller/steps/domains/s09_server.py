@@ -40,7 +40,9 @@ from agentskiller import artifacts, io
 from agentskiller.artifacts import first_failure, load_table, load_table_manifest
 from agentskiller.jobs import StepContext
 from agentskiller.models.blueprint import Blueprint
+from agentskiller.models.policy_rules import PolicyRule
 from agentskiller.steps.domains import contract_tests as ct
+from agentskiller.steps.domains.rule_tests import rule_table, untested_rules
 
 SCHEMA = "server_report"
 #: sample rows per table shown to the code model
@@ -69,6 +71,15 @@ def upstream_failure(ctx: StepContext) -> str | None:
         checks.append((f"s06 entity table {Path(p).stem}", p))
     failed = first_failure(checks)
     return f"{failed[0]}: {failed[1]}" if failed else None
+
+
+def policy_rules(report: Any) -> list[PolicyRule] | None:
+    """The rules s07 found stated in the policy (None for a report without them: the
+    deriver then takes the blueprint's)."""
+    if not report:
+        return None
+    rules = artifacts.read(report).get("rules")
+    return None if rules is None else [PolicyRule.model_validate(r) for r in rules]
 
 
 def table_files(ctx: StepContext, bp: Blueprint) -> dict[str, Path]:
@@ -134,7 +145,12 @@ def _column_types(records: list[dict]) -> dict[str, str]:
 
 
 def llm_context(
-    bp: Blueprint, tool_list: list[dict], policy_text: str, data: ct.DomainData, simulation_time: str
+    bp: Blueprint,
+    tool_list: list[dict],
+    policy_text: str,
+    data: ct.DomainData,
+    simulation_time: str,
+    rules: list[PolicyRule] | None = None,
 ) -> dict:
     """What the code model sees (and what the offline writer builds from)."""
     tables = {}
@@ -151,6 +167,8 @@ def llm_context(
         "blueprint": bp.model_dump(mode="json"),
         "policy_global": global_policy(policy_text),
         "policy_sections": policy_sections(policy_text),
+        # the policy's rules as data (its <!-- RULE --> markers): each one the code must keep
+        "policy_rules": [r.model_dump(exclude_defaults=True) for r in rules or []],
         "tool_list": tool_list,
         "tables": tables,
         "simulation_time": simulation_time,
@@ -391,6 +409,7 @@ def quarantine(
     tests: list[dict] | None = None,
     skipped: list[dict] | None = None,
     mcp: dict | None = None,
+    rules: list[dict] | None = None,
 ) -> None:
     ctx.log.warning("s09 %s quarantined: %s", domain, reason)
     text = "\n".join(
@@ -409,7 +428,8 @@ def quarantine(
             skipped or [],
             mcp or {"ran": False, "tools_match": False, "detail": "not run"},
             None,
-        ),
+        )
+        | ({"rules": rules} if rules is not None else {}),
         SCHEMA,
     )
 
@@ -442,12 +462,17 @@ def build_server(ctx: StepContext, domain: str) -> None:
     sandbox = sandbox_settings(ctx.config)
     max_repairs = ctx.cfg.server.max_repair_rounds
 
+    rules = policy_rules(ctx.inputs.get("policy_report"))
     try:
-        plan = ct.derive_tests(bp, data, policy_sections(policy_text), sim_time)
+        plan = ct.derive_tests(bp, data, policy_sections(policy_text), sim_time, rules)
     except Exception as exc:  # odd blueprint/data the deriver cannot handle: this domain only
         ctx.log.exception("s09 %s: deriving contract tests failed", domain)
         raise Quarantine(f"contract tests could not be derived: {type(exc).__name__}: {exc}"[:2000]) from None
-    context = llm_context(bp, expected_tools, policy_text, data, sim_time)
+    untested = untested_rules(plan.rules, plan.tests, plan.skipped)
+    if untested:
+        # a rule the tests cannot prove would be a promise nobody checks: not a usable domain
+        raise Quarantine(f"{len(untested)} policy rule(s) without a test: " + "; ".join(untested[:10]))
+    context = llm_context(bp, expected_tools, policy_text, data, sim_time, plan.rules)
     ctx.log.info(
         "s09 %s: %d contract tests in %d episodes (%d skipped)",
         domain,
@@ -511,7 +536,9 @@ def build_server(ctx: StepContext, domain: str) -> None:
             f"{len(last_failures)} of {rounds[-1]['tests_run']} failed ({ids}); "
             f"most common failure ({times}x): {top[:300]}"
         )
-        quarantine(ctx, domain, raise_q, rounds, results, plan.skipped)
+        quarantine(
+            ctx, domain, raise_q, rounds, results, plan.skipped, rules=rule_table(plan.rules, plan.tests, results)
+        )
         return
 
     # The tests pass: check the live server through the MCP SDK from a staging sibling of the
@@ -528,7 +555,8 @@ def build_server(ctx: StepContext, domain: str) -> None:
         reason = f"the live MCP server does not advertise the tool list: {mcp['detail']}"
         quarantine(ctx, domain, reason, rounds, results, plan.skipped, mcp)
         return
-    ctx.write_json("report", _report(domain, "passed", "", rounds, results, plan.skipped, mcp, manifest), SCHEMA)
+    report = _report(domain, "passed", "", rounds, results, plan.skipped, mcp, manifest)
+    ctx.write_json("report", {**report, "rules": rule_table(plan.rules, plan.tests, results)}, SCHEMA)
     ctx.log.info(
         "s09 %s passed: %d tests, %d repair round(s), MCP tools match", domain, rounds[-1]["tests_run"], len(rounds) - 1
     )

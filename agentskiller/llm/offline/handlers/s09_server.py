@@ -1,8 +1,9 @@
 """Offline answers for step s09: the tool module of a domain's MCP server.
 
-``s09.tools`` writes the module from the blueprint and the tables in the request context
-(primary keys, a sample key per table for the docstrings' examples); the policy is written
-from the same blueprint, so the code enforces it by enforcing the blueprint;
+``s09.tools`` writes the module from the blueprint, the policy's rules (``policy_rules``:
+what the policy's ``<!-- RULE -->`` markers state, each of which the code keeps) and the
+tables in the request context (primary keys, a sample key per table for the docstrings'
+examples);
 ``s09.repair`` gets the same context plus the failing contract tests and the current code
 and answers with a corrected module: the writer regenerates it from the blueprint (it has
 no reason to keep a broken line), which is what a competent model's repair converges to.
@@ -26,7 +27,8 @@ def _module(req: OfflineRequest) -> str:
         for name, t in tables.items()
         if (rows := t.get("sample_rows")) and isinstance(rows[0], dict)
     }
-    code = write_tools_module(ctx["blueprint"], table_keys=keys, id_examples=examples)
+    rules = ctx.get("policy_rules")
+    code = write_tools_module(ctx["blueprint"], table_keys=keys, id_examples=examples, rules=rules)
     return f"```python\n{code}```\n"
 
 
