@@ -136,8 +136,39 @@ class Builder:
         return None
 
     # ------------------------------------------------------------- values
+    def bound_limit(self, slot: Slot, current: dict | None, values: dict) -> float | None:
+        """The ``at_most`` limit of a slot's column: the attribute of the record the row's foreign
+        key names (a record slot of the same call, else the current record's value)."""
+        for dom in self.view.domains:
+            for rel in self.view.blueprints[dom].relationships:
+                col = rel.column(slot.column)
+                if self.view.table_name(dom, rel.name) != slot.table or col is None or not col.at_most:
+                    continue
+                entity, attr = col.at_most.split(".", 1)
+                via = next((c.name for c in rel.columns if c.references == entity), None)
+                key = next(
+                    (
+                        values[o.name]
+                        for o in self.slots.values()
+                        if o.column == via and o.name in values and slot.calls and slot.calls[0] in o.calls
+                    ),
+                    (current or {}).get(via or ""),
+                )
+                pk = self.view.primary_key(dom, entity)
+                hit = next((r for r in self.records(self.view.table_name(dom, entity)) if r.get(pk) == key), None)
+                limit = (hit or {}).get(attr)
+                if isinstance(limit, (int, float)) and not isinstance(limit, bool):
+                    return limit
+        return None
+
     def choose_value(
-        self, slot: Slot, current: dict | None, rng: random.Random, filter_for: dict | None, user_id: Any
+        self,
+        slot: Slot,
+        current: dict | None,
+        rng: random.Random,
+        filter_for: dict | None,
+        user_id: Any,
+        values: dict | None = None,
     ) -> Any:
         call = slot.calls[0] if slot.calls else None
         spec = self.column_spec(slot.table, slot.column, call)
@@ -168,6 +199,11 @@ class Builder:
         if typ in ("integer", "number"):
             lo = spec.get("minimum") if spec.get("minimum") is not None else (min(existing) if existing else 1)
             hi = spec.get("maximum") if spec.get("maximum") is not None else (max(existing) if existing else 100)
+            limit = self.bound_limit(slot, current, values or {})  # guests at most the room's capacity
+            if limit is not None:
+                hi = min(hi, limit)
+                if hi < lo:
+                    raise NoInstance(f"{slot.name}: the referenced record allows at most {limit}, below {lo}")
             for _ in range(20):
                 v = rng.randint(int(lo), int(hi)) if typ == "integer" else round(rng.uniform(float(lo), float(hi)), 2)
                 if v != avoid:
@@ -234,12 +270,12 @@ class Builder:
             current = target if tool is not None and tool.kind in ("update",) else None
             if fb is not None:
                 try:
-                    values[s.name] = self.choose_value(s, current, rng, target, user_id)
+                    values[s.name] = self.choose_value(s, current, rng, target, user_id, values)
                 except NoInstance:
                     continue  # try the call's next optional value
                 filled.add(fb[0])
             else:
-                values[s.name] = self.choose_value(s, current, rng, target, user_id)
+                values[s.name] = self.choose_value(s, current, rng, target, user_id, values)
             if tool is not None and tool.kind in ("update", "create") and target is not None:
                 target[s.column] = values[s.name]
             elif tool is not None and tool.kind == "create" and s.table in created:
