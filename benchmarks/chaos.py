@@ -9,8 +9,8 @@ resumed, again and again, ``--kills`` times, and finally resumed to the end. A r
 exactly what the README says: ``snakemake --cores N`` again, preceded by ``snakemake --unlock``
 when Snakemake reports the directory locked (a SIGKILLed Snakemake cannot release its lock).
 Nothing else is done by hand. The kill moments are drawn so that they spread over the whole
-run: each waits a random share of the reference run's duration divided by 1.4 times the number
-of kills (a resume redoes the killed jobs, so it advances less than it waits).
+run: kill ``k`` targets the rule at position ``(k + 0.5) / N`` of the order in which the reference
+run started its jobs, and comes a random 0-3 s after a job of that rule starts in the resume.
 Prints, per kill, the jobs that were running, and at the end the number of resumes that needed
 an unlock, leftover temporary files, and whether ``diff -r ref/outputs chaos/outputs`` is empty.
 
@@ -103,6 +103,27 @@ def running_jobs(log: Path) -> list[str]:
     return sorted({rule for rule, jid in started if jid not in done})
 
 
+RULE_START_RE = re.compile(r"^(?:local)?(?:rule|checkpoint) (\w+):$", re.M)
+
+
+def kill_targets(reference_log: str, n: int) -> list[str]:
+    """``n`` rules, evenly spaced over the order in which the reference run started its jobs."""
+    order = [r for r in RULE_START_RE.findall(reference_log) if r != "all"]
+    if not order:
+        return ["topics"] * n
+    return [order[min(len(order) - 1, round((k + 0.5) * len(order) / n))] for k in range(n)]
+
+
+def wait_for_rule(proc: subprocess.Popen, log: Path, rule: str, timeout: float) -> bool:
+    """Until a job of ``rule`` starts in this resume (True), or the resume ends (False)."""
+    end = time.monotonic() + timeout
+    while proc.poll() is None and time.monotonic() < end:
+        if rule in RULE_START_RE.findall(log.read_text(errors="replace")):
+            return True
+        time.sleep(0.1)
+    return False
+
+
 def leftovers(work: Path) -> list[str]:
     found = []
     for p in (work / "outputs").rglob("*"):
@@ -135,6 +156,8 @@ def kills(args: argparse.Namespace, root: Path) -> int:
         sys.stderr.write(res.stderr[-3000:])
         return 1
     print(f"reference run: {ref_s:.1f} s", flush=True)
+    targets = kill_targets(res.stderr, args.kills)
+    print(f"kill targets (rules in the reference run's order): {', '.join(targets)}", flush=True)
     chaos = root / "chaos"
     unlocks, killed, finished_early = 0, 0, 0
     t1 = time.perf_counter()
@@ -142,9 +165,10 @@ def kills(args: argparse.Namespace, root: Path) -> int:
         log = root / f"resume-{i:02d}.log"
         proc, fh, unlocked = resume(chaos, args.cores, log)
         unlocks += unlocked
-        # A resume loses the job it was killed in and pays Snakemake's start-up again, so it
-        # advances less than its wait: shorter waits let every kill land before the end.
-        wait = rng.uniform(0.3, 1.7) * ref_s / (1.4 * args.kills)
+        # The kill comes a random 0-3 s after a job of the target rule starts in this resume
+        # (or after the wait runs out): the kills follow the run's phases to its end.
+        started = wait_for_rule(proc, log, targets[i], timeout=4 * ref_s)
+        wait = rng.uniform(0.0, 3.0) if started else 0.0
         try:
             proc.wait(timeout=wait)
             finished_early += 1
