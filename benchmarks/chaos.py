@@ -9,8 +9,8 @@ resumed, again and again, ``--kills`` times, and finally resumed to the end. A r
 exactly what the README says: ``snakemake --cores N`` again, preceded by ``snakemake --unlock``
 when Snakemake reports the directory locked (a SIGKILLed Snakemake cannot release its lock).
 Nothing else is done by hand. The kill moments are drawn so that they spread over the whole
-run: kill ``k`` targets the rule at position ``(k + 0.5) / N`` of the order in which the reference
-run started its jobs, and comes a random 0-3 s after a job of that rule starts in the resume.
+run: kill ``k`` comes a random 0-2 s after the run as a whole has ``(k + 0.5) / N`` of the
+reference run's jobs done (a resume's log says how many it still has to run and has finished).
 Prints, per kill, the jobs that were running, and at the end the number of resumes that needed
 an unlock, leftover temporary files, and whether ``diff -r ref/outputs chaos/outputs`` is empty.
 
@@ -103,22 +103,28 @@ def running_jobs(log: Path) -> list[str]:
     return sorted({rule for rule, jid in started if jid not in done})
 
 
-RULE_START_RE = re.compile(r"^(?:local)?(?:rule|checkpoint) (\w+):$", re.M)
+STEPS_RE = re.compile(r"^(\d+) of (\d+) steps", re.M)
+TOTAL_RE = re.compile(r"^total\s+(\d+)$", re.M)
 
 
-def kill_targets(reference_log: str, n: int) -> list[str]:
-    """``n`` rules, evenly spaced over the order in which the reference run started its jobs."""
-    order = [r for r in RULE_START_RE.findall(reference_log) if r != "all"]
-    if not order:
-        return ["topics"] * n
-    return [order[min(len(order) - 1, round((k + 0.5) * len(order) / n))] for k in range(n)]
+def progress(log: Path, total: int) -> int:
+    """Jobs of the whole run done so far, as a resume's log tells: the jobs it does not have to
+    run (``total`` minus its own count) plus the ones it has finished."""
+    text = log.read_text(errors="replace")
+    steps = STEPS_RE.findall(text)
+    if steps:
+        done, own = map(int, steps[-1])
+    else:
+        counts = TOTAL_RE.findall(text)
+        done, own = 0, int(counts[-1]) if counts else total
+    return max(0, total - own) + done
 
 
-def wait_for_rule(proc: subprocess.Popen, log: Path, rule: str, timeout: float) -> bool:
-    """Until a job of ``rule`` starts in this resume (True), or the resume ends (False)."""
+def wait_for_progress(proc: subprocess.Popen, log: Path, target: int, total: int, timeout: float) -> bool:
+    """Until the run as a whole has ``target`` jobs done (True), or the resume ends (False)."""
     end = time.monotonic() + timeout
     while proc.poll() is None and time.monotonic() < end:
-        if rule in RULE_START_RE.findall(log.read_text(errors="replace")):
+        if progress(log, total) >= target:
             return True
         time.sleep(0.1)
     return False
@@ -156,8 +162,11 @@ def kills(args: argparse.Namespace, root: Path) -> int:
         sys.stderr.write(res.stderr[-3000:])
         return 1
     print(f"reference run: {ref_s:.1f} s", flush=True)
-    targets = kill_targets(res.stderr, args.kills)
-    print(f"kill targets (rules in the reference run's order): {', '.join(targets)}", flush=True)
+    steps = STEPS_RE.findall(res.stderr)
+    total = int(steps[-1][1]) if steps else 1
+    # kill k once the run as a whole is (k + 0.5) / N of the way through its jobs
+    targets = [round((k + 0.5) * total / args.kills) for k in range(args.kills)]
+    print(f"kill points (jobs done of {total}): {targets}", flush=True)
     chaos = root / "chaos"
     unlocks, killed, finished_early = 0, 0, 0
     t1 = time.perf_counter()
@@ -165,10 +174,10 @@ def kills(args: argparse.Namespace, root: Path) -> int:
         log = root / f"resume-{i:02d}.log"
         proc, fh, unlocked = resume(chaos, args.cores, log)
         unlocks += unlocked
-        # The kill comes a random 0-3 s after a job of the target rule starts in this resume
-        # (or after the wait runs out): the kills follow the run's phases to its end.
-        started = wait_for_rule(proc, log, targets[i], timeout=4 * ref_s)
-        wait = rng.uniform(0.0, 3.0) if started else 0.0
+        # The kill comes a random 0-2 s after the run reaches its kill point (at once when a
+        # resume starts past it): the kills follow the run's phases to its end.
+        reached = wait_for_progress(proc, log, targets[i], total, timeout=4 * ref_s)
+        wait = rng.uniform(0.0, 2.0) if reached else 0.0
         try:
             proc.wait(timeout=wait)
             finished_early += 1
