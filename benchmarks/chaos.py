@@ -9,8 +9,8 @@ resumed, again and again, ``--kills`` times, and finally resumed to the end. A r
 exactly what the README says: ``snakemake --cores N`` again, preceded by ``snakemake --unlock``
 when Snakemake reports the directory locked (a SIGKILLed Snakemake cannot release its lock).
 Nothing else is done by hand. The kill moments are drawn so that they spread over the whole
-run: kill ``k`` comes a random 0-2 s after the run as a whole has ``(k + 0.5) / N`` of the
-reference run's jobs done (a resume's log says how many it still has to run and has finished).
+run: kill ``k`` comes a random 0-2 s after ``chaos/outputs`` holds ``(k + 0.5) / N`` of the
+reference run's output files (outputs are written whole, so their number tracks progress).
 Prints, per kill, the jobs that were running, and at the end the number of resumes that needed
 an unlock, leftover temporary files, and whether ``diff -r ref/outputs chaos/outputs`` is empty.
 
@@ -103,30 +103,19 @@ def running_jobs(log: Path) -> list[str]:
     return sorted({rule for rule, jid in started if jid not in done})
 
 
-STEPS_RE = re.compile(r"^(\d+) of (\d+) steps", re.M)
-TOTAL_RE = re.compile(r"^total\s+(\d+)$", re.M)
+def files_under(path: Path) -> int:
+    return sum(1 for p in path.rglob("*") if p.is_file()) if path.is_dir() else 0
 
 
-def progress(log: Path, total: int) -> int:
-    """Jobs of the whole run done so far, as a resume's log tells: the jobs it does not have to
-    run (``total`` minus its own count) plus the ones it has finished."""
-    text = log.read_text(errors="replace")
-    steps = STEPS_RE.findall(text)
-    if steps:
-        done, own = map(int, steps[-1])
-    else:
-        counts = TOTAL_RE.findall(text)
-        done, own = 0, int(counts[-1]) if counts else total
-    return max(0, total - own) + done
-
-
-def wait_for_progress(proc: subprocess.Popen, log: Path, target: int, total: int, timeout: float) -> bool:
-    """Until the run as a whole has ``target`` jobs done (True), or the resume ends (False)."""
+def wait_for_progress(proc: subprocess.Popen, outputs: Path, target: int, timeout: float) -> bool:
+    """Until ``outputs`` holds ``target`` files (True), or the resume ends (False). Outputs are
+    written whole, so their number follows the run's progress through every phase (a job
+    count does not: before the checkpoint Snakemake's DAG holds only a handful of jobs)."""
     end = time.monotonic() + timeout
     while proc.poll() is None and time.monotonic() < end:
-        if progress(log, total) >= target:
+        if files_under(outputs) >= target:
             return True
-        time.sleep(0.1)
+        time.sleep(0.2)
     return False
 
 
@@ -162,11 +151,10 @@ def kills(args: argparse.Namespace, root: Path) -> int:
         sys.stderr.write(res.stderr[-3000:])
         return 1
     print(f"reference run: {ref_s:.1f} s", flush=True)
-    steps = STEPS_RE.findall(res.stderr)
-    total = int(steps[-1][1]) if steps else 1
-    # kill k once the run as a whole is (k + 0.5) / N of the way through its jobs
+    total = files_under(ref / "outputs")
+    # kill k once the run has (k + 0.5) / N of the reference run's output files
     targets = [round((k + 0.5) * total / args.kills) for k in range(args.kills)]
-    print(f"kill points (jobs done of {total}): {targets}", flush=True)
+    print(f"kill points (output files of {total}): {targets}", flush=True)
     chaos = root / "chaos"
     unlocks, killed, finished_early = 0, 0, 0
     t1 = time.perf_counter()
@@ -176,7 +164,7 @@ def kills(args: argparse.Namespace, root: Path) -> int:
         unlocks += unlocked
         # The kill comes a random 0-2 s after the run reaches its kill point (at once when a
         # resume starts past it): the kills follow the run's phases to its end.
-        reached = wait_for_progress(proc, log, targets[i], total, timeout=4 * ref_s)
+        reached = wait_for_progress(proc, chaos / "outputs", targets[i], timeout=4 * ref_s)
         wait = rng.uniform(0.0, 2.0) if reached else 0.0
         try:
             proc.wait(timeout=wait)
