@@ -249,7 +249,8 @@ class PolicyWriter:
                 self._marked("; ".join(conds) + ".", [r["id"] for r in self._rules_of(name, kinds=("precondition",))])
             )
         if kind in ("create", "update", "delete"):
-            pre.append("The user has confirmed the change after you described it.")
+            # the assistant's conduct, stated again where it applies; no tool can check it
+            pre.append(self._marked("The user has confirmed the change after you described it.", ["conduct.confirm"]))
         lines += ["", "**Preconditions:**", *[f"- {x}" for x in pre]]
         params = tool.get("parameters", [])
         lines += ["", "**Input validation:**"]
