@@ -89,3 +89,15 @@ def test_hostile_domain_names_are_refused_and_the_run_goes_on(tmp_path):
     assert "collides with" in reasons and "after normalization" in reasons
     # the newline name was cleaned to the valid name the model meant
     assert len({n.lower() for n in names}) == len(names)
+
+
+def test_a_long_one_word_tool_name_gets_a_suffix_instead_of_looping():
+    from agentskiller.llm.offline.writers.tool_names import MAX_TOOL_LEN, fit_name, unique
+
+    domain = "D" * 30  # leaves 32 characters for the tool name
+    word = fit_name("x" * 60, domain)  # one word: nothing to drop, so the old suffix was cut off
+    taken: set[str] = set()
+    names = [unique(word, taken, domain) for _ in range(3)]
+    assert len(set(names)) == 3
+    assert names[1].endswith("_2") and names[2].endswith("_3")
+    assert all(len(n) <= min(MAX_TOOL_LEN, 62 - len(domain)) for n in names)

@@ -24,10 +24,13 @@ def fit_name(name: str, domain: str) -> str:
 
 
 def unique(name: str, taken: set[str], domain: str) -> str:
-    """``name``, or ``name_2``, ``name_3``... if taken; the result is added to ``taken``."""
+    """``name``, or ``name_2``, ``name_3``... if taken; the result is added to ``taken``. The
+    stem is cut to leave room for the suffix, so a long name cannot lose it (and loop)."""
     base, n = name, 2
+    limit = min(MAX_TOOL_LEN, 62 - len(domain))
     while name in taken:
-        name = fit_name(f"{base[: MAX_TOOL_LEN - 3]}_{n}", domain)
+        suffix = f"_{n}"
+        name = fit_name(base, domain)[: limit - len(suffix)].rstrip("_") + suffix
         n += 1
     taken.add(name)
     return name
