@@ -146,14 +146,19 @@ class Builder:
                     continue
                 entity, attr = col.at_most.split(".", 1)
                 via = next((c.name for c in rel.columns if c.references == entity), None)
-                key = next(
-                    (
-                        values[o.name]
-                        for o in self.slots.values()
-                        if o.column == via and o.name in values and slot.calls and slot.calls[0] in o.calls
-                    ),
-                    (current or {}).get(via or ""),
-                )
+                same_call = [
+                    values[o.name]
+                    for o in self.slots.values()
+                    if o.column == via and o.name in values and slot.calls and slot.calls[0] in o.calls
+                ]
+                # else the record the call acts on; else (a record created earlier in the
+                # trajectory, whose key the current copy lacks) the one the trajectory names
+                anywhere = [values[o.name] for o in self.slots.values() if o.column == via and o.name in values]
+                key = next(iter(same_call), None)
+                if key is None:
+                    key = (current or {}).get(via or "")
+                if key is None and anywhere:
+                    key = anywhere[0]
                 pk = self.view.primary_key(dom, entity)
                 hit = next((r for r in self.records(self.view.table_name(dom, entity)) if r.get(pk) == key), None)
                 limit = (hit or {}).get(attr)
