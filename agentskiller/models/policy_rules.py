@@ -37,14 +37,15 @@ which no tool can enforce and the evaluator scores instead.
 from __future__ import annotations
 
 import re
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import Field
 
 from .blueprint import Blueprint, Tool, ToolParam
 from .catalog import Attribute, Entity, Strict, primary_key_for
 
-RuleKind = Literal[
+#: kinds a tool's code enforces and contract tests prove
+ToolRuleKind = Literal[
     "authorization",
     "exists",
     "ownership",
@@ -56,24 +57,10 @@ RuleKind = Literal[
     "bound",
     "precondition",
     "at_least_one",
-    "privacy",
-    "covers",
-    "conduct",
 ]
-#: kinds a tool's code enforces and contract tests prove (the rest are global lines)
-TOOL_RULE_KINDS = (
-    "authorization",
-    "exists",
-    "ownership",
-    "enum",
-    "range",
-    "format",
-    "not_empty",
-    "time",
-    "bound",
-    "precondition",
-    "at_least_one",
-)
+#: ... and the global lines: privacy, summaries of tool rules (covers), conduct
+RuleKind = Literal[ToolRuleKind, "privacy", "covers", "conduct"]
+TOOL_RULE_KINDS: tuple[str, ...] = get_args(ToolRuleKind)
 #: column formats that carry a time rule, and the direction
 TIME_FORMATS = {"future_date": "future", "future_datetime": "future", "past_date": "past", "past_datetime": "past"}
 #: column formats that carry a format rule of their own (dates and date-times get one by type)
