@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 import jsonschema
 import yaml
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, model_validator
 
 from .io import SCHEMAS_DIR
 
@@ -185,11 +185,32 @@ class SandboxConfig(_Section):
     disk_mb: int
 
 
+class TaskKindShares(_Section):
+    """Target shares of the task kinds among an env's instances (s15); they sum to 1."""
+
+    action: float
+    lookup: float
+    refusal: float
+    auth_failure: float
+
+    @model_validator(mode="after")
+    def _sum_to_one(self) -> TaskKindShares:
+        total = self.action + self.lookup + self.refusal + self.auth_failure
+        if abs(total - 1) > 1e-6:
+            raise ValueError(f"tasks.kinds: the shares sum to {total:g}, not 1")
+        return self
+
+    def as_dict(self) -> dict[str, float]:
+        return {"action": self.action, "lookup": self.lookup, "refusal": self.refusal, "auth_failure": self.auth_failure}
+
+
 class TasksConfig(_Section):
     judge_threshold: float
     samples_per_template: int
     max_templates: int
     query_repair_rounds: int
+    kinds: TaskKindShares
+    self_correction_share: float
 
 
 class CrossConfig(_Section):

@@ -190,6 +190,15 @@ def env_file(pattern):
     return _f
 
 
+def member_files(pattern):
+    """Input function: an env's member artifacts, one per domain (never a pair's own file)."""
+
+    def _f(wildcards):
+        return [out(pattern.format(domain=d)) for d in wildcards.env.split("+")]
+
+    return _f
+
+
 def pair_members_file(pattern):
     """Input function: the list of a pair's member artifacts."""
 

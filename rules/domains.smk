@@ -81,7 +81,7 @@ rule tool_graph:
     resources:
         llm=1,
     params:
-        cfg=config_for("tool_graph", llm=True),
+        cfg=config_for("tool_graph", "tasks.kinds.lookup", llm=True),
         code=code_version("scripts/tool_graph.py"),
     script:
         "../scripts/tool_graph.py"

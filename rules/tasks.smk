@@ -30,12 +30,15 @@ rule instances:
         db=env_file("database/{domain}"),
         entity_tables=domain_entity_tables,
         server_report=env_file("servers/{domain}/report.json"),
+        policy_report=member_files("policies/{domain}.json"),
     output:
         instances=out("instances/{env}.json"),
     log:
         "logs/instances/{env}.log",
     params:
-        cfg=config_for("tasks.samples_per_template"),
+        cfg=config_for(
+            "tasks.samples_per_template", "tasks.kinds", "tasks.self_correction_share"
+        ),
         code=code_version("scripts/instances.py"),
     script:
         "../scripts/instances.py"

@@ -127,10 +127,26 @@ def test_instances_respect_ownership_preconditions_and_time(done):
     appts = {r["appointment_id"]: r for r in io.read_json(done / f"database/{ENV}/Appointment.json")["records"]}
     assert doc["instances"]
     per_template: dict[str, int] = {}
+    patients = {r["patient_id"] for r in io.read_json(done / "database/entities/Patient.json")["records"]}
+    kinds: dict[str, int] = {}
     for inst in doc["instances"]:
         per_template[inst["template_id"]] = per_template.get(inst["template_id"], 0) + 1
+        kinds[inst["task_kind"]] = kinds.get(inst["task_kind"], 0) + 1
         v = inst["values"]
+        if inst["task_kind"] == "auth_failure":
+            # a mistyped ID: nobody's, refused, and the golden path stops there
+            given = inst["calls"][0]["arguments"]["patient_id"]
+            assert given != inst["user_id"] and given not in patients
+            assert len(inst["calls"]) == 1 and inst["calls"][0]["expect"] == "refused"
+            continue
         assert inst["calls"][0]["arguments"]["patient_id"] == inst["user_id"]
+        if inst["task_kind"] == "refusal":
+            forbidden = inst["refusal"]
+            assert forbidden["rule"].startswith(forbidden["name"] + ".")
+            assert not any(c["name"].split("_")[0] in ("book", "cancel", "reschedule") for c in inst["calls"])
+            if forbidden["rule"].endswith(".precondition"):
+                assert appts[forbidden["arguments"]["appointment_id"]]["status"] != "scheduled"
+            continue
         if "appointment_id" in v:
             rec = appts[v["appointment_id"]]
             assert rec["patient_id"] == inst["user_id"]  # the user owns the record
@@ -140,30 +156,50 @@ def test_instances_respect_ownership_preconditions_and_time(done):
                 assert v[k] > SIM  # bookings after simulation time
         if "status" in v:
             assert v["status"] in ("scheduled", "cancelled", "completed")
-    assert set(per_template.values()) == {2}  # tasks.samples_per_template
+    assert set(per_template.values()) <= {1, 2}  # tasks.samples_per_template (fewer: no second user)
+    assert kinds.get("refusal") and kinds.get("auth_failure") and kinds.get("action")
 
 
-def test_create_then_update_resolves_the_new_id(done):
+def test_create_then_update_resolves_the_new_id_only_when_the_user_corrects_themselves(done, view):
+    import random
+
+    from agentskiller.models.tasks import TaskTemplate
+    from agentskiller.steps.tasks.s15_instances import make_instances
+
     doc = io.read_json(done / f"instances/{ENV}.json")
-    chained = [
-        i
-        for i in doc["instances"]
-        if [c["name"] for c in i["calls"]][1:] == ["book_appointment", "reschedule_appointment"]
-    ]
-    assert chained
-    for inst in chained:
-        assert inst["calls"][2]["resolve"] == {"appointment_id": {"call": 1, "field": "appointment_id"}}
-        assert "appointment_id" not in inst["calls"][2]["arguments"]
+    traj = ["authorize_patient", "book_appointment", "reschedule_appointment"]
+    # without the template saying so, s15 rejects the user changing what they just booked
+    assert not any([c["name"] for c in i["calls"]] == traj for i in doc["instances"])
+    assert any(s["reason"].startswith("changes_created_record") for s in doc["skipped"])
+    tpl = TaskTemplate(
+        template_id="0" * 16,
+        trajectory=traj,
+        slots=trajectory_slots(view, traj),
+        status="accepted",
+        self_correction=True,
+        instruction="I'm {patient_id}. Book {clinician_id} on {date} for {reason}. Actually, make that {new_date}.",
+    )
+    insts, _ = make_instances(view, view.load_tables(), tpl, ["action"], random.Random(3))
+    assert insts
+    for inst in insts:
+        assert inst.calls[2].resolve["appointment_id"].model_dump() == {"call": 1, "field": "appointment_id"}
+        assert "appointment_id" not in inst.calls[2].arguments
 
 
 # ------------------------------------------------------------------ s16
 def test_tasks_valid_with_hashes(done):
     doc = io.read_json(done / f"tasks/{ENV}.json")
-    assert doc["counts"]["valid"] == len(doc["tasks"]) > 0
+    assert doc["counts"]["valid"] > 0
     for t in doc["tasks"]:
+        if t["status"] != "valid":
+            assert t["reason"]
+            continue
         assert len(t["expected_outputs"]) == len(t["golden_calls"])
         writes = any(c["name"].split("_")[0] in ("book", "cancel", "reschedule") for c in t["golden_calls"])
         assert (t["final_state_hash"] != doc["initial_state_hash"]) == writes
+        assert len(t["grounding"]) == len(t["golden_calls"]) and all(
+            src for g in t["grounding"] for src in g.values()
+        )
 
 
 def test_failing_and_no_op_writes_are_invalid(done, view):
@@ -281,7 +317,7 @@ def test_two_writes_of_one_column_are_two_slots_with_different_values(tmp_path):
         status="accepted",
         instruction="I'm {patient_id}. Book {clinician_id} on {date} for {reason}, then move it to {new_date}.",
     )
-    insts, _ = make_instances(view, view.load_tables(), tpl, 3, random.Random(1))
+    insts, _ = make_instances(view, view.load_tables(), tpl, ["action"] * 3, random.Random(1))
     assert insts
     for inst in insts:
         assert inst.values["date"] != inst.values["new_date"]
@@ -400,11 +436,14 @@ def test_update_with_only_optional_values_still_writes_one(tmp_path):
     )
     assert v["trajectory_faithful"] <= 2 and any("new value" in p for p in v["problems"])
     tpl = TaskTemplate(template_id="0" * 16, trajectory=traj, slots=slots, status="accepted", instruction=silent)
-    insts, reasons = make_instances(view, view.load_tables(), tpl, 3, random.Random(3))
+    insts, reasons = make_instances(view, view.load_tables(), tpl, ["action"] * 3, random.Random(3))
     assert insts, reasons
     for inst in insts:
         assert inst.values["new_date"] > SIM and inst.values["new_date"] != inst.values["Appointment.date"]
-        assert inst.calls[2].arguments["new_date"] == inst.values["new_date"]
+        # the user names the appointment by its date: a lookup lists it before the calls need its ID
+        names = [c.name for c in inst.calls]
+        assert names == ["authorize_patient", "list_appointments", "get_appointment", "reschedule_appointment"]
+        assert inst.calls[3].arguments["new_date"] == inst.values["new_date"]
         assert required_values(tpl, inst)["new_date"] == inst.values["new_date"]  # s17 must state it
         # the records the touched appointment points at come along (s17 may quote them)
         assert inst.records["Clinician"]["clinician_id"] == inst.records["Appointment"]["clinician_id"]

@@ -24,6 +24,11 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 SlotKind = Literal["record", "value", "descriptor"]
+#: what a task asks of the assistant: writes (``action``), a read-only answer (``lookup``),
+#: declining a write the policy forbids (``refusal``), stopping at a failed authorization
+#: (``auth_failure``)
+TaskKind = Literal["action", "lookup", "refusal", "auth_failure"]
+TASK_KINDS: tuple[str, ...] = ("action", "lookup", "refusal", "auth_failure")
 CRITERIA = ("realistic", "trajectory_faithful", "policy_compliant", "unambiguous")
 
 
@@ -53,6 +58,9 @@ class TemplateDraft(_Model):
     reason_for_call: str = Field(min_length=1)
     #: record slots of relationship tables the user knows by ID (e.g. a booking reference)
     user_holds: list[str] = Field(default_factory=list)
+    #: the instruction has the user change their mind about a record the same task creates
+    #: ("book it ... actually, make it Friday"); only then may the trajectory change it
+    self_correction: bool = False
 
 
 class JudgeVerdict(_Model):
@@ -77,6 +85,7 @@ class TaskTemplate(_Model):
     instruction: str = ""
     reason_for_call: str = ""
     user_holds: list[str] = Field(default_factory=list)
+    self_correction: bool = False
     scores: dict[str, int] = Field(default_factory=dict)
     score: float | None = None
     problems: list[str] = Field(default_factory=list)
@@ -96,6 +105,37 @@ class GoldenCall(_Model):
     arguments: dict[str, Any]
     #: argument name -> where its value comes from at execution time
     resolve: dict[str, Resolve] = Field(default_factory=dict)
+    #: ``refused``: the server must refuse this call (the ID an ``auth_failure`` user gives)
+    expect: Literal["ok", "refused"] = "ok"
+
+
+class ForbiddenCall(_Model):
+    """What a ``refusal`` user asks for: the write the policy forbids. It is no golden call;
+    s16 proves the server refuses it after the golden path, with the state unchanged."""
+
+    name: str
+    arguments: dict[str, Any]
+    #: the policy rule that forbids it (``cancel_appointment.precondition``) and its member
+    rule: str
+    domain: str
+    why: str
+
+
+class AnswerItem(_Model):
+    """One value a ``lookup`` user must be told: ``field`` of call ``call``'s result (a
+    list result gives one item per record)."""
+
+    call: int
+    field: str
+    value: Any
+
+
+class Difficulty(_Model):
+    calls: int
+    writes: int
+    #: arguments the assistant takes from an earlier call's result (lookups it must make)
+    lookups: int
+    domains: int
 
 
 class Instance(_Model):
@@ -107,6 +147,14 @@ class Instance(_Model):
     #: label -> full record the task touches (``Patient``, ``Appointment``, ``Clinician``)
     records: dict[str, dict[str, Any]]
     calls: list[GoldenCall]
+    task_kind: TaskKind = "action"
+    #: slot names whose values the user states (the instruction must contain them): the
+    #: slots the template uses, the values the calls take, and descriptors added so the
+    #: user identifies a record among those a lookup returns
+    states: list[str] = Field(default_factory=list)
+    #: lookup: columns of the last call's result the user asks about
+    asks: list[str] = Field(default_factory=list)
+    refusal: ForbiddenCall | None = None
 
 
 class Task(_Model):
@@ -124,6 +172,15 @@ class Task(_Model):
     initial_state_hash: str | None = None
     failing_call: int | None = None
     reason: str | None = None
+    task_kind: TaskKind = "action"
+    states: list[str] = Field(default_factory=list)
+    asks: list[str] = Field(default_factory=list)
+    refusal: ForbiddenCall | None = None
+    #: per golden call, argument -> where an agent gets its value: ``user``, ``call:i.path``
+    #: (an earlier call's result), ``schema`` (a literal the tool allows), ``now``
+    grounding: list[dict[str, str]] = Field(default_factory=list)
+    expected_answer: list[AnswerItem] = Field(default_factory=list)
+    difficulty: Difficulty | None = None
 
 
 # ----------------------------------------------------------------- s17 answers

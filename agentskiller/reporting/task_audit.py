@@ -137,9 +137,15 @@ def list_calls(row: dict, outputs: list[dict]) -> list[dict]:
     return out
 
 
-def changes_created_record(row: dict) -> bool:
-    """A write whose record is the one a create earlier in the same task returned."""
-    return any(json.loads(c["resolve"]) for c in row["golden_calls"])
+def changes_created_record(row: dict, outputs: list[dict]) -> bool:
+    """A call that changes the state and acts on the record a create earlier in the same
+    task returned (its ID comes from a ``resolve`` rule): the user changes what they just made."""
+    before = row.get("initial_state_hash")
+    for call, o in zip(row["golden_calls"], outputs):
+        if json.loads(call["resolve"]) and o["ok"] and o["state_hash"] != before:
+            return True
+        before = o["state_hash"]
+    return False
 
 
 def masked(text: str) -> list[str]:
@@ -179,6 +185,7 @@ def audit(rows: list[dict], outputs_dir: Path) -> dict:
     kinds: Counter = Counter()
     same_state = {"rows": 0, "equal": 0}
     examples: list[dict] = []
+    changed_created = 0
     for row in rows:
         outputs = replay(row, outputs_dir)
         g = derive_grounding(row, outputs)
@@ -191,6 +198,7 @@ def audit(rows: list[dict], outputs_dir: Path) -> dict:
             if len(examples) < 5:
                 examples.append({"id": row["id"], "ungrounded": bad})
         lists += list_calls(row, outputs)
+        changed_created += changes_created_record(row, outputs)
         kind = row.get("task_kind", "action")
         kinds[kind] += 1
         if kind in ("refusal", "auth_failure"):
@@ -212,7 +220,8 @@ def audit(rows: list[dict], outputs_dir: Path) -> dict:
         "list_calls_missing_next_target": sum(1 for x in lists if x["next_target_in"] is False),
         "task_kinds": {k: round(v / n, 3) for k, v in sorted(kinds.items())},
         "refusal_and_auth_failure_rows_state_unchanged": f"{same_state['equal']}/{same_state['rows']}",
-        "rows_changing_a_created_record": sum(changes_created_record(r) for r in rows),
+        "rows_changing_a_created_record": changed_created,
+        "rows_changing_a_created_record_share": round(changed_created / n, 3),
         "distinct_openings_4": len({opening(t) for t in texts}),
         "distinct_openings_4_share": round(len({opening(t) for t in texts}) / n, 3),
         "near_duplicate_pairs": near_duplicate_pairs(texts),

@@ -14,8 +14,10 @@ Trajectories: every path from the authorize tool with ``tool_graph.min_length`` 
 kept only if each tool's preconditions occur earlier in it, then ranked deterministically
 and capped at ``tool_graph.max_trajectories``: round-robin over the lengths (longest
 first) so short and long tasks mix, and within a length greedily prefer trajectories that
-write, cover tools not yet covered, mix kinds, and spread use over the tools; ties break
-on the tool names. s14 turns each kept trajectory into a task template.
+write, do not change a record they created, cover tools not yet covered, mix kinds, and
+spread use over the tools; ties break on the tool names. ``tasks.kinds.lookup`` of the kept
+trajectories are read-only ones (s15's lookup tasks), spread through the list. s14 turns
+each kept trajectory into a task template.
 """
 
 from __future__ import annotations
@@ -137,7 +139,50 @@ def satisfies(path: tuple[str, ...], preconditions: dict[str, list[str]]) -> boo
     return True
 
 
-def rank_trajectories(paths: list[tuple[str, ...]], kinds: dict[str, str], cap: int) -> list[list[str]]:
+def changes_created(path: tuple[str, ...], kinds: dict[str, str], tables: dict[str, str]) -> bool:
+    """An update or delete of a table a create earlier in ``path`` wrote: the user would
+    change what they just made (s15 keeps few of those)."""
+    created: set[str] = set()
+    for t in path:
+        if kinds.get(t) in ("update", "delete") and tables.get(t) in created:
+            return True
+        if kinds.get(t) == "create":
+            created.add(tables.get(t, ""))
+    return False
+
+
+def rank_trajectories(
+    paths: list[tuple[str, ...]],
+    kinds: dict[str, str],
+    cap: int,
+    read_only_share: float = 0.0,
+    tables: dict[str, str] | None = None,
+) -> list[list[str]]:
+    """``cap`` trajectories: ``read_only_share`` of them (rounded, as far as there are any)
+    read-only - s15 makes lookup tasks of those - spread evenly through the list, so that
+    every prefix ``tasks.max_templates`` takes has its share; the rest ranked by :func:`_rank`
+    (writes first, paths that change a record they created last)."""
+    tables = tables or {}
+    reads = [p for p in paths if not any(kinds.get(t) in WRITE_KINDS for t in p)]
+    writes = [p for p in paths if any(kinds.get(t) in WRITE_KINDS for t in p)]
+    q = min(len(reads), round(read_only_share * cap)) if read_only_share > 0 else 0
+    if read_only_share > 0 and q == 0 and reads:
+        q = 1
+    picked_r = _rank(reads, kinds, q, tables) if q else []
+    picked_w = _rank(writes, kinds, cap - len(picked_r), tables)
+    total = len(picked_r) + len(picked_w)
+    slots = {round((j + 1) * total / (len(picked_r) + 1)) - 1 for j in range(len(picked_r))}
+    out: list[list[str]] = []
+    ri, wi = iter(picked_r), iter(picked_w)
+    for pos in range(total):
+        nxt = next(ri, None) if pos in slots else next(wi, None)
+        if nxt is None:
+            nxt = next(wi, None) or next(ri)
+        out.append(nxt)
+    return out
+
+
+def _rank(paths: list[tuple[str, ...]], kinds: dict[str, str], cap: int, tables: dict[str, str]) -> list[list[str]]:
     """Greedy, deterministic pick of ``cap`` trajectories (see the module docstring).
 
     Turns go round-robin over the path lengths present, longest first (4, 3, 2, 4, ...), so
@@ -162,6 +207,7 @@ def rank_trajectories(paths: list[tuple[str, ...]], kinds: dict[str, str], cap: 
             writes = sum(1 for t in p if kinds.get(t) in WRITE_KINDS)
             return (
                 -(writes > 0),
+                changes_created(p, kinds, tables),
                 -len({t for t in p if used[t] == 0}),
                 -len({kinds.get(t) for t in p}),
                 sum(used[t] for t in p),
@@ -252,11 +298,17 @@ def run(ctx: StepContext) -> None:
         )
     except LLMError as exc:
         return _failed(ctx, domain, checks_failed("s08", "the tool graph failed its checks", rounds, exc), rounds)
-    ctx.write_json("graph", assemble(bp, ans, min_len, max_len, cap, rounds), "tool_graph")
+    ctx.write_json("graph", assemble(bp, ans, min_len, max_len, cap, rounds, ctx.cfg.tasks.kinds.lookup), "tool_graph")
 
 
 def assemble(
-    bp: Blueprint, ans: ToolGraphAnswer, min_len: int, max_len: int, cap: int, rounds: list[dict] | None = None
+    bp: Blueprint,
+    ans: ToolGraphAnswer,
+    min_len: int,
+    max_len: int,
+    cap: int,
+    rounds: list[dict] | None = None,
+    read_only_share: float = 0.0,
 ) -> dict:
     """The tool_graph artifact (without meta) for an accepted answer."""
     tools = [t.name for t in bp.tools]
@@ -267,7 +319,7 @@ def assemble(
     paths, truncated = enumerate_paths(g, root, min_len, max_len)
     valid = [p for p in paths if satisfies(p, pre)]
     kinds = {t.name: t.kind for t in bp.tools}
-    kept = rank_trajectories(valid, kinds, cap)
+    kept = rank_trajectories(valid, kinds, cap, read_only_share, {t.name: t.table for t in bp.tools})
     return {
         "domain": bp.domain,
         "status": "ok",

@@ -85,10 +85,23 @@ def build_row(query: dict, task: dict, policy: str, tools: list[dict]) -> dict:
                 "type": "function",
                 "function": {"name": c["name"], "arguments": _dumps(c["arguments"])},
                 "resolve": _dumps(c.get("resolve") or {}),
+                "expect": c.get("expect", "ok"),
             }
             for c in task["golden_calls"]
         ],
         "expected_outputs": [_dumps(o) for o in task["expected_outputs"]],
+        "task_kind": task.get("task_kind", "action"),
+        "grounding": [
+            [{"argument": a, "source": src} for a, src in sorted(g.items())] for g in task.get("grounding") or []
+        ],
+        "expected_answer": [
+            {"call": a["call"], "field": a["field"], "value": _dumps(a["value"])}
+            for a in task.get("expected_answer") or []
+        ],
+        "refusal": (
+            {**task["refusal"], "arguments": _dumps(task["refusal"]["arguments"])} if task.get("refusal") else None
+        ),
+        "difficulty": task["difficulty"],
         "initial_state_hash": task.get("initial_state_hash") or "",
         "final_state_hash": task["final_state_hash"],
         "task_id": task["task_id"],

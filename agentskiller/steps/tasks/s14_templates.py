@@ -189,6 +189,7 @@ def _one(ctx: StepContext, view: EnvView, trajectory: list[str], policy: str, th
         instruction=draft.instruction,
         reason_for_call=draft.reason_for_call,
         user_holds=sorted(set(draft.user_holds)),
+        self_correction=draft.self_correction,
     )
     try:
         verdict = ctx.llm.generate(

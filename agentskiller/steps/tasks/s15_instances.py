@@ -38,8 +38,11 @@ from typing import Any
 from agentskiller import artifacts, io
 from agentskiller.artifacts import failed_input
 from agentskiller.jobs import StepContext
-from agentskiller.models.tasks import GoldenCall, Instance, Resolve, Slot, TaskTemplate
-from agentskiller.steps.tasks.task_env import TASK_INPUTS, EnvView, slot_names
+from agentskiller.models.blueprint import WRITE_KINDS
+from agentskiller.models.policy_rules import PolicyRule
+from agentskiller.models.tasks import TASK_KINDS, ForbiddenCall, GoldenCall, Instance, Resolve, Slot, TaskTemplate
+from agentskiller.steps.tasks import lookups, task_kinds
+from agentskiller.steps.tasks.task_env import TASK_INPUTS, EnvView, _table_columns, slot_names
 
 SCHEMA = "instances"
 HOURS = (9, 10, 11, 14, 15, 16)
@@ -47,6 +50,25 @@ HOURS = (9, 10, 11, 14, 15, 16)
 
 class NoInstance(Exception):
     """This user cannot make the template meaningful (no suitable record, say)."""
+
+
+def first_param(call: GoldenCall) -> str:
+    """The argument an authorize call identifies the user by (its only / first one)."""
+    return next(iter(call.arguments))
+
+
+def _type_of(v: Any) -> str:
+    from agentskiller.grounding import iso_when
+
+    if isinstance(v, bool):
+        return "boolean"
+    if isinstance(v, int):
+        return "integer"
+    if isinstance(v, float):
+        return "number"
+    if isinstance(v, str) and iso_when(v) is not None:
+        return "datetime" if "T" in v else "date"
+    return "string"
 
 
 def _parse_time(value: str) -> dt.datetime:
@@ -77,10 +99,17 @@ def future_value(sim_time: str, kind: str, rng: random.Random, avoid: Any = None
 class Builder:
     """Builds instances of one template over the env's tables."""
 
-    def __init__(self, view: EnvView, tables: dict[str, dict], template: TaskTemplate):
+    def __init__(
+        self,
+        view: EnvView,
+        tables: dict[str, dict],
+        template: TaskTemplate,
+        rules: dict[str, dict[str, list[PolicyRule]]] | None = None,
+    ):
         self.view = view
         self.tables = tables
         self.tpl = template
+        self.rules = rules or {}  # member domain -> tool -> its enforced rules
         self.slots = {s.name: s for s in template.slots}
         self.used = set(slot_names(template.instruction)) | set(slot_names(template.reason_for_call))
         self.refs = [view.tool(n) for n in template.trajectory]
@@ -222,15 +251,38 @@ class Builder:
         return rng.choice(options)
 
     # ------------------------------------------------------------- build
-    def build(self, user: dict, rng: random.Random) -> Instance:
+    @property
+    def core_pk(self) -> str:
+        p = self.refs[0].tool.parameters[0]
+        return p.column or p.name
+
+    def first_write(self) -> int | None:
+        return next((i for i, r in enumerate(self.refs) if r.tool.kind in WRITE_KINDS), None)
+
+    def refusal_rules(self) -> list[PolicyRule]:
+        """Rules of the trajectory's first write that a refusal instance can break (it must
+        also be the only write: what would follow a refused write is left undefined)."""
+        k = self.first_write()
+        if k is None or sum(r.tool.kind in WRITE_KINDS for r in self.refs) != 1:
+            return []
+        ref = self.refs[k]
+        return task_kinds.refusal_rules(ref.tool.name, self.rules.get(ref.domain, {}))
+
+    def build(self, user: dict, rng: random.Random, kind: str = "action", rule: PolicyRule | None = None) -> Instance:
+        """One instance for ``user``; ``kind`` ``refusal`` breaks ``rule`` (a rule of the
+        first write), ``auth_failure`` gives a mistyped ID (see :mod:`.task_kinds`)."""
         view = self.view
-        core_pk = self.refs[0].tool.parameters[0].column or self.refs[0].tool.parameters[0].name
+        core_pk = self.core_pk
         user_id = user[core_pk]
         values: dict[str, Any] = {}
         records: dict[str, dict] = {}
         chosen: dict[str, dict] = {}  # physical table -> chosen record (current, simulated)
-        record_slots = [s for s in self.slots.values() if s.kind == "record"]
+        record_slots = [
+            s for s in self.slots.values() if s.kind == "record" and (s.required or s.name in self.used)
+        ]  # an optional filter the user never mentions stays empty
         value_slots = [s for s in self.slots.values() if s.kind == "value"]
+        k = self.first_write()
+        breaks = rule if kind == "refusal" else None
         for s in record_slots:
             if s.table not in self.tables:
                 raise NoInstance(f"table {s.table} is not in the environment")
@@ -242,12 +294,21 @@ class Builder:
             cands = list(cands)
             rng.shuffle(cands)
             ok = None
+            violate = breaks is not None and breaks.kind == "precondition" and k in s.calls
             for rec in cands:
+                if violate:
+                    trial = self._simulate(s, rec, upto=k)
+                    if trial is not None and not self._meets(self.refs[k].tool, trial):
+                        ok = rec
+                        break
+                    continue
                 trial = self._simulate(s, rec)
                 if trial is not None:
                     ok = rec
                     break
             if ok is None:
+                if violate:
+                    raise NoInstance(f"user {user_id} has no {s.table} record that breaks {breaks.id}")
                 raise NoInstance(f"user {user_id} has no {s.table} record that every call on it accepts")
             values[s.name] = ok[s.column]
             chosen[s.table] = copy.deepcopy(ok)
@@ -279,6 +340,13 @@ class Builder:
                 except NoInstance:
                     continue  # try the call's next optional value
                 filled.add(fb[0])
+            elif (
+                breaks is not None
+                and breaks.kind != "precondition"
+                and k in s.calls
+                and self._param_of(k, s) == breaks.param
+            ):
+                values[s.name] = self.breaking_value(s, breaks, current, rng, values)
             else:
                 values[s.name] = self.choose_value(s, current, rng, target, user_id, values)
             if tool is not None and tool.kind in ("update", "create") and target is not None:
@@ -291,8 +359,15 @@ class Builder:
         self._check_created()
         # re-check preconditions with the chosen values written in call order
         for s in record_slots:
-            if s.table in chosen and self._simulate(s, records[self._label(s.table)], values) is None:
+            upto = k if breaks is not None else None
+            if s.table in chosen and self._simulate(s, records[self._label(s.table)], values, upto) is None:
                 raise NoInstance(f"chosen values break a precondition on {s.table}")
+        if (
+            breaks is not None
+            and breaks.param
+            and not any(self._param_of(k, s) == breaks.param for s in value_slots if s.name in values and k in s.calls)
+        ):
+            raise NoInstance(f"the instruction gives no value for {breaks.param}, so it cannot break {breaks.id}")
         for name in self.used:
             s = self.slots.get(name)
             if s is not None and s.kind == "descriptor":
@@ -302,8 +377,51 @@ class Builder:
                 values[name] = rec[s.column]
         records.setdefault(self._label(self.refs[0].table), copy.deepcopy(user))
         self._add_referenced(records)
+        states = self._states(values)
         calls = self._calls(values)
-        iid = io.sha256_json({"env": view.env, "template": self.tpl.template_id, "values": values})[:16]
+        calls, added = self._ground(calls, values, records, states, user_id)
+        for table, col in sorted(added.items()):
+            name = f"{self._label(table)}.{col}"
+            values[name] = records[self._label(table)][col]
+            states.append(name)
+        refusal = None
+        asks: list[str] = []
+        if kind == "refusal":
+            cut = next(i for i, c in enumerate(calls) if view.tool(c.name).tool.kind in WRITE_KINDS)
+            ref = view.tool(calls[cut].name)
+            refusal = ForbiddenCall(
+                name=calls[cut].name,
+                arguments=calls[cut].arguments,
+                rule=breaks.id,
+                domain=ref.domain,
+                why=self._why(breaks, ref, records, values),
+            )
+            calls = calls[:cut]  # the golden path stops before the forbidden write
+        elif kind == "auth_failure":
+            taken = {str(r.get(core_pk)) for r in self.records(self.refs[0].table)}
+            wrong = task_kinds.wrong_id(user_id, taken, rng)
+            if wrong is None:
+                raise NoInstance(f"no mistyped ID near {user_id}")
+            slot = next(s.name for s in record_slots if s.column == core_pk and s.table == self.refs[0].table)
+            values[slot] = wrong
+            records[self._label(self.refs[0].table)] = {**records[self._label(self.refs[0].table)], core_pk: wrong}
+            first = calls[0]
+            calls = [
+                first.model_copy(
+                    update={"arguments": {**first.arguments, first_param(first): wrong}, "expect": "refused"}
+                )
+            ]
+        elif kind == "lookup":
+            last = self.refs[-1]
+            stated = {self.slots[n].column for n in states if n in self.slots and self.slots[n].table == last.table}
+            asks = task_kinds.choose_asks(last.tool.kind, self.descriptor_columns(last.table), stated, rng)
+            if last.tool.kind in ("read", "search") and not asks:
+                raise NoInstance(f"nothing of {last.table} to ask about that the user does not state")
+        iid = io.sha256_json(
+            {"env": view.env, "template": self.tpl.template_id, "values": values, "kind": kind}
+            if kind != "action"
+            else {"env": view.env, "template": self.tpl.template_id, "values": values}
+        )[:16]
         return Instance(
             instance_id=iid,
             template_id=self.tpl.template_id,
@@ -311,7 +429,128 @@ class Builder:
             values=values,
             records=records,
             calls=calls,
+            task_kind=kind,
+            states=sorted(set(states)),
+            asks=asks,
+            refusal=refusal,
         )
+
+    # ------------------------------------------------------------ kinds
+    def _meets(self, tool, rec: dict) -> bool:
+        return all(rec.get(c.column) in c.values for c in tool.preconditions)
+
+    def _param_of(self, call: int, slot: Slot) -> str | None:
+        for p in self.refs[call].tool.parameters:
+            if (p.column or p.name) == slot.column:
+                return p.name
+        return None
+
+    def breaking_value(
+        self, slot: Slot, rule: PolicyRule, current: dict | None, rng: random.Random, values: dict
+    ) -> Any:
+        """A value the user asks for that ``rule`` forbids: one to three over the bound or the
+        range's maximum, or a date 1-30 days before the simulation time."""
+        if rule.kind == "bound":
+            limit = self.bound_limit(slot, current, values)
+            if limit is None:
+                raise NoInstance(f"{slot.name}: no bounding record to exceed")
+            return int(limit) + rng.randint(1, 3)
+        if rule.kind == "range" and rule.maximum is not None:
+            return int(rule.maximum) + rng.randint(1, 3)
+        if rule.kind == "time" and rule.when == "future":
+            base = (
+                _parse_time(self.view.simulation_time)
+                if self.view.simulation_time
+                else dt.datetime(2025, 6, 2, tzinfo=dt.UTC)
+            )
+            day = base - dt.timedelta(days=rng.randint(1, 30))
+            spec = self.column_spec(slot.table, slot.column, slot.calls[0] if slot.calls else None)
+            if spec.get("type") == "date":
+                return day.date().isoformat()
+            return day.replace(hour=rng.choice(HOURS), minute=0, second=0).strftime("%Y-%m-%dT%H:%M:%SZ")
+        raise NoInstance(f"{rule.id}: no value breaks it")
+
+    def _why(self, rule: PolicyRule, ref, records: dict, values: dict) -> str:
+        if rule.kind == "precondition":
+            rec = records.get(self._label(ref.table), {})
+            parts = [
+                f"{c['column']} is {rec.get(c['column'])!r}, not one of {c['values']}" for c in rule.conditions or []
+            ]
+            return f"{ref.tool.name} needs " + "; ".join(parts)
+        return f"{ref.tool.name}: {rule.param} breaks the {rule.kind} rule"
+
+    def descriptor_columns(self, physical: str) -> list[tuple[str, str]]:
+        """(column, type) of the attributes a person names a record of ``physical`` by."""
+        for dom in self.view.domains:
+            for rel in self.view.blueprints[dom].relationships:
+                if self.view.table_name(dom, rel.name) == physical:
+                    return [(c.name, c.type) for c in rel.columns if not c.references and c.name != rel.primary_key]
+        recs = self.records(physical)
+        out = []
+        for col in _table_columns(self.view, physical):
+            v = next((r.get(col) for r in recs if r.get(col) is not None), None)
+            out.append((col, _type_of(v)))
+        return out
+
+    # ------------------------------------------------------------ grounding
+    def _states(self, values: dict) -> list[str]:
+        """What the user states: the slots the template's words use and the values the calls
+        take (their own ID among them)."""
+        out = [
+            n
+            for n in values
+            if n in self.used or self.slots.get(n, Slot(name="", kind="value", table="", column="")).kind == "value"
+        ]
+        core = next(
+            (
+                s.name
+                for s in self.slots.values()
+                if s.kind == "record" and s.column == self.core_pk and s.table == self.refs[0].table
+            ),
+            None,
+        )
+        if core in values:
+            out.append(core)
+        out += [n for n in self.tpl.user_holds if n in values]
+        return sorted(set(out))
+
+    def _ground(
+        self, calls: list[GoldenCall], values: dict, records: dict, states: list[str], user_id: Any
+    ) -> tuple[list[GoldenCall], dict[str, str]]:
+        """Insert the lookups the user's words call for (see :mod:`.lookups`)."""
+        needs = []
+        for i, ref in enumerate(self.refs):
+            for p in ref.tool.parameters:
+                s = self.slots.get(self._slot_for(i, p.column or p.name) or "")
+                if s is None or s.kind != "record" or s.name not in values or s.name in states:
+                    continue
+                rec = records.get(self._label(s.table))
+                if rec is None:
+                    continue
+                needs.append(lookups.Need(call=i, slot=s, record=rec))
+        if not needs:
+            return calls, {}
+
+        def stated_columns(table: str) -> set[str]:
+            return {
+                self.slots[n].column
+                for n in states
+                if n in self.slots and self.slots[n].kind == "descriptor" and self.slots[n].table == table
+            }
+
+        try:
+            return lookups.add_lookups(
+                self.view,
+                calls,
+                needs,
+                stated_columns,
+                self.records,
+                self.owner_column,
+                self.descriptor_columns,
+                user_id,
+            )
+        except LookupError as exc:
+            raise NoInstance(str(exc)) from exc
 
     def _add_referenced(self, records: dict[str, dict]) -> None:
         """Add the records that the touched relationship rows point at (foreign keys to
@@ -362,10 +601,13 @@ class Builder:
 
         return _logical(self.view, physical)
 
-    def _simulate(self, slot: Slot, rec: dict, values: dict | None = None) -> dict | None:
-        """Walk the calls that act on ``rec`` in order; None when a precondition fails."""
+    def _simulate(self, slot: Slot, rec: dict, values: dict | None = None, upto: int | None = None) -> dict | None:
+        """Walk the calls that act on ``rec`` in order (those before ``upto`` only, when
+        given); None when a precondition fails."""
         rec = copy.deepcopy(rec)
         for i in sorted(slot.calls):
+            if upto is not None and i >= upto:
+                break
             ref = self.refs[i]
             if ref.table != slot.table:
                 continue
@@ -418,29 +660,73 @@ class Builder:
         return out
 
 
+def changes_created_record(view: EnvView, trajectory: list[str]) -> str | None:
+    """The first update / delete on a record a create earlier in ``trajectory`` made."""
+    created: set[str] = set()
+    for name in trajectory:
+        ref = view.tool(name)
+        if ref.tool.kind in ("update", "delete") and ref.table in created:
+            return f"{ref.name} changes the {ref.table} the task itself created"
+        if ref.tool.kind == "create":
+            created.add(ref.table)
+    return None
+
+
 def make_instances(
-    view: EnvView, tables: dict[str, dict], template: TaskTemplate, n: int, rng: random.Random
+    view: EnvView,
+    tables: dict[str, dict],
+    template: TaskTemplate,
+    kinds: list[str],
+    rng: random.Random,
+    rules: dict[str, dict[str, list[PolicyRule]]] | None = None,
 ) -> tuple[list[Instance], list[str]]:
-    """Up to ``n`` distinct instances (different users first) and the reasons users failed."""
-    b = Builder(view, tables, template)
+    """One instance per entry of ``kinds`` (different users first; a refusal or
+    auth failure this template cannot make becomes an action) and the reasons users failed."""
+    b = Builder(view, tables, template, rules)
     core = b.refs[0].table
     users = list(tables.get(core, {}).get("records", []))
     rng.shuffle(users)
     out: list[Instance] = []
     seen: set[str] = set()
     reasons: list[str] = []
-    for user in users:
-        if len(out) >= n:
-            break
-        try:
-            inst = b.build(user, rng)
-        except NoInstance as exc:
-            reasons.append(str(exc))
-            continue
-        if inst.instance_id not in seen:
-            seen.add(inst.instance_id)
-            out.append(inst)
+    breakable = b.refusal_rules()
+    for kind in kinds:
+        attempts = [(kind, r) for r in breakable] if kind == "refusal" else [(kind, None)]
+        if kind != "action":
+            attempts.append(("action", None))
+        made = None
+        for try_kind, rule in attempts:
+            for user in users:
+                try:
+                    inst = b.build(user, rng, try_kind, rule)
+                except NoInstance as exc:
+                    reasons.append(str(exc))
+                    continue
+                if inst.instance_id not in seen and inst.user_id not in {
+                    o.user_id for o in out if o.task_kind == try_kind
+                }:
+                    made = inst
+                    break
+            if made is not None:
+                break
+        if made is not None:
+            seen.add(made.instance_id)
+            out.append(made)
     return out, reasons
+
+
+def load_rules(paths: Any) -> dict[str, dict[str, list[PolicyRule]]]:
+    """Member domain -> tool -> the rules its policy states and its server enforces."""
+    from agentskiller.artifacts import as_paths
+
+    out: dict[str, dict[str, list[PolicyRule]]] = {}
+    for p in as_paths(paths):
+        doc = artifacts.read(p)
+        if doc.get("status") == "failed":
+            continue
+        rules = [PolicyRule.model_validate(r) for r in doc.get("rules", [])]
+        out[doc["domain"]] = task_kinds.rules_by_tool(rules)
+    return out
 
 
 def run(ctx: StepContext) -> None:
@@ -461,15 +747,36 @@ def run(ctx: StepContext) -> None:
             SCHEMA,
         )
         return
-    n = ctx.cfg.tasks.samples_per_template
+    cfg = ctx.cfg.tasks
+    n = cfg.samples_per_template
     view = EnvView.load(env, ctx.inputs["blueprint"], ctx.inputs["server_report"])
     tables = view.load_tables()
+    rules = load_rules(ctx.inputs.get("policy_report"))
     data = artifacts.read(ctx.inputs["templates"])
     instances: list[dict] = []
     skipped: list[dict] = []
     accepted = [TaskTemplate.model_validate(t) for t in data.get("templates", []) if t["status"] == "accepted"]
+    usable: list[TaskTemplate] = []
     for tpl in accepted:
-        got, reasons = make_instances(view, tables, tpl, n, ctx.rng(tpl.template_id))
+        change = changes_created_record(view, tpl.trajectory)
+        if change and not tpl.self_correction:
+            skipped.append({"template_id": tpl.template_id, "reason": f"changes_created_record: {change}"})
+            continue
+        usable.append(tpl)
+    writes = [t for t in usable if any(view.tool(x).tool.kind in WRITE_KINDS for x in t.trajectory)]
+    plan = dict(zip((t.template_id for t in writes), task_kinds.plan_kinds(len(writes), n, cfg.kinds.as_dict())))
+    corrections_left = int(cfg.self_correction_share * n * len(usable))
+    for tpl in usable:
+        kinds = plan.get(tpl.template_id) or ["lookup"] * n
+        if changes_created_record(view, tpl.trajectory):
+            if corrections_left <= 0:
+                skipped.append(
+                    {"template_id": tpl.template_id, "reason": "changes_created_record: self_correction_share reached"}
+                )
+                continue
+            kinds = ["action"] * min(n, corrections_left)
+            corrections_left -= len(kinds)
+        got, reasons = make_instances(view, tables, tpl, kinds, ctx.rng(tpl.template_id), rules)
         instances += [i.model_dump() for i in got]
         if not got:
             skipped.append(
@@ -490,7 +797,12 @@ def run(ctx: StepContext) -> None:
             ],
         },
         "s15": {
-            "counts": {"templates": len(accepted), "instances": len(instances), "skipped": len(skipped)},
+            "counts": {
+                "templates": len(accepted),
+                "instances": len(instances),
+                "skipped": len(skipped),
+                **{f"kind_{k}": sum(i["task_kind"] == k for i in instances) for k in TASK_KINDS},
+            },
             "rejections": skipped,
         },
     }

@@ -9,9 +9,15 @@ pass runs each episode up to its first unresolved call, the rule is applied to t
 and the next pass runs the longer prefix. Every replay (the dataset test, the evaluator)
 applies the same rule and reaches the same values.
 
-A task is valid only if every call succeeds and every write call (create, update, delete)
-really changes the state hash. Valid tasks record the expected outputs and the final state
-hash; invalid ones keep the failing call and the reason.
+A task is valid only if every call succeeds (a call marked ``expect: refused`` - the ID an
+``auth_failure`` user gives - must be refused), every write call (create, update, delete)
+really changes the state hash, every list call returns something, and every argument has a
+source an agent can reach (:mod:`.grounding_map`; otherwise ``ungrounded_argument``). A
+``refusal`` task's forbidden write runs after its golden path and must be refused; refusal
+and auth-failure tasks must end in the initial state. Valid tasks record the expected
+outputs, the final state hash, the grounding map, a lookup's ``expected_answer`` (the
+values of the asked columns in the last result) and the difficulty; invalid ones keep the
+failing call and the reason.
 """
 
 from __future__ import annotations
@@ -24,7 +30,8 @@ from agentskiller import artifacts, io
 from agentskiller.artifacts import failed_input
 from agentskiller.jobs import StepContext
 from agentskiller.models.blueprint import WRITE_KINDS
-from agentskiller.models.tasks import GoldenCall, Instance, Task
+from agentskiller.models.tasks import AnswerItem, Difficulty, GoldenCall, Instance, Task
+from agentskiller.steps.tasks.grounding_map import grounding, scalars
 from agentskiller.steps.tasks.task_env import TASK_INPUTS, EnvView
 
 SCHEMA = "tasks"
@@ -89,11 +96,76 @@ def _episode_calls(result: Any) -> list[dict]:
     return list(result or [])
 
 
+def episode_calls(inst: Instance) -> list[GoldenCall]:
+    """What s16 runs: the golden calls, then a refusal task's forbidden write."""
+    if inst.refusal is None:
+        return list(inst.calls)
+    forbidden = GoldenCall(name=inst.refusal.name, arguments=inst.refusal.arguments, expect="refused")
+    return [*inst.calls, forbidden]
+
+
+def _params(view: EnvView, names: set[str]) -> dict[str, dict[str, tuple[list | None, str | None]]]:
+    return {n: {p.name: (p.enum, p.type) for p in view.tool(n).tool.parameters} for n in names}
+
+
+def expected_answer(inst: Instance, results: list[Any]) -> list[AnswerItem]:
+    """The values a lookup user must be told: the asked columns of the last result (of each
+    record, for a list), or every number a compute call returned."""
+    if inst.task_kind != "lookup" or not results:
+        return []
+    k = len(results) - 1
+    last = results[k]
+    if not inst.asks:
+        return [
+            AnswerItem(call=k, field=path, value=v)
+            for path, v in scalars(last)
+            if isinstance(v, (int, float)) and not isinstance(v, bool)
+        ]
+    recs = last if isinstance(last, list) else [last]
+    return [
+        AnswerItem(call=k, field=f"{i}.{col}" if isinstance(last, list) else col, value=r.get(col))
+        for i, r in enumerate(recs)
+        if isinstance(r, dict)
+        for col in inst.asks
+        if r.get(col) is not None
+    ]
+
+
+def said_values(inst: Instance) -> list[Any]:
+    """The values the user states (see ``Instance.states``)."""
+    return [inst.values[n] for n in inst.states if n in inst.values]
+
+
+def check_outcome(
+    inst: Instance, calls: list[GoldenCall], recs: list[dict], kinds: dict, initial: str
+) -> tuple[int, str] | None:
+    """(call, reason) of the first thing that makes the executed task invalid, else None."""
+    prev = initial
+    for i, (c, r) in enumerate(zip(calls, recs)):
+        if c.expect == "refused":
+            if r.get("ok"):
+                return i, f"call {i} ({c.name}) should have been refused but succeeded"
+            if r.get("state_hash_after", prev) != prev:
+                return i, f"call {i} ({c.name}) was refused but changed the state"
+            continue
+        after = r.get("state_hash_after")
+        if kinds[c.name] in WRITE_KINDS and after == prev:
+            return i, f"call {i} ({c.name}) is a write that did not change the state"
+        if kinds[c.name] == "search" and r.get("result") == []:
+            return i, f"empty_lookup: call {i} ({c.name}) returned no record"
+        prev = after
+    if inst.task_kind in ("refusal", "auth_failure") and prev != initial:
+        return len(recs) - 1, f"a {inst.task_kind} task must leave the state as it found it"
+    return None
+
+
 def validate(
     view: EnvView, env_path: Path, instances: list[Instance], initial_hash: str, execute: Executor
 ) -> list[Task]:
     """Run the golden calls of ``instances``; one :class:`Task` per instance."""
-    kinds = {name: view.tool(name).tool.kind for inst in instances for name in (c.name for c in inst.calls)}
+    runs = {i.instance_id: episode_calls(i) for i in instances}
+    kinds = {c.name: view.tool(c.name).tool.kind for calls in runs.values() for c in calls}
+    params = _params(view, set(kinds))
     results: dict[str, list[dict]] = {i.instance_id: [] for i in instances}
     args: dict[str, list[dict]] = {}
     failed: dict[str, tuple[int, str]] = {}
@@ -103,7 +175,7 @@ def validate(
         for inst in pending:
             known = [r.get("result") for r in results[inst.instance_id]]
             try:
-                prefix = apply_resolves(inst.calls, known)
+                prefix = apply_resolves(runs[inst.instance_id], known)
             except KeyError as exc:
                 k = len(known)
                 failed[inst.instance_id] = (k, f"cannot resolve an argument of call {k}: {exc}")
@@ -117,66 +189,86 @@ def validate(
         for (inst, prefix), out in zip(batch, outs):
             recs = _episode_calls(out)
             results[inst.instance_id] = recs
-            bad = next((i for i, r in enumerate(recs) if not r.get("ok")), None)
+            run = runs[inst.instance_id]
+            bad = next(
+                (i for i, r in enumerate(recs) if not r.get("ok") and (i >= len(run) or run[i].expect != "refused")),
+                None,
+            )
             if bad is not None:
                 r = recs[bad]
                 failed[inst.instance_id] = (bad, f"{r.get('error_type') or 'error'}: {r.get('error')}")
             elif len(recs) < len(prefix):
                 failed[inst.instance_id] = (len(recs), "the episode ended early")
-            elif len(prefix) < len(inst.calls):
+            elif len(prefix) < len(run):
                 pending.append(inst)  # a later call needs this prefix's results
     tasks = []
+    now = view.simulation_time
     for inst in instances:
         tid = io.sha256_json({"env": view.env, "instance": inst.instance_id})[:16]
+        run = runs[inst.instance_id]
         recs = results[inst.instance_id]
-        golden = [GoldenCall(name=c.name, arguments=c.arguments, resolve=c.resolve) for c in inst.calls]
+        n = len(inst.calls)
         base = dict(
             task_id=tid,
             template_id=inst.template_id,
             instance_id=inst.instance_id,
-            golden_calls=golden,
+            golden_calls=[c.model_copy() for c in inst.calls],
             user_id=inst.user_id,
             values=inst.values,
             records=inst.records,
             initial_state_hash=initial_hash,
+            task_kind=inst.task_kind,
+            states=inst.states,
+            asks=inst.asks,
+            refusal=inst.refusal,
         )
-        if inst.instance_id in failed:
-            k, why = failed[inst.instance_id]
+        outputs = [r.get("result") for r in recs[:n]]
+        problem = failed.get(inst.instance_id) or check_outcome(inst, run, recs, kinds, initial_hash)
+        grounded: list[dict] = []
+        if problem is None:
+            executed = apply_resolves(inst.calls, outputs) or []
+            grounded = grounding(
+                inst.calls, [e["arguments"] for e in executed], outputs, said_values(inst), params, now
+            )
+            loose = [(i, p) for i, g in enumerate(grounded) for p, src in g.items() if src is None]
+            if loose:
+                i, p = loose[0]
+                problem = (
+                    i,
+                    f"ungrounded_argument: {p} of call {i} ({inst.calls[i].name}) comes from nowhere an agent can see",
+                )
+        if problem is not None:
+            k, why = problem
+            name = run[k].name if k < len(run) else "?"
             tasks.append(
                 Task(
                     **base,
                     status="invalid",
                     failing_call=k,
-                    reason=f"call {k} ({inst.calls[k].name if k < len(inst.calls) else '?'}) failed: {why}",
-                    expected_outputs=[r.get("result") for r in recs[:k]],
+                    reason=why
+                    if why.startswith(("call ", "empty_lookup", "ungrounded", "a "))
+                    else f"call {k} ({name}) failed: {why}",
+                    expected_outputs=outputs[:k],
                 )
             )
             continue
-        prev = initial_hash
-        reason, failing = None, None
-        for i, r in enumerate(recs):
-            after = r.get("state_hash_after")
-            if kinds[inst.calls[i].name] in WRITE_KINDS and after == prev:
-                reason, failing = f"call {i} ({inst.calls[i].name}) is a write that did not change the state", i
-                break
-            prev = after
-        if reason:
-            tasks.append(
-                Task(
-                    **base,
-                    status="invalid",
-                    failing_call=failing,
-                    reason=reason,
-                    expected_outputs=[r.get("result") for r in recs],
-                )
-            )
-            continue
+        # refusal and auth failure: check_outcome proved that nothing changed
+        final = initial_hash if inst.task_kind in ("refusal", "auth_failure") else recs[n - 1]["state_hash_after"]
+        writes = sum(kinds[c.name] in WRITE_KINDS for c in inst.calls)
         tasks.append(
             Task(
                 **base,
                 status="valid",
-                expected_outputs=[r.get("result") for r in recs],
-                final_state_hash=recs[-1]["state_hash_after"],
+                expected_outputs=outputs,
+                final_state_hash=final,
+                grounding=[{p: str(src) for p, src in g.items()} for g in grounded],
+                expected_answer=expected_answer(inst, outputs),
+                difficulty=Difficulty(
+                    calls=n,
+                    writes=writes,
+                    lookups=sum(1 for g in grounded for src in g.values() if str(src).startswith("call:")),
+                    domains=len({view.tool(c.name).domain for c in inst.calls}),
+                ),
             )
         )
     return tasks

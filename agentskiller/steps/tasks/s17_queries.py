@@ -23,7 +23,7 @@ from typing import Any
 
 from agentskiller import artifacts, io
 from agentskiller.artifacts import as_paths, failure_reason, require_blueprint
-from agentskiller.grounding import missing_values, ungrounded
+from agentskiller.grounding import mentions, missing_values, ungrounded
 from agentskiller.jobs import StepContext
 from agentskiller.models.tasks import Instance, QueryDraft, Task, TaskTemplate
 from agentskiller.steps.tasks.task_env import slot_names
@@ -62,11 +62,13 @@ def allowed_values(instance: Instance) -> list[Any]:
 
 
 def required_values(template: TaskTemplate, instance: Instance) -> dict[str, Any]:
-    """Slot -> value the instruction must contain: the slots the template uses, plus every
-    user-supplied value the golden calls take (s15 may have had to pick one the wording
-    left out, e.g. the one new value an update needs)."""
+    """Slot -> value the instruction must contain: what the user states (s15's
+    ``states``: the slots the template uses, every user-supplied value the golden calls
+    take - s15 may have had to pick one the wording left out, e.g. the one new value an
+    update needs - and a descriptor that picks their record out of a lookup's results)."""
     kinds = {s.name: s.kind for s in template.slots}
     names = set(slot_names(template.instruction)) | {n for n in instance.values if kinds.get(n) == "value"}
+    names |= set(instance.states)
     return {n: instance.values[n] for n in sorted(names) if n in instance.values}
 
 
@@ -131,6 +133,20 @@ def check_query(
     return errors
 
 
+def answer_leaks(q: QueryDraft, task: Task, said: dict[str, Any]) -> list[str]:
+    """A lookup's answer stated in the query: the user asks because they do not know it."""
+    told = [str(v) for v in said.values()]
+    errors = []
+    for item in task.expected_answer:
+        v = item.value
+        if v is None or isinstance(v, bool) or str(v) in told or len(str(v)) < 3:
+            continue
+        for field, text in (("instruction", q.instruction), ("first_message", q.first_message)):
+            if mentions(text, v):
+                errors.append(f"{field}: states {v!r}, the answer the user asks for; the user does not know it")
+    return errors
+
+
 def run(ctx: StepContext) -> None:
     from agentskiller.llm import LLMError
     from agentskiller.prompts import render
@@ -148,6 +164,7 @@ def run(ctx: StepContext) -> None:
     rounds = ctx.cfg.tasks.query_repair_rounds
     valid = [Task.model_validate(t) for t in tasks_doc.get("tasks", []) if t["status"] == "valid"]
     rel_pks = relationship_pks(blueprints)
+    slot_kinds = {t: {s.name: s.kind for s in tpl.slots} for t, tpl in templates.items()}
 
     def one(task: Task) -> dict | None:
         tpl = templates[task.template_id]
@@ -158,7 +175,13 @@ def run(ctx: StepContext) -> None:
             values=task.values,
             records=task.records,
             calls=task.golden_calls,
+            task_kind=task.task_kind,
+            states=task.states,
+            asks=task.asks,
+            refusal=task.refusal,
         )
+        template_slots = set(slot_names(tpl.instruction))
+        kinds = slot_kinds[task.template_id]
         context = {
             "env": env,
             "domains": [{"domain": b.domain, "description": b.description, "topic": b.topic} for b in blueprints],
@@ -173,8 +196,19 @@ def run(ctx: StepContext) -> None:
             # values the calls take that the template's wording does not give: the
             # instruction must state them too
             "extra_values": {
-                n: v for n, v in required_values(tpl, inst).items() if n not in slot_names(tpl.instruction)
+                n: v
+                for n, v in required_values(tpl, inst).items()
+                if n not in template_slots and (n not in kinds or kinds[n] != "descriptor")
             },
+            # descriptors s15 added so that the user picks their record out of a lookup's
+            # results ("the one on June 6")
+            "identify": {
+                n: v
+                for n, v in required_values(tpl, inst).items()
+                if n not in template_slots and kinds.get(n) == "descriptor"
+            },
+            "task_kind": task.task_kind,
+            "asks": [{"field": a, "label": a.replace("_", " ")} for a in task.asks],
             "user_record": inst.records.get(core, {}),
             "facts_available": available_facts(tpl, inst, core, rel_pks),
             "internal_ids": sorted(forbidden_ids(tpl, inst, rel_pks)),
@@ -187,7 +221,7 @@ def run(ctx: StepContext) -> None:
                 schema=QueryDraft,
                 role="text",
                 context=context,
-                check=lambda d: check_query(d, tpl, inst, rel_pks),
+                check=lambda d: check_query(d, tpl, inst, rel_pks) + answer_leaks(d, task, required_values(tpl, inst)),
                 max_rounds=rounds,
             )
         except LLMError as exc:
@@ -203,12 +237,13 @@ def run(ctx: StepContext) -> None:
             "task_id": task.task_id,
             "template_id": tpl.template_id,
             "instance_id": inst.instance_id,
-            "trajectory": tpl.trajectory,
+            "trajectory": [c.name for c in task.golden_calls],
             "persona": q.persona.model_dump(),
             "reason_for_call": q.reason_for_call,
             "instruction": q.instruction,
             "known_facts": [f.model_dump() for f in q.known_facts],
             "first_message": q.first_message,
+            "task_kind": task.task_kind,
         }
 
     rows = [r for r in ctx.llm.map(one, valid) if r is not None]
