@@ -197,9 +197,7 @@ def test_tasks_valid_with_hashes(done):
         assert len(t["expected_outputs"]) == len(t["golden_calls"])
         writes = any(c["name"].split("_")[0] in ("book", "cancel", "reschedule") for c in t["golden_calls"])
         assert (t["final_state_hash"] != doc["initial_state_hash"]) == writes
-        assert len(t["grounding"]) == len(t["golden_calls"]) and all(
-            src for g in t["grounding"] for src in g.values()
-        )
+        assert len(t["grounding"]) == len(t["golden_calls"]) and all(src for g in t["grounding"] for src in g.values())
 
 
 def test_failing_and_no_op_writes_are_invalid(done, view):
