@@ -201,7 +201,12 @@ class TaskKindShares(_Section):
         return self
 
     def as_dict(self) -> dict[str, float]:
-        return {"action": self.action, "lookup": self.lookup, "refusal": self.refusal, "auth_failure": self.auth_failure}
+        return {
+            "action": self.action,
+            "lookup": self.lookup,
+            "refusal": self.refusal,
+            "auth_failure": self.auth_failure,
+        }
 
 
 class TasksConfig(_Section):

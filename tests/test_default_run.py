@@ -106,6 +106,54 @@ def test_every_golden_trajectory_replays_to_the_recorded_state(out):
     assert reached == len(rows), f"{reached}/{len(rows)} rows reached their final state hash"
 
 
+def test_tasks_are_solvable_from_the_rows_alone(out):
+    """Issue "solvable tasks": the figures of agentskiller.reporting.task_audit, which replays
+    each row and looks for every golden-call argument in the instruction, the known facts and
+    the earlier results - never in the stored grounding map."""
+    from agentskiller.reporting.task_audit import audit
+
+    rows = io.read_jsonl(out / "dataset/train.jsonl")
+    fig = audit(rows, out)
+    assert fig["rows"] >= 150
+    assert fig["grounded_share"] == 1.0, fig["ungrounded_examples"]
+    assert fig["list_calls"] > 0 and fig["list_calls_empty"] == 0 and fig["list_calls_missing_next_target"] == 0
+    for kind in ("action", "lookup", "refusal", "auth_failure"):
+        assert fig["task_kinds"].get(kind, 0) >= 0.10, fig["task_kinds"]
+    done, total = fig["refusal_and_auth_failure_rows_state_unchanged"].split("/")
+    assert done == total and int(total) > 0
+    assert fig["rows_changing_a_created_record_share"] <= 0.05
+    assert fig["distinct_openings_4_share"] >= 0.5 and fig["near_duplicate_pairs_share"] <= 0.05, fig
+    # the stored map agrees that every argument has a source
+    assert all(g["source"] for r in rows for call in r["grounding"] for g in call)
+
+
+def test_refusal_rows_name_a_rule_the_server_enforces(out):
+    from agentskiller.reporting.task_audit import server_dir
+    from agentskiller.runtime.environment import load_environment
+
+    rows = [r for r in io.read_jsonl(out / "dataset/train.jsonl") if r["task_kind"] == "refusal"]
+    assert rows
+    for r in rows:
+        forbidden = r["refusal"]
+        policy = r["messages"][0]["content"]
+        assert f"RULE: {forbidden['rule']}" in policy or forbidden["rule"] in policy, forbidden["rule"]
+        session = load_environment(server_dir(out, r["env"])).new_session()
+        for call in r["golden_calls"]:
+            assert session.call(call["function"]["name"], json.loads(call["function"]["arguments"])).ok
+        before = session.state.hash()
+        rec = session.call(forbidden["name"], json.loads(forbidden["arguments"]))
+        assert not rec.ok and session.state.hash() == before == r["initial_state_hash"], (r["id"], rec)
+
+
+def test_lookup_rows_record_an_answer_the_user_does_not_state(out):
+    rows = [r for r in io.read_jsonl(out / "dataset/train.jsonl") if r["task_kind"] == "lookup"]
+    assert rows
+    for r in rows:
+        assert r["expected_answer"], r["id"]
+        assert all(c["expect"] == "ok" for c in r["golden_calls"])
+        assert r["difficulty"]["writes"] == 0
+
+
 def test_dataset_loads_with_datasets(out):
     datasets = pytest.importorskip("datasets")
     ds = datasets.load_dataset("json", data_files=str(out / "dataset/train.jsonl"), split="train")

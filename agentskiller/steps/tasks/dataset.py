@@ -144,11 +144,27 @@ def card_text(meta: dict, stats: dict) -> str:
         "   model and scored by an LLM judge (realistic, trajectory-faithful, policy-compliant,",
         "   unambiguous); only templates above the threshold are kept.",
         "3. s15: concrete values are chosen from the database so that the authorized user owns",
-        "   the records and every precondition holds (deterministic, seeded).",
+        "   the records and every precondition holds (deterministic, seeded); a lookup is added",
+        "   before any record the user names by its attributes rather than its ID.",
         "4. s16: the golden calls run on a fresh state in a sandboxed worker; a task is kept",
-        "   only if every call succeeds and every write changes the state.",
+        "   only if every call succeeds (an auth-failure user's mistyped ID is refused), every",
+        "   write changes the state, every list call returns a record and every argument has",
+        "   a source an agent can reach (`grounding`): the user states it, an earlier result",
+        "   holds it, the tool's schema allows it as a literal, or it is today's date.",
         "5. s17: a persona-based user simulator writes the scenario and first message; every",
         "   concrete value is checked against the task's instance (hallucination check).",
+        "",
+        "## Task kinds",
+        "",
+        "- `action`: the user asks for writes; `final_state_hash` is where they lead.",
+        "- `lookup`: read-only; `expected_answer` holds the values the user must be told.",
+        "- `refusal`: the user asks for a write the policy forbids; `refusal` names the call,",
+        "  the rule and why. The golden path makes no write; the server refuses the call.",
+        "- `auth_failure`: the user gives an ID that does not authorize (the golden call has",
+        "  `expect: refused`); nothing else may happen.",
+        "",
+        "`difficulty` counts calls, writes, arguments taken from earlier results (lookups)",
+        "and domains.",
         "",
         "## Format notes",
         "",
@@ -164,6 +180,7 @@ def card_text(meta: dict, stats: dict) -> str:
         f"- rows: {t['rows']}",
         f"- environments: {t['envs']} ({t['envs_failed']} quarantined)",
         f"- cross-domain rows: {t['cross_domain_rows']}",
+        "- task kinds: " + ", ".join(f"{k} {v}" for k, v in sorted(stats.get("task_kinds", {}).items())),
         "",
         "| env | templates accepted / rejected / failed | instances | tasks valid / invalid | queries |",
         "|---|---|---|---|---|",
@@ -209,6 +226,7 @@ def run(ctx: StepContext) -> None:
     rows: list[dict] = []
     per_env: dict[str, dict] = {}
     traj_len: Counter = Counter()
+    task_kinds: Counter = Counter()
     tools_used: Counter = Counter()
     rejections: dict[str, Counter] = {"s14": Counter(), "s15": Counter(), "s16": Counter(), "s17": Counter()}
     for p in sorted(as_paths(ctx.inputs.get("queries"))):
@@ -238,6 +256,7 @@ def run(ctx: StepContext) -> None:
             domains = q["domains"]
             rows.append(build_row(q, task, _policy_for(env, domains, policies), _tools_for(env, domains, tool_lists)))
             traj_len[str(len(task["golden_calls"]))] += 1
+            task_kinds[task.get("task_kind", "action")] += 1
             tools_used.update(f"{env}:{c['name']}" for c in task["golden_calls"])
     rows.sort(key=lambda r: (r["env"], r["id"]))
     min_rows = ctx.cfg.dataset.min_rows
@@ -252,6 +271,7 @@ def run(ctx: StepContext) -> None:
         },
         "per_env": per_env,
         "trajectory_lengths": dict(sorted(traj_len.items(), key=lambda kv: int(kv[0]))),
+        "task_kinds": dict(sorted(task_kinds.items())),
         "tools_used": dict(sorted(tools_used.items())),
         "rejection_reasons": {s: dict(sorted(c.items())) for s, c in rejections.items()},
     }

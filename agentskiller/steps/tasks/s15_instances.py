@@ -477,6 +477,21 @@ class Builder:
                 f"{c['column']} is {rec.get(c['column'])!r}, not one of {c['values']}" for c in rule.conditions or []
             ]
             return f"{ref.tool.name} needs " + "; ".join(parts)
+        k = self.first_write()
+        v = next(
+            (
+                values[n]
+                for n, sl in self.slots.items()
+                if n in values and sl.kind == "value" and k in sl.calls and self._param_of(k, sl) == rule.param
+            ),
+            None,
+        )
+        if rule.kind == "bound":
+            return f"{rule.param} {v!r} is more than {rule.limit} allows"
+        if rule.kind == "range":
+            return f"{rule.param} {v!r} is above the maximum {rule.maximum:g}"
+        if rule.kind == "time":
+            return f"{rule.param} {v!r} is not after the current time"
         return f"{ref.tool.name}: {rule.param} breaks the {rule.kind} rule"
 
     def descriptor_columns(self, physical: str) -> list[tuple[str, str]]:

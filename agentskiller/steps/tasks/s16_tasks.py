@@ -115,12 +115,14 @@ def expected_answer(inst: Instance, results: list[Any]) -> list[AnswerItem]:
         return []
     k = len(results) - 1
     last = results[k]
-    if not inst.asks:
-        return [
-            AnswerItem(call=k, field=path, value=v)
-            for path, v in scalars(last)
-            if isinstance(v, (int, float)) and not isinstance(v, bool)
-        ]
+    if not inst.asks:  # a count or a total: its numbers, each value once
+        seen: list = []
+        out = []
+        for path, v in scalars(last):
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and v not in seen:
+                seen.append(v)
+                out.append(AnswerItem(call=k, field=path, value=v))
+        return out
     recs = last if isinstance(last, list) else [last]
     return [
         AnswerItem(call=k, field=f"{i}.{col}" if isinstance(last, list) else col, value=r.get(col))
