@@ -90,7 +90,9 @@ def stats(episodes: list[Episode], verdicts: list[Verdict]) -> dict:
         "passed": passed,
         "pass_rate": round(passed / n, 4) if n else 0.0,
         "infra_errors": sum(v.infra_error for v in verdicts),
-        "failures_by_category": dict(sorted(Counter(v.category for v in verdicts if not v.passed and v.category).items())),
+        "failures_by_category": dict(
+            sorted(Counter(v.category for v in verdicts if not v.passed and v.category).items())
+        ),
         "by_task_kind": {k: dict(sorted(c.items())) for k, c in sorted(by_kind.items())},
         "turns": dict(sorted(turns.items(), key=lambda kv: int(kv[0]))),
     }
