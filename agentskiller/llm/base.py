@@ -50,10 +50,17 @@ class Price(BaseModel):
 _D = defaults()["llm"]
 
 
+#: LLM roles and their models: ``text`` and ``code`` for the steps, ``user`` and ``assistant``
+#: for the rollout's simulated user and the assistant under test (None = the text model).
+ROLES = ("text", "code", "user", "assistant")
+
+
 class Models(BaseModel):
     model_config = ConfigDict(extra="ignore")
     text: str = _D["models"]["text"]
     code: str = _D["models"]["code"]
+    user: str | None = _D["models"]["user"]
+    assistant: str | None = _D["models"]["assistant"]
 
 
 class LLMConfig(BaseModel):
@@ -86,9 +93,9 @@ class LLMConfig(BaseModel):
     prices: dict[str, Price] = Field(default_factory=dict)
 
     def model_for(self, role: str) -> str:
-        if role not in ("text", "code"):
-            raise ValueError(f"unknown LLM role {role!r} (expected 'text' or 'code')")
-        return getattr(self.models, role)
+        if role not in ROLES:
+            raise ValueError(f"unknown LLM role {role!r} (expected one of {', '.join(ROLES)})")
+        return getattr(self.models, role) or self.models.text
 
     def round_temperature(self, rnd: int) -> float:
         """Sampling temperature of repair round ``rnd``: a small step up per round, so a
