@@ -114,7 +114,8 @@ class LLMConfig(BaseModel):
 
 @dataclass
 class ProviderRequest:
-    """One round of one ``generate`` call, as a provider sees it."""
+    """One round of one ``generate`` call, or one ``chat`` call (``chat=True``: the answer
+    may hold tool calls), as a provider sees it."""
 
     task: str
     role: str
@@ -131,6 +132,10 @@ class ProviderRequest:
     #: Called by a provider for every HTTP attempt that did not give the final answer
     #: (failed, truncated, refused), so each one gets its usage line.
     on_attempt: Callable[[Attempt], None] | None = None
+    #: A ``chat`` call: OpenAI-format function tools offered (None = none) and ``tool_choice``.
+    chat: bool = False
+    tools: list[dict[str, Any]] | None = None
+    tool_choice: str | dict[str, Any] | None = None
 
 
 @dataclass
@@ -152,6 +157,10 @@ class ProviderResponse:
     completion_tokens: int
     finish_reason: str | None = "stop"
     reasoning: str | None = None
+    #: chat calls only: OpenAI-shaped tool calls (see :func:`.chat.normalize_tool_calls`)
+    tool_calls: list[dict[str, Any]] | None = None
+    #: the tool calls were parsed from the text (a server without a tool parser)
+    tool_call_fallback: bool = False
 
 
 class Provider(Protocol):
