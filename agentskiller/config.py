@@ -99,6 +99,8 @@ class _Section(BaseModel):
 class ModelsConfig(_Section):
     text: str
     code: str
+    user: str | None  # None = the text model
+    assistant: str | None  # None = the text model
 
 
 class PriceConfig(_Section):

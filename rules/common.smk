@@ -58,8 +58,9 @@ def code_version(script):
     return _code_version(Path(workflow.basedir) / script)
 
 
-#: What ctx.meta() stamps into every JSON artifact: every rule reads these.
-META_KEYS = ("seed", "llm.provider", "llm.models")
+#: What ctx.meta() stamps into every JSON artifact: every rule reads these. Not the rollout's
+#: llm.models.user / llm.models.assistant: a rule that uses them names them itself.
+META_KEYS = ("seed", "llm.provider", "llm.models.text", "llm.models.code")
 #: What changes an LLM's answers: every LLM-calling step (llm=1 resource) reads it. Not the key,
 #: nor the name of its variable; nor timeouts, retries, cache or prices (same answers).
 LLM_KEYS = (
