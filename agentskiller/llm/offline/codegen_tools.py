@@ -762,7 +762,7 @@ def _split_message(text: str, width: int) -> list[str]:
     words.append(cur)
     parts = [""]
     for w in filter(None, words):
-        if parts[-1] and len(parts[-1]) + len(w.rstrip()) > width:
+        if parts[-1] and len(parts[-1]) + len(w) > width:  # w keeps its trailing space
             parts.append("")
         parts[-1] += w
     return parts
