@@ -122,6 +122,7 @@ def test_tasks_are_solvable_from_the_rows_alone(out):
     done, total = fig["refusal_and_auth_failure_rows_state_unchanged"].split("/")
     assert done == total and int(total) > 0
     assert fig["rows_changing_a_created_record_share"] <= 0.05
+    assert fig["time_window_violations"] == 0
     assert fig["distinct_openings_4_share"] >= 0.5 and fig["near_duplicate_pairs_share"] <= 0.05, fig
     # the stored map agrees that every argument has a source
     assert all(g["source"] for r in rows for call in r["grounding"] for g in call)
