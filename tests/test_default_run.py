@@ -250,4 +250,8 @@ def test_at_least_five_valid_queries_per_pair_and_rows_are_cross_domain(out):
             assert r["messages"][0]["content"] == policy
             tools = {t["function"]["name"] for t in json.loads(r["tools"])}
             assert {c["function"]["name"] for c in r["golden_calls"]} <= tools
-            assert {c["function"]["name"].split("__")[0] for c in r["golden_calls"]} == set(pair.split("+"))
+            touched = {c["function"]["name"].split("__")[0] for c in r["golden_calls"]}
+            if r["task_kind"] in ("action", "lookup"):
+                assert touched == set(pair.split("+"))
+            else:  # the golden path stops at the refused write or the failed authorization
+                assert touched <= set(pair.split("+")) and len(r["golden_calls"]) >= 1
