@@ -3,7 +3,9 @@
 Deterministic text rules, no model:
 
 * :func:`is_confirmation`: a user turn that agrees ("yes", "sure", "go ahead", "please
-  do", "confirm", ...) and does not decline ("no", "don't", "not yet", "wait", ...).
+  do", "I confirm", ...) and does not decline ("no", "don't", "not yet", "wait", ...). A
+  bare "confirm" is no agreement ("I want to confirm my pickup" is a request), and the
+  evaluator never takes the conversation's opening message as a confirmation.
 * :func:`asks_to_proceed`: an assistant message that asks the user for the go-ahead (a
   question with "shall I", "should I", "would you like me to", "confirm", "proceed", ...).
   An episode the user ended right after such a message was cut off before the write.
@@ -51,7 +53,8 @@ __all__ = [
 CONTROL_RE = re.compile(r"###(?:STOP|TRANSFER|OUT-OF-SCOPE)###")
 YES_RE = re.compile(
     r"\b(yes|yeah|yep|yup|sure|certainly|absolutely|definitely|ok(?:ay)?|alright|all right|correct|"
-    r"confirm(?:ed|s)?|go ahead|go for it|please do|do it|proceed|that'?s (?:right|correct|fine)|"
+    r"confirmed|i confirm|confirm (?:it|that|this|please)|please confirm it|go ahead|go for it|please do|do it|"
+    r"proceed|that'?s (?:right|correct|fine)|"
     r"sounds good|affirmative)\b",
     re.I,
 )

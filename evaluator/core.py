@@ -444,11 +444,14 @@ def _steps(calls: list[AgentCall], res: EpisodeResult) -> list[_Step]:
 
 
 def _user_turn_before(messages: Sequence[dict], index: int) -> str | None:
-    for j in range(index - 1, -1, -1):
-        if messages[j].get("role") == "user":
-            c = messages[j].get("content")
-            return c if isinstance(c, str) else ""
-    return None
+    """The user message that opened the assistant turn at ``index``; None when that is the
+    conversation's opening request (a request is not a confirmation)."""
+    users = [j for j, m in enumerate(messages) if m.get("role") == "user"]
+    before = [j for j in users if j < index]
+    if not before or before[-1] == users[0]:
+        return None
+    c = messages[before[-1]].get("content")
+    return c if isinstance(c, str) else ""
 
 
 def _last_assistant_text(messages: Sequence[dict]) -> str:
