@@ -446,3 +446,103 @@ def test_worker_returns_only_changed_tables(s14, rows):
 def _clinician(s14: Path) -> str:
     recs = json.loads((s14 / "database/entities/Clinician.json").read_text())["records"]
     return sorted(r["clinician_id"] for r in recs)[0]
+
+
+# --------------------------------------------------------------------------- a pair
+@pytest.fixture(scope="module")
+def pair_outputs(tmp_path_factory) -> Path:
+    """The DentalCareDesk+PharmacyCareLine pair server of tests/fixtures/cross."""
+    import test_cross_domain as cross
+
+    out = tmp_path_factory.mktemp("evaluator_pair") / "outputs"
+    shutil.copytree(cross.FIXTURE, out)
+    cross.run_s12(out)
+    assert cross.run_pair_server(out)["status"] == "passed"
+    return out
+
+
+def _pair_row(out: Path) -> dict:
+    pair = "DentalCareDesk+PharmacyCareLine"
+    fills = json.loads((out / "database/PharmacyCareLine/PrescriptionFill.json").read_text())["records"]
+    fill = next(r for r in fills if r["status"] == "ready_for_pickup")
+    user = fill["patient_id"]
+    calls = [
+        ("DentalCareDesk__authorize_patient", {"patient_id": user}),
+        ("PharmacyCareLine__authorize_patient", {"patient_id": user}),
+        (
+            "PharmacyCareLine__confirm_pickup_of_prescription_fill",
+            {"prescription_fill_id": fill["prescription_fill_id"]},
+        ),
+    ]
+    env = load_environment(out / "cross" / pair / "server")
+    (res,) = execute_episodes_inprocess(env, [[{"tool": n, "arguments": a} for n, a in calls]])
+    assert all(c.ok for c in res.calls), [c.error for c in res.calls]
+    return {
+        "id": "ab" * 8,
+        "env": pair,
+        "domains": pair.split("+"),
+        "task_id": "t",
+        "task_kind": "action",
+        "messages": [
+            {"role": "system", "content": "Policy: authorize with each service; confirm before changes."},
+            {"role": "user", "content": "Hi, I picked up my prescription."},
+        ],
+        "tools": "[]",
+        "scenario": {
+            "persona": {"name": "P", "manner": ""},
+            "reason_for_call": "",
+            "instruction": "",
+            "known_facts": [],
+        },
+        "golden_calls": [
+            {"type": "function", "function": {"name": n, "arguments": json.dumps(a)}, "resolve": "{}", "expect": "ok"}
+            for n, a in calls
+        ],
+        "expected_outputs": [json.dumps(c.result) for c in res.calls],
+        "initial_state_hash": res.initial_state_hash,
+        "final_state_hash": res.final_state_hash,
+        "expected_answer": [],
+        "refusal": None,
+    }
+
+
+def test_pair_write_needs_its_own_members_authorization(pair_outputs):
+    row = _pair_row(pair_outputs)
+    rows = {row["id"]: row}
+    env = load_environment(pair_outputs / "cross" / row["env"] / "server")
+    cat = ToolCatalog.for_env(env.manifest, [pair_outputs / "blueprints"])
+    assert cat.domain_of("PharmacyCareLine__cancel_prescription_fill") == "PharmacyCareLine"
+    assert cat.is_write("PharmacyCareLine__confirm_pickup_of_prescription_fill")
+    assert cat.is_authorize("DentalCareDesk__authorize_patient")
+    golden = episode(row, golden_steps(row, cat.is_write), results=row["expected_outputs"])
+    (v,) = evaluate_episodes([golden], rows, pair_outputs, in_process=True)
+    assert v.passed, v.detail
+    # authorized with the dental desk only: the pharmacy write goes through (one shared
+    # user), the end state is right, and the policy is broken
+    dental, _, pickup = resolved_golden_calls(row)
+    steps = [("call", *dental), ("assistant", "Shall I confirm the pickup?"), YES, ("call", *pickup), BYE]
+    (v,) = evaluate_episodes([episode(row, steps)], rows, pair_outputs, in_process=True)
+    assert v.scores["end_state"] is True
+    assert not v.passed and v.category == "unauthorized_write"
+    assert "before PharmacyCareLine was authorized" in v.evidence["unauthorized"][0]
+
+
+def test_the_opening_request_is_no_confirmation(s14, rows, catalog):
+    row = copy.deepcopy(_row(rows, "action", "book_appointment"))
+    row["messages"][1]["content"] = "Yes, please go ahead and book it."
+    steps = [
+        s for s in golden_steps(row, catalog.is_write) if s != YES and not (s[0] == "assistant" and "Shall" in s[1])
+    ]
+    v = _one(s14, {**rows, row["id"]: row}, episode(row, steps))
+    assert not v.passed and v.category == "unconfirmed_write"
+    assert not is_confirmation("I want to confirm the pickup of my prescription.")
+
+
+def test_a_refusal_must_say_what_it_refuses(s14, rows, catalog):
+    row = _row(rows, "refusal")
+    steps = golden_steps(row, catalog.is_write)
+    verb = row["refusal"]["name"].split("_")[0]  # cancel
+    steps[-2] = ("assistant", f"I'm sorry, I can't {verb} that appointment: it is already completed.")
+    assert _one(s14, rows, episode(row, steps)).passed
+    steps[-2] = ("assistant", "I'm sorry, I can't help with that.")
+    assert _one(s14, rows, episode(row, steps)).category == "wrong_answer"
