@@ -76,6 +76,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from agentskiller.grounding import iso_when
 from agentskiller.models.episodes import Episode, Verdict
 from agentskiller.reporting.task_audit import server_dir
 from agentskiller.runtime.environment import Environment, load_environment
@@ -307,7 +308,7 @@ def evaluate_episodes(
     where ``blueprints/`` are (tool kinds; default ``servers_dir``). ``sandbox``: the
     worker's limits (``SandboxSettings.from_config(config["sandbox"])``); ``in_process``:
     replay in this process instead (trusted code only: tests). ``workers``: envs replayed
-    at once (default: the CPU count, at most 4)."""
+    at once (default: the CPU count, at most 4; 1 in process)."""
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
     opts = _Options(mode, sandbox or SandboxSettings(), in_process, require_confirmation, judge, per_call_timeout_s)
@@ -361,11 +362,18 @@ def evaluate_episodes(
         return out
 
     # One worker process per env; they mostly wait for their subprocess, so a few threads
-    # keep the cores busy.
-    with ThreadPoolExecutor(max_workers=max(1, min(workers or _default_workers(), len(by_env) or 1))) as pool:
-        for done in pool.map(lambda item: one_env(*item), by_env.items()):
-            for i, v in done:
-                verdicts[i] = v
+    # keep the cores busy. In-process replays stay in this thread (tool modules are
+    # imported here, and the per-call alarm works only in the main thread).
+    n_workers = workers or (1 if in_process else _default_workers())
+    items = list(by_env.items())
+    if n_workers <= 1 or len(items) <= 1:
+        done_lists = [one_env(env_name, idx) for env_name, idx in items]
+    else:
+        with ThreadPoolExecutor(max_workers=min(n_workers, len(items))) as pool:
+            done_lists = list(pool.map(lambda item: one_env(*item), items))
+    for done in done_lists:
+        for i, v in done:
+            verdicts[i] = v
     return [v for v in verdicts if v is not None]
 
 
@@ -683,9 +691,15 @@ def _judge_episode(
 
 
 def _used(value: str, arg: str) -> bool:
-    if len(value) < 2 or len(arg) < 2:
-        return False
-    return value.lower() in arg.lower() or checks.mentions(value, arg)
+    """The invented ``value`` went into the argument ``arg``: verbatim, as a natural
+    rendering of the date ``arg`` holds, or ``arg`` (4+ characters, not a bare number) is
+    part of what the user said."""
+    v, a = value.lower(), arg.lower()
+    if len(v) >= 2 and v in a:
+        return True
+    if iso_when(arg):
+        return checks.mentions(value, arg)
+    return len(a) >= 4 and not a.replace(".", "").isdigit() and a in v
 
 
 def _category(mode: str, flags: dict[str, bool | None]) -> str:

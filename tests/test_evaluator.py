@@ -546,3 +546,11 @@ def test_a_refusal_must_say_what_it_refuses(s14, rows, catalog):
     assert _one(s14, rows, episode(row, steps)).passed
     steps[-2] = ("assistant", "I'm sorry, I can't help with that.")
     assert _one(s14, rows, episode(row, steps)).category == "wrong_answer"
+
+
+def test_a_row_its_server_no_longer_reproduces_is_infra_error(s14, rows, catalog):
+    row = copy.deepcopy(_row(rows, "action", "cancel_appointment"))
+    ep = _golden(row, catalog)
+    row["final_state_hash"] = "0" * 64  # as if the server or its data changed after the dataset was built
+    v = _one(s14, {**rows, row["id"]: row}, ep)
+    assert not v.passed and v.category == "infra_error" and "final_state_hash" in v.detail
