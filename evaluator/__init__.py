@@ -7,7 +7,7 @@ Library entry points:
   episode and the golden path on fresh states in a sandboxed worker per env.
 * :func:`build_summary` / :func:`format_table` (``evaluator.summary``): pass@1, pass^k,
   counts by env, task kind and failure category.
-* :func:`run_evaluation` (``evaluator.run_evaluation``): the above over a rollouts
+* :func:`evaluate_directory` (``evaluator.run_evaluation``): the above over a rollouts
   directory, writing ``results.jsonl`` and ``summary.json``; also the command line
   ``python -m evaluator.run_evaluation``.
 
@@ -16,8 +16,20 @@ the failure categories in :mod:`evaluator.core`.
 """
 
 from .core import CATEGORY_ORDER, MODES, evaluate_episodes
-from .run_evaluation import load_episodes, load_rows, run_evaluation
 from .summary import build_summary, format_table, pass_hat_k
+
+_LAZY = {"load_episodes", "load_rows", "evaluate_directory"}
+
+
+def __getattr__(name: str):
+    # run_evaluation.py is also run as ``python -m evaluator.run_evaluation``; importing it
+    # here eagerly would make runpy warn that the module is already in sys.modules.
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(".run_evaluation", __name__), name)
+    raise AttributeError(name)
+
 
 __all__ = [
     "CATEGORY_ORDER",
@@ -28,5 +40,5 @@ __all__ = [
     "pass_hat_k",
     "load_episodes",
     "load_rows",
-    "run_evaluation",
+    "evaluate_directory",
 ]

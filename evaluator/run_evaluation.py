@@ -8,7 +8,7 @@ rows (``{outputs-dir}/dataset/train.jsonl``) and the servers under ``--mcp-outpu
 (default: the outputs dir); writes one :class:`Verdict` per line to ``--output`` and
 ``summary.json`` next to it, and prints the summary table. ``--mode`` picks the check that
 decides a pass: ``all`` (end state, policy and answer), ``end_state``, ``actions``,
-``answer`` or ``policy``. The library entry is :func:`run_evaluation` (and, below it,
+``answer`` or ``policy``. The library entry is :func:`evaluate_directory` (and, below it,
 :func:`evaluator.evaluate_episodes`).
 """
 
@@ -31,7 +31,7 @@ from agentskiller.runtime.sandbox import SandboxSettings
 from .core import MODES, Judge, evaluate_episodes
 from .summary import build_summary, format_table
 
-__all__ = ["load_episodes", "load_rows", "run_evaluation", "main"]
+__all__ = ["load_episodes", "load_rows", "evaluate_directory", "main"]
 
 
 def load_rows(path: str | Path) -> dict[str, dict]:
@@ -112,7 +112,7 @@ def _load_judge(spec: str | None) -> Judge | None:
     return getattr(importlib.import_module(module), name)
 
 
-def run_evaluation(
+def evaluate_directory(
     rollouts_dir: str | Path,
     outputs_dir: str | Path,
     output: str | Path,
@@ -201,7 +201,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         cfg = resolve(yaml.safe_load(Path(args.config).read_text(encoding="utf-8")))
         sandbox = SandboxSettings.from_config(cfg.get("sandbox"))
-    summary = run_evaluation(
+    summary = evaluate_directory(
         args.rollouts_dir,
         args.outputs_dir,
         args.output,
