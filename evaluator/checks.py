@@ -7,8 +7,9 @@ Deterministic text rules, no model:
   bare "confirm" is no agreement ("I want to confirm my pickup" is a request), and the
   evaluator never takes the conversation's opening message as a confirmation.
 * :func:`asks_to_proceed`: an assistant message that asks the user for the go-ahead (a
-  question with "shall I", "should I", "would you like me to", "confirm", "proceed", ...).
-  An episode the user ended right after such a message was cut off before the write.
+  question with "shall I", "should I", "would you like me to", "confirm", "proceed", ...;
+  not a closing "anything else?"). An episode the user ended right after such a message
+  was cut off before the write.
 * :func:`says_value`: the assistant's text states one expected answer value. Numbers must
   stand as a number token in the prose (dates and IDs do not count; "three" counts for 3),
   so a single digit inside "2025" or an ID is no answer; other values go through
@@ -74,6 +75,8 @@ REFUSE_RE = re.compile(
     r"\bnot eligible\b|\bonly (?:when|if|be)\b|\bafraid\b|\bsorry\b|\bmust not\b|\bnot be\b)",
     re.I,
 )
+#: a closing offer ("anything else I can help with?") asks for nothing to proceed with
+OFFER_RE = re.compile(r"\b(?:anything|something) else\b|\bany other\b", re.I)
 _NUMBER_WORDS = [
     "zero",
     "one",
@@ -134,7 +137,7 @@ def is_confirmation(text: str | None) -> bool:
 
 def asks_to_proceed(text: str | None) -> bool:
     t = text or ""
-    return "?" in t and bool(PROCEED_RE.search(t))
+    return "?" in t and bool(PROCEED_RE.search(t)) and not OFFER_RE.search(t)
 
 
 def _num(text: str) -> float | None:

@@ -308,6 +308,9 @@ def test_cut_off_episodes_are_premature_stop(s14, rows, catalog):
     # the turn budget runs out
     v = _one(s14, rows, episode(row, steps[:ask], stop_reason="max_turns"))
     assert not v.passed and v.category == "premature_stop"
+    # an assistant that skips the write and offers more help was not cut off
+    v = _one(s14, rows, episode(row, steps[:ask] + [("assistant", "Would you like me to do anything else?"), BYE]))
+    assert not v.passed and v.category == "missing_write"
 
 
 def test_acting_on_an_invented_user_value_is_simulator_error(s14, rows, catalog):
