@@ -28,7 +28,7 @@ from __future__ import annotations
 import ast
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from agentskiller.grounding import (
@@ -38,6 +38,7 @@ from agentskiller.grounding import (
     NUMBER_RE,
     extract_values,
     flatten,
+    iso_when,
     mentions,
     ungrounded,
 )
@@ -49,6 +50,9 @@ __all__ = [
     "refusal_explained",
     "ungrounded_user_values",
     "strip_control",
+    "user_turn_before",
+    "last_assistant_text",
+    "used_in_argument",
 ]
 
 CONTROL_RE = re.compile(r"###(?:STOP|TRANSFER|OUT-OF-SCOPE)###")
@@ -244,3 +248,33 @@ def ungrounded_user_values(row: dict, messages: Iterable[dict]) -> list[dict]:
             for item in ungrounded(text, base + heard):
                 out.append({"message": i, "value": _parse_report(item)})
     return out
+
+
+def user_turn_before(messages: Sequence[dict], index: int) -> str | None:
+    """The user message that opened the assistant turn at ``index``; None when that is the
+    conversation's opening request (a request is not a confirmation)."""
+    users = [j for j, m in enumerate(messages) if m.get("role") == "user"]
+    before = [j for j in users if j < index]
+    if not before or before[-1] == users[0]:
+        return None
+    c = messages[before[-1]].get("content")
+    return c if isinstance(c, str) else ""
+
+
+def last_assistant_text(messages: Sequence[dict]) -> str:
+    for msg in reversed(messages):
+        if msg.get("role") == "assistant" and isinstance(msg.get("content"), str) and msg["content"].strip():
+            return msg["content"]
+    return ""
+
+
+def used_in_argument(value: str, arg: str) -> bool:
+    """The invented ``value`` went into the argument ``arg``: verbatim, as a natural
+    rendering of the date ``arg`` holds, or ``arg`` (4+ characters, not a bare number) is
+    part of what the user said."""
+    v, a = value.lower(), arg.lower()
+    if len(v) >= 2 and v in a:
+        return True
+    if iso_when(arg):
+        return mentions(value, arg)
+    return len(a) >= 4 and not a.replace(".", "").isdigit() and a in v
