@@ -1,5 +1,7 @@
 """The offline provider's writer of relationship-table generator scripts (s06).
 
+Size: over 400 lines because the script it writes is one program: the column expressions, the status and time lifecycle and the rows ready to check in are emitted together.
+
 It shares the preamble and the column expressions of :mod:`.codegen_data` and writes the
 script a careful engineer would write: seeded, clock-free, reading the entity tables it
 references (``Entity=path`` arguments) and sampling their real primary keys. The rows it

@@ -1,5 +1,7 @@
 """Consistency rules of a relationship table's rows (s06), beyond types, enums and ranges.
 
+Size: over 400 lines because the row rules (times, status lifecycle, bounds, the check-in window) share one walk over the records and one error list.
+
 :func:`check_row_rules` applies them to every record and reports through ``add(kind, column,
 example)`` (the aggregating error list of :mod:`.data_checks`). The rules are driven by the
 blueprint (column formats, ``at_most`` bounds, status enums, the tools' lifecycle) and by
