@@ -245,9 +245,14 @@ def get_final_outputs(wildcards):
         out("entity_graph.json"),
         out("blueprints/index.json"),
         out("dataset/train.jsonl"),
+        out("dataset/tasks_stats.json"),
         out("dataset/card.md"),
         out("dataset/stats.json"),
+        out("dataset/trajectories.jsonl"),
+        out("evaluation/results.jsonl"),
+        out("evaluation/summary.json"),
     ]
+    files += [out(f"rollouts/{e}.jsonl") for e in envs()]
     files += [out(f"database/entities/{e}.json") for e in used_entities()]
     for d in domains():
         files += [

@@ -17,6 +17,9 @@ import json
 from collections import Counter
 from typing import Any
 
+from agentskiller import artifacts
+from agentskiller.artifacts import as_paths
+from agentskiller.jobs import StepContext
 from agentskiller.models.episodes import Episode, Verdict
 
 ROW_SCHEMA = "trajectory_row"
@@ -96,3 +99,12 @@ def stats(episodes: list[Episode], verdicts: list[Verdict]) -> dict:
         "by_task_kind": {k: dict(sorted(c.items())) for k, c in sorted(by_kind.items())},
         "turns": dict(sorted(turns.items(), key=lambda kv: int(kv[0]))),
     }
+
+
+def run(ctx: StepContext) -> None:
+    rows = artifacts.read_lines(ctx.inputs["train"])
+    episodes = [Episode.model_validate(e) for p in as_paths(ctx.inputs["rollouts"]) for e in artifacts.read_lines(p)]
+    verdicts = [Verdict.model_validate(v) for v in artifacts.read_lines(ctx.inputs["results"])]
+    out = build_rows(rows, episodes, verdicts)
+    ctx.write_jsonl("trajectories", out, ROW_SCHEMA)
+    ctx.log.info("trajectories: %d of %d episodes passed", len(out), len(episodes))
