@@ -93,7 +93,9 @@ class LLMAssistant:
 
     def respond(self, messages: list[dict], tools: list[dict]) -> dict:
         try:
-            ans = self.llm.chat(self.task, messages, tools=tools, role="assistant", tool_choice="auto", context=self.context)
+            ans = self.llm.chat(
+                self.task, messages, tools=tools, role="assistant", tool_choice="auto", context=self.context
+            )
         except _llm_error_types() as exc:
             raise AssistantFailure(f"assistant model failed: {exc}") from exc
         _add_usage(self.usage, getattr(ans, "usage", None))
@@ -113,7 +115,9 @@ class LLMAssistant:
                 }
             )
         if not (content and content.strip()) and not calls:
-            raise AssistantFailure(f"assistant model gave an empty turn (finish_reason={getattr(ans, 'finish_reason', None)})")
+            raise AssistantFailure(
+                f"assistant model gave an empty turn (finish_reason={getattr(ans, 'finish_reason', None)})"
+            )
         msg: dict[str, Any] = {"role": "assistant", "content": content if content and content.strip() else None}
         if calls:
             msg["tool_calls"] = calls
@@ -141,7 +145,10 @@ def user_system_prompt(scenario: dict) -> str:
 
 
 _THINK = re.compile(r"<think>.*?</think>|<thinking>.*?</thinking>", re.S | re.I)
-_THOUGHT = re.compile(r"^\s*(?:thought|thinking|reasoning|analysis)\s*:.*?(?:\n\s*\n|\n(?=\s*(?:user|me|reply|answer)\s*:)|$)", re.S | re.I)
+_THOUGHT = re.compile(
+    r"^\s*(?:thought|thinking|reasoning|analysis)\s*:.*?(?:\n\s*\n|\n(?=\s*(?:user|me|reply|answer)\s*:)|$)",
+    re.S | re.I,
+)
 _LABEL = re.compile(r"^\s*(?:user|customer|me|reply|answer)\s*:\s*", re.I)
 
 

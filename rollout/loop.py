@@ -337,9 +337,7 @@ def run_rollouts(
             transports.close()
 
     keys = {(r["id"], e): r["env"] for r, e in wanted}
-    lines = sorted(
-        (line for k, line in done.items() if k in keys), key=lambda ln: _sort_key(json.loads(ln))
-    )
+    lines = sorted((line for k, line in done.items() if k in keys), key=lambda ln: _sort_key(json.loads(ln)))
     fd, tmp = tempfile.mkstemp(dir=out_path.parent, prefix=out_path.name + ".", suffix=".tmp")
     with os.fdopen(fd, "w", encoding="utf-8") as fh:
         for line in lines:

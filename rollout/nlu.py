@@ -18,7 +18,9 @@ from typing import Any
 
 from agentskiller.grounding import DATETIME_RE, NATURAL_DATE_RE, NUMBER_RE, _when, iso_when
 
-ID_RE = re.compile(r"(?<![\w-])(?:[A-Z][A-Z0-9]{1,7}-(?=[A-Z0-9-]*\d)[A-Z0-9]+(?:-[A-Z0-9]+)*|[a-z][a-z0-9_]*_n\d{5,})(?![\w-])")
+ID_RE = re.compile(
+    r"(?<![\w-])(?:[A-Z][A-Z0-9]{1,7}-(?=[A-Z0-9-]*\d)[A-Z0-9]+(?:-[A-Z0-9]+)*|[a-z][a-z0-9_]*_n\d{5,})(?![\w-])"
+)
 QUOTED_RE = re.compile(r"\"([^\"]{1,120})\"|“([^”]{1,120})”")
 #: a street address: number, capitalised words, an optional "Apt. 12" / "Suite 549"
 ADDRESS_RE = re.compile(
@@ -259,4 +261,3 @@ def value_in_text(value: Any, text: str, year: int | None = None) -> bool:
     if ID_RE.fullmatch(v):
         return any(m.value == v for m in find_ids(text))
     return bool(enum_mentions(text, [v])) if len(v) >= 2 else False
-

@@ -131,7 +131,9 @@ _PAST = {
     "amend": "amended",
     "confirm pickup": "confirmed the pickup of",
 }
-_YES = re.compile(r"^\W*(?:yes|yeah|yep|sure|correct|confirm(?:ed)?|go ahead|please do|that'?s right|ok(?:ay)?|right)\b", re.I)
+_YES = re.compile(
+    r"^\W*(?:yes|yeah|yep|sure|correct|confirm(?:ed)?|go ahead|please do|that'?s right|ok(?:ay)?|right)\b", re.I
+)
 _NO = re.compile(r"^\W*(?:no|nope|don'?t|do not|wait|stop|that'?s (?:not|wrong))\b", re.I)
 _ANAPHORA = re.compile(
     r"\b(?:it|its|that one|this one|them|the same one|(?:that|this|the same|the new|the newly \w+) [a-z]+(?: [a-z]+)?|"
@@ -341,7 +343,7 @@ class Conversation:
         writes = [t for t in self.tools if t.is_write]
         write_verbs = {t.verb for t in writes}
         if verb in write_verbs or _SYNONYMS.get(verb, set()) & write_verbs:
-            best, best_score = None, 0.0
+            scored = []
             for t in writes:
                 score = 5.0 if t.verb == verb else 2.0 if t.verb in _SYNONYMS.get(verb, set()) else 0.0
                 if score == 0:
@@ -349,8 +351,13 @@ class Conversation:
                 score += 2 * len(cwords & t.entity_tokens())
                 fields = [p for p in t.params.values() if not p.is_id and (t.kind != "update" or p.new_value)]
                 score += sum(0.5 for p in fields if set(name_words(p.name)) & cwords)
-                if score > best_score:
-                    best, best_score = t, score
+                scored.append((score, t))
+            best = None
+            if scored:
+                top = max(x[0] for x in scored)
+                tied = [t for sc, t in scored if sc == top]
+                # "cancel it": the kind of record talked about last
+                best = max(tied, key=lambda t: self.last_ids.get(t.target or "", (-1, ""))[0])
             if best is not None:
                 return "write", best, verb
         for group, rx in _READ_VERBS:
@@ -436,6 +443,15 @@ class Planner:
             return i, clauses
         return None, []
 
+    def _intent_domain(self) -> str | None:
+        """The domain the opening line is about ("I'd like to book a mentor session")."""
+        first = next((m for m in self.c.messages if m.get("role") == "user"), None)
+        for s in request_clauses((first or {}).get("content") or ""):
+            _group, tool, _verb = self.c.analyze(s)
+            if tool is not None and tool.kind != "auth" and tool.domain in self.c.auth_tools:
+                return tool.domain
+        return None
+
     def _has_values(self, text: str) -> bool:
         ids = [m for m in find_ids(text) if m.value != self.c.user_id]
         return bool(ids or find_quoted(text) or find_dates(text, self.c.year))
@@ -468,7 +484,7 @@ class Planner:
             return Decision("say", text="")  # the caller words the failure
         req_i, clauses = self._request()
         if req_i is None:
-            first_domain = next(iter(c.auth_tools), None)
+            first_domain = self._intent_domain() or next(iter(c.auth_tools), None)
             if first_domain is not None:
                 need = self._needs_auth(first_domain)
                 if need is not None:
@@ -594,36 +610,45 @@ class Planner:
                 if m.value == c.user_id:
                     continue
                 ids.append((m, text))
-        for p in id_params:
-            if c.id_param is not None and p.name == c.id_param.name:
-                if c.user_id:
-                    out.args[p.name] = c.user_id
+        if c.id_param is not None and c.user_id and c.id_param.name in tool.params:
+            out.args[c.id_param.name] = c.user_id
+        others = [p for p in id_params if c.id_param is None or p.name != c.id_param.name]
+        # "that loan officer", "the new enrollment": an earlier record, not an ID in the text
+        for p in others:
+            if p.name == tool.target or p.name not in c.last_ids:
                 continue
-            best, best_s = None, 0.0
-            for m, text in ids:
-                if m.value in out.args.values():
-                    continue
+            if re.search(rf"\b(?:that|this|the same|the new)\s+{re.escape(' '.join(p.entity))}\b", body, re.I):
+                out.args[p.name] = c.last_ids[p.name][1]
+        pairs = []
+        for p in others:
+            if p.name in out.args:
+                continue
+            for j, (m, text) in enumerate(ids):
                 s = 0.0
                 fields = c.prefix_field(m.value)
                 if p.name in fields:
                     s += 4
-                elif fields and not (fields & {q.name for q in id_params}) and m.value.split("-")[0] not in (
-                    c.prefixes.get(p.name) or {m.value.split("-")[0]}
-                ):
+                elif fields and m.value.split("-")[0] not in (c.prefixes.get(p.name) or {m.value.split("-")[0]}):
                     s -= 2  # a known ID of another kind of record
-                before = set(words(text[max(0, m.start - 40) : m.start])[-4:])
-                s += 2 * len(before & set(p.entity))
-                if p.name == tool.target and text is target_part:
+                before = words(text[max(0, m.start - 40) : m.start])[-3:]
+                s += 2 * len(set(before) & set(p.entity))
+                if before and before[-1] in p.entity:
+                    s += 1  # "instructor INS-1": the noun right before the ID
+                if p.name == tool.target and text is body:
                     s += 0.5
-                if s > best_s:
-                    best, best_s = m, s
-            if best is None:
-                free = [m for m, _t in ids if m.value not in out.args.values() and not c.prefix_field(m.value) - {p.name}]
-                unresolved = [q for q in id_params if q.name not in out.args and q is not c.id_param]
-                if len(free) == 1 and len(unresolved) == 1:
-                    best = free[0]
-            if best is not None:
-                out.args[p.name] = best.value
+                if s > 0:
+                    pairs.append((s, -j, p.name, m.value))
+        used: set[str] = set()
+        for s_, _j, pname, value in sorted(pairs, reverse=True):
+            if pname in out.args or value in used:
+                continue
+            out.args[pname] = value
+            used.add(value)
+        unresolved = [p for p in others if p.name not in out.args]
+        free = [m for m, _t in ids if m.value not in used and m.value not in out.args.values()]
+        free = list({m.value: m for m in free}.values())
+        if len(unresolved) == 1 and len(free) == 1 and not c.prefix_field(free[0].value) - {unresolved[0].name}:
+            out.args[unresolved[0].name] = free[0].value
         # --- the record the request is about, when no ID was given
         if tool.target and tool.target not in out.args:
             self._find_target(tool, target_part, answers, cursor, out)
@@ -655,7 +680,7 @@ class Planner:
             if value is not None and tool_schema_value_ok(p, value):
                 out.args[p.name] = value
         for p in params:
-            if p.required and p.name not in out.args:
+            if p.required and p.name not in out.args and p not in out.missing:
                 out.missing.append(p)
         if has_new and not any(p.new_value and p.name in out.args for p in params):
             out.missing.extend(p for p in params if p.new_value and not p.required)
@@ -667,11 +692,16 @@ class Planner:
         news = [p for p in tool.params.values() if p.new_value]
         if not news or not new_part:
             return
-        tw = set(words(target_part))
-        named = [p for p in news if set(name_words(p.name)) & tw or (set(words(p.desc)) - {"new", "value"}) & tw]
-        if len(named) > 1:  # the most words in common
-            top = max(len(set(name_words(p.name)) & tw) for p in named)
-            named = [p for p in named if len(set(name_words(p.name)) & tw) == top]
+
+        def named_in(text: str) -> list[Param]:
+            tw = set(words(text))
+            hits = [p for p in news if set(name_words(p.name)) & tw or (set(words(p.desc)) - {"new", "value"}) & tw]
+            if len(hits) > 1:  # the most words in common
+                top = max(len(set(name_words(p.name)) & tw) for p in hits)
+                hits = [p for p in hits if len(set(name_words(p.name)) & tw) == top]
+            return hits
+
+        named = named_in(new_part) + [p for p in named_in(target_part) if p not in named_in(new_part)]
         order = named + [p for p in news if p not in named]
         for p in order:
             value = self._typed(p, new_part)
@@ -760,7 +790,9 @@ class Planner:
         for a in addresses:
             before = low[max(0, a.start - 30) : a.start]
             pick = bool(re.search(r"pick[- ]?up(?: at| from)?\s*$|from\s*$", before))
-            drop = bool(re.search(r"drop(?:ping)?[- ]?off(?: at)?(?: me off at)?\s*$|\bto\s*$|dropping me off at\s*$", before))
+            drop = bool(
+                re.search(r"drop(?:ping)?[- ]?off(?: at)?(?: me off at)?\s*$|\bto\s*$|dropping me off at\s*$", before)
+            )
             scored.append((a, pick, drop))
         for a, pick, drop in scored:
             if want_pick and pick:
@@ -800,9 +832,7 @@ class Planner:
             return s
 
         # assign greedily, best (number, parameter) pairs first
-        pairs = sorted(
-            ((cue(n, q), -abs(n.start), n, q) for n in nums for q in numeric), key=lambda x: (-x[0], x[1])
-        )
+        pairs = sorted(((cue(n, q), -abs(n.start), n, q) for n in nums for q in numeric), key=lambda x: (-x[0], x[1]))
         used_n, used_q = set(), set()
         got: dict[str, Any] = {}
         for s, _neg, n, q in pairs:

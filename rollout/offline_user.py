@@ -89,7 +89,9 @@ class OfflineUser:
         self.year = default_year(policy)
         self.rng_seed = seed
         sentences = split_sentences(scenario.get("instruction") or "")
-        own = {f["value"] for f in self.facts if f["fact"].lower().startswith("your ")}
+        # the introduction names the user and their ID
+        own = {f["value"] for f in self.facts if f["fact"].lower().startswith("your ") and ID_RE.fullmatch(f["value"])}
+        own.add(str((scenario.get("persona") or {}).get("name") or "\0"))
         self.intro: list[str] = []
         self.steps: list[str] = []
         for s in sentences:
@@ -98,8 +100,7 @@ class OfflineUser:
             else:
                 self.steps.append(s)
         self.knowledge = " ".join(
-            [scenario.get("instruction") or "", first_message]
-            + [f"{f['fact']}: {f['value']}" for f in self.facts]
+            [scenario.get("instruction") or "", first_message] + [f"{f['fact']}: {f['value']}" for f in self.facts]
         )
 
     # -- what has happened --------------------------------------------------------------
@@ -132,7 +133,9 @@ class OfflineUser:
             return "Yes, please transfer me. ###TRANSFER###"
         if _CONFIRM.search(text):
             if self._acceptable(_proposal_part(text), self.steps[: max(revealed, 1)]):
-                return self._pick(["Yes, please go ahead.", "Yes, that's right. Please go ahead.", "Yes, please."], turn)
+                return self._pick(
+                    ["Yes, please go ahead.", "Yes, that's right. Please go ahead.", "Yes, please."], turn
+                )
             current = self.steps[revealed - 1] if revealed else ""
             return f"No, that's not what I asked for. {current}".strip()
         if _REFUSAL.search(text):
@@ -162,8 +165,10 @@ class OfflineUser:
         if best is not None and best_s >= 0.6:
             label = best["fact"]
             label = label[5:] if label.lower().startswith("your ") else label
-            return f"Sure, my {label} is {best['value']}." if best["fact"].lower().startswith("your ") else (
-                f"The {label} is {best['value']}."
+            return (
+                f"Sure, my {label} is {best['value']}."
+                if best["fact"].lower().startswith("your ")
+                else (f"The {label} is {best['value']}.")
             )
         if revealed:
             return f"As I said: {self.steps[revealed - 1]}"
@@ -203,7 +208,9 @@ class OfflineUser:
             iso = f"{date}T{time}:00Z" if time else date
             if not value_in_text(iso, self.knowledge, self.year):
                 return False
-        skip = [(m.start, m.end) for m in find_ids(proposal)] + [(d.start, d.end) for d in find_dates(proposal, self.year)]
+        skip = [(m.start, m.end) for m in find_ids(proposal)] + [
+            (d.start, d.end) for d in find_dates(proposal, self.year)
+        ]
         skip += [(a.start, a.end) for a in find_addresses(proposal, skip)]
         for n in find_numbers(proposal, skip):
             if not value_in_text(n.value, self.knowledge, self.year):

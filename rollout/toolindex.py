@@ -180,9 +180,16 @@ def index_tools(tools: list[dict]) -> list[ToolInfo]:
     for t in out:
         if t.kind in ("auth", "profile", "get") or t.target:
             continue
-        for g in gets:
-            if g.domain == t.domain and t.entity and set(t.entity) <= set(g.entity) | set(g.params[g.target].entity):
-                t.aliases |= set(g.params[g.target].entity)
+        same = [
+            g
+            for g in gets
+            if g.domain == t.domain and t.entity and set(t.entity) <= set(g.entity) | set(g.params[g.target].entity)
+        ]
+        if same:
+            fewest = min(len(set(g.entity) - set(t.entity)) for g in same)
+            for g in same:
+                if len(set(g.entity) - set(t.entity)) == fewest:
+                    t.aliases |= set(g.params[g.target].entity)
     return out
 
 

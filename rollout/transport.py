@@ -38,7 +38,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-__all__ = ["CallOutcome", "Transport", "TransportError", "FastTransport", "McpTransport", "make_transport", "server_dir"]
+__all__ = [
+    "CallOutcome",
+    "Transport",
+    "TransportError",
+    "FastTransport",
+    "McpTransport",
+    "make_transport",
+    "server_dir",
+]
 
 
 class TransportError(RuntimeError):
@@ -339,7 +347,9 @@ class McpTransport:
         if self._client is None:
             self._open()
         try:
-            res = self._portal.call(self._with_timeout, self._client.call_tool, self.call_timeout_s + 30, tool, arguments)
+            res = self._portal.call(
+                self._with_timeout, self._client.call_tool, self.call_timeout_s + 30, tool, arguments
+            )
         except Exception as exc:
             raise TransportError(f"MCP call {tool} failed: {exc}; {self._errlog_tail()}") from exc
         text = "".join(getattr(c, "text", "") for c in res.content)
