@@ -33,9 +33,8 @@ from agentskiller.models.episodes import Episode, Mistake, Usage
 
 from .llm_agents import AssistantFailure, LLMAssistant, LLMUser
 from .nlu import stop_reason
-from .offline_assistant import MISTAKE_KINDS
+from .offline_assistant import MISTAKE_KINDS, OfflineAssistant
 from .offline_assistant import NAME as OFFLINE_ASSISTANT
-from .offline_assistant import OfflineAssistant
 from .offline_user import NAME as OFFLINE_USER
 from .offline_user import OfflineUser
 from .settings import RolloutSettings
@@ -141,6 +140,10 @@ def play_episode(
     final_hash = None
     try:
         transport.reset()
+        served = set(getattr(transport, "tools", None) or [])
+        lacking = sorted({t["function"]["name"] for t in tools} - served) if served else []
+        if lacking:
+            raise TransportError(f"the {row['env']} server does not offer the row's tools: {', '.join(lacking)}")
         while stop is None:
             for _step in range(settings.max_steps_per_turn):
                 msg = assistant.respond(messages, tools)

@@ -372,7 +372,7 @@ class Conversation:
                     continue
                 mine = bool(re.search(r"\bmy\b|\bi have\b", low))
 
-                def score(t: ToolInfo) -> float:
+                def score(t: ToolInfo, kinds: tuple = kinds, mine: bool = mine) -> float:
                     s = 3.0 * len(cwords & t.entity_tokens()) + 0.5 * len(cwords & t.desc_tokens())
                     if t.kind == kinds[0]:
                         s += 0.5
@@ -639,7 +639,7 @@ class Planner:
                 if s > 0:
                     pairs.append((s, -j, p.name, m.value))
         used: set[str] = set()
-        for s_, _j, pname, value in sorted(pairs, reverse=True):
+        for _s, _j, pname, value in sorted(pairs, reverse=True):
             if pname in out.args or value in used:
                 continue
             out.args[pname] = value
