@@ -74,40 +74,41 @@ _READ_VERBS: list[tuple[str, re.Pattern]] = [
     (
         "get",
         re.compile(
-            r"^(?:check(?! in\b)|look up|lookup|look at|pull up|review|go over|go through|fetch|get|view|"
+            r"^(?:check(?!(?: me)? in\b)|look up|lookup|look at|pull up|review|go over|go through|fetch|get|view|"
             r"open up|double[- ]check|verify|give me the details|show me the details|tell me about|"
             r"see the details|show me details)\b",
             re.I,
         ),
     ),
-    ("list", re.compile(r"^(?:show|list|let me see|see|display|give me|what are|which)\b", re.I)),
+    (
+        "list",
+        re.compile(
+            r"^(?:show|list|let me see|see|display|give me|what are|which)\b|^what\b.*\b(?:do i have|are mine)\b", re.I
+        ),
+    ),
     ("search", re.compile(r"^(?:look for|search|find|browse|look up all)\b", re.I)),
 ]
+#: verbs that mean the same kind of change; a tool named with one answers to the others
+_UPDATE_VERBS = {"change", "modify", "amend", "update", "reschedule", "rename", "edit", "move", "adjust", "alter"}
+_CREATE_VERBS = {
+    "book", "make", "create", "submit", "request", "open", "purchase", "enroll", "reserve", "arrange", "schedule",
+    "order", "buy", "register", "apply", "place", "add", "sign",
+}  # fmt: skip
 _SYNONYMS: dict[str, set[str]] = {
-    "arrange": {"request", "book", "make"},
-    "order": {"request", "book"},
-    "reserve": {"make", "book"},
-    "schedule": {"book", "request"},
-    "set": {"book", "make"},
-    "buy": {"purchase"},
-    "get": {"purchase"},
-    "apply": {"submit"},
-    "register": {"enroll"},
-    "sign": {"enroll"},
-    "modify": {"change", "amend", "update", "reschedule"},
-    "change": {"modify", "amend", "update", "reschedule", "rename"},
-    "update": {"change", "modify", "amend"},
-    "amend": {"change", "modify"},
-    "edit": {"change", "modify", "amend"},
-    "move": {"reschedule"},
-    "rebook": {"reschedule"},
-    "create": {"book", "make", "open", "submit", "request"},
-    "place": {"submit", "request"},
+    **{v: _UPDATE_VERBS - {v} for v in _UPDATE_VERBS},
+    **{v: _CREATE_VERBS - {v} for v in _CREATE_VERBS},
     "pick": {"confirm pickup"},
+    "collect": {"confirm pickup"},
     "confirm": {"confirm pickup"},
     "unenroll": {"drop"},
     "leave": {"drop"},
     "call": {"cancel"},
+    "delete": {"cancel", "close", "withdraw", "drop"},
+    "remove": {"cancel", "drop", "withdraw"},
+    "terminate": {"close", "cancel"},
+    "retract": {"withdraw"},
+    "block": {"freeze"},
+    "suspend": {"freeze"},
 }
 _PAST = {
     "cancel": "cancelled",
@@ -278,14 +279,13 @@ class Conversation:
         pending: dict[str, _CallLog] = {}
         for i, m in enumerate(self.messages):
             role = m.get("role")
-            if role == "user" and i > 0 or (role == "user" and i == 0):
+            if role == "user":
                 text = m.get("content") or ""
                 for ident in find_ids(text):
                     if self._is_user_id(ident.value, text, ident.start):
-                        if ident.value != self.user_id:
-                            self.user_id = ident.value
-                            if self.auth_failed and self.auth_failed[0] != ident.value:
-                                pass  # a new ID after a failure: still no second try (policy)
+                        # the latest one counts; after a failed authorization there is no
+                        # second try whatever the user says (policy)
+                        self.user_id = ident.value
                         continue
                     for f, prefs in self.prefixes.items():
                         if ident.value.split("-")[0] in prefs:
@@ -333,7 +333,14 @@ class Conversation:
         body = strip_lead(clause)
         low = body.lower()
         cwords = set(words(body))
-        m = re.match(r"([a-z]+)(?:\s+(in|up)\b)?", low)
+        # "I need a ride ...", "I'd like a new appointment ...": a wish for something new
+        wish = re.match(
+            r"(?:i (?:need|want|would like)|i'?d like|get me|can i (?:get|have)|i'?m looking for)\s+(?:a|an|another|one)\b",
+            low,
+        )
+        if wish:
+            low = "request " + low[wish.end() :].strip()
+        m = re.match(r"([a-z]+)(?:\s+(?:me\s+)?(in|up)\b)?", low)
         first = m.group(1) if m else ""
         verb = "check in" if m and first == "check" and m.group(2) == "in" else first
         if first == "confirm" and re.match(r"confirm (?:the )?pick ?up", low):
@@ -595,17 +602,19 @@ class Planner:
         target_part, new_part = body, body
         if has_new:
             k = body.lower().rfind(" to ")
+            colon = list(re.finditer(r":\s", body))
             if k >= 0:
                 target_part, new_part = body[:k], body[k + 4 :]
+            elif colon:  # "change where my ride drops me off: 564 Vance Points"
+                target_part, new_part = body[: colon[-1].start()], body[colon[-1].end() :]
             else:
                 new_part = ""
         new_part = new_part.strip().rstrip(".!?").strip()
         params = list(tool.params.values())
         id_params = [p for p in params if p.is_id]
         # --- IDs stated in the text
-        texts = [(body, 0), (answers, 1)] if answers else [(body, 0)]
         ids: list[tuple[Mention, str]] = []
-        for text, _src in texts:
+        for text in (body, answers) if answers else (body,):
             for m in find_ids(text):
                 if m.value == c.user_id:
                     continue
@@ -748,7 +757,7 @@ class Planner:
                 for f in found:
                     if set(words(part[max(0, f.start - 30) : f.start])) & pw:
                         return f.value
-                return found[0].value if tool.kind not in ("list", "search", "count", "total") else found[0].value
+                return found[0].value
             return found[-1].value
         if p.type == "string" and p.fmt in ("date-time", "date"):
             dates = find_dates(part, c.year)
@@ -853,7 +862,6 @@ class Planner:
         c = self.c
         field_ = tool.target
         assert field_ is not None
-        low = target_part.lower()
         evidence = self._attribute_text(tool, target_part)
         if not evidence and answers:
             evidence = self._attribute_text(tool, answers)
@@ -862,13 +870,8 @@ class Planner:
             if field_ in c.last_ids:
                 out.args[field_] = c.last_ids[field_][1]
                 return
-            lister = c.list_tool_for(tool, field_)
-            if lister is None or self._looked_up(lister, cursor):
-                out.missing.append(tool.params[field_])
-                return
-            out.missing.append(tool.params[field_])
+            out.missing.append(tool.params[field_])  # ask which one
             return
-        del low
         cands = c.records_of(field_)
         scored = []
         for r in cands:
@@ -1118,9 +1121,8 @@ class OfflineAssistant:
                 return self._message(messages, "You're welcome! Have a great day.")
             if not conv.authorized and conv.user_id is None:
                 return self._message(messages, conv_ask_id(conv))
-            if conv.authorized and not Planner(conv)._request()[1] and conv.is_request(text) is False:
-                if re.search(r"\?\s*$", text) or len(words(text)) > 3:
-                    return self._message(messages, "I'm sorry, I can't help with that: none of my tools supports it.")
+            if conv.authorized and not conv.is_request(text) and re.search(r"\?\s*$", text):
+                return self._message(messages, "I'm sorry, I can't help with that: none of my tools supports it.")
         tail = "What can I do for you today?" if _just_verified(conv) else "Is there anything else I can help you with?"
         return self._message(messages, _join(report, tail))
 
