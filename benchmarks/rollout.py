@@ -25,6 +25,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from rollout import RolloutSettings, load_rows, read_episodes, run_rollouts, solved  # noqa: E402
+from rollout.check import replay_final_hashes  # noqa: E402
 
 
 def _spread(rows: list[dict], n: int) -> list[dict]:
@@ -78,8 +79,11 @@ def main() -> None:
         x.messages == y.messages and x.final_state_hash == y.final_state_hash
         for x, y in zip(fast_s.pop("_episodes"), mcp_s.pop("_episodes"), strict=True)
     )
-    fast_all.pop("_episodes")
+    all_eps = fast_all.pop("_episodes")
+    replayed = replay_final_hashes(all_eps, a.outputs)
+    replay_ok = sum(replayed.get(e.episode_id) == e.final_state_hash for e in all_eps)
     figures = {
+        "replay_agrees_with_live_hash": f"{replay_ok}/{len(all_eps)}",
         "fast_all_rows": fast_all,
         "fast_sample": fast_s,
         "mcp_sample": mcp_s,
@@ -97,6 +101,7 @@ def main() -> None:
             f"{name:14} {f['episodes']:4d} episodes  {f['seconds']:7.2f} s  {f['episodes_per_s']:7.2f} ep/s  "
             f"{f['tool_calls']:5d} tool calls  solved {f['solved']}/{f['episodes']}  {f['stop_reasons']}"
         )
+    print(f"final hashes equal to a sandboxed replay of the calls: {figures['replay_agrees_with_live_hash']}")
     print(f"mcp episodes equal to fast: {figures['mcp_agrees_with_fast']}")
     print(f"fast / mcp speed-up on the same rows: {figures['fast_over_mcp_speedup']}x")
 

@@ -18,7 +18,7 @@ from agentskiller.models.episodes import Episode
 
 from .nlu import render, value_in_text
 
-__all__ = ["solved", "assistant_text"]
+__all__ = ["solved", "assistant_text", "episode_calls", "replay_final_hashes"]
 
 
 def assistant_text(ep: Episode | dict) -> str:
@@ -49,3 +49,41 @@ def solved(row: dict, ep: Episode | dict) -> tuple[bool, str]:
             if not _told(json.loads(a["value"]), text):
                 return False, "answer_not_told"
     return True, ""
+
+
+def episode_calls(ep: Episode | dict) -> list[dict]:
+    """The tool calls an episode made, in order, as ``{"tool", "arguments"}`` (calls whose
+    arguments were not a JSON object never reached the env and are left out)."""
+    msgs = ep.messages if isinstance(ep, Episode) else ep["messages"]
+    out = []
+    for m in msgs:
+        for c in m.get("tool_calls") or []:
+            fn = c.get("function") or {}
+            try:
+                args = json.loads(fn.get("arguments") or "{}")
+            except ValueError:
+                continue
+            if isinstance(args, dict):
+                out.append({"tool": fn.get("name", ""), "arguments": args})
+    return out
+
+
+def replay_final_hashes(episodes: list[Episode], outputs_dir) -> dict[str, str]:
+    """``episode_id -> final state hash`` from replaying each episode's tool calls on a
+    fresh state, in one sandboxed worker per env (independent of the transport that played
+    them)."""
+    from pathlib import Path
+
+    from agentskiller.runtime.worker import execute_episodes
+
+    from .transport import server_dir
+
+    by_env: dict[str, list[Episode]] = {}
+    for ep in episodes:
+        by_env.setdefault(ep.env, []).append(ep)
+    out: dict[str, str] = {}
+    for env, eps in sorted(by_env.items()):
+        batch = [{"id": ep.episode_id, "calls": episode_calls(ep)} for ep in eps]
+        for res in execute_episodes(server_dir(Path(outputs_dir), env), batch):
+            out[res.id] = res.final_state_hash
+    return out

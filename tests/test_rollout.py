@@ -19,6 +19,7 @@ from rollout_fixture import make_outputs
 
 from agentskiller.models.episodes import Episode
 from rollout import RolloutSettings, load_rows, play_episode, read_episodes, run_rollouts, solved
+from rollout.check import replay_final_hashes
 from rollout.llm_agents import LLMUser, user_system_prompt
 from rollout.loop import episode_id
 from rollout.nlu import stop_reason
@@ -361,13 +362,14 @@ def test_an_empty_model_turn_ends_the_episode_as_assistant_error(clinic, fast):
 def test_offline_simulators_solve_the_default_run_rows(outputs_dir):
     rows = load_rows(outputs_dir)
     transports: dict = {}
-    failures = []
+    failures, episodes = [], []
     try:
         for row in rows:
             t = transports.get(row["env"]) or transports.setdefault(
                 row["env"], FastTransport(server_dir(outputs_dir, row["env"]))
             )
             ep = play_episode(row, 0, t, RolloutSettings())
+            episodes.append(ep)
             ok, cause = solved(row, ep)
             if not ok:
                 failures.append((row["id"], row["task_kind"], cause))
@@ -375,6 +377,9 @@ def test_offline_simulators_solve_the_default_run_rows(outputs_dir):
         for t in transports.values():
             t.close()
     assert len(failures) <= 0.05 * len(rows), failures
+    # the live hashes are what an independent, sandboxed replay of the episodes' calls gives
+    replayed = replay_final_hashes(episodes, outputs_dir)
+    assert all(replayed[e.episode_id] == e.final_state_hash for e in episodes)
 
 
 @pytest.mark.slow
