@@ -16,7 +16,7 @@ include: "rules/catalog.smk"
 include: "rules/domains.smk"
 include: "rules/cross.smk"
 include: "rules/tasks.smk"
-include: "rules/report_common.smk"
+include: "rules/rollout.smk"
 include: "rules/report.smk"
 
 

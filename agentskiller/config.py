@@ -99,6 +99,8 @@ class _Section(BaseModel):
 class ModelsConfig(_Section):
     text: str
     code: str
+    user: str | None  # None = the text model
+    assistant: str | None  # None = the text model
 
 
 class PriceConfig(_Section):
@@ -225,6 +227,20 @@ class CrossConfig(_Section):
     max_length: int | None
 
 
+class RolloutConfig(_Section):
+    """The ``rollout`` block; ``rollout.settings.RolloutSettings`` takes the resolved dict itself."""
+
+    episodes_per_task: int
+    max_turns: int
+    max_steps_per_turn: int
+    transport: Literal["fast", "mcp"]
+    mistake_rate: float
+    user: Literal["auto", "offline", "llm"]
+    assistant: Literal["auto", "offline", "llm"]
+    call_timeout_s: float
+    workers: int
+
+
 class DatasetConfig(_Section):
     min_rows: int
 
@@ -251,6 +267,7 @@ class Config(_Section):
     sandbox: SandboxConfig
     tasks: TasksConfig
     cross: CrossConfig
+    rollout: RolloutConfig
     dataset: DatasetConfig
     cluster: ClusterConfig
 

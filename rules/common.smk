@@ -58,8 +58,9 @@ def code_version(script):
     return _code_version(Path(workflow.basedir) / script)
 
 
-#: What ctx.meta() stamps into every JSON artifact: every rule reads these.
-META_KEYS = ("seed", "llm.provider", "llm.models")
+#: What ctx.meta() stamps into every JSON artifact: every rule reads these. Not the rollout's
+#: llm.models.user / llm.models.assistant: a rule that uses them names them itself.
+META_KEYS = ("seed", "llm.provider", "llm.models.text", "llm.models.code")
 #: What changes an LLM's answers: every LLM-calling step (llm=1 resource) reads it. Not the key,
 #: nor the name of its variable; nor timeouts, retries, cache or prices (same answers).
 LLM_KEYS = (
@@ -244,9 +245,14 @@ def get_final_outputs(wildcards):
         out("entity_graph.json"),
         out("blueprints/index.json"),
         out("dataset/train.jsonl"),
+        out("dataset/tasks_stats.json"),
         out("dataset/card.md"),
         out("dataset/stats.json"),
+        out("dataset/trajectories.jsonl"),
+        out("evaluation/results.jsonl"),
+        out("evaluation/summary.json"),
     ]
+    files += [out(f"rollouts/{e}.jsonl") for e in envs()]
     files += [out(f"database/entities/{e}.json") for e in used_entities()]
     for d in domains():
         files += [

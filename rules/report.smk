@@ -11,8 +11,8 @@ rule report_plots:
         train=out("dataset/train.jsonl"),
         card=out("dataset/card.md"),
         stats=out("dataset/stats.json"),
-        evaluation=report_optional("evaluation/summary.json"),
-        trajectories=report_optional("dataset/trajectories.jsonl"),
+        evaluation=out("evaluation/summary.json"),
+        trajectories=out("dataset/trajectories.jsonl"),
     output:
         funnel=report(out("report/funnel.png"), caption="../report/funnel.rst", category="Funnel"),
         rejections=report(out("report/rejections.png"), caption="../report/rejections.rst", category="Funnel"),

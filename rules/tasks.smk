@@ -36,9 +36,7 @@ rule instances:
     log:
         "logs/instances/{env}.log",
     params:
-        cfg=config_for(
-            "tasks.samples_per_template", "tasks.kinds", "tasks.self_correction_share"
-        ),
+        cfg=config_for("tasks.samples_per_template", "tasks.kinds", "tasks.self_correction_share"),
         code=code_version("scripts/instances.py"),
     script:
         "../scripts/instances.py"
@@ -96,8 +94,7 @@ rule dataset:
         index=out("blueprints/index.json"),
     output:
         train=out("dataset/train.jsonl"),
-        card=report(out("dataset/card.md"), caption="../report/dataset_card.rst", category="Dataset"),
-        stats=report(out("dataset/stats.json"), caption="../report/dataset_stats.rst", category="Dataset"),
+        stats=out("dataset/tasks_stats.json"),
     log:
         "logs/dataset/dataset.log",
     params:

@@ -8,7 +8,12 @@ with FakeOpenAI(offline_bridge(seed=7), faults=Faults(rate=0.3, seed=1)) as srv:
 ```
 
 * ``POST /v1/chat/completions`` answers with ``responder(body, headers) -> str`` (header
-  names lower-cased); ``GET /v1/models`` lists one model.
+  names lower-cased), or ``-> dict`` ``{"content": str | None, "tool_calls": [{"name",
+  "arguments"}]}`` for an answer with native tool calls (``message.tool_calls``, arguments as
+  a JSON string, ``finish_reason: tool_calls``); ``GET /v1/models`` lists one model.
+* :func:`tool_responder` answers requests with ``tools`` like a model: natively, or like a
+  server without a tool parser (the call as JSON in the content, as llama.cpp does, or in
+  Hermes/Qwen ``<tool_call>`` tags).
 * Faults, drawn with a seeded RNG per chat request with probability ``rate``, of kinds:
   ``429`` (with ``Retry-After``), ``500``, ``slow`` (answers after ``slow_s``, beyond a short
   client timeout), ``truncate`` (half the answer, ``finish_reason: length`` and, like a real
@@ -49,7 +54,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-Responder = Callable[[dict, dict], str]
+Responder = Callable[[dict, dict], "str | dict"]
 
 ALL_FAULTS = ("429", "500", "slow", "truncate", "malformed", "schema")
 TRANSPORT_FAULTS = ("429", "500", "slow")
@@ -115,6 +120,48 @@ def offline_bridge(seed: int) -> Responder:
         if last_user is None or parse_feedback(last_user.get("content")) is None:
             feedback = []
         return run_handler(seed, task, messages, extract_context(messages), feedback, rnd)
+
+    return respond
+
+
+TOOL_STYLES = ("native", "json", "tags")
+
+
+def tool_responder(
+    style: str = "native",
+    calls: list[dict] | Callable[[dict], list[dict]] | None = None,
+    preface: str = "Let me look that up.",
+) -> Responder:
+    """A model with tools. A request that offers ``tools`` and whose last message is not a
+    tool result is answered with ``calls`` (``[{"name", "arguments"}]``, or a function of the
+    request body; default: the first offered tool with no arguments), as ``style`` says:
+
+    * ``native``: ``message.tool_calls`` (a server with a tool parser);
+    * ``json``: the content is the JSON of the call (a list for several), the way llama.cpp
+      without a tool-call template answers ``tool_choice: auto``;
+    * ``tags``: ``preface`` and then one ``<tool_call>{...}</tool_call>`` per call (Hermes, Qwen).
+
+    Otherwise the answer is text: ``Done: <the last tool result>`` (or ``Hello.``).
+    """
+    if style not in TOOL_STYLES:
+        raise ValueError(f"unknown tool style {style!r}")
+
+    def respond(body: dict, headers: dict) -> str | dict:
+        messages = body.get("messages") or []
+        tools = body.get("tools") or []
+        last = messages[-1] if messages else {}
+        if not tools or last.get("role") == "tool" or body.get("tool_choice") == "none":
+            results = [m for m in messages if m.get("role") == "tool"]
+            return f"Done: {results[-1]['content']}" if results else "Hello."
+        todo = calls(body) if callable(calls) else calls
+        if todo is None:
+            todo = [{"name": tools[0]["function"]["name"], "arguments": {}}]
+        if style == "native":
+            return {"content": None, "tool_calls": todo}
+        if style == "json":
+            return json.dumps(todo[0] if len(todo) == 1 else todo)
+        tags = "\n".join(f"<tool_call>\n{json.dumps(c)}\n</tool_call>" for c in todo)
+        return f"{preface}\n{tags}"
 
     return respond
 
@@ -236,16 +283,38 @@ class FakeOpenAI:
         return None
 
     def _completion(
-        self, body: dict, text: str, finish_reason: str, reasoning: str | None = None, billed: int | None = None
+        self,
+        body: dict,
+        text: str,
+        finish_reason: str,
+        reasoning: str | None = None,
+        billed: int | None = None,
+        tool_calls: list[dict] | None = None,
     ) -> dict:
         with self._lock:
             self._n += 1
             n = self._n
         prompt = self.prompt_tokens(body)
-        message: dict[str, Any] = {"role": "assistant", "content": text}
+        message: dict[str, Any] = {"role": "assistant", "content": text if text or not tool_calls else None}
         if reasoning is not None:
             message["reasoning_content"] = reasoning
-        completion = billed if billed is not None else (len(text) + len(reasoning or "")) // 4
+        if tool_calls:
+            message["tool_calls"] = [
+                {
+                    "id": f"call_fake_{n}_{i}",
+                    "type": "function",
+                    "function": {
+                        "name": c["name"],
+                        "arguments": c["arguments"] if isinstance(c["arguments"], str) else json.dumps(c["arguments"]),
+                    },
+                }
+                for i, c in enumerate(tool_calls)
+            ]
+            if finish_reason == "stop":
+                finish_reason = "tool_calls"
+        completion = (
+            billed if billed is not None else (len(text) + len(reasoning or "") + len(str(tool_calls or ""))) // 4
+        )
         return {
             "id": f"chatcmpl-fake-{n}",
             "object": "chat.completion",
@@ -397,10 +466,15 @@ class FakeOpenAI:
                 if fault == "slow":
                     time.sleep(fake.faults.slow_s)
                 try:
-                    text = fake.responder(body, {k.lower(): v for k, v in self.headers.items()})
+                    reply = fake.responder(body, {k.lower(): v for k, v in self.headers.items()})
                 except Exception as exc:  # a responder bug shows up as a 500 the test can see
                     rec.status = 500
                     return self._send(500, {"error": {"message": f"responder failed: {type(exc).__name__}: {exc}"}})
+                calls = None
+                if isinstance(reply, dict):
+                    calls, text = reply.get("tool_calls") or None, reply.get("content") or ""
+                else:
+                    text = reply
                 finish = "stop"
                 limit = body.get("max_tokens") or body.get("max_completion_tokens")
                 billed = None
@@ -422,6 +496,8 @@ class FakeOpenAI:
                     text = f"<think>\n{reasoning}\n</think>\n\n{text}"
                 elif style == "close_only":
                     text = f"{reasoning}\n</think>\n\n{text}"
-                self._send(200, fake._completion(body, text, finish, reasoning if style == "field" else None, billed))
+                self._send(
+                    200, fake._completion(body, text, finish, reasoning if style == "field" else None, billed, calls)
+                )
 
         return Handler

@@ -145,7 +145,8 @@ def test_defaults_are_what_snakemake_fills_in():
 
 def test_resolve_merges_deeply_and_is_idempotent():
     cfg = resolve({"llm": {"models": {"code": "my-coder"}}, "tasks": {"judge_threshold": 4.5}})
-    assert cfg["llm"]["models"] == {"text": defaults()["llm"]["models"]["text"], "code": "my-coder"}
+    assert cfg["llm"]["models"] == {**defaults()["llm"]["models"], "code": "my-coder"}
+    assert cfg["llm"]["models"]["text"] == defaults()["llm"]["models"]["text"]
     assert cfg["llm"]["provider"] == defaults()["llm"]["provider"]
     assert cfg["tasks"]["judge_threshold"] == 4.5
     assert cfg["tasks"]["max_templates"] == defaults()["tasks"]["max_templates"]
@@ -183,7 +184,8 @@ def test_step_context_resolves_a_partial_config_once():
     assert ctx.cfg.topics.target_count == 5
     assert ctx.cfg.topics.batch_size == defaults()["topics"]["batch_size"]
     assert ctx.config["llm"] == defaults()["llm"]  # the dict the LLM client gets
-    assert ctx.meta()["models"] == defaults()["llm"]["models"]
+    # meta names the steps' models; the rollout's user/assistant models are not the steps' business
+    assert ctx.meta()["models"] == {k: defaults()["llm"]["models"][k] for k in ("text", "code")}
     with pytest.raises(ConfigError, match="config key topics.batch_size:"):
         StepContext.from_paths("s01", {"topics": {"batch_size": 0}})
 

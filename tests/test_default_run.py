@@ -122,6 +122,7 @@ def test_tasks_are_solvable_from_the_rows_alone(out):
     done, total = fig["refusal_and_auth_failure_rows_state_unchanged"].split("/")
     assert done == total and int(total) > 0
     assert fig["rows_changing_a_created_record_share"] <= 0.05
+    assert fig["time_window_violations"] == 0
     assert fig["distinct_openings_4_share"] >= 0.5 and fig["near_duplicate_pairs_share"] <= 0.05, fig
     # the stored map agrees that every argument has a source
     assert all(g["source"] for r in rows for call in r["grounding"] for g in call)
@@ -249,4 +250,8 @@ def test_at_least_five_valid_queries_per_pair_and_rows_are_cross_domain(out):
             assert r["messages"][0]["content"] == policy
             tools = {t["function"]["name"] for t in json.loads(r["tools"])}
             assert {c["function"]["name"] for c in r["golden_calls"]} <= tools
-            assert {c["function"]["name"].split("__")[0] for c in r["golden_calls"]} == set(pair.split("+"))
+            touched = {c["function"]["name"].split("__")[0] for c in r["golden_calls"]}
+            if r["task_kind"] in ("action", "lookup"):
+                assert touched == set(pair.split("+"))
+            else:  # the golden path stops at the refused write or the failed authorization
+                assert touched <= set(pair.split("+")) and len(r["golden_calls"]) >= 1

@@ -9,6 +9,8 @@ process through the runtime, as a careful user would try it:
 * an empty required text is refused;
 * a date-time without its time (``2025-07-01``) is refused;
 * a list filter naming a record that does not exist is refused (not answered with ``[]``);
+* a check-in succeeds for a record of the user whose time lies at most 24 hours ahead, and
+  is refused for one further ahead;
 * another person's record is refused, and the refusal reads exactly like the one for a
   record that does not exist, apart from the ID.
 
@@ -214,3 +216,33 @@ def test_another_persons_record_is_refused_like_a_missing_one(probes):
             )
             tried += 1
     assert tried >= 8, tried
+
+
+def test_a_check_in_opens_24_hours_before_the_time(probes):
+    """A check-in tool (``check`` ``in`` in its name) acts on a record of the user in the status
+    it needs only while the record's future date-time lies at most 24 hours ahead."""
+    tried = 0
+    for pr in probes:
+        for tool in pr.bp.tools:
+            words = tool.name.split("_")
+            rel = pr.bp.relationship(tool.table)
+            when = next((c for c in rel.columns if c.format == "future_datetime"), None) if rel else None
+            owner = pr.owner_col(tool.table)
+            if tool.kind != "update" or not ("check" in words and "in" in words) or when is None or not owner:
+                continue
+            soon, far = [], []
+            for row in pr.rows.get(tool.table, []):
+                if not all(row.get(c.column) in c.values for c in tool.preconditions):
+                    continue
+                ahead = dt.datetime.fromisoformat(str(row[when.name]).replace("Z", "+00:00")) - pr.now
+                if dt.timedelta(0) <= ahead <= dt.timedelta(hours=24):
+                    soon.append(row)
+                elif ahead > dt.timedelta(hours=25):
+                    far.append(row)
+            assert soon and far, (pr.domain, tool.name, len(soon), len(far))
+            ok = pr.calls(soon[0][owner], (tool.name, pr.args_from(tool, soon[0])))[1]
+            early = pr.calls(far[0][owner], (tool.name, pr.args_from(tool, far[0])))[1]
+            assert ok.ok, (pr.domain, tool.name, soon[0], ok.error)
+            assert early.error_type == "tool_error" and "24 hours" in str(early.error), (pr.domain, early.to_json())
+            tried += 1
+    assert tried >= 1, tried

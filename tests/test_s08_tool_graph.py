@@ -191,3 +191,14 @@ def test_kept_trajectories_mix_lengths_round_robin():
     paths = [("a", "w"), ("a", "b", "w"), ("a", "b", "c", "w"), ("a", "c", "b", "w"), ("a", "b", "c"), ("a", "c", "w")]
     kept = s08.rank_trajectories(paths, {"w": "create", "b": "read", "c": "search", "a": "authorize"}, 5)
     assert [len(t) for t in kept] == [4, 3, 2, 4, 3]
+
+
+def test_read_only_share_asks_in_turn_for_an_aggregate_the_profile_a_record_and_a_list():
+    kinds = {"a": "authorize", "count": "compute", "prof": "read", "get": "read", "ls": "search", "w": "create"}
+    tables = {"a": "User", "count": "Booking", "prof": "User", "get": "Booking", "ls": "Booking", "w": "Booking"}
+    paths = [("a", "w"), ("a", "ls", "w"), ("a", "count"), ("a", "prof"), ("a", "ls", "get"), ("a", "ls"), ("a", "get")]
+    kept = s08.rank_trajectories(paths, kinds, 6, read_only_share=0.67, tables=tables, core="User")
+    reads = [p for p in kept if not any(kinds[t] == "create" for t in p)]
+    assert [p[-1] for p in reads] == ["count", "prof", "get", "ls"]
+    # spread through the list: a prefix of it (tasks.max_templates) keeps both kinds
+    assert len(kept) == 6 and [kept.index(r) for r in reads] == [0, 1, 3, 4]

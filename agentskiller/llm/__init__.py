@@ -4,6 +4,7 @@
 from agentskiller.llm import LLMClient, LLMError, LLMTransportError
 client = LLMClient.from_config(config["llm"], seed=config["seed"], usage_log=logger)
 answer = client.generate(task="s04.blueprint_detail", messages=..., schema=Model, context=...)
+turn = client.chat(task="rollout.assistant", messages=..., tools=[...])  # -> ChatAnswer
 ```
 
 ``LLMError``: the answer stayed unacceptable (a step may quarantine the unit).
@@ -24,10 +25,13 @@ from .base import (
     ProviderRequest,
     ProviderResponse,
 )
+from .chat import ChatAnswer, ChatUsage, ToolCall, ToolFunction
 from .client import LLMClient, LLMStats
 from .extract import extract_code, extract_json
 
 __all__ = [
+    "ChatAnswer",
+    "ChatUsage",
     "LLMClient",
     "LLMConfig",
     "LLMContextLengthError",
@@ -37,6 +41,8 @@ __all__ = [
     "LLMStats",
     "ProviderRequest",
     "ProviderResponse",
+    "ToolCall",
+    "ToolFunction",
     "extract_code",
     "extract_json",
 ]

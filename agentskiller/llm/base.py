@@ -50,10 +50,17 @@ class Price(BaseModel):
 _D = defaults()["llm"]
 
 
+#: LLM roles and their models: ``text`` and ``code`` for the steps, ``user`` and ``assistant``
+#: for the rollout's simulated user and the assistant under test (None = the text model).
+ROLES = ("text", "code", "user", "assistant")
+
+
 class Models(BaseModel):
     model_config = ConfigDict(extra="ignore")
     text: str = _D["models"]["text"]
     code: str = _D["models"]["code"]
+    user: str | None = _D["models"]["user"]
+    assistant: str | None = _D["models"]["assistant"]
 
 
 class LLMConfig(BaseModel):
@@ -86,9 +93,9 @@ class LLMConfig(BaseModel):
     prices: dict[str, Price] = Field(default_factory=dict)
 
     def model_for(self, role: str) -> str:
-        if role not in ("text", "code"):
-            raise ValueError(f"unknown LLM role {role!r} (expected 'text' or 'code')")
-        return getattr(self.models, role)
+        if role not in ROLES:
+            raise ValueError(f"unknown LLM role {role!r} (expected one of {', '.join(ROLES)})")
+        return getattr(self.models, role) or self.models.text
 
     def round_temperature(self, rnd: int) -> float:
         """Sampling temperature of repair round ``rnd``: a small step up per round, so a
@@ -107,7 +114,8 @@ class LLMConfig(BaseModel):
 
 @dataclass
 class ProviderRequest:
-    """One round of one ``generate`` call, as a provider sees it."""
+    """One round of one ``generate`` call, or one ``chat`` call (``chat=True``: the answer
+    may hold tool calls), as a provider sees it."""
 
     task: str
     role: str
@@ -124,6 +132,10 @@ class ProviderRequest:
     #: Called by a provider for every HTTP attempt that did not give the final answer
     #: (failed, truncated, refused), so each one gets its usage line.
     on_attempt: Callable[[Attempt], None] | None = None
+    #: A ``chat`` call: OpenAI-format function tools offered (None = none) and ``tool_choice``.
+    chat: bool = False
+    tools: list[dict[str, Any]] | None = None
+    tool_choice: str | dict[str, Any] | None = None
 
 
 @dataclass
@@ -145,6 +157,10 @@ class ProviderResponse:
     completion_tokens: int
     finish_reason: str | None = "stop"
     reasoning: str | None = None
+    #: chat calls only: OpenAI-shaped tool calls (see :func:`.chat.normalize_tool_calls`)
+    tool_calls: list[dict[str, Any]] | None = None
+    #: the tool calls were parsed from the text (a server without a tool parser)
+    tool_call_fallback: bool = False
 
 
 class Provider(Protocol):

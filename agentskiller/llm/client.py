@@ -1,5 +1,8 @@
 """The one LLM client every step uses.
 
+Size: over 400 lines because generate (with its repair loop), chat and map share one
+request path (cache, concurrency limit, stats, usage lines) that is kept in one place.
+
 ``generate`` runs the self-correction loop: ask, parse, validate (pydantic), check
 (semantic, caller-supplied), and on problems append the answer plus a repair message and ask
 again, up to a bound. Every round is looked up in / written to the response cache on its
@@ -7,6 +10,11 @@ own, so a rerun replays the whole conversation (repairs included) with zero prov
 and every round writes one usage line (plus one per failed, truncated or refused provider
 attempt before it). Repair rounds step the temperature up a little
 (``llm.repair_temperature_step``), so a model at temperature 0 does not repeat itself.
+
+``chat`` is one assistant (or simulated user) turn with OpenAI-format tools for rollouts:
+no repair loop (a conversation answers a bad turn itself), otherwise the same path: one
+cache entry per request (the key adds the tools and ``tool_choice``), the same retries and
+errors, one usage line per call and per failed attempt, the same ``llm.max_concurrency``.
 
 Errors: :class:`LLMError` only for an answer that stays unacceptable; transport failures
 (:class:`LLMTransportError`) and refused requests (:class:`LLMRequestError`) pass through
@@ -36,6 +44,7 @@ from .base import (
     format_feedback,
 )
 from .cache import ResponseCache, cache_key
+from .chat import ChatAnswer, chat_answer, checked_tools
 from .extract import ExtractionError, extract_code, extract_json
 from .usage import log_usage
 
@@ -56,6 +65,7 @@ class LLMStats:
     repair_rounds: int = 0
     failed_attempts: int = 0  # provider attempts that gave no answer (their tokens are counted too)
     cost_usd: float = 0.0
+    tool_call_fallbacks: int = 0  # chat answers whose tool calls were parsed from the text
 
     def __getitem__(self, name: str) -> Any:  # stats["cache_hits"] works too
         return getattr(self, name)
@@ -150,7 +160,7 @@ class LLMClient:
                 feedback=list(feedback),
                 round=rnd,
             )
-            text = self._complete(req)
+            text = self._complete(req).text
             value, errors = self._accept(text, schema, role, check)
             if not errors:
                 return value
@@ -162,6 +172,56 @@ class LLMClient:
                     self.stats.repair_rounds += 1
         shown = "\n  ".join(errors[:20])
         raise LLMError(f"task {task}: no acceptable answer after {repairs + 1} round(s); last errors:\n  {shown}")
+
+    def chat(
+        self,
+        task: str,
+        messages: Sequence[dict],
+        tools: Sequence[dict] | None = None,
+        role: str = "assistant",
+        tool_choice: str | dict = "auto",
+        context: Any = None,
+    ) -> ChatAnswer:
+        """One turn of a conversation: the model's answer to ``messages`` (OpenAI chat
+        messages, assistant ``tool_calls`` and ``tool`` results included), offered ``tools``
+        (OpenAI function tools, ``{"type": "function", "function": {name, description,
+        parameters}}``) under ``tool_choice`` (``auto``, ``none``, ``required`` or a dict
+        naming one function; ignored without tools).
+
+        The same request gives the same :class:`ChatAnswer` (from the cache after the first
+        time). Nothing is validated or repaired: an empty answer or a call to an unknown tool
+        is the caller's to handle. ``role`` picks the model (``llm.models.<role>``; ``user``
+        and ``assistant`` default to the text model). ``context`` reaches offline handlers
+        (and their cache salt) only. Raises :class:`LLMTransportError` /
+        :class:`LLMRequestError` like :meth:`generate`, :class:`LLMError` when the offline
+        handler answers something that is not a turn.
+        """
+        if self._closed:
+            raise LLMError("LLM client is closed")
+        model = self.config.model_for(role)
+        tool_list = checked_tools(tools, tool_choice)
+        req = ProviderRequest(
+            task=task,
+            role=role,
+            model=model,
+            messages=[dict(m) for m in messages],
+            schema=None,
+            schema_json=None,
+            temperature=self.config.temperature,
+            max_tokens=self.config.max_tokens,
+            seed=self.seed,
+            context=context,
+            chat=True,
+            tools=tool_list,
+            tool_choice=tool_choice if tool_list else None,
+        )
+        resp = self._complete(req)
+        try:
+            return chat_answer(resp, req.messages)
+        except ValueError as exc:
+            raise LLMError(
+                f"task {task}: the {self.provider.name} provider answered malformed tool calls: {exc}"
+            ) from exc
 
     def map(self, fn: Callable[[T], R], items: Iterable[T]) -> list[R]:
         """``[fn(x) for x in items]`` on up to ``llm.max_concurrency`` threads, in input
@@ -202,21 +262,22 @@ class LLMClient:
 
     # ------------------------------------------------------------ internals
     def _key(self, req: ProviderRequest) -> str:
-        return cache_key(
-            {
-                "provider": self.provider.name,
-                "model": req.model,
-                "task": req.task,
-                "messages": req.messages,
-                "schema": req.schema_json,
-                "temperature": req.temperature,
-                "max_tokens": req.max_tokens,
-                "response_format": self.config.response_format if req.schema is not None else "text",
-                # Rounds > 0 run at the stepped temperature, already in "temperature".
-                "seed": req.seed,
-                "salt": self.provider.cache_salt(req),
-            }
-        )
+        fields = {
+            "provider": self.provider.name,
+            "model": req.model,
+            "task": req.task,
+            "messages": req.messages,
+            "schema": req.schema_json,
+            "temperature": req.temperature,
+            "max_tokens": req.max_tokens,
+            "response_format": self.config.response_format if req.schema is not None else "text",
+            # Rounds > 0 run at the stepped temperature, already in "temperature".
+            "seed": req.seed,
+            "salt": self.provider.cache_salt(req),
+        }
+        if req.chat:  # only for chat calls: generate's keys (and caches) stay as they were
+            fields.update(chat=True, tools=req.tools, tool_choice=req.tool_choice)
+        return cache_key(fields)
 
     def _attempt_logger(self, req: ProviderRequest) -> Callable[[Attempt], None]:
         """Usage line + stats for one provider attempt that did not give the answer."""
@@ -265,7 +326,7 @@ class LLMClient:
             },
         )
 
-    def _complete(self, req: ProviderRequest) -> str:
+    def _complete(self, req: ProviderRequest) -> ProviderResponse:
         t0 = time.perf_counter()
         key = self._key(req) if self.cache.enabled else ""
         entry = self.cache.lookup(key, req.task) if key else None
@@ -277,6 +338,9 @@ class LLMClient:
                 prompt_tokens=int(r.get("prompt_tokens", 0)),
                 completion_tokens=int(r.get("completion_tokens", 0)),
                 finish_reason=r.get("finish_reason"),
+                reasoning=r.get("reasoning"),
+                tool_calls=r.get("tool_calls"),
+                tool_call_fallback=bool(r.get("tool_call_fallback")),
             )
             hit = True
         else:
@@ -292,7 +356,11 @@ class LLMClient:
                         "role": req.role,
                         "round": req.round,
                         "provider": self.provider.name,
-                        "request": {"model": req.model, "messages": req.messages},
+                        "request": {
+                            "model": req.model,
+                            "messages": req.messages,
+                            **({"tools": req.tools, "tool_choice": req.tool_choice} if req.chat else {}),
+                        },
                         "response": {
                             "text": resp.text,
                             "model": resp.model,
@@ -300,6 +368,8 @@ class LLMClient:
                             "completion_tokens": resp.completion_tokens,
                             "finish_reason": resp.finish_reason,
                             **({"reasoning": resp.reasoning} if resp.reasoning else {}),
+                            **({"tool_calls": resp.tool_calls} if resp.tool_calls else {}),
+                            **({"tool_call_fallback": True} if resp.tool_call_fallback else {}),
                         },
                     },
                 )
@@ -313,8 +383,19 @@ class LLMClient:
                 self.stats.prompt_tokens += resp.prompt_tokens
                 self.stats.completion_tokens += resp.completion_tokens
                 self.stats.cost_usd += cost
-        self._usage_line(req, resp.prompt_tokens, resp.completion_tokens, latency, cost, cache_hit=hit, outcome="ok")
-        return resp.text
+            if resp.tool_call_fallback:
+                self.stats.tool_call_fallbacks += 1
+        self._usage_line(
+            req,
+            resp.prompt_tokens,
+            resp.completion_tokens,
+            latency,
+            cost,
+            cache_hit=hit,
+            outcome="ok",
+            tool_call_fallback=resp.tool_call_fallback or None,
+        )
+        return resp
 
     @staticmethod
     def _accept(text: str, schema: type[BaseModel] | None, role: str, check: CheckFn | None) -> tuple[Any, list[str]]:

@@ -22,6 +22,12 @@ Reliability lives here, not in the SDK (``max_retries=0``):
   bigger budget cannot help.
 * Reasoning (``reasoning_content`` / ``reasoning`` fields, ``<think>`` blocks) is split from
   the answer; only the answer is returned for parsing.
+* Chat calls (:meth:`LLMClient.chat`) send ``tools`` and ``tool_choice`` and read
+  ``message.tool_calls``. A server without a tool parser (llama.cpp without a tool-call
+  template, for one) writes the call into the text instead; then the calls to offered tools
+  are parsed from the answer (:func:`.chat.parse_content_tool_calls`: JSON
+  ``{"name", "arguments"}`` and its variants, ``<tool_call>`` tags), cut from it, and the
+  response says so (``tool_call_fallback``; ``finish_reason`` becomes ``tool_calls``).
 
 What was learned about a model (working response format, dropped parameters) is kept in
 ``<llm.cache_dir>/endpoints.json`` (:mod:`.endpoint_memory`), so later jobs start with it.
@@ -57,6 +63,7 @@ from .base import (
     messages_text,
     schema_name,
 )
+from .chat import id_offset, normalize_tool_calls, parse_content_tool_calls
 from .endpoint_memory import EndpointMemory, ModelQuirks, endpoint_id
 from .extract import split_reasoning
 
@@ -346,14 +353,56 @@ class OpenAIProvider:
                 max_tokens = min(cap, max_tokens * 2)
                 log.warning("task %s: answer truncated; retrying with max_tokens=%d", request.task, max_tokens)
                 continue
+            finish = choice.finish_reason
+            calls, fallback = None, False
+            if request.chat:
+                answer, calls, fallback = self._tool_calls(request, msg, answer)
+                if fallback:
+                    finish = "tool_calls"
             return ProviderResponse(
                 text=answer,
                 model=request.model,
                 prompt_tokens=pt,
                 completion_tokens=int(ct) if ct is not None else estimate_tokens(content),
-                finish_reason=choice.finish_reason,
+                finish_reason=finish,
                 reasoning="\n\n".join(parts) or None,
+                tool_calls=calls,
+                tool_call_fallback=fallback,
             )
+
+    def _tool_calls(self, request: ProviderRequest, msg: Any, answer: str) -> tuple[str, list[dict] | None, bool]:
+        """``(content, tool calls, parsed from the text?)`` of a chat answer."""
+        raw = []
+        for tc in getattr(msg, "tool_calls", None) or []:
+            fn = getattr(tc, "function", None)
+            name = getattr(fn, "name", None)
+            if not isinstance(name, str) or not name:
+                log.warning("task %s: ignoring a tool call without a function name: %r", request.task, tc)
+                continue
+            args = getattr(fn, "arguments", None)
+            if not isinstance(args, str):  # some servers send an object
+                args = json.dumps(args if args is not None else {}, ensure_ascii=False)
+            raw.append(
+                {"id": getattr(tc, "id", None), "type": "function", "function": {"name": name, "arguments": args}}
+            )
+        offset = id_offset(request.messages)
+        if raw:
+            return answer, normalize_tool_calls(raw, offset), False
+        if not request.tools or request.tool_choice == "none":
+            return answer, None, False
+        found = parse_content_tool_calls(answer, request.tools)
+        if found is None:
+            return answer, None, False
+        log.info(
+            "task %s: model %s at %s wrote %d tool call(s) into its text (no tool parser on the server?): parsed %s%s",
+            request.task,
+            request.model,
+            self.label,
+            len(found.calls),
+            ", ".join(c["name"] for c in found.calls),
+            f"; ignored calls to tools not offered: {', '.join(found.ignored)}" if found.ignored else "",
+        )
+        return found.content or "", normalize_tool_calls(found.calls, offset), True
 
     def _backoff(self, attempt: int, retry_after: float | None) -> float:
         if retry_after is not None:
@@ -373,6 +422,9 @@ class OpenAIProvider:
             kwargs["temperature"] = request.temperature
         if "seed" not in q.dropped_params:
             kwargs["seed"] = request.seed
+        if request.tools:
+            kwargs["tools"] = request.tools
+            kwargs["tool_choice"] = request.tool_choice or "auto"
         if mode == "json_schema":
             kwargs["response_format"] = {
                 "type": "json_schema",

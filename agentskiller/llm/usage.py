@@ -1,7 +1,9 @@
 """Usage lines: one ``LLM_USAGE {json}`` log line per round, cache hit or not, and one per
 provider attempt that gave no answer (``outcome`` other than ``ok``: ``error``, ``truncated``,
 ``param_rejected``, ``format_rejected``, ``context_length``, ``refused``; with ``attempt``
-and ``error``). Failed attempts add their tokens and cost, not a call.
+and ``error``). Failed attempts add their tokens and cost, not a call. A chat answer whose
+tool calls were parsed from its text (a server without a tool parser) has
+``"tool_call_fallback": true``.
 
 The job's log file is the ledger (Snakemake keeps one per job); the report rule parses
 the lines back with :func:`parse_usage_lines` and sums them with :func:`summarize`.
@@ -32,11 +34,13 @@ FIELDS = (
 )
 #: Only on lines of failed attempts.
 ATTEMPT_FIELDS = ("attempt", "error")
+#: Only on lines of chat answers whose tool calls were parsed from the text (``true``).
+CHAT_FIELDS = ("tool_call_fallback",)
 
 
 def usage_line(row: dict[str, Any]) -> str:
     out = {k: row.get(k) for k in FIELDS}
-    out.update({k: row[k] for k in ATTEMPT_FIELDS if row.get(k) is not None})
+    out.update({k: row[k] for k in (*ATTEMPT_FIELDS, *CHAT_FIELDS) if row.get(k)})
     return PREFIX + json.dumps(out, ensure_ascii=False)
 
 

@@ -91,3 +91,6 @@ class Verdict(_Model):
     infra_error: bool = False
     scores: dict[str, float | bool | None] = Field(default_factory=dict)
     detail: str = ""
+    #: structured findings behind the verdict (README "Evaluating rollouts": state_diff, missing_writes,
+    #: wrong_write_args, extra_writes, unauthorized, unconfirmed, ungrounded_user_values, ...)
+    evidence: dict[str, Any] = Field(default_factory=dict)

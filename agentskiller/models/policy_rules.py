@@ -26,6 +26,15 @@ Tool rules (one per tool and, where a parameter carries it, per parameter):
 * ``precondition``: the record's columns must hold the listed ``values``
   (``conditions``) before the tool may act: a status transition.
 * ``at_least_one``: an update whose values are all optional needs at least one of them.
+* ``window``: a check-in (an update tool whose name says ``check`` ``in``:
+  :func:`is_check_in`) is allowed only from ``within_hours`` before the time the record's
+  ``column`` says the thing happens until that time: ``0 <= record[column] - now <=
+  within_hours`` hours, ``now`` the simulation clock (``ctx.now``). The column
+  (:func:`window_column`) is the relationship table's first date or date-time with a future
+  format (``scheduled_at``: ``future_datetime``), else its first one named like an event
+  start (``check_in_date``). A date-only column counts as its whole day: the check-in is
+  allowed when that day overlaps the window, i.e. from the current day through the day
+  ``within_hours`` from now (a hotel check-in on the arrival day itself is allowed).
 
 Global rules: ``global.authorization`` (every tool rule of kind authorization),
 ``global.privacy`` (another person's record is refused exactly like a missing one: the
@@ -57,6 +66,7 @@ ToolRuleKind = Literal[
     "bound",
     "precondition",
     "at_least_one",
+    "window",
 ]
 #: ... and the global lines: privacy, summaries of tool rules (covers), conduct
 RuleKind = Literal[ToolRuleKind, "privacy", "covers", "conduct"]
@@ -65,6 +75,12 @@ TOOL_RULE_KINDS: tuple[str, ...] = get_args(ToolRuleKind)
 TIME_FORMATS = {"future_date": "future", "future_datetime": "future", "past_date": "past", "past_datetime": "past"}
 #: column formats that carry a format rule of their own (dates and date-times get one by type)
 TEXT_FORMATS = ("email", "phone")
+#: how long before the record's time a check-in opens (the window rule's ``within_hours``)
+CHECK_IN_HOURS = 24.0
+#: column names that say when a booked thing starts, for a table without a future-format column
+WHEN_HINTS = ("scheduled", "start", "check_in", "arrival", "appointment")
+#: column names that say when a record was made, never when the thing happens
+CREATED_HINTS = ("created", "booked_at", "requested_at", "submitted_at", "ordered_at", "placed_at")
 
 RULE_MARKER_RE = re.compile(r"<!--\s*RULE:\s*([A-Za-z0-9_.\-]+)\s*-->")
 
@@ -81,7 +97,7 @@ class PolicyRule(Strict):
     param: str | None = None
     #: the table the rule is about (exists, ownership, precondition)
     table: str | None = None
-    #: the owner column (ownership), or the key a precondition looks the record up by
+    #: the owner column (ownership), or the time column whose window a check-in keeps (window)
     column: str | None = None
     values: list[Any] | None = None
     minimum: float | None = None
@@ -93,6 +109,8 @@ class PolicyRule(Strict):
     #: the foreign-key column that leads to the bounding record (bound)
     via: str | None = None
     conditions: list[dict[str, Any]] | None = None
+    #: how many hours before ``column``'s time the tool opens (window)
+    within_hours: float | None = None
     #: the tool-rule kinds a global summary rule stands for (covers)
     covers: list[str] = Field(default_factory=list)
 
@@ -179,6 +197,34 @@ def param_rules(schema: _Schema, tool: Tool, p: ToolParam) -> list[PolicyRule]:
     return out
 
 
+def is_check_in(name: str) -> bool:
+    """A tool name that says it checks someone in: the words ``check`` ``in`` in a row, or
+    ``checkin`` (``check_in_for_appointment``, ``check_in_to_reservation``, ``checkin_guest``;
+    not ``check_insurance`` nor ``checkout``). Words are the name's ``_``-separated parts."""
+    words = name.lower().split("_")
+    return "checkin" in words or any(a == "check" and b == "in" for a, b in zip(words, words[1:], strict=False))
+
+
+def window_column(schema: _Schema, table: str) -> str | None:
+    """The column of a relationship ``table`` that says when its thing happens: the first
+    date / date-time with a future format, else the first named like an event start (see
+    ``WHEN_HINTS``); never a creation stamp or a past-format column. None for an entity table."""
+    rel = schema.bp.relationship(table)
+    if rel is None:
+        return None
+    temporal = [
+        c
+        for c in rel.columns
+        if c.type in ("date", "datetime")
+        and not (c.format or "").startswith("past")
+        and not any(h in c.name for h in CREATED_HINTS)
+    ]
+    future = next((c for c in temporal if (c.format or "").startswith("future")), None)
+    named = next((c for c in temporal if any(h in c.name for h in WHEN_HINTS)), None)
+    found = future or named
+    return found.name if found is not None else None
+
+
 def tool_rules(schema: _Schema, tool: Tool) -> list[PolicyRule]:
     out: list[PolicyRule] = []
     if tool.kind == "authorize":
@@ -209,6 +255,18 @@ def tool_rules(schema: _Schema, tool: Tool) -> list[PolicyRule]:
                 tool=tool.name,
                 table=tool.table,
                 conditions=[c.model_dump() for c in tool.preconditions],
+            )
+        )
+    when = window_column(schema, tool.table) if tool.kind == "update" and is_check_in(tool.name) else None
+    if when:
+        out.append(
+            PolicyRule(
+                id=f"{tool.name}.window",
+                kind="window",
+                tool=tool.name,
+                table=tool.table,
+                column=when,
+                within_hours=CHECK_IN_HOURS,
             )
         )
     for p in tool.parameters:
@@ -243,11 +301,14 @@ def is_conduct(rule_id: str) -> bool:
 
 
 __all__ = [
+    "CHECK_IN_HOURS",
     "PolicyRule",
     "RULE_MARKER_RE",
     "TIME_FORMATS",
     "TOOL_RULE_KINDS",
     "derive_rules",
+    "is_check_in",
     "is_conduct",
     "rule_marker",
+    "window_column",
 ]

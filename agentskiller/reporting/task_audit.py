@@ -12,7 +12,8 @@ agent could find it -
 * ``now``: the simulation clock (the policy states the current time).
 
 The other figures: list / search calls that return nothing or miss the next call's target,
-the share of each task kind, writes to a record created in the same task, and the variety
+the share of each task kind, writes to a record created in the same task, check-in calls
+outside the window the policy states (read from the policy line and the replayed record), and the variety
 of the instructions (distinct first-four-word openings, near-duplicate pairs by token
 Jaccard after masking IDs, numbers and names). ``benchmarks/task_quality.py`` prints them;
 the default-run tests assert them.
@@ -32,6 +33,10 @@ from agentskiller.grounding import EMAIL_RE, ID_RE, NUMBER_RE, iso_when, mention
 _NAME_RE = re.compile(r"\b[A-Z][a-z]+(?:\s+[A-Z][a-z]+)+\b")
 _TOKEN_RE = re.compile(r"[a-z]+|<[a-z]+>")
 NOW_RE = re.compile(r"current (?:date and )?time is (\d{4}-\d{2}-\d{2}T[\d:]+Z?)", re.I)
+#: a policy's check-in window line: hours, the column (``Table.column``), the tool
+WINDOW_RE = re.compile(
+    r"Check-in opens (\d+(?:\.\d+)?) hours? before (?:the day in )?`[\w]*\.?(\w+)`.*?RULE: ([\w-]+)\.window"
+)
 
 
 def server_dir(outputs: Path, env: str) -> Path:
@@ -137,6 +142,36 @@ def list_calls(row: dict, outputs: list[dict]) -> list[dict]:
     return out
 
 
+def window_violations(row: dict, outputs: list[dict]) -> tuple[int, int]:
+    """(check-in calls, those whose record time lies outside the window the policy states):
+    read from the policy text and the replayed result, not from the server's verdict."""
+    import datetime as dt
+
+    policy = row["messages"][0]["content"]
+    m = NOW_RE.search(policy)
+    if not m:
+        return 0, 0
+    now = dt.datetime.fromisoformat(m.group(1).replace("Z", "+00:00"))
+    windows = {tool: (float(h), col) for h, col, tool in WINDOW_RE.findall(policy)}
+    calls = bad = 0
+    for call, o in zip(row["golden_calls"], outputs):
+        w = windows.get(call["function"]["name"])
+        if w is None:
+            continue
+        calls += 1
+        when = (o["result"] or {}).get(w[1]) if o["ok"] and isinstance(o["result"], dict) else None
+        if not isinstance(when, str):
+            bad += 1
+            continue
+        t = dt.datetime.fromisoformat(when.replace("Z", "+00:00")) if "T" in when else None
+        if t is None:
+            day = dt.date.fromisoformat(when[:10])
+            bad += not (now.date() <= day <= (now + dt.timedelta(hours=w[0])).date())
+        else:
+            bad += not (now <= t <= now + dt.timedelta(hours=w[0]))
+    return calls, bad
+
+
 def changes_created_record(row: dict, outputs: list[dict]) -> bool:
     """A call that changes the state and acts on the record a create earlier in the same
     task returned (its ID comes from a ``resolve`` rule): the user changes what they just made."""
@@ -186,6 +221,7 @@ def audit(rows: list[dict], outputs_dir: Path) -> dict:
     same_state = {"rows": 0, "equal": 0}
     examples: list[dict] = []
     changed_created = 0
+    checkins = window_bad = 0
     for row in rows:
         outputs = replay(row, outputs_dir)
         g = derive_grounding(row, outputs)
@@ -199,6 +235,8 @@ def audit(rows: list[dict], outputs_dir: Path) -> dict:
                 examples.append({"id": row["id"], "ungrounded": bad})
         lists += list_calls(row, outputs)
         changed_created += changes_created_record(row, outputs)
+        c, b = window_violations(row, outputs)
+        checkins, window_bad = checkins + c, window_bad + b
         kind = row.get("task_kind", "action")
         kinds[kind] += 1
         if kind in ("refusal", "auth_failure"):
@@ -222,6 +260,8 @@ def audit(rows: list[dict], outputs_dir: Path) -> dict:
         "refusal_and_auth_failure_rows_state_unchanged": f"{same_state['equal']}/{same_state['rows']}",
         "rows_changing_a_created_record": changed_created,
         "rows_changing_a_created_record_share": round(changed_created / n, 3),
+        "check_in_calls": checkins,
+        "time_window_violations": window_bad,
         "distinct_openings_4": len({opening(t) for t in texts}),
         "distinct_openings_4_share": round(len({opening(t) for t in texts}) / n, 3),
         "near_duplicate_pairs": near_duplicate_pairs(texts),

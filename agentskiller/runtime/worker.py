@@ -11,6 +11,10 @@ Command line (what runs inside the sandbox)::
                                           "arguments": {"patient_id": "PAT-001"}}, ...]}, ...],
      "include_final_state": false, "per_call_timeout_s": 10}
 
+``include_final_state``: ``false``, ``true`` (every table) or ``"changed"`` (only the tables
+whose content differs from the initial state: what an end-state comparison needs, without
+shipping the unchanged tables back once per episode).
+
 An episode may also be given as a bare list of calls. Each episode starts from a fresh copy
 of the initial state; authorization happens only through the environment's authorize tool
 (there is no "authorize_as" shortcut: a request that has one is rejected).
@@ -48,6 +52,7 @@ __all__ = [
 ]
 
 DEFAULT_PER_CALL_TIMEOUT_S = 10.0
+FinalState = bool | Literal["changed"]
 
 
 class CallResult(BaseModel):
@@ -144,13 +149,14 @@ def run_request(
     env: Environment,
     episodes: Sequence[Any],
     *,
-    include_final_state: bool = False,
+    include_final_state: FinalState = False,
     per_call_timeout_s: float | None = DEFAULT_PER_CALL_TIMEOUT_S,
 ) -> dict:
     """Execute episodes against ``env`` in this process; returns the response dict."""
     toolset = env.toolset()
     initial = env.initial_state()
     initial_hash = initial.hash()
+    initial_tables = initial.table_hashes() if include_final_state == "changed" else {}
     results = []
     for ep in _normalize_episodes(episodes):
         problem = _episode_problem(ep)
@@ -178,18 +184,28 @@ def run_request(
                 "calls": calls,
                 "initial_state_hash": initial_hash,
                 "final_state_hash": session.state.hash(),
-                "final_state": session.state.canonical() if include_final_state else None,
+                "final_state": _final_state(session.state, include_final_state, initial_tables),
                 "error": None,
             }
         )
     return {"initial_state_hash": initial_hash, "tools": toolset.names(), "episodes": results}
 
 
+def _final_state(state, include: FinalState, initial_tables: dict[str, str]) -> dict | None:
+    if not include:
+        return None
+    tables = state.canonical()
+    if include == "changed":  # table_hashes() reuses the per-table JSON text State caches
+        now = state.table_hashes()
+        tables = {name: recs for name, recs in tables.items() if now[name] != initial_tables.get(name)}
+    return tables
+
+
 def execute_episodes_inprocess(
     environment: Environment | str | Path,
     episodes: Sequence[Any],
     *,
-    include_final_state: bool = False,
+    include_final_state: FinalState = False,
     per_call_timeout_s: float | None = DEFAULT_PER_CALL_TIMEOUT_S,
 ) -> list[EpisodeResult]:
     """Trusted replays only (tests, hand-written fixtures): no sandbox."""
@@ -227,7 +243,7 @@ def execute_episodes(
     episodes: Sequence[Any],
     sandbox_settings: SandboxSettings | None = None,
     *,
-    include_final_state: bool = False,
+    include_final_state: FinalState = False,
     per_call_timeout_s: float | None = DEFAULT_PER_CALL_TIMEOUT_S,
 ) -> list[EpisodeResult]:
     """Run the episodes in one sandboxed worker process. Raises :class:`WorkerError` when the
@@ -272,7 +288,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     resp = run_request(
         env,
         request.get("episodes", []),
-        include_final_state=bool(request.get("include_final_state", False)),
+        include_final_state=_final_state_option(request.get("include_final_state", False)),
         per_call_timeout_s=request.get("per_call_timeout_s", DEFAULT_PER_CALL_TIMEOUT_S),
     )
     # Write next to the target and rename: a killed worker leaves no half-written response.
@@ -282,6 +298,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         json.dump(resp, fh, ensure_ascii=False, allow_nan=False)
     Path(fh.name).replace(resp_path)
     return 0
+
+
+def _final_state_option(value: Any) -> FinalState:
+    return "changed" if value == "changed" else bool(value)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -20,6 +20,7 @@ from .provider import (
     load_handlers,
     registered_tasks,
     request_rng,
+    run_chat_handler,
     run_handler,
     unregister,
 )
@@ -32,6 +33,7 @@ __all__ = [
     "load_handlers",
     "registered_tasks",
     "request_rng",
+    "run_chat_handler",
     "run_handler",
     "unregister",
 ]

@@ -1,5 +1,7 @@
 """The offline provider's writer of relationship-table generator scripts (s06).
 
+Size: over 400 lines because the script it writes is one program: the column expressions, the status and time lifecycle and the rows ready to check in are emitted together.
+
 It shares the preamble and the column expressions of :mod:`.codegen_data` and writes the
 script a careful engineer would write: seeded, clock-free, reading the entity tables it
 references (``Entity=path`` arguments) and sampling their real primary keys. The rows it
@@ -12,6 +14,12 @@ makes are consistent:
   column): half the rows are history, with a status that has moved on (completed, cancelled
   ...), half are still to come, in the initial or an active status. A datetime falls Monday to
   Saturday between 07:00 and 19:45 on a quarter hour; a date needs no hour.
+* **The check-in window** (the request's ``window``, when a check-in tool acts on the table and
+  its column is the scheduled column): a seeded sample of ``share`` of the rows is ready to
+  check in now, in one of the window's ``statuses`` with the time inside the window (after NOW,
+  at most ``within_hours`` later, in business hours on a quarter hour; a date: a day from today
+  through the window's last day). When the window holds no business hour (NOW between Saturday
+  evening and Sunday 07:00) those rows stay ordinary: nobody can check in then.
 * **Time order.** Past-format columns lie before NOW; a row is created before its scheduled
   time and never after NOW; action stamps (``paid_at``) lie between creation and NOW, and only
   where the status says the action happened; follow-up dates come after the event.
@@ -94,7 +102,7 @@ _TAKEN = {
     "pk", "pools", "rows", "status", "created", "acted", "quantity", "unit", "names", "first", "last",
     "event", "iso", "moment", "day", "slot", "amount", "make_ids", "load_table", "fits", "capped",
     "next_names", "json", "random", "sys", "uuid", "date", "datetime", "timedelta", "timezone", "rng",
-    "fake", "main", "make_record",
+    "fake", "main", "make_record", "soon", "when", "ready", "soon_rows",
 }  # fmt: skip
 
 _LOAD = '''
@@ -119,6 +127,23 @@ def slot(lo_days, hi_days):
     when = rng.choice([d for d in days if d.weekday() < 6])  # 6 is Sunday
     hour, minute = rng.randint(7, 19), 15 * rng.randint(0, 3)
     return iso(datetime(when.year, when.month, when.day, hour, minute, tzinfo=timezone.utc))
+'''
+_SOON = '''
+
+def soon(hours):
+    """A start inside the check-in window: after NOW and at most hours later, Monday to
+    Saturday 07:00-19:45 on a quarter hour; None when the window holds no business hour."""
+    first = NOW.replace(minute=0, second=0, microsecond=0)
+    times = [first + timedelta(minutes=15 * k) for k in range(int(hours * 4) + 5)]
+    times = [t for t in times if NOW < t <= NOW + timedelta(hours=hours) and t.weekday() < 6 and 7 <= t.hour <= 19]
+    return iso(rng.choice(times)) if times else None
+'''
+_SOON_DAY = '''
+
+def soon(hours):
+    """A day inside the check-in window (the whole day counts): today through the day hours from NOW."""
+    last = (NOW + timedelta(hours=hours)).date()
+    return (NOW.date() + timedelta(days=rng.randint(0, (last - NOW.date()).days))).isoformat()
 '''
 _BOUNDS = '''
 
@@ -202,10 +227,11 @@ def relationship_script(
     scheduled: dict | None = None,
     lifecycle: dict | None = None,
     vocabulary: list[dict] | None = None,
+    window: dict | None = None,
 ) -> str:
     """The generator script for one relationship table; FK values come from the entity
-    tables named on the command line (``Entity=path``). ``scheduled``/``lifecycle``: the
-    request's data conventions (see :mod:`agentskiller.steps.domains.data_rules`)."""
+    tables named on the command line (``Entity=path``). ``scheduled``/``lifecycle``/``window``:
+    the request's data conventions (see :mod:`agentskiller.steps.domains.data_rules`)."""
     r = rel if isinstance(rel, Relationship) else Relationship.model_validate(rel)
     now = parse_now(simulation_time)
     fks = r.foreign_keys()
@@ -236,20 +262,37 @@ def relationship_script(
     fk_vars = {fk_of[ent]: _var(fk_of[ent], taken - {fk_of[ent]}) for ent, _, _ in bounds.values()}
 
     blocks: list[str] = [_LOAD]
+    past, future = _windows(status, scheduled, lifecycle) if status is not None and sched is not None else ([], [])
+    # the check-in window: only on the scheduled column (its status is tied to its time), and only
+    # where a status may go with a time still to come
+    soon = window if window and sched is not None and window.get("column") == sched.name else None
+    ready = [v for v in (soon or {}).get("statuses") or [] if v in future] or future
+    if soon is not None and status is not None and not ready:
+        soon = None
     if sched is not None and sched.type == "datetime":
         blocks.append(_SLOT)
+    if soon is not None:
+        blocks.append(_SOON if sched.type == "datetime" else _SOON_DAY)
     if bounds:
         blocks.append(_BOUNDS)
     if names:
         blocks.append(names_block(names))
-    past, future = _windows(status, scheduled, lifecycle) if status is not None and sched is not None else ([], [])
     if past or future:
         blocks.append(
             f"PAST_STATUSES = {json.dumps(past)}  # {sched.name} has passed\n"
             f"FUTURE_STATUSES = {json.dumps(future)}  # {sched.name} is still to come"
         )
+    if soon is not None:
+        hours = number_literal(float(soon.get("within_hours") or 24))
+        blocks.append(
+            f"WINDOW_HOURS = {hours}  # check-in opens this many hours before {sched.name}\n"
+            f"WINDOW_SHARE = {number_literal(float(soon.get('share', 0.2)))}  # of the rows, ready to check in now"
+            + (f"\nWINDOW_STATUSES = {json.dumps(ready)}  # the statuses a check-in accepts" if ready else "")
+        )
     L: list[str] = []
     params = "pk, pools, rows" if bounds else "pk, pools"
+    if soon is not None:
+        params += ", ready"
     L += [f"def make_record({params}):", f'    """One {r.name} record with real foreign keys."""']
     if names:
         L.append("    names = next_names()")
@@ -262,14 +305,26 @@ def relationship_script(
             f'    {var} = rng.choice(fits(pools["{ent}"], rows["{ent}"], {{{mins}}}))',
         ]
     pick = "slot" if sched is not None and sched.type == "datetime" else "day"
+    if soon is not None:
+        L.append("    when = soon(WINDOW_HOURS) if ready else None")
     if sched is not None and (past or future):
         history = ["        status = rng.choice(PAST_STATUSES)", f"        {ev} = {pick}(-180, -1)"]
         to_come = ["        status = rng.choice(FUTURE_STATUSES)", f"        {ev} = {pick}(1, 120)"]
+        branches = []
+        if soon is not None:
+            now_ready = ["        status = rng.choice(WINDOW_STATUSES)", f"        {ev} = when"]
+            branches.append(("when is not None", "ready to check in now", now_ready))
         if past and future:
-            L += ["    if rng.random() < 0.5:  # a record from the history", *history]
-            L += ["    else:  # one still to come", *to_come]
+            branches.append(("rng.random() < 0.5", "a record from the history", history))
+        rest, note = (to_come, "one still to come") if future else (history, "a record from the history")
+        for i, (cond, why, body) in enumerate(branches):
+            L += [f"    {'if' if i == 0 else 'elif'} {cond}:  # {why}", *body]
+        if branches:
+            L += [f"    else:  # {note}", *rest]
         else:
-            L += [line[4:] for line in (history if past else to_come)]
+            L += [line[4:] for line in rest]
+    elif soon is not None:  # no status to keep: only the time goes inside the window
+        L.append(f"    {ev} = when if when is not None else {pick}(-120, 120)")
     else:
         if status is not None:
             L.append(f"    status = {column_expr(status, r.name, False, now)}")
@@ -324,10 +379,15 @@ def relationship_script(
     ]
     for e in refs:
         body_lines += [f'    if "{e}" not in pools:', f'        sys.exit("missing entity table argument {e}=PATH")']
-    body_lines += [
-        f'    ids = make_ids("{id_prefix(r.name)}", N_RECORDS)',
-        f"    records = [make_record({params}) for pk in ids]",
-    ]
+    body_lines.append(f'    ids = make_ids("{id_prefix(r.name)}", N_RECORDS)')
+    if soon is not None:
+        body_lines += [
+            "    # a seeded sample of the rows can be checked in now",
+            "    soon_rows = set(rng.sample(range(N_RECORDS), round(N_RECORDS * WINDOW_SHARE)))",
+            f"    records = [make_record({params.replace(', ready', ', i in soon_rows')}) for i, pk in enumerate(ids)]",
+        ]
+    else:
+        body_lines.append(f"    records = [make_record({params}) for pk in ids]")
     argv = (
         "    if len(sys.argv) < 2:\n"
         f'        sys.exit("usage: python {r.name}.py OUTPUT_JSON ENTITY=TABLE_JSON ...")\n'

@@ -458,6 +458,28 @@ class _Writer:
                 2,
             )
 
+    def window_checks(self, tool: Tool, record: str) -> None:
+        """A check-in opens ``within_hours`` before the record's time and closes at it: refused
+        outside ``0 <= record[column] - ctx.now <= within_hours`` hours (a date: its whole day)."""
+        for r in self.rules.get(tool.name, []):
+            if r.kind != "window" or not r.column:
+                continue
+            col = self.column_meta(tool.table, r.column)
+            dated = col is not None and col.type == "date"
+            helper = "_day_within_hours" if dated else "_within_hours"
+            self.uses.update({helper, "_instant", "_is_date" if dated else "_is_datetime"})
+            hours = number_literal(r.within_hours if r.within_hours is not None else 24)
+            value = f"{record}.get({py_str(r.column)})"
+            inside = f"{record}.get({r.column!r})"  # within a double-quoted f-string (Python 3.11)
+            self.emit(f"if not {helper}({value}, ctx.now, {hours}):", 1)
+            thing = fstring_text(words(tool.table))
+            when = (
+                f"day ({{{inside}}}) and closes when that day ends"
+                if dated
+                else f"scheduled time ({{{inside}}}) and closes at that time"
+            )
+            self.emit_raise(f"check-in opens {hours} hours before the {thing}'s {when}; it is now {{ctx.now}}", 2)
+
     # ----------------------------------------------------------------------------- kinds
     def tool_function(self, tool: Tool) -> None:
         params = ordered_params(tool)
@@ -599,13 +621,15 @@ class _Writer:
         """The record an update / delete acts on (the user's), and its preconditions; returns
         the variable holding it when a later check needs it."""
         needs = tool.preconditions or any(
-            r.kind == "bound" and not any(p.required and (p.column or p.name) == r.via for p in tool.parameters)
+            (r.kind == "bound" and not any(p.required and (p.column or p.name) == r.via for p in tool.parameters))
+            or r.kind == "window"
             for r in self.rules.get(tool.name, [])
         )
         if needs:
             record = self.local(tool, "record")
             self.emit(f"{record} = {self.owned_lookup(tool, key)}", 1)
             self.preconditions(tool, key, record)
+            self.window_checks(tool, record)
             return record
         self.emit(self.owned_lookup(tool, key), 1)
         return None
@@ -674,6 +698,30 @@ class _Writer:
             self.emit('"""A date-time as an instant (UTC when it names no zone), so times compare correctly."""', 1)
             self.emit('moment = _dt.datetime.fromisoformat(value.replace("Z", "+00:00"))', 1)
             self.emit("return moment if moment.tzinfo else moment.replace(tzinfo=_dt.UTC)", 1)
+        if "_within_hours" in self.uses:
+            self.emit()
+            self.emit()
+            self.emit("def _within_hours(value: object, now: str, hours: float) -> bool:")
+            self.emit(
+                '"""Whether the date-time ``value`` lies from ``now`` up to ``hours`` later (both ends included)."""', 1
+            )
+            self.emit("if not isinstance(value, str) or not _is_datetime(value):", 1)
+            self.emit("return False", 2)
+            self.emit("start = _instant(now)", 1)
+            self.emit("return start <= _instant(value) <= start + _dt.timedelta(hours=hours)", 1)
+        if "_day_within_hours" in self.uses:
+            self.emit()
+            self.emit()
+            self.emit("def _day_within_hours(value: object, now: str, hours: float) -> bool:")
+            self.emit(
+                '"""Whether the day ``value`` (YYYY-MM-DD, counted whole) meets ``now`` to ``hours`` later."""', 1
+            )
+            self.emit("if not isinstance(value, str) or not _is_date(value):", 1)
+            self.emit("return False", 2)
+            self.emit("start = _instant(now)", 1)
+            self.emit(
+                "return start.date() <= _dt.date.fromisoformat(value) <= (start + _dt.timedelta(hours=hours)).date()", 1
+            )
         if "_is_email" in self.uses:
             self.emit()
             self.emit()
@@ -762,7 +810,7 @@ def _split_message(text: str, width: int) -> list[str]:
     words.append(cur)
     parts = [""]
     for w in filter(None, words):
-        if parts[-1] and len(parts[-1]) + len(w.rstrip()) > width:
+        if parts[-1] and len(parts[-1]) + len(w) > width:  # w keeps its trailing space
             parts.append("")
         parts[-1] += w
     return parts

@@ -4,6 +4,11 @@ It is a stand-in for a model in demos, tests and CI, not a model: each task has 
 registered handler that builds the answer from the request's context, a seeded RNG and the
 bundled catalogue. Answers go through the same cache, validation and repair path as a real
 model's, so a handler that returns something invalid is corrected (or fails) the same way.
+
+A handler for a ``chat`` task (:meth:`LLMClient.chat`) answers one turn: a dict
+``{"content": str | None, "tool_calls": [...]}`` (either key may be left out; a call is
+``{"name": ..., "arguments": {...}}`` or OpenAI's ``{"id", "type", "function"}``) or a string
+(content only). It sees the offered tools in ``req.tools`` and ``req.tool_choice``.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from typing import Any
 
 from ... import io
 from ..base import LLMError, ProviderRequest, ProviderResponse, estimate_tokens, messages_text
+from ..chat import id_offset, normalize_tool_calls
 
 HandlerFn = Callable[["OfflineRequest"], "str | dict | list"]
 
@@ -102,6 +108,9 @@ class OfflineRequest:
     feedback: list[str] = field(default_factory=list)
     round: int = 0
     seed: int = 0
+    #: chat tasks: the OpenAI-format tools offered and tool_choice (None outside chat)
+    tools: list[dict[str, Any]] | None = None
+    tool_choice: str | dict[str, Any] | None = None
 
     @property
     def catalog(self) -> Any:
@@ -142,6 +151,48 @@ def run_handler(
     return answer_text(fn(req))
 
 
+def chat_turn(result: Any, offset: int = 0) -> tuple[str, list[dict]]:
+    """A chat handler's return value as ``(content, OpenAI tool calls)``."""
+    if isinstance(result, str):
+        return result, []
+    if not isinstance(result, dict) or not set(result) <= {"content", "tool_calls"}:
+        raise LLMError(
+            f"offline chat handler returned {type(result).__name__} {str(result)[:200]}; expected a str or "
+            '{"content": str | None, "tool_calls": [...]}'
+        )
+    content, calls = result.get("content"), result.get("tool_calls") or []
+    if content is not None and not isinstance(content, str):
+        raise LLMError(f"offline chat handler returned content of type {type(content).__name__}; expected str")
+    if not isinstance(calls, list):
+        raise LLMError(f"offline chat handler returned tool_calls of type {type(calls).__name__}; expected list")
+    try:
+        return content or "", normalize_tool_calls(calls, offset)
+    except ValueError as exc:
+        raise LLMError(f"offline chat handler returned a malformed tool call: {exc}") from exc
+
+
+def run_chat_handler(
+    seed: int,
+    task: str,
+    messages: list[dict[str, Any]],
+    context: Any,
+    tools: list[dict[str, Any]] | None = None,
+    tool_choice: str | dict[str, Any] | None = None,
+) -> tuple[str, list[dict]]:
+    """Answer one chat turn offline: ``(content, tool calls)``."""
+    fn = get_handler(task)
+    req = OfflineRequest(
+        task=task,
+        messages=messages,
+        context=context,
+        rng=request_rng(seed, task, context),
+        seed=int(seed),
+        tools=tools,
+        tool_choice=tool_choice,
+    )
+    return chat_turn(fn(req), id_offset(messages))
+
+
 @lru_cache(maxsize=1)
 def _package_digest() -> str:
     """Hash of the offline provider's own code and data: editing a handler or the
@@ -180,6 +231,18 @@ class OfflineProvider:
         }
 
     def complete(self, request: ProviderRequest) -> ProviderResponse:
+        if request.chat:
+            content, calls = run_chat_handler(
+                self.seed, request.task, request.messages, request.context, request.tools, request.tool_choice
+            )
+            return ProviderResponse(
+                text=content,
+                model=request.model,
+                prompt_tokens=estimate_tokens(messages_text(request.messages)),
+                completion_tokens=estimate_tokens(content + (json.dumps(calls) if calls else "")),
+                finish_reason="tool_calls" if calls else "stop",
+                tool_calls=calls or None,
+            )
         text = run_handler(self.seed, request.task, request.messages, request.context, request.feedback, request.round)
         return ProviderResponse(
             text=text,

@@ -40,6 +40,7 @@ from agentskiller.steps.domains.rule_tests import (
     range_cases,
     time_cases,
     valid_moment,
+    window_side,
 )
 
 #: values that no generated or seeded key can take (s06 keys look like ``PAT-001`` or
@@ -344,6 +345,23 @@ class _Deriver:
 
     def meets(self, tool: Tool, rec: dict) -> bool:
         return all(rec.get(c.column) in c.values for c in tool.preconditions)
+
+    def window_rules(self, tool: Tool) -> list[PolicyRule]:
+        return [r for r in self.rules.get(tool.name, []) if r.kind == "window" and r.column]
+
+    def column_type(self, table: str, column: str | None) -> str:
+        rel = self.bp.relationship(table)
+        col = rel.column(column or "") if rel else None
+        return col.type if col is not None else "datetime"
+
+    def outside_window(self, tool: Tool, rec: dict) -> str | None:
+        """None when ``rec`` lies inside the check-in window of every window rule of ``tool``,
+        else where its time lies instead (:func:`.rule_tests.window_side`)."""
+        for r in self.window_rules(tool):
+            side = window_side(r, self.column_type(tool.table, r.column), rec.get(r.column or ""), self.now)
+            if side is not None:
+                return side
+        return None
 
     def column_values(self, table: str, column: str) -> list[Any]:
         seen: list[Any] = []
@@ -920,14 +938,17 @@ class _Deriver:
             return
         key, pk, recs = keyed
         suitable = [r for r in recs if self.meets(tool, r)]
-        if not suitable or not self.users:
+        # a check-in acts only inside its window: the call it must accept takes a record there
+        usable = [r for r in suitable if self.outside_window(tool, r) is None]
+        if not usable or not self.users:
+            window = " and lies inside its check-in window" if suitable and self.window_rules(tool) else ""
             self.skip(
                 f"{tool.name}.valid",
                 tool.name,
-                f"no {tool.table} record owned by a {self.core} meets the preconditions",
+                f"no {tool.table} record owned by a {self.core} meets the preconditions{window}",
             )
         else:
-            rec = suitable[0]
+            rec = usable[0]
             user = self.owner_of(tool.table, rec)
             rid = rec.get(pk)
             args = {key.name: rid}
@@ -959,8 +980,59 @@ class _Deriver:
                 self.write_checks(tool, eid, f"deletes {tool.table} {rid} of its owner {user}", None, args)
             self.unknown_key_test(tool, key, user)
         if recs:
-            self.foreign_owner_test(tool, key, suitable or recs)
+            # a record the tool would otherwise accept, so that only the owner check can refuse it
+            self.foreign_owner_test(tool, key, usable + [r for r in recs if r not in usable])
         self.precondition_test(tool, key, recs)
+        self.window_tests(tool, key, suitable)
+
+    def window_tests(self, tool: Tool, key: ToolParam, suitable: list[dict]) -> None:
+        """A check-in window: the valid call (a record inside the window) is accepted; a record
+        of the user that meets the preconditions but lies outside the window (one per side:
+        too early, already passed) is refused and nothing changes."""
+        pk = self.data.pk(tool.table)
+        for r in self.window_rules(tool):
+            hours = f"{r.within_hours or 0:g}"
+            span = f"from the current time {self.now} to {hours} hours later"
+            base = self.bases.get(tool.name)
+            if base is not None and base.record is not None:
+                self.test(
+                    f"{r.id}.accepted_inside",
+                    f"{tool.name} accepts {tool.table} {base.record.get(pk)}, whose {r.column} "
+                    f"{base.record.get(r.column or '')} lies inside the check-in window ({span})",
+                    f"{tool.name}/valid",
+                    tool.name,
+                    expect_ok(),
+                    {r.id: ACCEPTS},
+                )
+            sides: dict[str, dict] = {}
+            for rec in suitable:
+                side = window_side(r, self.column_type(tool.table, r.column), rec.get(r.column or ""), self.now)
+                if side in ("too_early", "passed"):
+                    sides.setdefault(side, rec)
+            if not sides:
+                self.skip(
+                    f"{r.id}.refused_outside",
+                    tool.name,
+                    f"no {tool.table} record that meets the preconditions lies outside the check-in window",
+                )
+            for side, rec in sorted(sides.items()):
+                user = self.owner_of(tool.table, rec)
+                args = {key.name: rec.get(pk)}
+                for p in tool.parameters:
+                    if p.required and p is not key:
+                        args[p.name] = self.valid_value(tool, p, avoid=rec.get(p.column or ""))
+                self.fit_rules(tool, args, rec)
+                eid = self.episode(f"{r.id}/{side}", self.login(user) + [_call(tool.name, **args)])
+                self.test(
+                    f"{r.id}.refused_{side}",
+                    f"{tool.name} refuses {tool.table} {rec.get(pk)} of {user}, which meets its preconditions but "
+                    f"whose {r.column} {rec.get(r.column or '')} lies outside the check-in window ({span}), "
+                    "with a ToolError",
+                    eid,
+                    tool.name,
+                    expect_tool_error(),
+                    {r.id: REFUSES},
+                )
 
     def precondition_test(self, tool: Tool, key: ToolParam, recs: list[dict]) -> None:
         """A record that fails the preconditions must be refused: one from the data, or else one
@@ -971,10 +1043,15 @@ class _Deriver:
         pk = self.data.pk(tool.table)
         violating = [r for r in recs if not self.meets(tool, r)]
         setup: list[dict] = []
-        if violating:
-            rec = violating[0]
+        # with a check-in window, a record inside it: then only the precondition can refuse it
+        inside = [r for r in violating if self.outside_window(tool, r) is None]
+        moved = None
+        if self.window_rules(tool) and not inside:
+            moved = self.moved_out(tool, [r for r in recs if self.outside_window(tool, r) is None])
+        if inside or (violating and moved is None):
+            rec = (inside or violating)[0]
         else:
-            moved = self.moved_out(tool, recs)
+            moved = moved or self.moved_out(tool, recs)
             if moved is None:
                 self.skip(f"{tool.name}.precondition", tool.name, "no record violates the preconditions")
                 return

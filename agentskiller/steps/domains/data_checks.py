@@ -6,7 +6,8 @@ types, enums, numeric ranges, unique non-empty primary keys, required (non-nulla
 columns present, no unknown columns, foreign-key integrity against the entity tables, and
 for relationship tables the consistency rules of :mod:`.data_rules` (``at_most`` bounds
 against the referenced records, creation before the scheduled time, business hours, a status
-that agrees with a past or future scheduled time, ``total = unit_price * quantity``). Errors
+that agrees with a past or future scheduled time, ``total = unit_price * quantity``, enough
+records inside a check-in window). Errors
 are short, aggregated per column and defect kind (at most a few examples each), because they
 go back to the code model as the repair request.
 """
@@ -51,6 +52,8 @@ class TableSpec:
     columns: list[ColumnSpec] = field(default_factory=list)
     #: ``{"column", "initial", "active"}`` status values from the tools (:func:`.data_rules.lifecycle_of`)
     lifecycle: dict | None = None
+    #: the check-in window the data must serve (:func:`.data_rules.window_of`)
+    window: dict | None = None
 
     def column(self, name: str) -> ColumnSpec | None:
         return next((c for c in self.columns if c.name == name), None)
@@ -78,11 +81,12 @@ def spec_for_entity(entity: Entity) -> TableSpec:
     return TableSpec(entity.name, "entity", entity.primary_key, [_col(a) for a in entity.attributes])
 
 
-def spec_for_relationship(rel: Relationship, lifecycle: dict | None = None) -> TableSpec:
+def spec_for_relationship(rel: Relationship, lifecycle: dict | None = None, window: dict | None = None) -> TableSpec:
     """The spec of a relationship table; ``lifecycle`` (:func:`.data_rules.lifecycle_of` of the
-    blueprint's tools) lets the status rules know the initial and active statuses."""
+    blueprint's tools) lets the status rules know the initial and active statuses, ``window``
+    (:func:`.data_rules.window_of`) what a check-in tool needs in the data."""
     cols = [_col(c, c.references) for c in rel.columns]
-    return TableSpec(rel.name, "relationship", rel.primary_key, cols, lifecycle)
+    return TableSpec(rel.name, "relationship", rel.primary_key, cols, lifecycle, window)
 
 
 # ------------------------------------------------------------------ value parsing
@@ -210,6 +214,7 @@ def check_records(
     if spec.kind == "relationship":
         now = parse_datetime(simulation_time) if simulation_time else None
         data_rules.check_row_rules(records, spec, now, err.add, ref_records)
+        err.plain += data_rules.check_window(records, spec, now)
     return err.lines()
 
 

@@ -1,5 +1,7 @@
 """Consistency rules of a relationship table's rows (s06), beyond types, enums and ranges.
 
+Size: over 400 lines because the row rules (times, status lifecycle, bounds, the check-in window) share one walk over the records and one error list.
+
 :func:`check_row_rules` applies them to every record and reports through ``add(kind, column,
 example)`` (the aggregating error list of :mod:`.data_checks`). The rules are driven by the
 blueprint (column formats, ``at_most`` bounds, status enums, the tools' lifecycle) and by
@@ -19,6 +21,14 @@ column names only where the name leaves no doubt, never by a domain's name:
   ...); while it is still to come the row is in its initial or an active status (one the tools
   still act on) that does not say the event began or ended.
 * **Arithmetic.** ``total = unit_price * quantity`` where the three columns exist.
+* **The check-in window** (a table whose check-in tool has a ``window`` policy rule,
+  :func:`window_of`): at least ``WINDOW_MIN_SHARE`` of the records (the generator aims at
+  ``WINDOW_SHARE``) are ready to check in now: in one of the check-in tool's precondition
+  statuses, with the window column inside the window (``0 <= time - now <= within_hours``;
+  a date counts as its whole day). The other rules still hold for them, so a datetime window
+  row keeps business hours; when the window holds no business hour at all (a simulation time
+  between Saturday evening and Sunday 07:00) nobody can check in, the data has no such rows
+  and the check does not apply (s09 then reports the accepting test as skipped).
 
 The lifecycle comes from the blueprint's tools (:func:`lifecycle_of`): a create tool's status
 effect is the initial status; the statuses update and delete tools accept are active.
@@ -26,8 +36,9 @@ effect is the initial status; the statuses update and delete tools accept are ac
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -39,6 +50,10 @@ Report = Callable[[str, str, str], None]
 #: bookable times: weekdays Monday (0) to Saturday (5), start hours 07 to 19 (07:00-19:59)
 BUSINESS_DAYS = range(0, 6)
 BUSINESS_HOURS = range(7, 20)
+#: the share of a check-in table's records the generator places inside the check-in window,
+#: and the least share the check accepts
+WINDOW_SHARE = 0.2
+WINDOW_MIN_SHARE = 0.1
 
 # Column-name vocabulary for the implied rules. Deliberately conservative: a rule fires only
 # when the names leave no doubt, so a sensible table never fails on a heuristic.
@@ -229,6 +244,86 @@ def status_windows(enum: Iterable[str], lifecycle: dict | None) -> tuple[list[st
     # library loan starts "checked_out"); other statuses must not say the event began
     future = [v for v in values if v in initial or ((v in active or v in waiting) and v not in STARTED_STATUSES)]
     return past, future
+
+
+# ------------------------------------------------------------------ the check-in window
+def window_of(tools: Iterable[Any], rules: Iterable[Any], table: str, status_column: str = "status") -> dict | None:
+    """``{"tool", "column", "within_hours", "status_column", "statuses", "share"}`` of the first
+    ``window`` policy rule about ``table`` (None without one): what the data must hold so that
+    someone can check in now. ``statuses``: the values the tool's preconditions accept in the
+    status column (empty when they do not constrain it)."""
+    rule = next((r for r in rules if r.kind == "window" and r.table == table and r.column), None)
+    if rule is None:
+        return None
+    tool = next((t for t in tools if t.name == rule.tool), None)
+    statuses = [
+        str(v) for c in (tool.preconditions if tool is not None else []) if c.column == status_column for v in c.values
+    ]
+    return {
+        "tool": rule.tool,
+        "column": rule.column,
+        "within_hours": rule.within_hours,
+        "status_column": status_column,
+        "statuses": statuses,
+        "share": WINDOW_SHARE,
+    }
+
+
+def in_window(ctype: str, value: Any, now: datetime, hours: float) -> bool:
+    """``0 <= value - now <= hours`` hours; a date (``ctype == "date"``) counts as its whole
+    day: from the current day through the day ``hours`` from now."""
+    when = _temporal(ctype, value)
+    if when is None:
+        return False
+    end = now + timedelta(hours=hours)
+    if isinstance(when, datetime):
+        return now <= when <= end
+    return now.date() <= when <= end.date()
+
+
+def window_open(ctype: str, now: datetime, hours: float) -> bool:
+    """Whether the window from ``now`` holds a time a record may have: any day for a date; for
+    a datetime, a quarter hour after ``now`` in business hours."""
+    if ctype == "date":
+        return True
+    t = now.replace(minute=0, second=0, microsecond=0)
+    while t <= now + timedelta(hours=hours):
+        if t > now and t.weekday() in BUSINESS_DAYS and t.hour in BUSINESS_HOURS:
+            return True
+        t += timedelta(minutes=15)
+    return False
+
+
+def check_window(records: list[dict], spec: TableSpec, now: datetime | None) -> list[str]:
+    """The check-in window's share (see the module docstring): one problem line, or none."""
+    w = spec.window
+    col = spec.column((w or {}).get("column", ""))
+    if w is None or col is None or now is None or not records:
+        return []
+    hours = float(w.get("within_hours") or 0)
+    if not window_open(col.type, now, hours):
+        return []
+    statuses = list(w.get("statuses") or [])
+    status = w.get("status_column", "status")
+    ready = [
+        r
+        for r in records
+        if in_window(col.type, r.get(col.name), now, hours) and (not statuses or r.get(status) in statuses)
+    ]
+    need = max(1, math.ceil(WINDOW_MIN_SHARE * len(records)))
+    if len(ready) >= need:
+        return []
+    stamp = now.strftime("%Y-%m-%dT%H:%M:%SZ")
+    where = (
+        f"{col.name} a day from {now.date()} through {(now + timedelta(hours=hours)).date()}"
+        if col.type == "date"
+        else f"{col.name} after {stamp} and at most {hours:g} hours later, in business hours"
+    )
+    state = f" with {status} in {statuses}" if statuses else ""
+    return [
+        f"only {len(ready)} of {len(records)} records can be checked in now ({w.get('tool')}): at least {need} "
+        f"(aim for about {WINDOW_SHARE:.0%}) must lie inside the check-in window{state}, {where}"
+    ]
 
 
 # ------------------------------------------------------------------ the rules

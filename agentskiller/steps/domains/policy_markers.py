@@ -275,6 +275,7 @@ RULE_PHRASES = {
     "not_empty": ("must not be empty",),
     "exists": ("must identify an existing",),
     "at_least_one": ("at least one value",),
+    "window": ("check-in opens", "check in opens"),
 }
 
 
@@ -331,12 +332,29 @@ def statement_problems(rule: PolicyRule, line: str, auth_tool: str) -> list[str]
             if c["column"].lower() not in low:
                 need.append(f"the column `{rule.table}.{c['column']}`")
             need += [f"the value `{v}`" for v in c["values"] if f"`{_spell(v)}`".lower() not in low]
+    elif k == "window":
+        need += _window_problems(rule, low)
     elif k == "at_least_one" and "at least one" not in low:
         need.append("that at least one value to change must be given")
     elif k == "privacy" and "does not exist" not in low:
         need.append("that another person's record is treated exactly like a record that does not exist")
     elif rule.id == "global.authorization" and f"`{auth_tool}`".lower() not in low:
         need.append(f"that `{auth_tool}` comes before any other action")
+    return need
+
+
+def _window_problems(rule: PolicyRule, low: str) -> list[str]:
+    """A check-in window line names the time column, the hours and the current time, and says
+    when check-in opens ("opens 24 hours before")."""
+    need = []
+    dotted, bare = f"`{rule.table}.{rule.column}`".lower(), f"`{rule.column}`".lower()
+    if dotted not in low and bare not in low:
+        need.append(f"the column `{rule.table}.{rule.column}` whose time the check-in window is about")
+    hours = _fmt(rule.within_hours or 0)
+    if not re.search(rf"(?<![\d.]){re.escape(hours)} hours? before", low):
+        need.append(f"that check-in opens {hours} hours before that time")
+    if "current time" not in low:
+        need.append("that the time must lie between the current time and that many hours after it")
     return need
 
 

@@ -63,6 +63,28 @@ def time_cases(rule: PolicyRule, kind: str, now: str) -> tuple[list[tuple[str, A
     ]
 
 
+def window_side(rule: PolicyRule, kind: str, value: Any, now: str) -> str | None:
+    """Where a record's time (``value``, a date when ``kind == "date"``) lies against a window
+    rule's check-in window: None inside it (``0 <= value - now <= within_hours`` hours; a
+    date counts as its whole day, so the current day through the day ``within_hours`` from
+    now), ``"too_early"`` after it, ``"passed"`` before it, ``"no_time"`` for a missing or
+    malformed value (the tool refuses those too)."""
+    start, hours = _now(now), dt.timedelta(hours=rule.within_hours or 0)
+    try:
+        if kind == "date":
+            day = dt.date.fromisoformat(str(value)) if isinstance(value, str) and len(value) == 10 else None
+            if day is None:
+                return "no_time"
+            return "passed" if day < start.date() else ("too_early" if day > (start + hours).date() else None)
+        if not isinstance(value, str) or "T" not in value:
+            return "no_time"
+        when = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return "no_time"
+    when = when if when.tzinfo else when.replace(tzinfo=dt.UTC)
+    return "passed" if when < start else ("too_early" if when > start + hours else None)
+
+
 def format_cases(rule: PolicyRule, valid: Any) -> list[tuple[str, Any]]:
     """Malformed values (refused); the base value is the well-formed one."""
     if rule.format == "datetime":
@@ -169,4 +191,5 @@ __all__ = [
     "time_cases",
     "untested_rules",
     "valid_moment",
+    "window_side",
 ]

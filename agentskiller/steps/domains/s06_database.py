@@ -37,6 +37,7 @@ from agentskiller.jobs import StepContext
 from agentskiller.llm import LLMError
 from agentskiller.models.blueprint import Blueprint, Relationship
 from agentskiller.models.catalog import Entity
+from agentskiller.models.policy_rules import derive_rules
 from agentskiller.prompts import render
 from agentskiller.runtime.sandbox import SandboxSettings, run_sandboxed
 from agentskiller.steps.domains import data_checks as dc
@@ -222,11 +223,27 @@ def _entity_tables(paths: list[Path] | Path | None) -> dict[str, tuple[Path, dic
     return out
 
 
+def relationship_spec(bp: Blueprint, rel: Relationship, entities: dict[str, Entity]) -> dc.TableSpec:
+    """What ``rel``'s table must look like: its columns, the status lifecycle its tools give it
+    and, where a check-in tool acts on it, the check-in window the data must serve (the window
+    statuses are the tool's precondition statuses that fit a time still to come)."""
+    lifecycle = data_rules.lifecycle_of(bp.tools, rel.name)
+    spec = dc.spec_for_relationship(rel, lifecycle)
+    window = data_rules.window_of(
+        bp.tools, derive_rules(bp, entities), rel.name, (lifecycle or {}).get("column", "status")
+    )
+    status = spec.column((lifecycle or {}).get("column", "status"))
+    if window is not None and window["statuses"] and status is not None and status.enum:
+        _, future = data_rules.status_windows(status.enum, lifecycle)
+        window["statuses"] = [v for v in window["statuses"] if v in future] or window["statuses"]
+    return dc.spec_for_relationship(rel, lifecycle, window)
+
+
 def relationship_context(
     bp: Blueprint, rel: Relationship, entities: dict[str, Entity], count: int, seed: int, simulation_time: str
 ) -> dict:
     refs = sorted(set(rel.foreign_keys().values()))
-    spec = dc.spec_for_relationship(rel, data_rules.lifecycle_of(bp.tools, rel.name))
+    spec = relationship_spec(bp, rel, entities)
     rules: dict[str, Any] = {}
     if spec.lifecycle is not None:
         rules["lifecycle"] = spec.lifecycle
@@ -237,6 +254,8 @@ def relationship_context(
         if status is not None and status.enum:
             past, future = data_rules.status_windows(status.enum, spec.lifecycle)
             rules["scheduled"] |= {"status_column": status.name, "past_statuses": past, "future_statuses": future}
+    if spec.window is not None:
+        rules["window"] = spec.window
     return {
         "domain": bp.domain,
         "domain_description": bp.description,
@@ -317,7 +336,7 @@ def build_domain(ctx: StepContext, out: Path, domain: str) -> None:
             "s06.relationship_script",
             "relationship_script",
             context,
-            dc.spec_for_relationship(rel, data_rules.lifecycle_of(bp.tools, rel.name)),
+            relationship_spec(bp, rel, entities),
             count,
             inputs,
             fk_values,

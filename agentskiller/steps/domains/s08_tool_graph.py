@@ -157,18 +157,19 @@ def rank_trajectories(
     cap: int,
     read_only_share: float = 0.0,
     tables: dict[str, str] | None = None,
+    core: str | None = None,
 ) -> list[list[str]]:
     """``cap`` trajectories: ``read_only_share`` of them (rounded, as far as there are any)
-    read-only - s15 makes lookup tasks of those - spread evenly through the list, so that
-    every prefix ``tasks.max_templates`` takes has its share; the rest ranked by :func:`_rank`
-    (writes first, paths that change a record they created last)."""
+    read-only - s15 makes lookup tasks of those, picked by :func:`_rank_reads` - spread evenly
+    through the list, so that every prefix ``tasks.max_templates`` takes has its share; the
+    rest ranked by :func:`_rank` (writes first, paths that change a record they created last)."""
     tables = tables or {}
     reads = [p for p in paths if not any(kinds.get(t) in WRITE_KINDS for t in p)]
     writes = [p for p in paths if any(kinds.get(t) in WRITE_KINDS for t in p)]
     q = min(len(reads), round(read_only_share * cap)) if read_only_share > 0 else 0
     if read_only_share > 0 and q == 0 and reads:
         q = 1
-    picked_r = _rank(reads, kinds, q, tables) if q else []
+    picked_r = _rank_reads(reads, kinds, q, tables, core) if q else []
     picked_w = _rank(writes, kinds, cap - len(picked_r), tables)
     total = len(picked_r) + len(picked_w)
     slots = {round((j + 1) * total / (len(picked_r) + 1)) - 1 for j in range(len(picked_r))}
@@ -180,6 +181,47 @@ def rank_trajectories(
             nxt = next(wi, None) or next(ri)
         out.append(nxt)
     return out
+
+
+#: what a read-only trajectory's last call answers, in the order lookups are picked: an
+#: aggregate (count, total), the user's profile, a record, a list
+ANSWER_KINDS = ("compute", "profile", "read", "search")
+
+
+def _answer_kind(tool: str, kinds: dict[str, str], tables: dict[str, str], core: str | None) -> str:
+    kind = kinds.get(tool, "")
+    if kind == "read" and core is not None and tables.get(tool) == core:
+        return "profile"
+    return kind
+
+
+def _rank_reads(
+    paths: list[tuple[str, ...]], kinds: dict[str, str], cap: int, tables: dict[str, str], core: str | None
+) -> list[list[str]]:
+    """``cap`` read-only trajectories that ask different things: pick ``i`` prefers a path
+    whose last tool answers :data:`ANSWER_KINDS` ``[i % 4]`` (an aggregate, the profile, a
+    record, a list), then a last tool not picked yet, more tools not yet covered, the name."""
+    remaining = sorted(set(paths))
+    chosen: list[list[str]] = []
+    finals: set[str] = set()
+    covered: set[str] = set()
+    while remaining and len(chosen) < cap:
+        want = ANSWER_KINDS[len(chosen) % len(ANSWER_KINDS)]
+
+        def key(p: tuple[str, ...], want: str = want):
+            return (
+                _answer_kind(p[-1], kinds, tables, core) != want,
+                p[-1] in finals,
+                -len(set(p) - covered),
+                p,
+            )
+
+        best = min(remaining, key=key)
+        remaining.remove(best)
+        chosen.append(list(best))
+        finals.add(best[-1])
+        covered.update(best)
+    return chosen
 
 
 def _rank(paths: list[tuple[str, ...]], kinds: dict[str, str], cap: int, tables: dict[str, str]) -> list[list[str]]:
@@ -319,7 +361,7 @@ def assemble(
     paths, truncated = enumerate_paths(g, root, min_len, max_len)
     valid = [p for p in paths if satisfies(p, pre)]
     kinds = {t.name: t.kind for t in bp.tools}
-    kept = rank_trajectories(valid, kinds, cap, read_only_share, {t.name: t.table for t in bp.tools})
+    kept = rank_trajectories(valid, kinds, cap, read_only_share, {t.name: t.table for t in bp.tools}, bp.core_entity)
     return {
         "domain": bp.domain,
         "status": "ok",

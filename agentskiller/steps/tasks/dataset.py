@@ -197,6 +197,7 @@ def card_text(meta: dict, stats: dict) -> str:
         )
     lines += [
         "",
+        *rollout_lines(stats.get("rollouts")),
         "## Provenance",
         "",
         f"- provider: {meta.get('provider')}",
@@ -277,8 +278,49 @@ def run(ctx: StepContext) -> None:
     }
     ctx.write_jsonl("train", rows, ROW_SCHEMA)
     ctx.write_json("stats", stats, STATS_SCHEMA)
-    ctx.write_text("card", card_text(ctx.meta(), stats))
+    if "card" in ctx.outputs:  # the workflow writes the card after the rollouts (card_run)
+        ctx.write_text("card", card_text(ctx.meta(), stats))
     ctx.log.info("dataset: %d rows from %d envs", len(rows), len(per_env))
+
+
+def card_run(ctx: StepContext) -> None:
+    """``dataset/stats.json`` and ``dataset/card.md`` once the rollouts are judged: the
+    tasks' figures (``dataset/tasks_stats.json``) plus pass rates, failures by category and
+    turn counts of the rollouts (:func:`agentskiller.steps.rollout.trajectories.stats`)."""
+    from agentskiller.models.episodes import Episode, Verdict
+    from agentskiller.steps.rollout.trajectories import stats as rollout_stats
+
+    stats = artifacts.read(ctx.inputs["tasks_stats"])
+    stats.pop("meta", None)
+    episodes = [
+        Episode.model_validate(e) for p in as_paths(ctx.inputs.get("rollouts")) for e in artifacts.read_lines(p)
+    ]
+    verdicts = [Verdict.model_validate(v) for p in as_paths(ctx.inputs.get("results")) for v in artifacts.read_lines(p)]
+    stats["rollouts"] = rollout_stats(episodes, verdicts)
+    ctx.write_json("stats", stats, STATS_SCHEMA)
+    ctx.write_text("card", card_text(ctx.meta(), stats))
+
+
+def rollout_lines(r: dict | None) -> list[str]:
+    """The card's section on the rollouts and their evaluation (none before they exist)."""
+    if not r:
+        return []
+    lines = [
+        "## Rollouts and evaluation",
+        "",
+        "Every row was played by a simulated user and an assistant over the env's tools and",
+        "judged by the evaluator (end state, writes, lookup answers, policy); the passing",
+        "conversations are `dataset/trajectories.jsonl`.",
+        "",
+        f"- episodes: {r['episodes']}, passed: {r['passed']} (pass rate {r['pass_rate']:.1%}), "
+        f"infra errors: {r['infra_errors']}",
+        "- failures by category: " + (", ".join(f"{k} {v}" for k, v in r["failures_by_category"].items()) or "none"),
+        "- by task kind: "
+        + ", ".join(f"{k} {c.get('passed', 0)}/{sum(c.values())}" for k, c in r["by_task_kind"].items()),
+        "- user turns per episode: " + ", ".join(f"{k}: {v}" for k, v in r["turns"].items()),
+        "",
+    ]
+    return lines
 
 
 def quarantined_units(per_env: dict[str, dict], index: Any = None) -> list[tuple[str, str]]:

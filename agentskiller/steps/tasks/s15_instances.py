@@ -294,16 +294,25 @@ class Builder:
             cands = list(cands)
             rng.shuffle(cands)
             ok = None
-            violate = breaks is not None and breaks.kind == "precondition" and k in s.calls
+            violate = breaks is not None and breaks.kind in ("precondition", "window") and k in s.calls
             for rec in cands:
                 if violate:
                     trial = self._simulate(s, rec, upto=k)
-                    if trial is not None and not self._meets(self.refs[k].tool, trial):
+                    if trial is None:
+                        continue
+                    if breaks.kind == "precondition" and not self._meets(self.refs[k].tool, trial):
+                        ok = rec
+                        break
+                    if (
+                        breaks.kind == "window"
+                        and self._meets(self.refs[k].tool, trial)
+                        and not self._in_window(breaks, trial)
+                    ):
                         ok = rec
                         break
                     continue
                 trial = self._simulate(s, rec)
-                if trial is not None:
+                if trial is not None and all(self._in_window(w, rec) for w in self._windows(s)):
                     ok = rec
                     break
             if ok is None:
@@ -436,6 +445,31 @@ class Builder:
         )
 
     # ------------------------------------------------------------ kinds
+    def _windows(self, slot: Slot) -> list[PolicyRule]:
+        """The check-in window rules of the calls that act on ``slot``'s record."""
+        out = []
+        for i in slot.calls:
+            ref = self.refs[i]
+            if ref.table != slot.table:
+                continue
+            out += [r for r in self.rules.get(ref.domain, {}).get(ref.tool.name, []) if r.kind == "window"]
+        return out
+
+    def _in_window(self, rule: PolicyRule, rec: dict) -> bool:
+        """``rec`` may be checked in now (the server's rule: see policy_rules, kind window)."""
+        from agentskiller.steps.domains.data_rules import in_window
+
+        col = rule.column or ""
+        spec = self.column_spec(self._table_of(rule), col, None)
+        now = _parse_time(self.view.simulation_time) if self.view.simulation_time else None
+        if now is None:
+            return True
+        return in_window(spec.get("type") or "datetime", rec.get(col), now, float(rule.within_hours or 0))
+
+    def _table_of(self, rule: PolicyRule) -> str:
+        ref = next((r for r in self.refs if r.tool.name == rule.tool), None)
+        return ref.table if ref is not None else str(rule.table)
+
     def _meets(self, tool, rec: dict) -> bool:
         return all(rec.get(c.column) in c.values for c in tool.preconditions)
 
@@ -492,6 +526,9 @@ class Builder:
             return f"{rule.param} {v!r} is above the maximum {rule.maximum:g}"
         if rule.kind == "time":
             return f"{rule.param} {v!r} is not after the current time"
+        if rule.kind == "window":
+            rec = records.get(self._label(ref.table), {})
+            return f"check-in opens {rule.within_hours:g} hours before {rule.column} ({rec.get(rule.column)!r})"
         return f"{ref.tool.name}: {rule.param} breaks the {rule.kind} rule"
 
     def descriptor_columns(self, physical: str) -> list[tuple[str, str]]:

@@ -10,22 +10,24 @@ natural first message. Checks, fed back as errors within ``tasks.query_repair_ro
   allowed, so an invented value is still caught;
 * completeness: every slot value the template uses, and every value the user supplies to
   a call (even one the template's wording left out), appears in the instruction;
-* known facts: only values a real customer would have - their own identifiers, names,
-  dates, references - never a relationship table's primary key (a slot's or any touched
-  record's) unless the template says the user holds it (a booking reference).
+* known facts: only values a real customer would have - their name, their own ID, the
+  references they hold and the values the task needs, under natural labels
+  (:func:`available_facts`) - never a relationship table's primary key (a slot's or any
+  touched record's) unless the template says the user holds it (a booking reference).
 
 Query IDs are ``sha256(env, template, instance)``: stable across reruns and providers.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from agentskiller import artifacts, io
 from agentskiller.artifacts import as_paths, failure_reason, require_blueprint
 from agentskiller.grounding import mentions, missing_values, ungrounded
 from agentskiller.jobs import StepContext
-from agentskiller.models.tasks import Instance, QueryDraft, Task, TaskTemplate
+from agentskiller.models.tasks import Instance, QueryDraft, Slot, Task, TaskTemplate
 from agentskiller.steps.tasks.task_env import slot_names
 
 SCHEMA = "query"
@@ -76,30 +78,136 @@ def relationship_pks(blueprints: list) -> dict[str, str]:
     return {rel.name: rel.primary_key for b in blueprints for rel in b.relationships}
 
 
+#: how a person names a column ("scheduled_at" -> "date and time")
+COLUMN_WORDS = {
+    "scheduled_at": "date and time",
+    "starts_at": "start time",
+    "check_in_date": "check-in date",
+    "check_out_date": "check-out date",
+    "nights": "number of nights",
+    "guests": "number of guests",
+    "passengers": "number of passengers",
+    "duration_minutes": "duration in minutes",
+    "progress_percent": "progress in percent",
+    "refills_remaining": "number of refills",
+    "full_name": "name",
+    "dob": "date of birth",
+}
+_CREATE_WORDS = {"book", "make", "request", "submit", "purchase", "open", "enroll", "create", "add", "schedule"}
+_CREATE_WORDS |= {"reserve", "apply", "register", "order", "start", "place", "buy", "subscribe", "file", "send"}
+_READ_WORDS = {"get", "list", "search", "find", "show", "view", "count", "total", "lookup", "browse"}
+_ENUM_RE = re.compile(r"[a-z][a-z0-9]*(?:_[a-z0-9]+)+")
+
+
+def table_words(table: str) -> str:
+    """A table as words: ``CityRideDispatch_RideRequest`` -> "ride request"."""
+    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", " ", table.split("_")[-1]).lower()
+
+
+def column_words(column: str) -> str:
+    """A column as a person says it: ``dropoff_address`` -> "drop-off address", ``created_at`` -> "created time"."""
+    col = re.sub(r"^new_", "", column)
+    if col in COLUMN_WORDS:
+        return COLUMN_WORDS[col]
+    col = re.sub(r"_at$", "_time", col)
+    col = re.sub(r"_id$", "_ID", col)
+    text = col.replace("_", " ")
+    return re.sub(r"\bdropoff\b", "drop-off", re.sub(r"\bpickup\b", "pick-up", text))
+
+
+def fact_value(value: Any) -> str:
+    """A fact's value as the user knows it: an enum value in words (``on_leave`` -> "on leave"),
+    anything else verbatim."""
+    text = str(value)
+    return text.replace("_", " ") if isinstance(value, str) and _ENUM_RE.fullmatch(text) else text
+
+
+def _call_kind(tool: str, kinds: dict[str, str] | None) -> str:
+    """A trajectory tool's kind: declared, else read off its name."""
+    name = tool.split("__")[-1]
+    if kinds and name in kinds:
+        return kinds[name]
+    first = name.split("_")[0]
+    if first in ("authorize", "login", "verify", "authenticate"):
+        return "authorize"
+    return "search" if first in _READ_WORDS else "create" if first in _CREATE_WORDS else "update"
+
+
+def fact_label(slot: Slot, template: TaskTemplate, core_label: str, kinds: dict[str, str] | None = None) -> str:
+    """How the user would name what a slot holds: "your patient ID", "your ride request
+    reference", "the dentist ID", "the new drop-off address for your ride request", "the date
+    and time for the new dental appointment", "the status to search for", "the check-in date of
+    your hotel reservation"."""
+    noun, col = table_words(slot.table), column_words(slot.column)
+    if slot.kind == "record":
+        if slot.table == core_label:
+            return f"your {noun} ID"
+        if slot.internal_id:
+            return f"your {noun} reference"
+        return f"the {noun} ID"
+    if slot.kind == "descriptor":
+        return f"your {col}" if slot.table == core_label else f"the {col} of your {noun}"
+    kind = _call_kind(template.trajectory[slot.calls[0]], kinds) if slot.calls else "create"
+    if kind in ("search", "compute"):
+        return f"the {col} to search for"
+    if kind == "update":
+        return f"the new {col} for your {noun}"
+    return f"the {col} for the new {noun}"
+
+
 def available_facts(
-    template: TaskTemplate, instance: Instance, core_label: str, rel_pks: dict[str, str] | None = None
+    template: TaskTemplate,
+    instance: Instance,
+    core_label: str,
+    rel_pks: dict[str, str] | None = None,
+    tool_kinds: dict[str, str] | None = None,
 ) -> list[dict]:
-    """What the user may know: their own record (no foreign keys), the slot values the
-    instruction uses, except relationship IDs they do not hold. Every value here is taken
-    from the instance, so a simulator that states only these facts is grounded."""
+    """What the user knows, the way a customer would say it: their name, their own ID, the
+    references they hold (``user_holds``) and the values the task needs - what the
+    instruction must state - each under a natural label (:func:`fact_label`), enum values in
+    words. Nothing else of their profile: an email, a phone number or a date of birth only
+    when the task needs it. Never a relationship ID they do not hold. Every value comes from
+    the instance, so a simulator that states only these facts is grounded. ``tool_kinds``:
+    tool name -> kind, to tell a new value from a search filter (read off the tool's name
+    when absent)."""
     hidden = forbidden_ids(template, instance, rel_pks)
-    facts: list[dict] = []
     own = instance.records.get(core_label, {})
-    for k, v in own.items():
-        if v is not None and (not k.endswith("_id") or k in instance.values):
-            facts.append({"fact": f"your {k.replace('_', ' ')}", "value": str(v)})
-    used = set(required_values(template, instance))
     slot_by_name = {s.name: s for s in template.slots}
-    for name in sorted(used):
-        if name in hidden or name not in instance.values or instance.values[name] in hidden.values():
+    facts: list[dict] = []
+
+    def add(label: str, value: Any) -> None:
+        v = fact_value(value)
+        if value is not None and v and not any(f["value"] == v for f in facts):
+            facts.append({"fact": label, "value": v})
+
+    name = next((own[k] for k in ("full_name", "name", "display_name") if isinstance(own.get(k), str)), None)
+    if name is None and isinstance(own.get("first_name"), str) and isinstance(own.get("last_name"), str):
+        name = f"{own['first_name']} {own['last_name']}"
+    if name:
+        add("your name", name)
+    needed = required_values(template, instance)
+    held = [n for n in template.user_holds if n in instance.values]
+
+    def order(n: str) -> tuple:
+        s = slot_by_name.get(n)
+        first = min(s.calls) if s and s.calls else 99
+        return (s is None or s.table != core_label or s.kind != "record", first, n)
+
+    for n in sorted(set(needed) | set(held), key=order):
+        value = instance.values[n]
+        if n in hidden or value in hidden.values():
             continue
-        label = name.split(".")[-1].replace("_", " ")
-        s = slot_by_name.get(name)
-        if s is not None and s.kind == "descriptor":
-            label = f"{s.column.replace('_', ' ')} of the {name.split('.')[0].lower()}"
-        fact = {"fact": label, "value": str(instance.values[name])}
-        if fact not in facts and not any(f["value"] == fact["value"] for f in facts):
-            facts.append(fact)
+        s = slot_by_name.get(n)
+        if s is None:
+            label = f"the {column_words(n.split('.')[-1])}"
+        elif s.kind == "value" and (
+            own.get(s.column) == value
+            or (bool(s.calls) and _call_kind(template.trajectory[s.calls[0]], tool_kinds) == "authorize")
+        ):
+            label = f"your {column_words(s.column)}"  # their own email, date of birth ...
+        else:
+            label = fact_label(s, template, core_label, tool_kinds)
+        add(label, value)
     return facts
 
 
@@ -147,6 +255,53 @@ def answer_leaks(q: QueryDraft, task: Task, said: dict[str, Any]) -> list[str]:
     return errors
 
 
+def query_context(
+    env: str,
+    blueprints: list,
+    tpl: TaskTemplate,
+    inst: Instance,
+    core: str,
+    rel_pks: dict[str, str] | None = None,
+    tool_kinds: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """The request context of one query (what ``s17.query`` and its prompt read)."""
+    hidden = forbidden_ids(tpl, inst, rel_pks)
+    template_slots = set(slot_names(tpl.instruction))
+    slot_kinds = {s.name: s.kind for s in tpl.slots}
+    return {
+        "env": env,
+        "domains": [{"domain": b.domain, "description": b.description, "topic": b.topic} for b in blueprints],
+        "core_entity": core,
+        "template": {
+            "instruction": tpl.instruction,
+            "reason_for_call": tpl.reason_for_call,
+            "user_holds": tpl.user_holds,
+            "trajectory": tpl.trajectory,
+        },
+        "values": inst.values,
+        # values the calls take that the template's wording does not give: the
+        # instruction must state them too
+        "extra_values": {
+            n: v
+            for n, v in required_values(tpl, inst).items()
+            if n not in template_slots and slot_kinds.get(n) != "descriptor"
+        },
+        # descriptors s15 added so that the user picks their record out of a lookup's
+        # results ("the one on June 6")
+        "identify": {
+            n: v
+            for n, v in required_values(tpl, inst).items()
+            if n not in template_slots and slot_kinds.get(n) == "descriptor"
+        },
+        "task_kind": inst.task_kind,
+        "asks": [{"field": a, "label": a.replace("_", " ")} for a in inst.asks],
+        "user_record": inst.records.get(core, {}),
+        "facts_available": available_facts(tpl, inst, core, rel_pks, tool_kinds),
+        "internal_ids": sorted(hidden),
+        "internal_values": sorted({str(v) for v in hidden.values()}),
+    }
+
+
 def run(ctx: StepContext) -> None:
     from agentskiller.llm import LLMError
     from agentskiller.prompts import render
@@ -164,7 +319,7 @@ def run(ctx: StepContext) -> None:
     rounds = ctx.cfg.tasks.query_repair_rounds
     valid = [Task.model_validate(t) for t in tasks_doc.get("tasks", []) if t["status"] == "valid"]
     rel_pks = relationship_pks(blueprints)
-    slot_kinds = {t: {s.name: s.kind for s in tpl.slots} for t, tpl in templates.items()}
+    tool_kinds = {t.name: t.kind for b in blueprints for t in b.tools}
 
     def one(task: Task) -> dict | None:
         tpl = templates[task.template_id]
@@ -180,40 +335,7 @@ def run(ctx: StepContext) -> None:
             asks=task.asks,
             refusal=task.refusal,
         )
-        template_slots = set(slot_names(tpl.instruction))
-        kinds = slot_kinds[task.template_id]
-        context = {
-            "env": env,
-            "domains": [{"domain": b.domain, "description": b.description, "topic": b.topic} for b in blueprints],
-            "core_entity": core,
-            "template": {
-                "instruction": tpl.instruction,
-                "reason_for_call": tpl.reason_for_call,
-                "user_holds": tpl.user_holds,
-                "trajectory": tpl.trajectory,
-            },
-            "values": inst.values,
-            # values the calls take that the template's wording does not give: the
-            # instruction must state them too
-            "extra_values": {
-                n: v
-                for n, v in required_values(tpl, inst).items()
-                if n not in template_slots and (n not in kinds or kinds[n] != "descriptor")
-            },
-            # descriptors s15 added so that the user picks their record out of a lookup's
-            # results ("the one on June 6")
-            "identify": {
-                n: v
-                for n, v in required_values(tpl, inst).items()
-                if n not in template_slots and kinds.get(n) == "descriptor"
-            },
-            "task_kind": task.task_kind,
-            "asks": [{"field": a, "label": a.replace("_", " ")} for a in task.asks],
-            "user_record": inst.records.get(core, {}),
-            "facts_available": available_facts(tpl, inst, core, rel_pks),
-            "internal_ids": sorted(forbidden_ids(tpl, inst, rel_pks)),
-            "internal_values": sorted({str(v) for v in forbidden_ids(tpl, inst, rel_pks).values()}),
-        }
+        context = query_context(env, blueprints, tpl, inst, core, rel_pks, tool_kinds)
         try:
             q = ctx.llm.generate(
                 task="s17.query",

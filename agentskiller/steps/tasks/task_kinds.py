@@ -4,8 +4,9 @@
   what the last call returns (:func:`choose_asks`; s16 records them as ``expected_answer``).
 * ``refusal``: the user asks for a write the policy forbids. s15 builds the instance so
   that the trajectory's first write breaks one of that tool's enforced rules - a status
-  precondition (cancelling a completed appointment), a ``bound`` (more guests than the room
-  holds), a ``range`` or a ``time`` rule (a date already past) - and the golden path stops
+  precondition (cancelling a completed appointment), a check-in ``window`` (checking in for
+  an appointment weeks away), a ``bound`` (more guests than the room holds), a ``range`` or a
+  ``time`` rule (a date already past) - and the golden path stops
   before it: it makes no write. The write itself is kept as the task's ``refusal`` and s16
   proves the server refuses it.
 * ``auth_failure``: the user gives an ID that does not exist (two digits of their own
@@ -25,7 +26,7 @@ from typing import Any
 from agentskiller.models.policy_rules import PolicyRule
 
 #: rule kinds a refusal instance can break on purpose, in the order they are tried
-REFUSAL_KINDS = ("precondition", "bound", "range", "time")
+REFUSAL_KINDS = ("precondition", "window", "bound", "range", "time")
 
 
 def plan_kinds(write_templates: int, n: int, shares: dict[str, float]) -> list[list[str]]:

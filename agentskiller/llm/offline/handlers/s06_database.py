@@ -2,8 +2,9 @@
 
 ``s06.entity_script`` gets ``{"entity", "records", "seed", "simulation_time"}``;
 ``s06.relationship_script`` gets ``{"relationship", "entities", "records", "seed",
-"simulation_time", "lifecycle"?, "scheduled"?, ...}`` (``entities``: definitions of the
-referenced entities; ``scheduled``: the scheduled column and its status windows). Both answer
+"simulation_time", "lifecycle"?, "scheduled"?, "window"?, ...}`` (``entities``: definitions of
+the referenced entities; ``scheduled``: the scheduled column and its status windows;
+``window``: the check-in window a check-in tool needs records in). Both answer
 with one fenced Python block written by :mod:`..codegen_data` / :mod:`..codegen_relations`,
 with names from the catalogue's vocabulary of the table (the offline "model" knows real
 product and service names).
@@ -42,6 +43,7 @@ def relationship_script(req: OfflineRequest) -> str:
         c["simulation_time"],
         scheduled=c.get("scheduled"),
         lifecycle=c.get("lifecycle"),
+        window=c.get("window"),
         vocabulary=req.catalog.vocabulary_for(c["relationship"].get("name", "")),
     )
     return _answer(code, req)

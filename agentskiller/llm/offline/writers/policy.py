@@ -216,6 +216,25 @@ class PolicyWriter:
             s += ": " + "; ".join(phrases)
         return self._marked(s + ".", [r["id"] for r in rules])
 
+    def _window_line(self, r: dict) -> str:
+        """The check-in window in plain words: when it opens, and that it closes at the time
+        itself (a date counts as its whole day)."""
+        col, hours = f"`{r['table']}.{r['column']}`", f"{r['within_hours']:g} hours"
+        if self._is_date_column(r["table"], r["column"]):
+            return (
+                f"Check-in opens {hours} before the day in {col} (the whole day counts): that day must fall "
+                f"between the current time ({self.now}) and {hours} after it, today included; an earlier "
+                "check-in, or one after that day, is refused."
+            )
+        return (
+            f"Check-in opens {hours} before {col}: that time must lie between the current time ({self.now}) and "
+            f"{hours} after it; an earlier check-in, or one once that time has passed, is refused."
+        )
+
+    def _is_date_column(self, table: str, column: str) -> bool:
+        rel = self.rels.get(table) or {}
+        return any(c["name"] == column and c.get("type") == "date" for c in rel.get("columns", []))
+
     def section(self, tool: dict) -> str:
         name, kind, table = tool["name"], tool["kind"], tool["table"]
         owner = self._owner_col(table)
@@ -248,6 +267,8 @@ class PolicyWriter:
             pre.append(
                 self._marked("; ".join(conds) + ".", [r["id"] for r in self._rules_of(name, kinds=("precondition",))])
             )
+        windows = self._rules_of(name, kinds=("window",))
+        pre += [self._marked(self._window_line(r), [r["id"]]) for r in windows]
         if kind in ("create", "update", "delete"):
             # the assistant's conduct, stated again where it applies; no tool can check it
             pre.append(self._marked("The user has confirmed the change after you described it.", ["conduct.confirm"]))
@@ -285,6 +306,10 @@ class PolicyWriter:
             for cond in tool.get("preconditions", []):
                 rejected.append(
                     f"`{table}.{cond['column']}` is not " + " or ".join(f"`{_v(v)}`" for v in cond["values"])
+                )
+            for r in windows:
+                rejected.append(
+                    f"`{r['table']}.{r['column']}` is more than {r['within_hours']:g} hours away or has already passed"
                 )
             if kind in ("create", "update", "delete"):
                 rejected.append("the user did not confirm")

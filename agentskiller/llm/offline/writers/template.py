@@ -6,10 +6,11 @@ phrased the way a person gives it, by what its column holds (:func:`.wording.val
 with their unit ("for {nights} nights"), money as an amount ("a copay of {copay_amount}"),
 dates as when ("checking in on {check_in_date}"), enum values in a sentence that fits them
 ("to talk about {agenda}", "for the {term} term"), addresses and free text as such; an
-update says what changes ("change the drop-off address to {dropoff_address}"). Openers,
-connectors, verbs, the phrasing variant and whether the user quotes a booking reference
-are drawn from the request's seeded RNG, so different trajectories and seeds read
-differently. The reason for the call comes from the trajectory's goal (its main write, or
+update says what changes ("change the drop-off address to {dropoff_address}"). The framing
+around the clauses (greeting, identification, connectors, the sentence plan: goal first,
+one combined sentence, questions) is :mod:`.framing`'s. Verbs, the phrasing variant, the
+framing and whether the user quotes a booking reference are drawn from the request's seeded
+RNG, so different trajectories and seeds read differently. The reason for the call comes from the trajectory's goal (its main write, or
 what it looks up) and the domain's topic.
 
 Like a real model it is not always right: with some probability it writes a *terse*
@@ -24,6 +25,7 @@ import re
 from typing import Any
 
 from ..phrasing import article, plural, words
+from .framing import compose, identification
 from .wording import (
     CREATE_VERBS,
     action_verb,
@@ -38,19 +40,6 @@ from .wording import (
 
 TERSE_PROBABILITY = 0.2
 
-OPENERS = ["Hi, ", "Hello, ", "Good morning, ", "Hey there, ", "", "Good afternoon, "]
-IDENTIFY = [
-    "this is {name}, my {entity} ID is {id}.",
-    "I'm {name} ({entity} ID {id}).",
-    "my name is {name} and my {entity} number is {id}.",
-    "{name} here - my {entity} ID is {id}.",
-    "it's {name} calling; my {entity} ID is {id}.",
-]
-CONNECT_FIRST = ["First, ", "To start, ", "", "Could you ", "I'd like to start by asking you to "]
-CONNECT_NEXT = ["Then ", "After that, ", "Next, ", "Once that's done, ", "When you have that, "]
-CONNECT_LAST = ["Finally, ", "And lastly, ", "Then ", "After that, ", "To wrap up, "]
-CONNECT_ONLY = ["", "Could you ", "I'd like you to ", "Can you please "]
-
 # caller's own words. {goal}: what the trajectory is for ("cancel their ride request").
 REASONS = {
     "create": [
@@ -59,38 +48,91 @@ REASONS = {
         "{hook}, so the caller wants to {goal}.",
         "They have been meaning to {goal} for a while and finally have time today.",
         "{hook}; they would like to {goal} before the slots fill up.",
+        "A friend recommended it, so the caller wants to {goal}.",
+        "The caller has some free time this week, so they want to {goal}.",
+        "{hook}, and the caller would rather {goal} now than leave it to the last minute.",
+        "The caller is organising the coming weeks, so they want to {goal}.",
     ],
     "update": [
         "Something came up, so the caller needs to {goal}.",
         "The caller's plans have shifted and they want to {goal} before it is too late.",
         "They noticed that the current details no longer suit them and want to {goal}.",
         "A last-minute change at work means they need to {goal}.",
+        "The caller realised the original details were wrong, so they need to {goal}.",
+        "Their schedule changed this week, so they want to {goal}.",
+        "A family commitment clashes with the current plan, so the caller needs to {goal}.",
     ],
     "delete": [
         "They have made other arrangements and want to {goal}.",
         "Circumstances changed, so the caller wants to {goal} without any fuss.",
         "They no longer need it and want to {goal}.",
         "Their plans fell through, so they need to {goal}.",
+        "The caller found a better option elsewhere, so they want to {goal}.",
+        "They double-booked by mistake and need to {goal}.",
+        "Money is tight this month, so the caller wants to {goal}.",
     ],
     "read": [
         "The caller wants to {goal} before deciding anything.",
         "{hook}, so the caller wants to {goal}.",
-        "The caller is planning ahead and wants to {goal}.",
+        "The caller is planning ahead, so they want to {goal}.",
+        "The caller wants to {goal} before making any changes.",
+        "They lost track of the details and want to {goal}.",
     ],
 }
 #: scene-setters per domain topic (matched on words of the topic and description)
 HOOKS = [
-    (("hotel", "stay", "travel", "trip"), ["A trip is coming up", "Their travel plans are taking shape"]),
-    (("dental", "dentist", "tooth"), ["They have been putting off dental care", "Their last check-up was a while ago"]),
+    (
+        ("hotel", "stay", "travel", "trip"),
+        ["A trip is coming up", "Their travel plans are taking shape", "They are planning a weekend away"],
+    ),
+    (
+        ("dental", "dentist", "tooth"),
+        [
+            "They have been putting off dental care",
+            "Their last check-up was a while ago",
+            "A tooth has been bothering them",
+        ],
+    ),
     (
         ("pharmacy", "medication", "prescription"),
-        ["They are running low on their medication", "Their doctor asked them to stay on top of their prescriptions"],
+        [
+            "They are running low on their medication",
+            "Their doctor asked them to stay on top of their prescriptions",
+            "Their prescription is about to run out",
+        ],
     ),
-    (("loan", "borrow"), ["They are planning a big expense", "They are sorting out how to pay for a project"]),
-    (("bank", "account", "deposit"), ["They are getting their finances in order", "Payday just came in"]),
-    (("ride", "taxi", "trip"), ["They have to get across town", "Their usual way to get around is not available"]),
-    (("registrar", "enroll", "advising"), ["The new term is approaching", "Registration deadlines are coming up"]),
-    (("course", "learn", "mentor"), ["They want to keep up with their studies", "They are picking up a new skill"]),
+    (
+        ("loan", "borrow"),
+        [
+            "They are planning a big expense",
+            "They are sorting out how to pay for a project",
+            "They are renovating their kitchen",
+        ],
+    ),
+    (
+        ("bank", "account", "deposit"),
+        ["They are getting their finances in order", "Payday just came in", "They are saving for a holiday"],
+    ),
+    (
+        ("ride", "taxi", "trip"),
+        [
+            "They have to get across town",
+            "Their usual way to get around is not available",
+            "They have an appointment across town",
+        ],
+    ),
+    (
+        ("registrar", "enroll", "advising"),
+        [
+            "The new term is approaching",
+            "Registration deadlines are coming up",
+            "Their advisor suggested a change of plan",
+        ],
+    ),
+    (
+        ("course", "learn", "mentor"),
+        ["They want to keep up with their studies", "They are picking up a new skill", "Their exams are coming up"],
+    ),
 ]
 
 
@@ -156,7 +198,12 @@ def clause(call: dict, slots: dict, holds: set[str], rng, terse: bool, seen: dic
     elif rec_parts:
         target = record_phrase(rec_parts[0], slots, holds, rng)
     elif any("from_call" in p for p in call["parameters"]):
-        target = rng.choice([f"the new {noun}", f"the {noun} you just made", f"that new {noun}"])
+        # the record a create made: named the first time, "it" after that
+        key = f"new:{call['table']}"
+        target = (
+            "it" if key in seen else rng.choice([f"the new {noun}", f"the {noun} you just made", f"that new {noun}"])
+        )
+        seen[key] = None
     else:
         target = article(noun)
     for s in rec_parts:
@@ -181,7 +228,8 @@ def clause(call: dict, slots: dict, holds: set[str], rng, terse: bool, seen: dic
         if verb not in ("change", "update", "modify", "amend", "edit", "set", "adjust"):
             return f"{verb} {target} and change the {what} to {to}{more}"  # "reschedule it and change the channel"
         if target == "it":
-            return f"{verb} {rng.choice(['its', 'the'])} {what} to {to}{more}"
+            own = "the" if " of " in what else rng.choice(["its", "the"])  # not "its length of the stay"
+            return f"{verb} {own} {what} to {to}{more}"
         return f"{verb} the {what} of {target} to {to}{more}"
     if kind in ("update", "delete"):
         return goal_phrase(call["tool"], noun, owner=target)
@@ -246,34 +294,38 @@ def write_template(ctx: dict[str, Any], rng: Any, repairing: bool) -> dict:
         None,
     )
     entity = human(ctx["core_entity"])
-    opener = rng.choice(OPENERS)
-    ident = rng.choice(IDENTIFY).format(
-        name="{" + name_slot + "}" if name_slot else "a customer", entity=entity, id="{" + (id_slot or "id") + "}"
-    )
-    text = (opener + ident) if opener else ident[0].upper() + ident[1:]
+    ident = identification("{" + name_slot + "}" if name_slot else None, entity, "{" + (id_slot or "id") + "}", rng)
     # insertion-ordered (a dict, not a set): clause() reads the first entry, the user's own
     # ID slot, and set order would vary with the process's hash seed
     seen: dict[str, None] = {id_slot: None} if id_slot else {}
-    body = [c for c in (clause(c, slots, holds, rng, terse, seen) for c in calls[1:]) if c]
-    sentences = []
-    for i, c in enumerate(body):
-        if len(body) == 1:
-            conn = rng.choice(CONNECT_ONLY)
-        elif i == 0:
-            conn = rng.choice(CONNECT_FIRST)
-        elif i == len(body) - 1:
-            conn = rng.choice(CONNECT_LAST)
-        else:
-            conn = rng.choice(CONNECT_NEXT)
-        if conn and conn[0].isupper() and conn.rstrip().endswith(("you", "to")):
-            c = c.removeprefix("please ")
-        s = (conn + c) if conn else c[0].upper() + c[1:]
-        if conn in ("Could you ", "Can you please "):
-            s = s.replace("Could you please ", "Could you ") + "?"
-        else:
-            s = s[0].upper() + s[1:] + "."
-        sentences.append(s)
-    instruction = " ".join([text, *sentences])
+    clauses = [clause(c, slots, holds, rng, terse, seen) for c in calls[1:]]
+    # a change to the record the same task creates reads as the user changing their mind
+    # (the template says so: s15 keeps few of these, tasks.self_correction_share)
+    fix = corrects_itself(calls)
+    if fix is not None and clauses[fix - 1]:
+        clauses[fix - 1] = rng.choice(CORRECTIONS) + clauses[fix - 1]
+    body = [c for c in clauses if c]
     category, goal = goal_of(ctx)
+    mine = re.sub(r"\btheir\b", "my", goal)
+    instruction = compose(ident, body, rng, goal=mine, plans=("plain", "plain", "goal", "compact", "questions"))
     reason = rng.choice(REASONS[category]).format(goal=goal, hook=hook_for(ctx, rng))
-    return {"instruction": instruction, "reason_for_call": reason[0].upper() + reason[1:], "user_holds": sorted(holds)}
+    return {
+        "instruction": instruction,
+        "reason_for_call": reason[0].upper() + reason[1:],
+        "user_holds": sorted(holds),
+        "self_correction": fix is not None,
+    }
+
+
+CORRECTIONS = ["on second thought, ", "actually, I've changed my mind: ", "wait, sorry - "]
+
+
+def corrects_itself(calls: list[dict]) -> int | None:
+    """Index of the first update / delete of a table a create earlier in ``calls`` wrote."""
+    made: set[str] = set()
+    for i, c in enumerate(calls):
+        if c["kind"] in ("update", "delete") and c["table"] in made:
+            return i
+        if c["kind"] == "create":
+            made.add(c["table"])
+    return None

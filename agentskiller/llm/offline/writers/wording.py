@@ -167,13 +167,18 @@ def record_phrase(slot: dict, slots: dict, holds: set[str], rng) -> str:
     if re.search(r"date|time|day|_at$", d):
         return rng.choice([f"my {table} on {x}", f"my {table} scheduled for {x}"])
     if re.search(r"address", d):
-        return f"my {table} to {x}" if "drop" in d else f"my {table} from {x}"
+        # "with drop-off at": "my ride request to {x}" reads as the new value in an update
+        return f"my {table} with drop-off at {x}" if "drop" in d else f"my {table} with pick-up at {x}"
     if re.search(r"name|title", d):
         return rng.choice([f'my {table} named "{x}"', f'my {table} called "{x}"'])
     if "minutes" in d:
         return f"my {table} that lasts {x} minutes"
     if MONEY_RE.search(d.split(".")[-1]):
         return rng.choice([f"my {table} for {x}", f"my {table} with the {lab} of {x}"])
+    if "refill" in d:
+        return f"my {table} with {x} refills remaining"
+    if re.search(r"(^|_)term$", d.split(".")[-1]):
+        return f"my {table} for the {x} term"
     if re.search(r"reason|purpose", d):
         return f"my {table} for {x}"
     if re.search(r"agenda|topic|subject", d):
@@ -252,7 +257,7 @@ def value_phrase(param: dict, slot: str, kind: str, rng) -> str:
         return rng.choice(
             [f"for {x}", f"because of {x}", f"regarding {x}"]
             if not enum
-            else [f"for {x}", f"with {x} as the {lab}", f"the {lab} being {x}"]
+            else [f"for {x}", f"with {x} as the {lab}", f"giving {x} as the {lab}"]
         )
     if re.search(r"nickname|name|title", name):
         return rng.choice([f'called "{x}"', f'named "{x}"'])
@@ -288,3 +293,56 @@ def filter_phrase(param: dict, slot: str) -> tuple[str, str]:
     if param.get("enum"):
         return x, ""
     return "", f"with {label(name)} {x}"
+
+
+#: (what a step may start with, what it may start with instead): a read, a search, a booking,
+#: a change said in other words. Only the lead verb changes; what follows stays as it is.
+_LEAD_SWAPS = [
+    (
+        r"(?:pull it up|check it for me|read me back the details|read the details back to me|go over it with me)$",
+        ["pull it up", "check it for me", "read me back the details", "read the details back to me"],
+    ),
+    (
+        r"(?:please )?(?:look up|pull up|check|review|go over the details of|bring up|have a look at|take a look at)"
+        r"(?= (?!in\b|out\b|it\b))",
+        ["look up", "pull up", "check", "review", "go over the details of", "bring up", "have a look at"],
+    ),
+    (r"(?:show me|list|let me see|find|search for|look for)(?= )", ["show me", "list", "let me see", "find"]),
+    (
+        r"(?:book|set up|arrange|schedule)(?= an? [a-z ]*(?:appointment|meeting|session|consultation)\b)",
+        ["book", "set up", "arrange", "schedule"],
+    ),
+    (r"(?:make|book)(?= an? [a-z ]*reservation\b)", ["make", "book"]),
+    (r"(?:purchase|buy)(?= an? )", ["purchase", "buy"]),
+    (r"(?:change|update|modify|amend|adjust)(?= (?:the|its) )", ["change", "update", "modify", "amend"]),
+    (r"(?:reschedule|move)(?= (?:it|my|the|that) [^{]*\bto \{)", ["reschedule", "move"]),
+    (r"(?:remove|delete)(?= )", ["remove", "delete"]),
+]
+#: phrases right before a value that mean the same ("to talk about {agenda}" / "to discuss {agenda}")
+_VALUE_SWAPS = [
+    ["to talk about", "to discuss"],
+    ["picking me up at", "with pick-up at"],
+    ["going to", "dropping me off at"],
+    ["checking in on", "arriving on", "with check-in on"],
+    ["at a fare of", "with the quoted fare of"],
+    ["with a copay of", "with the copay at"],
+    ["scheduled for", "booked for"],
+    ["with reference", "under reference", "with the reference"],
+    ["named", "called"],
+]
+
+
+def reword(step: str, rng) -> str:
+    """``step`` with its lead verb and the phrases before its values drawn anew (same meaning,
+    same placeholders)."""
+    for rx, choices in _LEAD_SWAPS:
+        m = re.match(rx, step)
+        if m:
+            step = rng.choice(choices) + step[m.end() :]
+            break
+    for group in _VALUE_SWAPS:
+        alt = "|".join(re.escape(p) for p in sorted(group, key=len, reverse=True))
+        step = re.sub(rf"\b(?:{alt})(?= \"?\{{)", lambda _m, g=group: rng.choice(g), step)
+    if step.endswith(" it") and rng.random() < 0.3:
+        step += " for me"
+    return step
