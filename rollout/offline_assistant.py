@@ -25,9 +25,13 @@ What it does, every turn re-derived from the messages (it keeps no memory of its
   March 2025 at 2:00 PM UTC", "my deposit account called "Bills Account""): among the
   records already shown, else after listing them.
 * **One tool call at a time**, each result reported in the next message.
+* **Check a write against the policy** before asking for the go-ahead
+  (:mod:`rollout.policy`: the record's status a precondition names - looked up first when
+  it was not shown yet -, a date that must lie in the future, a number's range or the
+  bound another record sets) and refuse a forbidden one itself, saying which rule applies.
 * **Ask** for what is missing; **confirm before any write** (the action and every value)
   and write only after a "yes"; **tell** lookup answers with the values from the results;
-  **decline** when a tool refuses, with the tool's reason.
+  **decline** when a tool refuses anyway, with the tool's reason.
 
 Mistakes (``mistake=`` one of :data:`MISTAKE_KINDS`) are injected on purpose, at most one
 per episode, and recorded in :attr:`OfflineAssistant.mistakes` (see ``rollout.loop``).
@@ -62,6 +66,7 @@ from .nlu import (
     value_in_text,
     words,
 )
+from .policy import after, parse_policy
 from .toolindex import Param, ToolInfo, index_tools, tool_schema_value_ok
 
 MISTAKE_KINDS = ("wrong_argument", "skipped_step", "extra_call", "premature_end", "unconfirmed_write")
@@ -234,6 +239,7 @@ class Conversation:
             req = [p for p in auth.params.values() if p.required] or list(auth.params.values())
             self.id_param = req[0] if req else None
         self.id_prefixes = {m.split("-")[0] for m in ID_EXAMPLE_RE.findall(self.policy) if "-" in m}
+        self.rules = parse_policy(self.policy)
         self.calls: list[_CallLog] = []
         self.records: dict[str, dict[str, _Record]] = {}
         self.last_ids: dict[str, tuple[int, str]] = {}
@@ -532,6 +538,9 @@ class Planner:
         call = Call(tool.name, res.args)
         if not tool.is_write:
             return Decision("call", call, tool=tool), cursor
+        verdict = self._check_policy(tool, call, cursor)
+        if verdict is not None:
+            return verdict, cursor
         if self._rejections(call) >= 2:
             text = "I'm sorry, I can't work out the change you want; please contact us again with the details."
             return Decision("ask", text=text, tool=tool), cursor
@@ -541,6 +550,98 @@ class Planner:
         if state == "no":
             return Decision("ask", text="I'm sorry about that. What would you like me to change?", tool=tool), cursor
         return Decision("propose", call, tool=tool), cursor
+
+    # -- the policy's write rules ------------------------------------------------------
+    def _record(self, id_field: str, value: Any) -> dict | None:
+        r = self.c.records.get(id_field, {}).get(value) if isinstance(value, str) else None
+        return r.record if r is not None else None
+
+    def _fetch(self, domain: str, id_field: str, value: Any) -> Decision | str | None:
+        """A get call for a record the rules need (None: no tool to get it; "failed": the
+        get was made and failed)."""
+        gets = [t for t in self.c.tools if t.kind == "get" and t.target == id_field]
+        gets.sort(key=lambda t: t.domain != domain)
+        if not gets or not isinstance(value, str):
+            return None
+        need = self._needs_auth(gets[0].domain)
+        if need is not None:
+            return need
+        for log in self.c.calls:
+            if log.name in {g.name for g in gets} and log.arguments.get(id_field) == value and log.ok is False:
+                return "failed"
+        return Decision("call", Call(gets[0].name, {id_field: value}), tool=gets[0])
+
+    def _check_policy(self, tool: ToolInfo, call: Call, cursor: int) -> Decision | None:
+        """A get the check needs first, or a refusal the policy requires, or None."""
+        rules = self.c.rules.get(tool.name) or self.c.rules.get(tool.base)
+        if rules is None:
+            return None
+        words_ = Wording(self.c)
+        ent = words_.entity_name(tool)
+        verb = tool.verb
+        args = call.arguments
+        target_rec = None
+        if tool.target:
+            rid = args.get(tool.target)
+            target_rec = self._record(tool.target, rid)
+            needs_target = any(f == tool.target for f, _, _ in rules.preconditions) or any(
+                f not in args for _, f, _ in rules.bounds
+            )
+            if target_rec is None and needs_target:
+                got = self._fetch(tool.domain, tool.target, rid)
+                if isinstance(got, Decision):
+                    return got
+                if got == "failed":
+                    return Decision("refuse", text=f"I'm sorry, I can't {verb} the {ent} {rid}: I could not find it.")
+            for id_field, fieldname, allowed in rules.preconditions:
+                if id_field != tool.target or target_rec is None or fieldname not in target_rec:
+                    continue
+                have = target_rec[fieldname]
+                if str(have) not in allowed:
+                    return Decision(
+                        "refuse",
+                        text=f"I'm sorry, I can't {verb} the {ent} {rid}: its {fieldname} is {render(have)}, and the "
+                        f"policy allows this only when the {fieldname} is {' or '.join(allowed)}.",
+                    )
+        for param, now in rules.future.items():
+            v = args.get(param)
+            if isinstance(v, str) and v and not after(v, now):
+                return Decision(
+                    "refuse",
+                    text=f"I'm sorry, I can't {verb} the {ent}: the {param.replace('_', ' ')} {v} is not after the "
+                    f"current time ({now}); the policy only allows a time in the future.",
+                )
+        for param, (lo, hi) in rules.ranges.items():
+            v = args.get(param)
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and not lo <= v <= hi:
+                return Decision(
+                    "refuse",
+                    text=f"I'm sorry, I can't {verb} the {ent}: the {param.replace('_', ' ')} {render(v)} is outside "
+                    f"the allowed range of {render(lo)} to {render(hi)}.",
+                )
+        for param, id_field, fieldname in rules.bounds:
+            v = args.get(param)
+            if not isinstance(v, (int, float)) or isinstance(v, bool):
+                continue
+            chosen = args.get(id_field) or (target_rec or {}).get(id_field)
+            rec = self._record(id_field, chosen)
+            if rec is None:
+                got = self._fetch(tool.domain, id_field, chosen)
+                if isinstance(got, Decision):
+                    return got
+                continue
+            limit = rec.get(fieldname)
+            if isinstance(limit, (int, float)) and v > limit:
+                return Decision(
+                    "refuse",
+                    text=f"I'm sorry, I can't {verb} the {ent}: the {param.replace('_', ' ')} {render(v)} exceeds the "
+                    f"{fieldname.replace('_', ' ')} ({render(limit)}) of {' '.join(name_words(id_field[:-3]))} {chosen}.",
+                )
+        for param in rules.not_empty:
+            v = args.get(param)
+            if isinstance(v, str) and not v.strip():
+                return Decision("refuse", text=f"I'm sorry, I can't {verb} the {ent}: the {param} must not be empty.")
+        return None
 
     def _rejections(self, call: Call) -> int:
         n = 0
@@ -686,7 +787,7 @@ class Planner:
             value = self._value(tool, p, part, body, addresses_all)
             if value is None and answers and p.required:
                 value = self._value(tool, p, answers, answers, find_addresses(answers))
-            if value is not None and tool_schema_value_ok(p, value):
+            if value is not None and tool_schema_value_ok(p, value, bounds=False):
                 out.args[p.name] = value
         for p in params:
             if p.required and p.name not in out.args and p not in out.missing:
@@ -714,7 +815,7 @@ class Planner:
         order = named + [p for p in news if p not in named]
         for p in order:
             value = self._typed(p, new_part)
-            if value is not None and tool_schema_value_ok(p, value):
+            if value is not None and tool_schema_value_ok(p, value, bounds=False):
                 out.args[p.name] = value
                 return
 
@@ -1112,7 +1213,7 @@ class OfflineAssistant:
             return self._message(messages, report, d.call)
         if d.kind == "propose":
             return self._message(messages, _join(report, words_.propose(d)))
-        if d.kind == "ask":
+        if d.kind in ("ask", "refuse"):
             return self._message(messages, _join(report, d.text))
         # done
         if last.get("role") == "user" and not report:

@@ -193,8 +193,8 @@ def index_tools(tools: list[dict]) -> list[ToolInfo]:
     return out
 
 
-def tool_schema_value_ok(p: Param, value: Any) -> bool:
-    """``value`` fits ``p``'s type, enum and bounds."""
+def tool_schema_value_ok(p: Param, value: Any, bounds: bool = True) -> bool:
+    """``value`` fits ``p``'s type, enum and (with ``bounds``) its minimum / maximum."""
     if p.enum is not None and value not in p.enum:
         return False
     if p.type == "integer":
@@ -205,7 +205,7 @@ def tool_schema_value_ok(p: Param, value: Any) -> bool:
             return False
     elif p.type == "string" and not isinstance(value, str):
         return False
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
+    if bounds and isinstance(value, (int, float)) and not isinstance(value, bool):
         lo, hi = p.schema.get("minimum"), p.schema.get("maximum")
         if (lo is not None and value < lo) or (hi is not None and value > hi):
             return False

@@ -74,6 +74,57 @@ def test_offline_episodes_solve_every_fixture_task_and_follow_the_policy(clinic,
             assert "only scheduled appointments can be cancelled" in ep.messages[-2]["content"]
 
 
+POLICY_SECTIONS = """
+<!-- TOOL: cancel_appointment -->
+### cancel_appointment
+
+**Preconditions:**
+- `Appointment.status` is `scheduled`. <!-- RULE: cancel_appointment.precondition -->
+
+<!-- TOOL_END: cancel_appointment -->
+
+<!-- TOOL: book_appointment -->
+### book_appointment
+
+**Input validation:**
+- `date` (date, required): a date written YYYY-MM-DD; it must lie after the current time (2025-06-02T09:00:00Z). <!-- RULE: book_appointment.date.future -->
+- `fee` (number, optional): between 0 and 5000. <!-- RULE: book_appointment.fee.range -->
+
+<!-- TOOL_END: book_appointment -->
+"""
+
+
+def test_a_write_the_policy_forbids_is_refused_without_trying_it(clinic, fast):
+    """With the policy's tool sections the assistant checks a write before asking for the
+    go-ahead: the record's status (looked up first when it was not shown yet), a date that
+    must lie in the future. It refuses and says why, and the server is never asked."""
+    _, rows = clinic
+    refusal = copy.deepcopy(rows[3])  # cancel APT-0002, which is completed
+    refusal["messages"][0]["content"] += POLICY_SECTIONS
+    ep = play_episode(refusal, 0, fast, RolloutSettings())
+    names = [c["function"]["name"] for m in ep.messages for c in m.get("tool_calls") or []]
+    assert "cancel_appointment" not in names and solved(refusal, ep)[0]
+    final = [m["content"] for m in ep.messages if m["role"] == "assistant" and m.get("content")][-1]
+    assert "can't cancel" in final and "status is completed" in final
+    # the status was unknown: the assistant looks the record up before refusing
+    direct = copy.deepcopy(refusal)
+    direct["scenario"]["instruction"] = "Hi, I'm Ada Moreau (patient ID PAT-001). Cancel my appointment APT-0002."
+    ep = play_episode(direct, 0, fast, RolloutSettings())
+    names = [c["function"]["name"] for m in ep.messages for c in m.get("tool_calls") or []]
+    assert names == ["authorize_patient", "get_appointment"] and "status is completed" in ep.messages[-2]["content"]
+    # a date in the past
+    past = copy.deepcopy(rows[1])
+    past["messages"][0]["content"] += POLICY_SECTIONS
+    past["scenario"]["instruction"] = past["scenario"]["instruction"].replace("July 1, 2025", "May 1, 2025")
+    ep = play_episode(past, 0, fast, RolloutSettings())
+    names = [c["function"]["name"] for m in ep.messages for c in m.get("tool_calls") or []]
+    assert "book_appointment" not in names and "not after the current time" in ep.messages[-2]["content"]
+    # allowed writes still go through
+    ok = copy.deepcopy(rows[0])
+    ok["messages"][0]["content"] += POLICY_SECTIONS
+    assert solved(ok, play_episode(ok, 0, fast, RolloutSettings()))[0]
+
+
 def test_the_assistant_never_reads_the_golden_data(clinic, fast):
     """Changing the golden calls, outputs and hashes of a row changes nothing it plays."""
     _, rows = clinic
@@ -380,6 +431,35 @@ def test_offline_simulators_solve_the_default_run_rows(outputs_dir):
     # the live hashes are what an independent, sandboxed replay of the episodes' calls gives
     replayed = replay_final_hashes(episodes, outputs_dir)
     assert all(replayed[e.episode_id] == e.final_state_hash for e in episodes)
+
+
+@pytest.mark.slow
+def test_the_evaluator_passes_the_offline_episodes_and_names_the_injected_mistakes(outputs_dir, tmp_path):
+    """evaluator/ (written independently) judges the offline episodes of the default run."""
+    evaluator = pytest.importorskip("evaluator")
+    rows = load_rows(outputs_dir)
+    clean = tmp_path / "clean.jsonl"
+    run_rollouts(rows, outputs_dir, clean, RolloutSettings(workers=2))
+    eps = read_episodes(clean)
+    verdicts = evaluator.evaluate_episodes(eps, rows, outputs_dir, outputs_dir=outputs_dir)
+    failed = [(v.query_id, v.category, v.detail) for v in verdicts if not v.passed]
+    assert len(failed) <= 0.05 * len(verdicts), failed[:10]
+    # every injected mistake that changes the outcome gets the matching category
+    noisy = tmp_path / "noisy.jsonl"
+    run_rollouts(rows, outputs_dir, noisy, RolloutSettings(mistake_rate=1.0, seed=5, workers=2))
+    eps = {e.episode_id: e for e in read_episodes(noisy)}
+    verdicts = evaluator.evaluate_episodes(list(eps.values()), rows, outputs_dir, outputs_dir=outputs_dir)
+    expect = {
+        "unconfirmed_write": {"unconfirmed_write"},
+        "wrong_argument": {"wrong_write_args"},
+        "skipped_step": {"missing_write", "premature_stop"},
+        "premature_end": {"missing_write", "wrong_answer", "premature_stop"},
+        "extra_call": {None, "extra_write"},
+    }
+    for v in verdicts:
+        mistakes = eps[v.episode_id].mistakes
+        if mistakes:
+            assert v.category in expect[mistakes[0].kind], (mistakes[0], v.category, v.detail)
 
 
 @pytest.mark.slow
