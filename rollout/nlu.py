@@ -35,7 +35,8 @@ _SENT_END = re.compile(r"(?<=[.?!])[\"”)]?\s+(?=[\"“(]?[A-Z])")
 
 #: lead words that carry no meaning of their own: connectors and politeness
 _LEAD = re.compile(
-    r"^(?:(?:first(?:ly)?|then|next|after that|afterwards|once that'?s done|when you have that|finally|"
+    r"^(?:(?:first of all|first(?:ly)?|then|next|after that|afterwards|once that'?s done|when you have that|"
+    r"after you'?ve done that|following that|once you have that|with that done|finally|and finally|to finish|"
     r"and lastly|lastly|to wrap up|to start|to begin(?: with)?|also|and|so|now|okay|ok|great|thanks|"
     r"thank you|sure|yes|alright|perfect|and then|in addition|additionally|after this)\b[,:]?\s*)+",
     re.I,
@@ -84,6 +85,26 @@ def split_sentences(text: str) -> list[str]:
     if tail:
         parts.append(tail)
     return [p for p in parts if p]
+
+
+#: where one sentence chains two requests ("pull it up and then cancel it")
+JOINERS = re.compile(
+    r",? and then |, then |,? and after that,? |; once that'?s done,? |; then |,? and once that'?s done,? |"
+    r"; after that,? ",
+    re.I,
+)
+
+
+def split_requests(sentence: str) -> list[str]:
+    """One sentence's requests, cut at joiners (quoted text is never cut)."""
+    parts, start = [], 0
+    for m in JOINERS.finditer(sentence):
+        if sentence[: m.start()].count('"') % 2 == 1:
+            continue
+        parts.append(sentence[start : m.start()])
+        start = m.end()
+    parts.append(sentence[start:])
+    return [p.strip() for p in parts if p.strip()]
 
 
 def strip_lead(text: str) -> str:

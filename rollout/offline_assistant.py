@@ -61,12 +61,13 @@ from .nlu import (
     name_words,
     render,
     singular,
+    split_requests,
     split_sentences,
     strip_lead,
     value_in_text,
     words,
 )
-from .policy import after, parse_policy
+from .policy import after, in_window, parse_policy
 from .toolindex import Param, ToolInfo, index_tools, tool_schema_value_ok
 
 MISTAKE_KINDS = ("wrong_argument", "skipped_step", "extra_call", "premature_end", "unconfirmed_write")
@@ -421,9 +422,9 @@ class Conversation:
 
 
 def request_clauses(text: str) -> list[str]:
-    """The sentences of a user message that ask for something (greetings and the
-    introduction - "Hi, I'm X, my ID is Y" - are left out by the caller's analysis)."""
-    return [s for s in split_sentences(text) if s.strip()]
+    """The requests of a user message: its sentences, cut at joiners ("pull it up and then
+    cancel it"); greetings and the introduction are left out by the caller's analysis."""
+    return [c for s in split_sentences(text) for c in split_requests(s)]
 
 
 # ----------------------------------------------------------------------------- planner
@@ -584,8 +585,10 @@ class Planner:
         if tool.target:
             rid = args.get(tool.target)
             target_rec = self._record(tool.target, rid)
-            needs_target = any(f == tool.target for f, _, _ in rules.preconditions) or any(
-                f not in args for _, f, _ in rules.bounds
+            needs_target = (
+                any(f == tool.target for f, _, _ in rules.preconditions)
+                or any(f not in args for _, f, _ in rules.bounds)
+                or any(w[0] == tool.target for w in rules.windows)
             )
             if target_rec is None and needs_target:
                 got = self._fetch(tool.domain, tool.target, rid)
@@ -603,6 +606,16 @@ class Planner:
                         text=f"I'm sorry, I can't {verb} the {ent} {rid}: its {fieldname} is {render(have)}, and the "
                         f"policy allows this only when the {fieldname} is {' or '.join(allowed)}.",
                     )
+        for id_field, column, hours, now, whole_day in rules.windows:
+            if id_field != tool.target or target_rec is None or not isinstance(target_rec.get(column), str):
+                continue
+            when = target_rec[column]
+            if not in_window(when, now, hours, whole_day):
+                return Decision(
+                    "refuse",
+                    text=f"I'm sorry, I can't {verb} the {ent} {args.get(tool.target)}: check-in opens {render(hours)} "
+                    f"hours before its {column.replace('_', ' ')} ({when}), and it is now {now}.",
+                )
         for param, now in rules.future.items():
             v = args.get(param)
             if isinstance(v, str) and v and not after(v, now):

@@ -37,6 +37,7 @@ from .nlu import (
     find_ids,
     find_numbers,
     find_quoted,
+    split_requests,
     split_sentences,
     strip_lead,
     value_in_text,
@@ -88,20 +89,16 @@ class OfflineUser:
         self.facts: list[dict] = list(scenario.get("known_facts") or [])
         self.year = default_year(policy)
         self.rng_seed = seed
-        sentences = split_sentences(scenario.get("instruction") or "")
-        # the introduction names the user and their ID
-        own = {f["value"] for f in self.facts if f["fact"].lower().startswith("your ") and ID_RE.fullmatch(f["value"])}
-        own.add(str((scenario.get("persona") or {}).get("name") or "\0"))
-        self.intro: list[str] = []
-        self.steps: list[str] = []
-        for s in sentences:
-            if not self.steps and (any(v and v in s for v in own) or not _looks_like_request(s)):
-                self.intro.append(s)
-            else:
-                self.steps.append(s)
+        self.intro, self.steps = plan(scenario.get("instruction") or "", self._own_ids(), persona_name=self._name())
         self.knowledge = " ".join(
             [scenario.get("instruction") or "", first_message] + [f"{f['fact']}: {f['value']}" for f in self.facts]
         )
+
+    def _own_ids(self) -> set[str]:
+        return {f["value"] for f in self.facts if f["fact"].lower().startswith("your ") and ID_RE.fullmatch(f["value"])}
+
+    def _name(self) -> str:
+        return str((self.scenario.get("persona") or {}).get("name") or "")
 
     # -- what has happened --------------------------------------------------------------
     def _said(self, messages: list[dict]) -> list[str]:
@@ -257,8 +254,45 @@ def _last_question(text: str) -> str:
     return qs[-1] if qs else ""
 
 
-def _looks_like_request(sentence: str) -> bool:
-    body = strip_lead(sentence).lower()
-    return bool(re.match(r"[a-z]", body)) and not re.match(
-        r"(?:hi|hello|hey|good (?:morning|afternoon|evening)|this is|it'?s|my name|i'?m [A-Z]|i am)\b", body
-    )
+#: the words a request starts with (after "please", "could you", "then", ...)
+_REQUEST_VERBS = {
+    "show", "list", "let", "see", "look", "search", "find", "check", "pull", "review", "go", "fetch", "get",
+    "view", "tell", "count", "cancel", "book", "make", "reserve", "change", "modify", "update", "amend",
+    "reschedule", "move", "rename", "drop", "enroll", "register", "withdraw", "refund", "purchase", "buy",
+    "submit", "request", "arrange", "open", "close", "freeze", "schedule", "add", "remove", "delete", "set",
+    "pick", "confirm", "give", "display", "browse", "double", "verify", "order", "apply", "sign", "lookup",
+}  # fmt: skip
+_ASIDE = re.compile(r"^(?:confirm once|let me know|thanks|thank you|many thanks)\b", re.I)
+
+
+def _is_request(clause: str) -> bool:
+    body = strip_lead(clause)
+    first = re.match(r"[A-Za-z]+", body)
+    return bool(first) and first.group(0).lower() in _REQUEST_VERBS and not _ASIDE.match(body)
+
+
+def plan(instruction: str, own_ids: set[str], persona_name: str = "") -> tuple[list[str], list[str]]:
+    """``(introduction, requests)`` of an instruction: what comes up to the sentence that
+    identifies the user (a goal or a reason said first, the greeting, the name and ID) and the
+    requests after it, one per clause - a sentence that chains two ("pull it up and then
+    cancel it") gives two; asides and closings ("Thanks so much!") are no requests."""
+    sentences = split_sentences(instruction)
+    at = next((i for i, s in enumerate(sentences) if any(v in s for v in own_ids)), None)
+    intro: list[str] = []
+    rest = sentences
+    if at is not None:
+        intro, rest = sentences[: at + 1], sentences[at + 1 :]
+        ident = sentences[at]
+        end = max(ident.find(v) + len(v) for v in own_ids if v in ident)
+        tail = re.sub(r"^[)\]]?\s*(?:[-,;:.]\s*|and\s+)*", "", ident[end:])
+        if _is_request(tail):  # "..., ID STU-1 - could you pull it up and then cancel it?"
+            intro[-1] = ident[:end] + "."
+            rest = [tail, *rest]
+    steps: list[str] = []
+    for s in rest:
+        for clause in split_requests(s):
+            if _is_request(clause):
+                steps.append(clause if clause[-1:] in ".?!" else clause + ".")
+            elif not steps:
+                intro.append(clause)
+    return intro, steps

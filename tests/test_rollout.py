@@ -125,6 +125,25 @@ def test_a_write_the_policy_forbids_is_refused_without_trying_it(clinic, fast):
     assert solved(ok, play_episode(ok, 0, fast, RolloutSettings()))[0]
 
 
+def test_policy_rules_are_read_from_the_tool_sections():
+    from rollout.policy import in_window, parse_policy
+
+    text = POLICY_SECTIONS + (
+        "<!-- TOOL: check_in_for_appointment -->\n- Check-in opens 24 hours before `Appointment.scheduled_at`: that "
+        "time must lie between the current time (2025-06-02T09:00:00Z) and 24 hours after it. "
+        "<!-- RULE: check_in_for_appointment.window -->\n<!-- TOOL_END: check_in_for_appointment -->\n"
+    )
+    rules = parse_policy(text)
+    assert rules["cancel_appointment"].preconditions == [("appointment_id", "status", ["scheduled"])]
+    assert rules["book_appointment"].future == {"date": "2025-06-02T09:00:00Z"}
+    assert rules["book_appointment"].ranges == {"fee": (0.0, 5000.0)}
+    (w,) = rules["check_in_for_appointment"].windows
+    assert w == ("appointment_id", "scheduled_at", 24.0, "2025-06-02T09:00:00Z", False)
+    assert in_window("2025-06-03T08:00:00Z", w[3], 24, False) and not in_window("2025-06-03T10:00:00Z", w[3], 24, False)
+    assert not in_window("2025-06-02T08:00:00Z", w[3], 24, False)
+    assert in_window("2025-06-03", w[3], 24, True) and not in_window("2025-06-04", w[3], 24, True)
+
+
 def test_the_assistant_never_reads_the_golden_data(clinic, fast):
     """Changing the golden calls, outputs and hashes of a row changes nothing it plays."""
     _, rows = clinic
@@ -310,6 +329,34 @@ def test_offline_user_confirms_only_what_it_asked_for(clinic):
     assert stop_reason(ask("I'm sorry, I can't do that: the appointment is completed."))[0] == "user_stop"
     assert stop_reason(ask("Done. Is there anything else I can help you with?"))[0] == "user_stop"  # all told
     assert stop_reason(ask("Let me transfer you to a human agent."))[0] == "transfer"
+
+
+FRAMINGS = [
+    "I need to cancel an appointment. Hi, this is Ada Moreau, my patient ID is PAT-001. Show me my scheduled "
+    "appointments. Then cancel my appointment on June 20, 2025. Thanks so much, I really appreciate it!",
+    "Something came up at work. Ada Moreau here - my patient ID is PAT-001. Please show me my scheduled "
+    "appointments, and then cancel my appointment on June 20, 2025.",
+    "Hey there, Ada Moreau here - my patient ID is PAT-001 - could you show me my scheduled appointments and then "
+    "cancel my appointment on June 20, 2025?",
+    "Hi, I'm Ada Moreau (patient ID PAT-001). Could you show me my scheduled appointments? After you've done that, "
+    "could you cancel my appointment on Friday, June 20, 2025?",
+    "Hi there, it's Ada Moreau calling; my patient ID is PAT-001. Hope your day is going well! First of all, show "
+    "me my scheduled appointments. With that done, cancel my appointment on 20 June 2025. Could you confirm once "
+    "it's all done?",
+]
+
+
+@pytest.mark.parametrize("instruction", FRAMINGS)
+def test_other_framings_of_the_same_task(clinic, fast, instruction):
+    """Goal or reason first, all requests in one sentence, questions, asides: the user
+    still tells one request at a time and the task is still solved."""
+    _, rows = clinic
+    row = copy.deepcopy(rows[0])
+    row["scenario"]["instruction"] = instruction
+    user = OfflineUser(row["scenario"], row["messages"][1]["content"])
+    assert len(user.steps) == 2, user.steps
+    ep = play_episode(row, 0, fast, RolloutSettings())
+    assert solved(row, ep) == (True, ""), ep.messages
 
 
 def test_stop_tokens():
