@@ -13,6 +13,11 @@ The state lives in the server process: one server process is one episode.
 exits: Python cannot stop the stuck thread, the episode's state is half-written, and the
 lock would block every later call (``python -m agentskiller.serve`` sets it; in-process
 servers in tests leave it off).
+
+Every result (success or tool error) carries the rest of the :class:`CallRecord` in its
+``_meta`` under :data:`META_KEY` - ``{"ok", "error_type", "state_hash_after",
+"changed_tables"}`` - so an MCP client (the rollout) knows the state hash after each call
+exactly like the fast path does. Models never see ``_meta``: the content is unchanged.
 """
 
 from __future__ import annotations
@@ -28,11 +33,15 @@ from typing import Any
 
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError as MCPToolError
+from mcp_types import CallToolResult, TextContent
 
 from .environment import Environment, Session, load_environment
 from .loader import BoundTool, _tool_params
 
-__all__ = ["build_server"]
+__all__ = ["build_server", "META_KEY"]
+
+#: the ``_meta`` key of every tool result: the call's record without the result itself
+META_KEY = "agentskiller/call_record"
 
 log = logging.getLogger("agentskiller.serve")
 
@@ -74,7 +83,7 @@ def _stop_soon(delay_s: float = 0.5) -> None:
 def _wrapper(bound: BoundTool, session: Session, lock: threading.Lock, call_timeout_s: float | None = None):
     params, hints = _tool_params(bound.fn)
 
-    def call(**kwargs: Any) -> str:
+    def call(**kwargs: Any) -> CallToolResult:
         # The SDK runs sync tools on worker threads; one episode's state needs one writer.
         with lock:
             try:
@@ -87,11 +96,21 @@ def _wrapper(bound: BoundTool, session: Session, lock: threading.Lock, call_time
                 print(f"agentskiller.serve: {msg}", file=sys.stderr, flush=True)
                 _stop_soon()
                 raise MCPToolError(msg) from None
+        meta = {
+            META_KEY: {
+                "ok": rec.ok,
+                "error_type": rec.error_type,
+                "state_hash_after": rec.state_hash_after,
+                "changed_tables": list(rec.changed_tables),
+            }
+        }
         if not rec.ok:
             log.info("tool %s failed (%s): %s", bound.name, rec.error_type, rec.error)
-            raise MCPToolError(rec.error or "tool error")
+            text = rec.error or "tool error"
+            return CallToolResult(content=[TextContent(type="text", text=text)], is_error=True, meta=meta)
         # JSON text for the model; checked JSON-able by Session.call already.
-        return json.dumps(rec.result, ensure_ascii=False)
+        text = json.dumps(rec.result, ensure_ascii=False)
+        return CallToolResult(content=[TextContent(type="text", text=text)], meta=meta)
 
     call.__name__ = bound.fn.__name__
     call.__qualname__ = bound.fn.__name__
