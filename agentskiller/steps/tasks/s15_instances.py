@@ -508,7 +508,9 @@ class Builder:
         if rule.kind == "precondition":
             rec = records.get(self._label(ref.table), {})
             parts = [
-                f"{c['column']} is {rec.get(c['column'])!r}, not one of {c['values']}" for c in rule.conditions or []
+                f"{c['column']} to be {' or '.join(repr(v) for v in c['values'])}, and it is {rec.get(c['column'])!r}"
+                for c in rule.conditions or []
+                if rec.get(c["column"]) not in c["values"]
             ]
             return f"{ref.tool.name} needs " + "; ".join(parts)
         k = self.first_write()

@@ -168,8 +168,10 @@ def first_person(reason: str) -> str:
 def _goal(ctx: dict) -> tuple[str, str]:
     """("goal", phrase) for the trajectory's main write, or ("lookup", topic) when it only reads."""
     traj = [t.split("__")[-1] for t in ctx["template"]["trajectory"]]
-    writes = [t for t in traj[1:] if words(t)[0] not in READ_VERBS]
-    main = writes[-1] if writes else traj[-1]
+    # a pair's second authorize call is no goal: the user wants what follows it
+    writes = [t for t in traj[1:] if words(t)[0] not in READ_VERBS and words(t)[0] != "authorize"]
+    reads = [t for t in traj if words(t)[0] != "authorize"] or traj
+    main = writes[-1] if writes else reads[-1]
     ws = words(main)
     if not writes:
         noun = " ".join(w for w in ws[1:] if w != "my") or "account"

@@ -42,12 +42,13 @@ GREETINGS = [
     "Good day",
 ]
 #: identification clauses: {name} the user's name, {entity} what they are to the service
-#: ("patient"), {id} their ID. Each ends with the last of its placeholders (or a bracket
+#: ("patient"), {id} their ID - always called an ID: a record may have a separate "number"
+#: (a student number) that the user would give instead. Each ends with the last of its placeholders (or a bracket
 #: after it): :func:`split_steps` cuts there.
 IDENTIFY = [
     "this is {name}, my {entity} ID is {id}",
     "I'm {name} ({entity} ID {id})",
-    "my name is {name} and my {entity} number is {id}",
+    "my name is {name} and my {entity} ID is {id}",
     "{name} here - my {entity} ID is {id}",
     "it's {name} calling; my {entity} ID is {id}",
     "you're speaking with {name}, {entity} ID {id}",
@@ -67,7 +68,7 @@ IDENTIFY = [
 IDENTIFY_NO_NAME = [
     "my {entity} ID is {id}",
     "I'm calling about my {entity} account, ID {id}",
-    "my {entity} number is {id}",
+    "I'm registered under {entity} ID {id}",
     "you can find me under {entity} ID {id}",
 ]
 IDENTIFY_SHORT = [
@@ -88,7 +89,7 @@ IDENTIFY_UNSURE = [
     "this is {name}, and I think my {entity} ID is {id}",
     "I'm {name}; my {entity} ID should be {id}",
     "my name is {name}, and I believe my {entity} ID is {id}",
-    "it's {name} - I think my {entity} number is {id}",
+    "it's {name} - I think my {entity} ID is {id}",
 ]
 FIRST = ["First, ", "To start, ", "", "First of all, ", "To begin with, ", "I'd like to start by asking you to "]
 NEXT = [
