@@ -255,3 +255,71 @@ def test_at_least_five_valid_queries_per_pair_and_rows_are_cross_domain(out):
                 assert touched == set(pair.split("+"))
             else:  # the golden path stops at the refused write or the failed authorization
                 assert touched <= set(pair.split("+")) and len(r["golden_calls"]) >= 1
+
+
+# ------------------------------------------------------------------ rollouts, evaluation, trajectories
+def test_every_row_is_played_and_judged(out):
+    rows = io.read_jsonl(out / "dataset/train.jsonl")
+    episodes = [e for p in sorted((out / "rollouts").glob("*.jsonl")) for e in io.read_jsonl(p)]
+    verdicts = io.read_jsonl(out / "evaluation/results.jsonl")
+    per_task = CONFIG["rollout"]["episodes_per_task"]
+    assert len(episodes) == len(verdicts) == per_task * len(rows)
+    assert {e["query_id"] for e in episodes} == {r["id"] for r in rows}
+    summary = io.read_json(out / "evaluation/summary.json")
+    assert summary["episodes"] == len(verdicts) and summary["infra_errors"] == 0
+    stats = io.read_json(out / "dataset/stats.json")
+    assert stats["rollouts"]["passed"] == summary["passed"]
+    assert "## Rollouts and evaluation" in (out / "dataset/card.md").read_text()
+
+
+def test_trajectories_are_the_passing_episodes_and_load_with_datasets(out):
+    verdicts = io.read_jsonl(out / "evaluation/results.jsonl")
+    rows = io.read_jsonl(out / "dataset/trajectories.jsonl")
+    assert {r["id"] for r in rows} == {v["episode_id"] for v in verdicts if v["passed"]}
+    for r in rows:
+        assert r["messages"][0]["role"] == "system" and r["messages"][1]["role"] == "user"
+        assert all(m["train"] == (m["role"] == "assistant") for m in r["messages"])
+        assert r["messages"][-1]["role"] in ("assistant", "user")
+        calls = [c for m in r["messages"] for c in m["tool_calls"]]
+        answered = {m["tool_call_id"] for m in r["messages"] if m["role"] == "tool"}
+        assert {c["id"] for c in calls} == answered  # every call has its result
+    datasets = pytest.importorskip("datasets")
+    ds = datasets.load_dataset(
+        "json", data_files=str(out / "dataset/trajectories.jsonl"), split="train", cache_dir=str(out / ".hf_cache")
+    )
+    assert ds.num_rows == len(rows)
+
+
+#: a Qwen2.5-style tool-calling chat template (tools in the system turn, <tool_call> tags)
+CHAT_TEMPLATE = (
+    "{%- if tools %}<|im_start|>system\n{{ messages[0]['content'] }}\n# Tools\n<tools>"
+    "{% for t in tools %}{{ t | tojson }}\n{% endfor %}</tools><|im_end|>\n{%- endif %}"
+    "{%- for m in messages %}"
+    "{%- if m.role == 'system' %}{%- if not tools %}<|im_start|>system\n{{ m.content }}<|im_end|>\n{%- endif %}"
+    "{%- elif m.role == 'assistant' %}<|im_start|>assistant\n{{ m.content or '' }}"
+    '{%- for c in m.tool_calls %}<tool_call>{"name": "{{ c.function.name }}", "arguments": '
+    "{{ c.function.arguments }}}</tool_call>{%- endfor %}<|im_end|>\n"
+    "{%- elif m.role == 'tool' %}<|im_start|>user\n<tool_response>{{ m.content }}</tool_response><|im_end|>\n"
+    "{%- else %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{%- endif %}{%- endfor %}"
+)
+
+
+def test_trajectories_render_with_a_tool_calling_chat_template(out):
+    transformers = pytest.importorskip("transformers")
+    tokenizers = pytest.importorskip("tokenizers")
+    from tokenizers.models import WordLevel
+
+    tok = transformers.PreTrainedTokenizerFast(
+        tokenizer_object=tokenizers.Tokenizer(WordLevel({"[UNK]": 0}, unk_token="[UNK]")), unk_token="[UNK]"
+    )
+    tok.chat_template = CHAT_TEMPLATE
+    rows = io.read_jsonl(out / "dataset/trajectories.jsonl")
+    assert rows
+    for r in rows:
+        tools = json.loads(r["tools"])
+        text = tok.apply_chat_template(r["messages"], tools=tools, tokenize=False)
+        calls = [c for m in r["messages"] for c in m["tool_calls"]]
+        assert text.count("<tool_call>") == len(calls) and text.count("<tool_response>") == len(calls)
+        for c in calls:  # the arguments render as JSON inside the call
+            json.loads(json.dumps(json.loads(c["function"]["arguments"])))
+            assert f'"name": "{c["function"]["name"]}"' in text
