@@ -4,7 +4,10 @@
 
 rule rollout:
     input:
-        train=out("dataset/train.jsonl"),
+        queries=out("queries/{env}.jsonl"),
+        tasks=out("tasks/{env}.json"),
+        policy=env_file("policies/{domain}.md"),
+        tool_list=env_file("tool_lists/{domain}.json"),
         server_report=env_file("servers/{domain}/report.json"),
     output:
         rollouts=out("rollouts/{env}.jsonl"),

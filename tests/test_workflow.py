@@ -63,7 +63,16 @@ def test_deleting_one_blueprint_reruns_only_that_domain_from_cache(default_run, 
     assert res.returncode == 0, res.output[-5000:]
     jobs = res.jobs()
     assert jobs, res.output[-3000:]
-    aggregates = {"blueprint_index", "combinations", "dataset", "report_plots", "all"}
+    aggregates = {
+        "blueprint_index",
+        "combinations",
+        "dataset",
+        "evaluate",
+        "trajectories",
+        "dataset_card",
+        "report_plots",
+        "all",
+    }
     for rule, wc in jobs:
         if rule in aggregates:
             continue

@@ -215,6 +215,27 @@ def card_text(meta: dict, stats: dict) -> str:
     return "\n".join(lines)
 
 
+def env_rows(queries_path: Any, tasks_path: Any, policy_paths: Any, tool_list_paths: Any) -> list[dict]:
+    """The dataset rows of one env, exactly as :func:`run` builds them, from that env's own
+    artifacts (the rollout rule plays them without waiting for every env); none for a
+    quarantined env."""
+    policies = {_env_of(p): artifacts.read_text(p) for p in as_paths(policy_paths) if p.is_file()}
+    tool_lists = {_env_of(p): _tools_of(artifacts.read(p)) for p in as_paths(tool_list_paths) if p.is_file()}
+    queries = artifacts.read_lines(queries_path)
+    doc = artifacts.read(tasks_path)
+    if doc.get("status") == "failed" or any(q.get("status") == "failed" for q in queries):
+        return []
+    env = Path(queries_path).stem
+    tasks = {t["task_id"]: t for t in doc.get("tasks", [])}
+    rows = [
+        build_row(
+            q, tasks[q["task_id"]], _policy_for(env, q["domains"], policies), _tools_for(env, q["domains"], tool_lists)
+        )
+        for q in queries
+    ]
+    return sorted(rows, key=lambda r: (r["env"], r["id"]))
+
+
 def run(ctx: StepContext) -> None:
     policies = {_env_of(p): artifacts.read_text(p) for p in as_paths(ctx.inputs.get("policies")) if p.is_file()}
     tool_lists = {
