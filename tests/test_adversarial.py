@@ -516,6 +516,9 @@ def test_workflow_completes_with_one_hostile_domain_quarantined(tmp_path):
                 "sandbox.cpu_s": 10,
                 "sandbox.max_processes": 32,
                 "sandbox.max_output_mb": 2,
+                # the fake answers the generation steps; the rollouts use the offline simulators
+                "rollout.user": "offline",
+                "rollout.assistant": "offline",
             },
         )
         env = {WF_KEY_ENV: "sk-test-adversarial-not-a-secret"}
