@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -357,6 +358,109 @@ def test_other_framings_of_the_same_task(clinic, fast, instruction):
     assert len(user.steps) == 2, user.steps
     ep = play_episode(row, 0, fast, RolloutSettings())
     assert solved(row, ep) == (True, ""), ep.messages
+
+
+#: the s17 writer's newer phrasings (agentskiller/llm/offline/writers: framing, manner, wording,
+#: s17_queries): phrasal lead verbs, a reason after the ID, an anxious aside, a sentence that
+#: says which record is meant, a value question after the read; (row, instruction, steps)
+PHRASINGS = [
+    (
+        0,
+        "Hiya, I'm Ada Moreau; you'll find me under patient ID PAT-001. I want to make sure this is done "
+        "correctly. Let me see my scheduled appointments. To finish, remove my appointment. The appointment I "
+        "mean is the one on Friday, June 20, 2025. Please let me know that it went through.",
+        2,
+    ),
+    (
+        0,
+        "Ada Moreau here - my patient ID is PAT-001. Okay, so I have made other arrangements and want to cancel "
+        "my appointment. Pull up my scheduled appointments. Then cancel my appointment with the date June 20, 2025.",
+        2,
+    ),
+    (
+        1,
+        "Hello there, my name is Ada Moreau and my patient ID is PAT-001. Please have a look at dentist DEN-01. "
+        "Once you have that, set up an appointment with that dentist for July 1, 2025.",
+        2,
+    ),
+    (
+        1,
+        "Hi, I'm Ada Moreau (patient ID PAT-001), and I'd like you to bring up dentist DEN-01; once that's done, "
+        "arrange an appointment with that dentist on 1 July 2025. Bear with me, I always mix these things up.",
+        2,
+    ),
+    (
+        2,
+        "Hi, I'm Ada Moreau (patient ID PAT-001). Could you take a look at my appointment APT-0002? "
+        "What I need to find out is the fee.",
+        2,
+    ),  # fmt: skip
+    (
+        2,
+        "Hey, it's Ada Moreau, patient ID PAT-001. Read me back the details of my appointment APT-0002. "
+        "I'd like to know the fee and the status.",
+        2,
+    ),  # fmt: skip
+]
+
+
+@pytest.mark.parametrize(("row_i", "instruction", "n_steps"), PHRASINGS)
+def test_newer_phrasings_of_the_writer(clinic, fast, row_i, instruction, n_steps):
+    _, rows = clinic
+    row = copy.deepcopy(rows[row_i])
+    row["scenario"]["instruction"] = instruction
+    user = OfflineUser(row["scenario"], row["messages"][1]["content"])
+    assert len(user.steps) == n_steps, user.steps
+    ep = play_episode(row, 0, fast, RolloutSettings())
+    assert solved(row, ep) == (True, ""), ep.messages
+    assert ep.stop_reason == "user_stop" and ep.turns < 12, ep.messages
+    if row["task_kind"] == "lookup":  # the value asked for is told in words, after the read
+        last = [m["content"] for m in ep.messages if m["role"] == "assistant" and m.get("content")][-1]
+        assert re.search(r"\bThe fee is 300(?:\.0)?\b", last), last
+
+
+def test_the_user_tells_which_record_it_means_when_asked():
+    user = OfflineUser(
+        {
+            "instruction": "Hi, I'm Ada Moreau (patient ID PAT-001). Pull up my appointment about a cleaning. Then "
+            "cancel it. The appointment I mean is the one on June 20, 2025.",
+            "known_facts": [{"fact": "your patient ID", "value": "PAT-001"}],
+        },
+        "Hi, I need to cancel an appointment.",
+    )
+    assert user.notes == ["The appointment I mean is the one on June 20, 2025."]
+    said = [{"role": "user", "content": user.steps[0]}]
+    for ask in (
+        "I found more than one that fits (APT-0001, APT-0004). Which one do you mean?",
+        "I couldn't find a appointment matching that. Could you please tell me its appointment ID?",
+    ):
+        assert user.reply([*said, {"role": "assistant", "content": ask}]) == user.notes[0]
+    # a question about another record is not answered with an unrelated ID
+    reply = user.reply([*said, {"role": "assistant", "content": "Could you please tell me the dentist ID?"}])
+    assert "PAT-001" not in reply
+
+
+def test_numbers_go_to_the_parameter_their_noun_names():
+    from rollout.offline_assistant import Conversation, Planner
+
+    def prop(desc: str, **kw) -> dict:
+        return {"type": "integer", "description": desc, **kw}
+
+    tools = [
+        {"type": "function", "function": {"name": "make_reservation", "description": "Book a stay. The new hotel "
+         "reservation starts as reserved.", "parameters": {"type": "object", "required": ["guests", "nights"],
+         "properties": {"guests": prop("Number of guests"), "nights": prop("Number of nights")}}}},
+        {"type": "function", "function": {"name": "submit_fill", "description": "Submit a fill. The new "
+         "prescription fill starts as submitted.", "parameters": {"type": "object", "required":
+         ["quantity", "refills_remaining"], "properties": {"quantity": prop("Number of units dispensed"),
+         "refills_remaining": prop("Refills left on the prescription")}}}},
+    ]  # fmt: skip
+    planner = Planner(Conversation([{"role": "system", "content": ""}], tools))
+    by = {t.name: t for t in planner.c.tools}
+    got = planner.resolve(by["make_reservation"], "book a reservation for 20 nights for a party of 1", "", 0)
+    assert got.args == {"guests": 1, "nights": 20} and not got.missing
+    got = planner.resolve(by["submit_fill"], "submit a fill for 37 units with 6 refills", "", 0)
+    assert got.args == {"quantity": 37, "refills_remaining": 6}
 
 
 def test_stop_tokens():
