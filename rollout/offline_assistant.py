@@ -486,6 +486,7 @@ class Planner:
         #: what the request's message adds about its records and values ("The appointment I
         #: mean is the one on June 6.", "Please make sure the visit reason is cleaning.")
         self.notes = ""
+        self.value_notes = ""
 
     # the request the assistant is serving: the last user message that asks for something
     def _request(self) -> tuple[int | None, list[tuple[str, ToolInfo]]]:
@@ -510,6 +511,7 @@ class Planner:
             if not clauses:
                 continue
             self.notes = " ".join(notes)
+            self.value_notes = " ".join(n for n in notes if is_note(n) == "value")
             # The opening line is often a vague wish ("I need to cancel my appointment"):
             # act on it only when it names something concrete.
             if i == first_user and not self._has_values(text):
@@ -891,6 +893,12 @@ class Planner:
         addresses_all = find_addresses(body, exclude)
         if has_new:
             self._update_values(tool, target_part, new_part, out)
+            if self.value_notes and not any(p.new_value and p.name in out.args for p in params):
+                # "Also, please set the channel to video.": the value after "to" / "is" / "should be"
+                for note in split_sentences(self.value_notes):
+                    m = re.search(r"\b(?:to|is|are|should be)\s+(.+)$", note)
+                    if m:
+                        self._update_values(tool, note[: m.start()], m.group(1).rstrip(".?! "), out)
         for p in params:
             if p.is_id or p.name in out.args or (has_new and p.new_value):
                 continue
@@ -898,6 +906,8 @@ class Planner:
             value = self._value(tool, p, part, body, addresses_all)
             if value is None and answers and p.required:
                 value = self._value(tool, p, answers, answers, find_addresses(answers))
+            if value is None and self.value_notes:  # "Please make sure the visit reason is cleaning."
+                value = self._value(tool, p, self.value_notes, self.value_notes, find_addresses(self.value_notes))
             if value is not None and tool_schema_value_ok(p, value, bounds=False):
                 out.args[p.name] = value
         for p in params:

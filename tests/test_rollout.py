@@ -440,6 +440,22 @@ def test_the_user_tells_which_record_it_means_when_asked():
     assert "PAT-001" not in reply
 
 
+def test_a_value_added_after_the_request_goes_into_its_call(clinic, fast):
+    """s17's extra sentence ("Please make sure the fee is $95.50.") names a value the request
+    left out; the user says it with that request and the assistant puts it in the call."""
+    _, rows = clinic
+    row = copy.deepcopy(rows[1])
+    row["scenario"]["instruction"] = (
+        "Hello, this is Ada Moreau, my patient ID is PAT-001. Please look up dentist DEN-01. After that, book an "
+        "appointment with that dentist on July 1, 2025. Please make sure the fee is $95.50."
+    )
+    user = OfflineUser(row["scenario"], row["messages"][1]["content"])
+    assert len(user.steps) == 2 and user.steps[1].endswith("Please make sure the fee is $95.50."), user.steps
+    ep = play_episode(row, 0, fast, RolloutSettings())
+    booked = [json.loads(c["function"]["arguments"]) for m in ep.messages for c in m.get("tool_calls") or []]
+    assert {"dentist_id": "DEN-01", "date": "2025-07-01", "fee": 95.5} in booked, ep.messages
+
+
 def test_numbers_go_to_the_parameter_their_noun_names():
     from rollout.offline_assistant import Conversation, Planner
 
