@@ -1194,6 +1194,20 @@ class Wording:
             if log.ok:
                 return "Thank you, you're verified."
             return ""
+        pos = next((k for k in range(len(c.calls) - 1, -1, -1) if c.calls[k] is log), None)
+        prev = c.calls[pos - 1] if pos else None
+        if (
+            not log.ok
+            and tool.is_write
+            and prev is not None
+            and prev.ok
+            and (prev.name, prev.arguments)
+            == (
+                log.name,
+                log.arguments,
+            )
+        ):  # the same write sent twice: the first went through, the repeat changed nothing
+            return f"(The repeated request was not applied again: {log.error}.) The change above stands."
         if not log.ok:
             if tool.is_write:
                 return f"I'm sorry, I can't do that: {log.error}."
@@ -1347,6 +1361,9 @@ class OfflineAssistant:
             return self._message(messages, report, d.call)
         if d.kind == "propose":
             return self._message(messages, _join(report, words_.propose(d)))
+        if d.kind == "ask" and _asked_before(messages, d.text) >= 2:
+            # the user cannot tell: asking a third time would only go round in circles
+            d = Decision("refuse", text="I'm sorry, I can't go on with this request without that information.")
         if d.kind in ("ask", "refuse", "say"):
             return self._message(messages, _join(report, d.text))
         # done
@@ -1370,6 +1387,13 @@ def _just_verified(conv: Conversation) -> bool:
     """Authorized, and nothing but authorization has happened."""
     return bool(conv.authorized) and all(
         conv.by_name.get(c.name) is not None and conv.by_name[c.name].kind == "auth" for c in conv.calls
+    )
+
+
+def _asked_before(messages: list[dict], question: str) -> int:
+    """How many of the assistant's messages ended with ``question`` already."""
+    return sum(
+        1 for m in messages if m.get("role") == "assistant" and (m.get("content") or "").rstrip().endswith(question)
     )
 
 

@@ -201,7 +201,7 @@ class OfflineUser:
                 best, best_s = f, s
         if best is not None and best_s >= 0.6:
             label = best["fact"]
-            label = label[5:] if label.lower().startswith("your ") else label
+            label = label[5:] if label.lower().startswith("your ") else re.sub(r"^the ", "", label, flags=re.I)
             return (
                 f"Sure, my {label} is {best['value']}."
                 if best["fact"].lower().startswith("your ")
