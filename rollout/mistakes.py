@@ -39,9 +39,11 @@ __all__ = ["EXPECTED", "Effect", "expected_categories", "agrees", "effects", "go
 #: mistake kind -> task kind ("*": any) -> the verdict categories its observable effect must get
 EXPECTED: dict[str, dict[str, frozenset[str]]] = {
     # a write with one argument changed: accepted or refused, the golden write is not matched
-    "wrong_argument": {"*": frozenset({"wrong_write_args"})},
+    # (in a refusal task any write attempt is the failure)
+    "wrong_argument": {"refusal": frozenset({"extra_write"}), "*": frozenset({"wrong_write_args"})},
     # "done" said of a write never made
-    "skipped_step": {"*": frozenset({"missing_write"})},
+    # (in a refusal task the "done" stands where the refusal should be)
+    "skipped_step": {"refusal": frozenset({"wrong_answer"}), "*": frozenset({"missing_write"})},
     # the conversation ended before the next call: a write or an answer is missing
     "premature_end": {
         "action": frozenset({"missing_write"}),

@@ -255,3 +255,18 @@ def test_at_least_five_valid_queries_per_pair_and_rows_are_cross_domain(out):
                 assert touched == set(pair.split("+"))
             else:  # the golden path stops at the refused write or the failed authorization
                 assert touched <= set(pair.split("+")) and len(r["golden_calls"]) >= 1
+
+
+# ------------------------------------------------------------------ rollouts and their evaluation
+def test_offline_rollouts_of_the_workflow_pass_at_mistake_rate_zero(out):
+    """The workflow's own rollouts (rule rollout, offline simulators, the config's
+    rollout.mistake_rate 0) and their evaluation (rule evaluate): at least 95% of the episodes
+    pass, every row played, no infrastructure error."""
+    assert CONFIG["rollout"]["mistake_rate"] == 0
+    summary = io.read_json(out / "evaluation/summary.json")
+    rows = io.read_jsonl(out / "dataset/train.jsonl")
+    assert summary["episodes"] == len(rows) * CONFIG["rollout"]["episodes_per_task"]
+    assert summary["infra_errors"] == 0, summary["categories"]
+    assert summary["passed"] >= 0.95 * summary["episodes"], (summary["pass_rate"], summary["categories"])
+    episodes = [json.loads(line) for p in sorted((out / "rollouts").glob("*.jsonl")) for line in p.open()]
+    assert len(episodes) == summary["episodes"] and not any(e["mistakes"] for e in episodes)

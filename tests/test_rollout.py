@@ -611,22 +611,18 @@ def test_the_evaluator_passes_the_offline_episodes_and_names_the_injected_mistak
     verdicts = evaluator.evaluate_episodes(eps, rows, outputs_dir, outputs_dir=outputs_dir)
     failed = [(v.query_id, v.category, v.detail) for v in verdicts if not v.passed]
     assert len(failed) <= 0.05 * len(verdicts), failed[:10]
-    # every injected mistake that changes the outcome gets the matching category
-    noisy = tmp_path / "noisy.jsonl"
-    run_rollouts(rows, outputs_dir, noisy, RolloutSettings(mistake_rate=1.0, seed=5, workers=2))
-    eps = {e.episode_id: e for e in read_episodes(noisy)}
-    verdicts = evaluator.evaluate_episodes(list(eps.values()), rows, outputs_dir, outputs_dir=outputs_dir)
-    expect = {
-        "unconfirmed_write": {"unconfirmed_write"},
-        "wrong_argument": {"wrong_write_args"},
-        "skipped_step": {"missing_write", "premature_stop"},
-        "premature_end": {"missing_write", "wrong_answer", "premature_stop"},
-        "extra_call": {None, "extra_write"},
-    }
-    for v in verdicts:
-        mistakes = eps[v.episode_id].mistakes
-        if mistakes:
-            assert v.category in expect[mistakes[0].kind], (mistakes[0], v.category, v.detail)
+    # the verdicts say what the injected mistakes imply (rollout.mistakes: the ground truth;
+    # a mistake without observable effect, found by replay, must pass)
+    from rollout.mistakes import agreement
+
+    for rate, seed in ((0.3, 7), (1.0, 5)):
+        noisy = tmp_path / f"noisy-{rate}-{seed}.jsonl"
+        run_rollouts(rows, outputs_dir, noisy, RolloutSettings(mistake_rate=rate, seed=seed, workers=2))
+        eps = read_episodes(noisy)
+        verdicts = evaluator.evaluate_episodes(eps, rows, outputs_dir, outputs_dir=outputs_dir)
+        report = agreement(eps, verdicts, rows, outputs_dir)
+        assert report["with_mistakes"] > 0 and report["observable"] > 0
+        assert report["agreement"] >= 0.99, report["disagreements"][:10]
 
 
 @pytest.mark.slow
