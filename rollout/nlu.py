@@ -245,6 +245,74 @@ def enum_mentions(text: str, values: list[Any]) -> list[Mention]:
     return sorted(found, key=lambda x: x.start)
 
 
+#: verbs that ask for the same kind of change, for both simulators: a request worded with one
+#: is served by a tool named with another ("set up a meeting" -> ``book_advising_meeting``)
+CREATE_VERBS = {
+    "book", "make", "create", "submit", "request", "open", "purchase", "enroll", "reserve", "arrange", "schedule",
+    "order", "buy", "register", "apply", "place", "add", "sign", "set up", "start", "file", "subscribe",
+}  # fmt: skip
+UPDATE_VERBS = {
+    "change", "modify", "amend", "update", "reschedule", "rename", "edit", "move", "adjust", "alter", "set",
+}  # fmt: skip
+REMOVE_VERBS = {"cancel", "delete", "remove", "drop", "withdraw", "close", "terminate", "unenroll", "leave"}
+VERB_GROUPS = (CREATE_VERBS, UPDATE_VERBS, REMOVE_VERBS)
+
+
+def verb_synonyms(verb: str) -> set[str]:
+    """``verb`` and the verbs of its group(s) (create, update, remove)."""
+    out = {verb}
+    for group in VERB_GROUPS:
+        if verb in group:
+            out |= group
+    return out
+
+
+#: phrasal verbs whose particle carries the meaning ("set up" creates, "bring up" shows)
+PHRASAL_RE = re.compile(
+    r"^(set up|bring up|pull (?:it |them )?up|add up|check (?:me )?in|pick (?:it )?up|look up|look (?:at|for|over)|"
+    r"(?:have|take) a (?:quick )?look(?: at)?|read (?:me )?(?:back|the details)|go (?:over|through)|make sure)\b",
+    re.I,
+)
+
+
+def lead_verb(body: str) -> str:
+    """The request verb a clause starts with: a phrasal one ("set up", "have a look at",
+    "make sure") as written, else the first word; lower case."""
+    m = PHRASAL_RE.match(body.strip())
+    if m:
+        return re.sub(r"\s+", " ", m.group(1).lower())
+    w = re.match(r"[A-Za-z]+", body.strip())
+    return w.group(0).lower() if w else ""
+
+
+#: a sentence that says which record the user means ("The appointment I mean is the one on
+#: June 6.", "It's the meeting whose agenda is career.") - no request of its own
+IDENTIFY_NOTE_RE = re.compile(
+    r"^(?:the [a-z][a-z -]* i mean\b|it'?s the [a-z][a-z -]*? (?:on|whose|with|that|for|from|at|named|called)\b|"
+    r"i mean the [a-z][a-z -]*? (?:on|whose|with|that|for|from|at|named|called)\b)",
+    re.I,
+)
+#: a sentence that adds a value to the request before it ("Please make sure the visit reason
+#: is cleaning.", "And the channel should be video.", "Could you also set the term to fall?")
+VALUE_NOTE_RE = re.compile(
+    r"^(?:(?:and |also,? )?(?:please )?make sure (?:that )?the [a-z][a-z -]* (?:is|are)\b|"
+    r"(?:and |also,? )?the [a-z][a-z -]* should be\b|(?:could you |please )?also,? (?:please )?set the\b|"
+    r"(?:also,? )?please set the (?![^.?!]*\b(?:my|your|its)\b)[a-z][a-z -]* to\b)",
+    re.I,
+)
+
+
+def is_note(clause: str) -> str:
+    """``"identify"`` / ``"value"`` when ``clause`` is such a sentence, else ``""``."""
+    body = clause.strip()
+    body = re.sub(r"^(?:oh,? |and |also,? |just so you know,? )+", "", body, flags=re.I) if body else body
+    if IDENTIFY_NOTE_RE.match(body):
+        return "identify"
+    if VALUE_NOTE_RE.match(body):
+        return "value"
+    return ""
+
+
 def stop_reason(text: str) -> tuple[str | None, str]:
     """The stop token in a user message (its stop reason) and the text without tokens."""
     reason = None

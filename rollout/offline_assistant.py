@@ -57,7 +57,9 @@ from .nlu import (
     find_ids,
     find_numbers,
     find_quoted,
+    is_note,
     iso_datetime,
+    lead_verb,
     name_words,
     render,
     singular,
@@ -76,13 +78,21 @@ NAME = "offline-assistant-v1"
 # ----------------------------------------------------------------------------- lexicon
 _READ_VERBS: list[tuple[str, re.Pattern]] = [
     ("count", re.compile(r"^(?:tell me |let me know |say )?how many\b|^count\b|^(?:tell me )?the number of\b", re.I)),
-    ("total", re.compile(r"^(?:tell me )?how much\b|^(?:tell me |give me )?(?:the )?(?:total|sum)\b", re.I)),
+    (
+        "total",
+        re.compile(
+            r"^(?:tell me |let me know )?how much\b|^(?:tell me |give me |let me know |what(?:'s| is) )?(?:the |my )?"
+            r"(?:total|sum)\b|^add up\b",
+            re.I,
+        ),
+    ),
     (
         "get",
         re.compile(
-            r"^(?:check(?!(?: me)? in\b)|look up|lookup|look at|pull up|review|go over|go through|fetch|get|view|"
-            r"open up|double[- ]check|verify|give me the details|show me the details|tell me about|"
-            r"see the details|show me details)\b",
+            r"^(?:check(?!(?: me)? in\b)|look up|lookup|look at|pull (?:it |them )?up|review|go over|go through|fetch|"
+            r"get|view|open up|double[- ]check|verify|give me the details|show me the details|tell me about|"
+            r"see the details|show me details|bring up|(?:have|take) a (?:quick )?look(?: at)?|"
+            r"read (?:me )?(?:back|the details))\b",
             re.I,
         ),
     ),
@@ -103,6 +113,7 @@ _CREATE_VERBS = {
 _SYNONYMS: dict[str, set[str]] = {
     **{v: _UPDATE_VERBS - {v} for v in _UPDATE_VERBS},
     **{v: _CREATE_VERBS - {v} for v in _CREATE_VERBS},
+    "set up": set(_CREATE_VERBS),
     "pick": {"confirm pickup"},
     "collect": {"confirm pickup"},
     "confirm": {"confirm pickup"},
@@ -138,6 +149,8 @@ _PAST = {
     "amend": "amended",
     "confirm pickup": "confirmed the pickup of",
 }
+#: phrasal verbs whose first word is a write verb but which ask for no change
+_NO_WRITE_PHRASES = {"add up", "make sure", "bring up", "look up", "pull up", "pull it up", "pull them up", "go over"}
 _YES = re.compile(
     r"^\W*(?:yes|yeah|yep|sure|correct|confirm(?:ed)?|go ahead|please do|that'?s right|ok(?:ay)?|right)\b", re.I
 )
@@ -147,7 +160,23 @@ _ANAPHORA = re.compile(
     r"(?:the )?[a-z]+(?: [a-z]+)? (?:you just|i just|we just) (?:made|created|booked|opened|submitted|requested))\b",
     re.I,
 )
+#: a request for a value ("tell me the date of birth", "let me know the agenda", "what I need
+#: to find out is the fare"; "I'd like to" is stripped before)
+_ASK_VALUE = re.compile(
+    r"^(?:tell me|let me know|know|find out|what i need to (?:find out|know) is|what(?:'s| is| are))\s+"
+    r"((?:the|my|its)\b.+)$",
+    re.I,
+)
 _PROPOSAL_RE = re.compile(r"`([A-Za-z0-9_]+)` (\{.*?\})\)?\.? Shall I go ahead", re.S)
+#: what people count a parameter's units in ("a party of 4" are 4 guests)
+_COUNT_NOUNS = {
+    "guest": {"party", "people", "person", "adult", "traveler", "traveller"},
+    "passenger": {"party", "people", "person", "rider"},
+    "seat": {"party", "people", "person"},
+    "quantity": {"unit", "pill", "tablet", "capsule", "dose", "item"},
+    "duration": {"minute", "hour"},
+    "night": {"night"},
+}
 _CITY_RE = re.compile(r"\bin ((?:[A-Z][a-z]+)(?: [A-Z][a-z]+){0,3})\b")
 
 
@@ -354,6 +383,9 @@ class Conversation:
             verb = "confirm pickup"
         if first == "pick" and m and m.group(2) == "up":
             verb = "confirm pickup"
+        phrasal = lead_verb(low)
+        if phrasal == "set up" or phrasal in _NO_WRITE_PHRASES:
+            verb = phrasal  # "set up a meeting" books; "add up", "make sure", "bring up" change nothing
         writes = [t for t in self.tools if t.is_write]
         write_verbs = {t.verb for t in writes}
         if verb in write_verbs or _SYNONYMS.get(verb, set()) & write_verbs:
@@ -381,6 +413,8 @@ class Conversation:
                 )
                 if group == "list" and re.search(r"\bdetails?\b", low) and re.search(r"\b(?:my|the) [a-z ]+?\b", low):
                     kinds = ("get", "list", "search") if find_ids(body) else kinds
+                if group == "get" and not find_ids(body) and self._names_many(low):
+                    kinds = ("list", "search")  # "pull up my scheduled appointments"
                 cands = [t for t in self.tools if t.kind in kinds]
                 if not cands:
                     continue
@@ -400,6 +434,17 @@ class Conversation:
                 if score(best) >= 3.0:
                     return group, best, first
         return "none", None, verb
+
+    def _names_many(self, low: str) -> bool:
+        """The clause names records in the plural ("my appointments", "them") that a list
+        tool shows."""
+        if re.search(r"\bthem\b", low):
+            return True
+        listed = {w for t in self.tools if t.kind in ("list", "search") for w in t.entity_tokens()}
+        return any(
+            w.endswith("s") and singular(w) != w and singular(w) in listed
+            for w in re.findall(r"\b(?:my|all|the|those|these)\s+(?:[a-z]+\s+){0,3}?([a-z]+s)\b", low)
+        )
 
     def is_request(self, text: str) -> bool:
         return any(self.analyze(c)[1] is not None for c in request_clauses(text))
@@ -421,6 +466,13 @@ class Conversation:
         return {f for f, ps in self.prefixes.items() if pre in ps}
 
 
+def _label_words(label: str) -> set[str]:
+    """``"the date of birth"`` / ``date_of_birth`` -> ``{"date", "birth"}`` (articles and
+    possessives dropped; "number" and "id" kept: a student number is no student ID)."""
+    toks = re.findall(r"[a-z]+", label.lower().replace("_", " "))
+    return {singular(t) for t in toks if t not in {"the", "a", "an", "my", "your", "its", "of", "for"}}
+
+
 def request_clauses(text: str) -> list[str]:
     """The requests of a user message: its sentences, cut at joiners ("pull it up and then
     cancel it"); greetings and the introduction are left out by the caller's analysis."""
@@ -431,6 +483,10 @@ def request_clauses(text: str) -> list[str]:
 class Planner:
     def __init__(self, conv: Conversation) -> None:
         self.c = conv
+        #: what the request's message adds about its records and values ("The appointment I
+        #: mean is the one on June 6.", "Please make sure the visit reason is cleaning.")
+        self.notes = ""
+        self.value_notes = ""
 
     # the request the assistant is serving: the last user message that asks for something
     def _request(self) -> tuple[int | None, list[tuple[str, ToolInfo]]]:
@@ -444,12 +500,18 @@ class Planner:
             if _is_yes(text) and not self._has_values(text):
                 continue
             clauses = []
+            notes: list[str] = []
             for s in request_clauses(text):
+                if is_note(s):  # "The appointment I mean is the one on June 6.": about the request before
+                    notes.append(s)
+                    continue
                 group, tool, _ = self.c.analyze(s)
                 if tool is not None:
                     clauses.append((s, tool))
             if not clauses:
                 continue
+            self.notes = " ".join(notes)
+            self.value_notes = " ".join(n for n in notes if is_note(n) == "value")
             # The opening line is often a vague wish ("I need to cancel my appointment"):
             # act on it only when it names something concrete.
             if i == first_user and not self._has_values(text):
@@ -503,14 +565,52 @@ class Planner:
                 need = self._needs_auth(first_domain)
                 if need is not None:
                     return need
-            return Decision("done")
-        answers = self._answers_after(req_i)
+            return self._tell_values() or Decision("done")
+        answers = _join(self.notes, self._answers_after(req_i))
         cursor = next((k for k, log in enumerate(c.calls) if log.index > req_i), len(c.calls))
         for clause, tool in clauses:
             need, cursor = self._clause(clause, tool, answers, req_i, cursor)
             if need.kind != "done":
                 return need
-        return Decision("done")
+        return self._tell_values() or Decision("done")
+
+    # -- "Please tell me the date of birth.": a value of a record already shown -------------
+    def _tell_values(self) -> Decision | None:
+        """The values the latest user message asks for, from the latest tool result that has
+        them (None when it asks for none, or they were not shown yet)."""
+        c = self.c
+        last_user = next((i for i in range(len(c.messages) - 1, -1, -1) if c.messages[i].get("role") == "user"), None)
+        if last_user is None or any(
+            m.get("role") == "assistant" and not m.get("tool_calls") for m in c.messages[last_user:]
+        ):
+            return None  # answered already
+        labels = []
+        for clause in request_clauses(c.messages[last_user].get("content") or ""):
+            m = _ASK_VALUE.match(strip_lead(clause))
+            if m and c.analyze(clause)[1] is None:
+                labels += [x for x in re.split(r",\s*(?:and\s+)?|\s+and\s+", m.group(1).rstrip(".?! ")) if x.strip()]
+        if not labels:
+            return None
+        told = []
+        for label in labels:
+            want = _label_words(label)
+            if not want:
+                continue
+            hit = None
+            for log in reversed(c.calls):
+                recs = log.result if isinstance(log.result, list) else [log.result]
+                recs = [r for r in recs if isinstance(r, dict)]
+                if not log.ok or len(recs) != 1:
+                    continue
+                keys = [k for k, v in recs[0].items() if not isinstance(v, (dict, list)) and _label_words(k) == want]
+                if keys:
+                    hit = (keys[0], recs[0][keys[0]])
+                    break
+            if hit is None:
+                return None
+            told.append(f"the {hit[0].replace('_', ' ')} is {render(hit[1])}")
+        text = "; ".join(told)
+        return Decision("say", text=text[:1].upper() + text[1:] + ".") if told else None
 
     def _find_call(self, name: str, start: int, args: dict | None = None) -> int | None:
         for k in range(start, len(self.c.calls)):
@@ -793,6 +893,12 @@ class Planner:
         addresses_all = find_addresses(body, exclude)
         if has_new:
             self._update_values(tool, target_part, new_part, out)
+            if self.value_notes and not any(p.new_value and p.name in out.args for p in params):
+                # "Also, please set the channel to video.": the value after "to" / "is" / "should be"
+                for note in split_sentences(self.value_notes):
+                    m = re.search(r"\b(?:to|is|are|should be)\s+(.+)$", note)
+                    if m:
+                        self._update_values(tool, note[: m.start()], m.group(1).rstrip(".?! "), out)
         for p in params:
             if p.is_id or p.name in out.args or (has_new and p.new_value):
                 continue
@@ -800,6 +906,8 @@ class Planner:
             value = self._value(tool, p, part, body, addresses_all)
             if value is None and answers and p.required:
                 value = self._value(tool, p, answers, answers, find_addresses(answers))
+            if value is None and self.value_notes:  # "Please make sure the visit reason is cleaning."
+                value = self._value(tool, p, self.value_notes, self.value_notes, find_addresses(self.value_notes))
             if value is not None and tool_schema_value_ok(p, value, bounds=False):
                 out.args[p.name] = value
         for p in params:
@@ -942,6 +1050,15 @@ class Planner:
         def cue(n: Mention, q: Param) -> float:
             around = set(words(low[max(0, n.start - 35) : n.start])) | set(words(low[n.end : n.end + 25]))
             s = 2.0 * len(around & q.tokens)
+            # the noun right after it ("37 units", "6 refills") or right before ("a party of 4",
+            # "a quantity of 37") says most
+            after = re.match(r"\s*%?\s*([a-z]+)", low[n.end :])
+            before = re.search(r"\b([a-z]+)\s+(?:of\s+|at\s+|is\s+|to\s+)?\$?$", low[: n.start])
+            toks = q.tokens | {syn for t in q.tokens for syn in _COUNT_NOUNS.get(t, ())}
+            if after and singular(after.group(1)) in toks:
+                s += 4
+            if before and singular(before.group(1)) in toks:
+                s += 3
             d = (q.desc + " " + q.name).lower()
             money = "usd" in d or any(w in d for w in ("price", "amount", "fare", "balance", "copay", "cost", "fee"))
             if n.extra == "$":
@@ -976,9 +1093,11 @@ class Planner:
         c = self.c
         field_ = tool.target
         assert field_ is not None
-        evidence = self._attribute_text(tool, target_part)
-        if not evidence and answers:
-            evidence = self._attribute_text(tool, answers)
+        # what the request says about the record, and what the user added since ("The
+        # advising meeting I mean is the one on July 4, 2025.")
+        evidence = _join(
+            self._attribute_text(tool, target_part), self._attribute_text(tool, answers) if answers else ""
+        )
         if not evidence:
             # "it", "its", "that one", or nothing at all: the last one we talked about
             if field_ in c.last_ids:
@@ -1075,6 +1194,20 @@ class Wording:
             if log.ok:
                 return "Thank you, you're verified."
             return ""
+        pos = next((k for k in range(len(c.calls) - 1, -1, -1) if c.calls[k] is log), None)
+        prev = c.calls[pos - 1] if pos else None
+        if (
+            not log.ok
+            and tool.is_write
+            and prev is not None
+            and prev.ok
+            and (prev.name, prev.arguments)
+            == (
+                log.name,
+                log.arguments,
+            )
+        ):  # the same write sent twice: the first went through, the repeat changed nothing
+            return f"(The repeated request was not applied again: {log.error}.) The change above stands."
         if not log.ok:
             if tool.is_write:
                 return f"I'm sorry, I can't do that: {log.error}."
@@ -1101,9 +1234,11 @@ class Wording:
         if tool.kind in ("count", "total") and isinstance(r, dict):
             filters = ", ".join(f"{k}: {render(v)}" for k, v in log.arguments.items())
             where = f" with {filters}" if filters else ""
-            if "count" in r:
+            if tool.kind == "count" and "count" in r:
                 return f"You have {render(r['count'])} {_plural(self.entity_name(tool))}{where}."
-            return "The result" + where + ": " + _fmt_record(r, set()) + "."
+            # a total says its sum and how many records it adds up: every field
+            what = f"The {'total ' if tool.kind == 'total' else ''}{self.entity_name(tool)}{where}"
+            return f"{what}: " + _fmt_record(r, set()) + "."
         if isinstance(r, dict):
             own = tool.target or c._own_id_field(tool, r)
             ent = self.entity_name(tool, own)
@@ -1226,7 +1361,10 @@ class OfflineAssistant:
             return self._message(messages, report, d.call)
         if d.kind == "propose":
             return self._message(messages, _join(report, words_.propose(d)))
-        if d.kind in ("ask", "refuse"):
+        if d.kind == "ask" and _asked_before(messages, d.text) >= 2:
+            # the user cannot tell: asking a third time would only go round in circles
+            d = Decision("refuse", text="I'm sorry, I can't go on with this request without that information.")
+        if d.kind in ("ask", "refuse", "say"):
             return self._message(messages, _join(report, d.text))
         # done
         if last.get("role") == "user" and not report:
@@ -1249,6 +1387,13 @@ def _just_verified(conv: Conversation) -> bool:
     """Authorized, and nothing but authorization has happened."""
     return bool(conv.authorized) and all(
         conv.by_name.get(c.name) is not None and conv.by_name[c.name].kind == "auth" for c in conv.calls
+    )
+
+
+def _asked_before(messages: list[dict], question: str) -> int:
+    """How many of the assistant's messages ended with ``question`` already."""
+    return sum(
+        1 for m in messages if m.get("role") == "assistant" and (m.get("content") or "").rstrip().endswith(question)
     )
 
 

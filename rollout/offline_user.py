@@ -37,10 +37,13 @@ from .nlu import (
     find_ids,
     find_numbers,
     find_quoted,
+    is_note,
+    lead_verb,
     split_requests,
     split_sentences,
     strip_lead,
     value_in_text,
+    verb_synonyms,
 )
 
 NAME = "offline-user-v1"
@@ -54,6 +57,12 @@ _REFUSAL = re.compile(
 _CONFIRM = re.compile(r"\(yes/no\)|\bplease confirm\b|\bshall i (?:go ahead|proceed)\b|\bshould i (?:go ahead|proceed)\b|"
                       r"\bdo you (?:want|confirm)\b|\bwould you like me to (?:go ahead|proceed)\b|\bcan you confirm\b", re.I)  # fmt: skip
 _TRANSFER = re.compile(r"\btransfer(?:ring)? you\b|\bhuman agent\b|\bconnect you (?:with|to) (?:a|an)\b", re.I)
+#: the assistant cannot tell which record the user means
+_WHICH = re.compile(
+    r"\bwhich one\b|\bmore than one\b|\bcould(?:n't| not) find\b|\bwhich (?:[a-z]+ ){1,3}do you mean\b|"
+    r"\bdo you mean\b",
+    re.I,
+)
 _INVITE = re.compile(r"\b(?:anything else|what can i do|how can i help|what would you like|how may i help)\b", re.I)
 _ASK = re.compile(r"\b(?:could|can|would) you (?:please )?(?:tell|give|provide|share|confirm|let me know)\b|"
                   r"\bwhat(?:'s| is| are) (?:your|the)\b|\bwhich\b|\bplease (?:tell|give|provide|share)\b", re.I)  # fmt: skip
@@ -74,6 +83,10 @@ _VERB_SYNONYMS = {
 }
 
 
+#: words a question and a fact may share without being about the same thing
+_WEAK = {"id", "ids", "number", "reference", "new"}
+
+
 def _tokens(text: str) -> list[str]:
     return [w for w in re.findall(r"[a-z0-9]+", text.lower()) if w not in _LABEL_STOP]
 
@@ -89,13 +102,28 @@ class OfflineUser:
         self.facts: list[dict] = list(scenario.get("known_facts") or [])
         self.year = default_year(policy)
         self.rng_seed = seed
-        self.intro, self.steps = plan(scenario.get("instruction") or "", self._own_ids(), persona_name=self._name())
+        #: sentences that say which record the user means, told when the assistant asks
+        self.notes: list[str] = []
+        self.intro, self.steps = plan(
+            scenario.get("instruction") or "", self._identity_ids(), persona_name=self._name(), notes=self.notes
+        )
         self.knowledge = " ".join(
             [scenario.get("instruction") or "", first_message] + [f"{f['fact']}: {f['value']}" for f in self.facts]
         )
 
     def _own_ids(self) -> set[str]:
+        """The IDs the user holds ("your student ID", "your appointment reference")."""
         return {f["value"] for f in self.facts if f["fact"].lower().startswith("your ") and ID_RE.fullmatch(f["value"])}
+
+    def _identity_ids(self) -> set[str]:
+        """The IDs that identify the user ("your student ID"; a reference of theirs is no
+        identification), or all their own IDs when none is labelled so."""
+        ident = {
+            f["value"]
+            for f in self.facts
+            if re.fullmatch(r"your (?:[a-z]+ ){0,3}id", f["fact"].strip().lower()) and ID_RE.fullmatch(f["value"])
+        }
+        return ident or self._own_ids()
 
     def _name(self) -> str:
         return str((self.scenario.get("persona") or {}).get("name") or "")
@@ -137,23 +165,35 @@ class OfflineUser:
             return f"No, that's not what I asked for. {current}".strip()
         if _REFUSAL.search(text):
             return self._pick(["I see. Thank you anyway. ###STOP###", "Okay, I understand. Thanks. ###STOP###"], turn)
+        if self.notes and _WHICH.search(text):
+            return self._note(messages, text)
         question = _last_question(text)
         if question and not _INVITE.search(question) and _ASK.search(question):
-            answer = self._answer(question, revealed)
+            answer = self._answer(question, revealed, messages)
             if answer:
                 return answer
         if revealed < len(self.steps):
             return self.steps[revealed]
         return self._pick(["That's everything, thank you! ###STOP###", "That's all I needed. Thanks! ###STOP###"], turn)
 
-    def _answer(self, question: str, revealed: int) -> str | None:
+    def _note(self, messages: list[dict], text: str) -> str:
+        """The sentence that says which record the user means: the one that shares the most
+        words with the assistant's question, one not said yet first."""
+        said = " ".join(self._said(messages))
+        q = set(_tokens(text))
+        return max(self.notes, key=lambda n: (n not in said, len(q & set(_tokens(n))), -self.notes.index(n)))
+
+    def _answer(self, question: str, revealed: int, messages: list[dict] | None = None) -> str | None:
         q = set(_tokens(question))
         best, best_s = None, 0.0
         for f in self.facts:
             label = _tokens(f["fact"])
             if not label:
                 continue
-            s = len(q & set(label)) / len(label) + 0.1 * len(q & set(label))
+            common = q & set(label)
+            if not common - _WEAK:
+                continue  # "the bank branch ID" is not "your account holder ID"
+            s = len(common) / len(label) + 0.1 * len(common)
             own = f["fact"].lower().startswith("your ")
             if own and re.search(r"\byour\b", question, re.I):
                 s += 0.2
@@ -161,12 +201,14 @@ class OfflineUser:
                 best, best_s = f, s
         if best is not None and best_s >= 0.6:
             label = best["fact"]
-            label = label[5:] if label.lower().startswith("your ") else label
+            label = label[5:] if label.lower().startswith("your ") else re.sub(r"^the ", "", label, flags=re.I)
             return (
                 f"Sure, my {label} is {best['value']}."
                 if best["fact"].lower().startswith("your ")
                 else (f"The {label} is {best['value']}.")
             )
+        if self.notes and messages is not None and q & {t for n in self.notes for t in _tokens(n)} - _WEAK:
+            return self._note(messages, question)  # asked for the ID of a record it names otherwise
         if revealed:
             return f"As I said: {self.steps[revealed - 1]}"
         if self.intro:
@@ -176,14 +218,15 @@ class OfflineUser:
     def _acceptable(self, proposal: str, steps: list[str]) -> bool:
         """The proposed write is one of ``steps`` and states nothing the user did not say."""
         low = proposal.lower()
+        # the action proposed: what follows "I will" (the rest is the assistant's framing)
+        will = re.search(r"\b(?:i will|i'll|i am going to|i'm going to|shall i|should i)\b(.*)", low, re.S)
+        action = will.group(1) if will else low
         step_ok = False
         for s in steps:
             body = strip_lead(s).lower()
-            verb = body.split(" ", 1)[0] if body else ""
-            if body.startswith("check in"):
-                verb = "check in"
-            verbs = {verb} | _VERB_SYNONYMS.get(verb, set())
-            if any(re.search(rf"\b{re.escape(v)}", low) for v in verbs if v):
+            verb = lead_verb(body)
+            verbs = {verb, verb.split(" ")[0]} | _VERB_SYNONYMS.get(verb, set()) | verb_synonyms(verb)
+            if any(re.search(rf"\b{re.escape(v)}", action) for v in verbs if v):
                 step_ok = True
                 break
         if not step_ok:
@@ -261,21 +304,59 @@ _REQUEST_VERBS = {
     "reschedule", "move", "rename", "drop", "enroll", "register", "withdraw", "refund", "purchase", "buy",
     "submit", "request", "arrange", "open", "close", "freeze", "schedule", "add", "remove", "delete", "set",
     "pick", "confirm", "give", "display", "browse", "double", "verify", "order", "apply", "sign", "lookup",
+    "bring", "read", "adjust", "edit", "alter", "file", "start", "subscribe", "unenroll", "leave",
 }  # fmt: skip
-_ASIDE = re.compile(r"^(?:confirm once|let me know|thanks|thank you|many thanks)\b", re.I)
+#: phrasal requests whose first word alone is no request verb ("have a look at my profile")
+_REQUEST_PHRASES = {"have a look", "have a look at", "take a look", "take a look at", "have a quick look at"}
+#: what a request for a value looks like ("I'd like to know the agenda.", "What I need to find
+#: out is the fare."): "I'd like to" is stripped as a lead, "know" is left
+_ASKS_FOR = re.compile(
+    r"^(?:know|find out|hear) (?:the|my|how|what|whether|which|when)\b|^what i need to (?:find out|know) is\b|"
+    r"^let me know (?:the|my|how|what|whether|which|when)\b",
+    re.I,
+)
+#: asides and closings: "Could you confirm once it's all done?", "I want to make sure this is
+#: done correctly.", "Please let me know that it went through."
+_ASIDE = re.compile(
+    r"^(?:confirm once|let me know(?! (?:the|my|how|what|whether|which|when)\b)|thanks|thank you|many thanks|"
+    r"make sure (?:this|that|it|everything)\b|get (?:this|it) (?:sorted|done|right)\b|keep (?:this|it) short\b|"
+    r"bear with me\b)",
+    re.I,
+)
 
 
 def _is_request(clause: str) -> bool:
     body = strip_lead(clause)
-    first = re.match(r"[A-Za-z]+", body)
-    return bool(first) and first.group(0).lower() in _REQUEST_VERBS and not _ASIDE.match(body)
+    if not body or _ASIDE.match(body) or is_note(body):
+        return False
+    if _ASKS_FOR.match(body):
+        return True
+    verb = lead_verb(body)
+    if verb in _REQUEST_PHRASES or re.sub(r" at$", "", verb) in _REQUEST_PHRASES:
+        return True
+    return verb.split(" ")[0] in _REQUEST_VERBS and verb != "make sure"
 
 
-def plan(instruction: str, own_ids: set[str], persona_name: str = "") -> tuple[list[str], list[str]]:
+def _own_id_end(sentence: str, own_ids: set[str]) -> int:
+    """Where the user's identification ends in ``sentence``: after the first of their own IDs
+    it names ("student ID STU-1, and I'd like you to check my subscription (reference COS-2)"
+    ends after STU-1: COS-2 is part of a request)."""
+    found = [(sentence.find(v), v) for v in own_ids if v in sentence]
+    start, v = min(found)
+    return start + len(v)
+
+
+def plan(
+    instruction: str, own_ids: set[str], persona_name: str = "", notes: list[str] | None = None
+) -> tuple[list[str], list[str]]:
     """``(introduction, requests)`` of an instruction: what comes up to the sentence that
     identifies the user (a goal or a reason said first, the greeting, the name and ID) and the
     requests after it, one per clause - a sentence that chains two ("pull it up and then
-    cancel it") gives two; asides and closings ("Thanks so much!") are no requests."""
+    cancel it") gives two; asides and closings ("Thanks so much!") are no requests. A
+    sentence that adds a value to a request ("Please make sure the visit reason is
+    cleaning.") goes with the request before it; one that says which record the user means
+    ("The appointment I mean is the one on June 6.") is kept in ``notes`` (when given), told
+    when the assistant asks which one."""
     sentences = split_sentences(instruction)
     at = next((i for i, s in enumerate(sentences) if any(v in s for v in own_ids)), None)
     intro: list[str] = []
@@ -283,7 +364,7 @@ def plan(instruction: str, own_ids: set[str], persona_name: str = "") -> tuple[l
     if at is not None:
         intro, rest = sentences[: at + 1], sentences[at + 1 :]
         ident = sentences[at]
-        end = max(ident.find(v) + len(v) for v in own_ids if v in ident)
+        end = _own_id_end(ident, own_ids)
         tail = re.sub(r"^[)\]]?\s*(?:[-,;:.]\s*|and\s+)*", "", ident[end:])
         if _is_request(tail):  # "..., ID STU-1 - could you pull it up and then cancel it?"
             intro[-1] = ident[:end] + "."
@@ -291,7 +372,13 @@ def plan(instruction: str, own_ids: set[str], persona_name: str = "") -> tuple[l
     steps: list[str] = []
     for s in rest:
         for clause in split_requests(s):
-            if _is_request(clause):
+            kind = is_note(clause)
+            if kind == "value" and steps:
+                steps[-1] = f"{steps[-1]} {clause if clause[-1:] in '.?!' else clause + '.'}"
+            elif kind == "identify":
+                if notes is not None:
+                    notes.append(clause if clause[-1:] in ".?!" else clause + ".")
+            elif _is_request(clause):
                 steps.append(clause if clause[-1:] in ".?!" else clause + ".")
             elif not steps:
                 intro.append(clause)

@@ -323,3 +323,18 @@ def test_trajectories_render_with_a_tool_calling_chat_template(out):
         for c in calls:  # the arguments render as JSON inside the call
             json.loads(json.dumps(json.loads(c["function"]["arguments"])))
             assert f'"name": "{c["function"]["name"]}"' in text
+
+
+# ------------------------------------------------------------------ rollouts and their evaluation
+def test_offline_rollouts_of_the_workflow_pass_at_mistake_rate_zero(out):
+    """The workflow's own rollouts (rule rollout, offline simulators, the config's
+    rollout.mistake_rate 0) and their evaluation (rule evaluate): at least 95% of the episodes
+    pass, every row played, no infrastructure error."""
+    assert CONFIG["rollout"]["mistake_rate"] == 0
+    summary = io.read_json(out / "evaluation/summary.json")
+    rows = io.read_jsonl(out / "dataset/train.jsonl")
+    assert summary["episodes"] == len(rows) * CONFIG["rollout"]["episodes_per_task"]
+    assert summary["infra_errors"] == 0, summary["categories"]
+    assert summary["passed"] >= 0.95 * summary["episodes"], (summary["pass_rate"], summary["categories"])
+    episodes = [json.loads(line) for p in sorted((out / "rollouts").glob("*.jsonl")) for line in p.open()]
+    assert len(episodes) == summary["episodes"] and not any(e["mistakes"] for e in episodes)

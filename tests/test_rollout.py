@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -359,6 +360,125 @@ def test_other_framings_of_the_same_task(clinic, fast, instruction):
     assert solved(row, ep) == (True, ""), ep.messages
 
 
+#: the s17 writer's newer phrasings (agentskiller/llm/offline/writers: framing, manner, wording,
+#: s17_queries): phrasal lead verbs, a reason after the ID, an anxious aside, a sentence that
+#: says which record is meant, a value question after the read; (row, instruction, steps)
+PHRASINGS = [
+    (
+        0,
+        "Hiya, I'm Ada Moreau; you'll find me under patient ID PAT-001. I want to make sure this is done "
+        "correctly. Let me see my scheduled appointments. To finish, remove my appointment. The appointment I "
+        "mean is the one on Friday, June 20, 2025. Please let me know that it went through.",
+        2,
+    ),
+    (
+        0,
+        "Ada Moreau here - my patient ID is PAT-001. Okay, so I have made other arrangements and want to cancel "
+        "my appointment. Pull up my scheduled appointments. Then cancel my appointment with the date June 20, 2025.",
+        2,
+    ),
+    (
+        1,
+        "Hello there, my name is Ada Moreau and my patient ID is PAT-001. Please have a look at dentist DEN-01. "
+        "Once you have that, set up an appointment with that dentist for July 1, 2025.",
+        2,
+    ),
+    (
+        1,
+        "Hi, I'm Ada Moreau (patient ID PAT-001), and I'd like you to bring up dentist DEN-01; once that's done, "
+        "arrange an appointment with that dentist on 1 July 2025. Bear with me, I always mix these things up.",
+        2,
+    ),
+    (
+        2,
+        "Hi, I'm Ada Moreau (patient ID PAT-001). Could you take a look at my appointment APT-0002? "
+        "What I need to find out is the fee.",
+        2,
+    ),  # fmt: skip
+    (
+        2,
+        "Hey, it's Ada Moreau, patient ID PAT-001. Read me back the details of my appointment APT-0002. "
+        "I'd like to know the fee and the status.",
+        2,
+    ),  # fmt: skip
+]
+
+
+@pytest.mark.parametrize(("row_i", "instruction", "n_steps"), PHRASINGS)
+def test_newer_phrasings_of_the_writer(clinic, fast, row_i, instruction, n_steps):
+    _, rows = clinic
+    row = copy.deepcopy(rows[row_i])
+    row["scenario"]["instruction"] = instruction
+    user = OfflineUser(row["scenario"], row["messages"][1]["content"])
+    assert len(user.steps) == n_steps, user.steps
+    ep = play_episode(row, 0, fast, RolloutSettings())
+    assert solved(row, ep) == (True, ""), ep.messages
+    assert ep.stop_reason == "user_stop" and ep.turns < 12, ep.messages
+    if row["task_kind"] == "lookup":  # the value asked for is told in words, after the read
+        last = [m["content"] for m in ep.messages if m["role"] == "assistant" and m.get("content")][-1]
+        assert re.search(r"\bThe fee is 300(?:\.0)?\b", last), last
+
+
+def test_the_user_tells_which_record_it_means_when_asked():
+    user = OfflineUser(
+        {
+            "instruction": "Hi, I'm Ada Moreau (patient ID PAT-001). Pull up my appointment about a cleaning. Then "
+            "cancel it. The appointment I mean is the one on June 20, 2025.",
+            "known_facts": [{"fact": "your patient ID", "value": "PAT-001"}],
+        },
+        "Hi, I need to cancel an appointment.",
+    )
+    assert user.notes == ["The appointment I mean is the one on June 20, 2025."]
+    said = [{"role": "user", "content": user.steps[0]}]
+    for ask in (
+        "I found more than one that fits (APT-0001, APT-0004). Which one do you mean?",
+        "I couldn't find a appointment matching that. Could you please tell me its appointment ID?",
+    ):
+        assert user.reply([*said, {"role": "assistant", "content": ask}]) == user.notes[0]
+    # a question about another record is not answered with an unrelated ID
+    reply = user.reply([*said, {"role": "assistant", "content": "Could you please tell me the dentist ID?"}])
+    assert "PAT-001" not in reply
+
+
+def test_a_value_added_after_the_request_goes_into_its_call(clinic, fast):
+    """s17's extra sentence ("Please make sure the fee is $95.50.") names a value the request
+    left out; the user says it with that request and the assistant puts it in the call."""
+    _, rows = clinic
+    row = copy.deepcopy(rows[1])
+    row["scenario"]["instruction"] = (
+        "Hello, this is Ada Moreau, my patient ID is PAT-001. Please look up dentist DEN-01. After that, book an "
+        "appointment with that dentist on July 1, 2025. Please make sure the fee is $95.50."
+    )
+    user = OfflineUser(row["scenario"], row["messages"][1]["content"])
+    assert len(user.steps) == 2 and user.steps[1].endswith("Please make sure the fee is $95.50."), user.steps
+    ep = play_episode(row, 0, fast, RolloutSettings())
+    booked = [json.loads(c["function"]["arguments"]) for m in ep.messages for c in m.get("tool_calls") or []]
+    assert {"dentist_id": "DEN-01", "date": "2025-07-01", "fee": 95.5} in booked, ep.messages
+
+
+def test_numbers_go_to_the_parameter_their_noun_names():
+    from rollout.offline_assistant import Conversation, Planner
+
+    def prop(desc: str, **kw) -> dict:
+        return {"type": "integer", "description": desc, **kw}
+
+    tools = [
+        {"type": "function", "function": {"name": "make_reservation", "description": "Book a stay. The new hotel "
+         "reservation starts as reserved.", "parameters": {"type": "object", "required": ["guests", "nights"],
+         "properties": {"guests": prop("Number of guests"), "nights": prop("Number of nights")}}}},
+        {"type": "function", "function": {"name": "submit_fill", "description": "Submit a fill. The new "
+         "prescription fill starts as submitted.", "parameters": {"type": "object", "required":
+         ["quantity", "refills_remaining"], "properties": {"quantity": prop("Number of units dispensed"),
+         "refills_remaining": prop("Refills left on the prescription")}}}},
+    ]  # fmt: skip
+    planner = Planner(Conversation([{"role": "system", "content": ""}], tools))
+    by = {t.name: t for t in planner.c.tools}
+    got = planner.resolve(by["make_reservation"], "book a reservation for 20 nights for a party of 1", "", 0)
+    assert got.args == {"guests": 1, "nights": 20} and not got.missing
+    got = planner.resolve(by["submit_fill"], "submit a fill for 37 units with 6 refills", "", 0)
+    assert got.args == {"quantity": 37, "refills_remaining": 6}
+
+
 def test_stop_tokens():
     assert stop_reason("Thanks! ###STOP###") == ("user_stop", "Thanks!")
     assert stop_reason("###TRANSFER###") == ("transfer", "")
@@ -491,22 +611,18 @@ def test_the_evaluator_passes_the_offline_episodes_and_names_the_injected_mistak
     verdicts = evaluator.evaluate_episodes(eps, rows, outputs_dir, outputs_dir=outputs_dir)
     failed = [(v.query_id, v.category, v.detail) for v in verdicts if not v.passed]
     assert len(failed) <= 0.05 * len(verdicts), failed[:10]
-    # every injected mistake that changes the outcome gets the matching category
-    noisy = tmp_path / "noisy.jsonl"
-    run_rollouts(rows, outputs_dir, noisy, RolloutSettings(mistake_rate=1.0, seed=5, workers=2))
-    eps = {e.episode_id: e for e in read_episodes(noisy)}
-    verdicts = evaluator.evaluate_episodes(list(eps.values()), rows, outputs_dir, outputs_dir=outputs_dir)
-    expect = {
-        "unconfirmed_write": {"unconfirmed_write"},
-        "wrong_argument": {"wrong_write_args"},
-        "skipped_step": {"missing_write", "premature_stop"},
-        "premature_end": {"missing_write", "wrong_answer", "premature_stop"},
-        "extra_call": {None, "extra_write"},
-    }
-    for v in verdicts:
-        mistakes = eps[v.episode_id].mistakes
-        if mistakes:
-            assert v.category in expect[mistakes[0].kind], (mistakes[0], v.category, v.detail)
+    # the verdicts say what the injected mistakes imply (rollout.mistakes: the ground truth;
+    # a mistake without observable effect, found by replay, must pass)
+    from rollout.mistakes import agreement
+
+    for rate, seed in ((0.3, 7), (1.0, 5)):
+        noisy = tmp_path / f"noisy-{rate}-{seed}.jsonl"
+        run_rollouts(rows, outputs_dir, noisy, RolloutSettings(mistake_rate=rate, seed=seed, workers=2))
+        eps = read_episodes(noisy)
+        verdicts = evaluator.evaluate_episodes(eps, rows, outputs_dir, outputs_dir=outputs_dir)
+        report = agreement(eps, verdicts, rows, outputs_dir)
+        assert report["with_mistakes"] > 0 and report["observable"] > 0
+        assert report["agreement"] >= 0.99, report["disagreements"][:10]
 
 
 @pytest.mark.slow
