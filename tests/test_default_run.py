@@ -272,7 +272,7 @@ def test_every_row_is_played_and_judged(out):
     assert "## Rollouts and evaluation" in (out / "dataset/card.md").read_text()
 
 
-def test_trajectories_are_the_passing_episodes_and_load_with_datasets(out):
+def test_trajectories_are_the_passing_episodes_and_load_with_datasets(out, tmp_path):
     verdicts = io.read_jsonl(out / "evaluation/results.jsonl")
     rows = io.read_jsonl(out / "dataset/trajectories.jsonl")
     assert {r["id"] for r in rows} == {v["episode_id"] for v in verdicts if v["passed"]}
@@ -285,7 +285,7 @@ def test_trajectories_are_the_passing_episodes_and_load_with_datasets(out):
         assert {c["id"] for c in calls} == answered  # every call has its result
     datasets = pytest.importorskip("datasets")
     ds = datasets.load_dataset(
-        "json", data_files=str(out / "dataset/trajectories.jsonl"), split="train", cache_dir=str(out / ".hf_cache")
+        "json", data_files=str(out / "dataset/trajectories.jsonl"), split="train", cache_dir=str(tmp_path / "hf_cache")
     )
     assert ds.num_rows == len(rows)
 
