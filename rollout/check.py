@@ -18,7 +18,7 @@ from agentskiller.models.episodes import Episode
 
 from .nlu import render, value_in_text
 
-__all__ = ["solved", "assistant_text", "episode_calls", "replay_final_hashes"]
+__all__ = ["solved", "assistant_text", "calls_with_messages", "episode_calls", "replay_final_hashes"]
 
 
 def assistant_text(ep: Episode | dict) -> str:
@@ -51,12 +51,13 @@ def solved(row: dict, ep: Episode | dict) -> tuple[bool, str]:
     return True, ""
 
 
-def episode_calls(ep: Episode | dict) -> list[dict]:
-    """The tool calls an episode made, in order, as ``{"tool", "arguments"}`` (calls whose
-    arguments were not a JSON object never reached the env and are left out)."""
+def calls_with_messages(ep: Episode | dict) -> list[tuple[int, dict]]:
+    """``(message index, {"tool", "arguments"})`` of every call that reached the env, in
+    order: what a replay runs. Calls whose arguments were not a JSON object never reached it
+    and are left out."""
     msgs = ep.messages if isinstance(ep, Episode) else ep["messages"]
     out = []
-    for m in msgs:
+    for i, m in enumerate(msgs):
         for c in m.get("tool_calls") or []:
             fn = c.get("function") or {}
             try:
@@ -64,8 +65,13 @@ def episode_calls(ep: Episode | dict) -> list[dict]:
             except ValueError:
                 continue
             if isinstance(args, dict):
-                out.append({"tool": fn.get("name", ""), "arguments": args})
+                out.append((i, {"tool": fn.get("name", ""), "arguments": args}))
     return out
+
+
+def episode_calls(ep: Episode | dict) -> list[dict]:
+    """The tool calls an episode made, in order, as ``{"tool", "arguments"}``."""
+    return [c for _, c in calls_with_messages(ep)]
 
 
 def replay_final_hashes(episodes: list[Episode], outputs_dir) -> dict[str, str]:

@@ -30,7 +30,7 @@ from typing import Any
 
 from agentskiller.models.episodes import Episode
 
-from .check import _told, assistant_text
+from .check import _told, assistant_text, calls_with_messages
 from .offline_assistant import MISTAKE_KINDS
 from .toolindex import index_tools
 
@@ -111,22 +111,6 @@ def golden_calls(row: dict) -> list[dict]:
     return out
 
 
-def _calls_with_messages(ep: Episode) -> list[tuple[int, dict]]:
-    """``(message index, {"tool", "arguments"})`` of every call that reached the env (its
-    arguments a JSON object), in order: what a replay runs."""
-    out = []
-    for i, m in enumerate(ep.messages):
-        for c in m.get("tool_calls") or []:
-            fn = c.get("function") or {}
-            try:
-                args = json.loads(fn.get("arguments") or "{}")
-            except ValueError:
-                continue
-            if isinstance(args, dict):
-                out.append((i, {"tool": fn.get("name", ""), "arguments": args}))
-    return out
-
-
 _YES = re.compile(
     r"^\W*(?:yes|yeah|yep|sure|correct|confirm(?:ed)?|go ahead|please do|that'?s right|ok(?:ay)?)\b", re.I
 )
@@ -156,7 +140,7 @@ def effect(ep: Episode, row: dict, mine: Any, gold: Any) -> Effect:
     kind = row.get("task_kind", "action")
     tools = json.loads(row["tools"]) if isinstance(row["tools"], str) else row["tools"]
     info = {t.name: t for t in index_tools(tools)}
-    calls = _calls_with_messages(ep)
+    calls = calls_with_messages(ep)
     recs = list(mine.calls)
 
     state_same = mine.final_state_hash == gold.final_state_hash and not mine.error
@@ -225,7 +209,7 @@ def effects(episodes: list[Episode], rows: list[dict], outputs_dir: str | Path) 
         by_env.setdefault(ep.env, []).append(ep)
     out: dict[str, Effect] = {}
     for env, eps in sorted(by_env.items()):
-        batch = [{"id": "e" + ep.episode_id, "calls": [c for _, c in _calls_with_messages(ep)]} for ep in eps]
+        batch = [{"id": "e" + ep.episode_id, "calls": [c for _, c in calls_with_messages(ep)]} for ep in eps]
         wanted = sorted({ep.query_id for ep in eps})
         batch += [{"id": "g" + q, "calls": golden_calls(by_id[q])} for q in wanted]
         results = {r.id: r for r in execute_episodes(server_dir(Path(outputs_dir), env), batch)}
