@@ -18,6 +18,7 @@ from pydantic import Field
 from agentskiller.models.blueprint import DOMAIN_NAME_RE, TOOL_NAME_RE, Column
 from agentskiller.models.catalog import Attribute, Entity, Strict, primary_key_for, snake_case
 
+from .compose import compose
 from .phrasing import spoken
 
 CATALOG_DIR = Path(__file__).with_name("catalog")
@@ -293,9 +294,18 @@ def _vocabulary_errors(where: str, columns: list, rows: list[dict[str, Any]]) ->
 
 @lru_cache(maxsize=1)
 def load_catalog() -> Catalog:
-    """Load and check ``catalog/*.yaml`` (cached: the data never changes in a process)."""
+    """Load and check ``catalog/*.yaml``: the hand-listed topics and entities, then the composed
+    ones (:mod:`.compose`) in areas of their own (cached: the data never changes in a process)."""
     ents = yaml.safe_load((CATALOG_DIR / "entities.yaml").read_text(encoding="utf-8"))
     tops = yaml.safe_load((CATALOG_DIR / "topics.yaml").read_text(encoding="utf-8"))
+    extra = compose()  # archetypes x subjects, after the hand-listed part (see compose.py)
+    clashes = [f"area {n}" for n in extra["areas"] if n in tops["areas"]]
+    clashes += [f"topic {n}" for n in extra["topics"] if n in tops["topics"]]
+    clashes += [f"entity {n}" for n in extra["entities"] if n in ents["persons"] or n in ents["entities"]]
+    if clashes:
+        raise ValueError("composed catalogue reuses hand-listed names: " + ", ".join(clashes))
+    tops = {"areas": {**tops["areas"], **extra["areas"]}, "topics": {**tops["topics"], **extra["topics"]}}
+    ents = {"persons": ents["persons"], "entities": {**ents["entities"], **extra["entities"]}}
     entities = {n: _entity(n, raw, True) for n, raw in ents["persons"].items()}
     entities.update({n: _entity(n, raw, False) for n, raw in ents["entities"].items()})
     topics = {n: Topic(name=n, **raw) for n, raw in tops["topics"].items()}

@@ -1,7 +1,8 @@
 """Offline answer for s01: propose new topics related to the seeds and current topics.
 
 Candidates come from the catalogue, tiered the way a model expands a list: first topics
-of the seed areas, then of the areas already covered, then of related areas. Within a tier
+of the seed areas, then of the areas already covered, then of related areas, then of areas
+related to those (and so on), then of any area. Within a tier
 the seeded RNG orders topics and interleaves areas. Like a real model it now and then
 re-proposes a topic it already gave in another spelling ("Dental Clinics"); the step's
 normalized-name dedup is what removes those.
@@ -29,6 +30,16 @@ def _respell(name: str, rng) -> str:
     return " ".join(w.capitalize() for w in words)
 
 
+def _reachable(cat: Catalog, start: list[str]) -> list[str]:
+    """Every area reachable from ``start`` along ``related`` links, nearest first: a model
+    widens to the neighbourhood of what it was asked about before anything else (the
+    composed areas are linked only among themselves, so hand-listed seeds reach them last)."""
+    seen = list(dict.fromkeys(a for a in start if a in cat.areas))
+    for a in seen:  # grows while iterating: breadth first
+        seen += [r for r in cat.areas[a].related if r in cat.areas and r not in seen]
+    return seen
+
+
 @handler("s01.expand_topics")
 def expand_topics(req: OfflineRequest) -> dict:
     """Context: seeds [area or topic], topics [current names], count. Answer:
@@ -42,7 +53,7 @@ def expand_topics(req: OfflineRequest) -> dict:
     seed_areas += [cat.topics[s].area for s in seeds if s in cat.topics and cat.topics[s].area not in seed_areas]
     covered = [cat.topics[t].area for t in sorted(have) if t in cat.topics]
     related = [r for a in seed_areas + covered for r in cat.areas[a].related]
-    tiers = [seed_areas, covered, related, sorted(cat.areas)]
+    tiers = [seed_areas, covered, related, _reachable(cat, seed_areas + covered), sorted(cat.areas)]
     picked: list[str] = []
     reasons: list[str] = []
     for tier in tiers:
