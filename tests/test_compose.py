@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from agentskiller import io
+from agentskiller.config import resolve
 from agentskiller.jobs import StepContext
 from agentskiller.llm import LLMClient
 from agentskiller.llm.offline.catalog import load_catalog
@@ -128,17 +129,8 @@ def test_every_composed_blueprint_passes_the_s04_checks_and_lists_its_tools(topi
 
 
 def test_scale_config_yields_over_100_domains(tmp_path):
-    cfg = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
-    scale = yaml.safe_load((REPO / "config" / "scale.yaml").read_text())
-
-    def merge(base: dict, over: dict) -> None:  # the way Snakemake merges --configfile
-        for k, v in over.items():
-            if isinstance(v, dict) and isinstance(base.get(k), dict):
-                merge(base[k], v)
-            else:
-                base[k] = v
-
-    merge(cfg, scale)
+    # deep-merged over the defaults (which config/config.yaml spells out), as Snakemake merges it
+    cfg = resolve(yaml.safe_load((REPO / "config" / "scale.yaml").read_text()))
     cfg["outputs_dir"], cfg["llm"]["cache_dir"] = str(tmp_path), str(tmp_path / ".llm_cache")
     client = LLMClient.from_config(cfg["llm"], seed=cfg["seed"])
 
@@ -159,3 +151,18 @@ def test_scale_config_yields_over_100_domains(tmp_path):
     assert len(got["domains"]) == cfg["blueprints"]["max_domains"] >= 100
     assert {d["reason"] for d in got["dropped"]} <= {f"over max_domains={cfg['blueprints']['max_domains']}"}
     assert sum(d["topic"] in COMPOSED["topics"] for d in got["domains"]) >= 60
+
+
+def test_scale_config_is_valid_and_documented():
+    scale = yaml.safe_load((REPO / "config" / "scale.yaml").read_text())
+    resolved = resolve(scale)  # validated against schemas/config.schema.yaml
+    assert resolved["blueprints"]["max_domains"] >= 100
+    assert set(resolved["topics"]["seeds"]) == set(CAT.areas)
+
+    def leaves(d: dict, prefix: str = "") -> list[str]:
+        return [x for k, v in d.items() for x in (leaves(v, f"{prefix}{k}.") if isinstance(v, dict) else [prefix + k])]
+
+    text = (REPO / "config" / "README.md").read_text()
+    section = text.split("## A big offline world", 1)[1].split("\n## ", 1)[0]
+    documented = {line.split("|")[1].strip().strip("`") for line in section.splitlines() if line.startswith("| `")}
+    assert documented == set(leaves(scale))
