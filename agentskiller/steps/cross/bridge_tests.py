@@ -134,11 +134,15 @@ class PairData:
         for t in self.tasks.get(domain, []):
             calls = t.get("golden_calls") or []
             names = [c.get("name") for c in calls]
-            if tool not in names or t.get("task_kind", "action") not in ("action", "lookup"):
+            if tool not in names or (t.get("task_kind") or "action") not in ("action", "lookup"):
+                continue
+            if t.get("status") in ("invalid", "failed", "rejected"):
                 continue
             k = names.index(tool)
             head = calls[: k + 1]
-            if any(c.get("resolve") or c.get("expect", "ok") != "ok" for c in head) or not head:
+            if not head or any(
+                "arguments" not in c or c.get("resolve") or (c.get("expect") or "ok") != "ok" for c in head
+            ):
                 continue
             person = next(iter(head[0].get("arguments", {}).values()), None)
             out = [{"tool": f"{domain}{NS}{c['name']}", "arguments": dict(c.get("arguments") or {})} for c in head]
@@ -154,6 +158,40 @@ class PairData:
                 person, _, call = self.golden_prefix(domain, t.name)
                 if call is not None and person is not None:
                     return person, call
+        return self.data_write_call(domain)
+
+    def data_write_call(self, domain: str) -> tuple[Any, dict] | None:
+        """(owner, an update or delete of ``domain`` that takes only a record's key, on a
+        record of that owner that meets the tool's preconditions), or None."""
+        for t in self.bps[domain].tools:
+            if t.kind in ("update", "delete"):
+                found = self.keyed_call(domain, t.name)
+                if found is not None:
+                    return found
+        return None
+
+    def keyed_call(self, domain: str, tool: str, person: Any = None) -> tuple[Any, dict] | None:
+        """(owner, a call of ``tool`` on one record of its relationship table by key, a record
+        of ``person`` (default: preferably the shared user's) that meets the tool's
+        preconditions), or None when the tool takes more than the key or no record fits."""
+        bp = self.bps[domain]
+        t = next((x for x in bp.tools if x.name == tool), None)
+        rel = bp.relationship(t.table) if t is not None else None
+        if t is None or rel is None or len(t.parameters) != 1 or not t.parameters[0].required:
+            return None
+        param = t.parameters[0]
+        if (param.column or param.name) != rel.primary_key:
+            return None
+        fk = next((c.name for c in rel.columns if c.references == bp.core_entity), None)
+        if fk is None:
+            return None
+        pk, recs = self.records[self.namespace[domain][rel.name]]
+        want = self.user if person is None else person
+        for r in sorted(recs, key=lambda r: (r.get(fk) != want, str(r.get(pk)))):
+            if r.get(fk) is None or (person is not None and r.get(fk) != person):
+                continue
+            if all(r.get(c.column) in c.values for c in t.preconditions):
+                return r[fk], {"tool": f"{domain}{NS}{t.name}", "arguments": {param.name: r[pk]}}
         return None
 
 
@@ -243,18 +281,17 @@ def ordering_tests(rule: BridgeRule, d: PairData, tool_list: list[dict]) -> list
     adom, aname = after.split(NS, 1)
     person, head, after_call = d.golden_prefix(adom, aname)
     if after_call is None:
-        raise NoTest(f"no member task of {adom} calls {aname} with arguments of its own")
+        found = d.keyed_call(adom, aname)
+        if found is None:
+            raise NoTest(f"neither a member task nor the data give {aname} arguments that succeed")
+        person, after_call = found
+        head = [d.auth(adom, person)]
     _, _, given = d.golden_prefix(tdom, tname)
-    call = given or {"tool": tool, "arguments": schema_arguments(tool_list, tool)}
+    keyed = d.keyed_call(tdom, tname, person)
+    call = given or (keyed[1] if keyed else {"tool": tool, "arguments": schema_arguments(tool_list, tool)})
     return [
         BridgeTest(rule.id, "violating", [*d.both(person), call], "refused", rule.id),
-        BridgeTest(
-            rule.id,
-            "conforming",
-            [*head, d.auth(tdom, person), after_call, call] if head else [*d.both(person), after_call, call],
-            "not_this_rule",
-            rule.id,
-        ),
+        BridgeTest(rule.id, "conforming", [*head, d.auth(tdom, person), after_call, call], "not_this_rule", rule.id),
     ]
 
 
