@@ -1,5 +1,7 @@
 """The MCP server of a pair ``A+B``: no new code, the members' proven tools over the fused database.
 
+Size: over 400 lines because the manifest, the episode check and the Bridge Rule check share the pair's loading and quarantine paths.
+
 Writes ``cross/{pair}/server/report.json`` (status, reason, checks and the runtime
 ``environment`` manifest) and ``cross/{pair}/tool_list.json`` (the namespaced union of the
 members' s05 tool lists, names ``<Domain>__<tool>``).
