@@ -362,9 +362,10 @@ def test_linked_storylines_give_ordering_rules(root):
         f"{B}__authorize_patient",
         f"{B}__submit_prescription_fill",
     ]
+    # the links' shape of s11 (issue 11 part 1): the ends name their namespaced tools
     link = {
-        "from": {"call": 1, "field": "scheduled_at"},
-        "to": {"call": 3, "param": "pickup_date"},
+        "from": {"call": t1[1], "field": "scheduled_at"},
+        "to": {"call": t1[3], "param": "pickup_date"},
         "relation": "after",
     }
     graph = {

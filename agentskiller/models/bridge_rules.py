@@ -23,8 +23,8 @@ Kinds and ids:
 * ``bridge.ordering.<tool>.<after>`` (ordering): ``tool`` (a member's step) only after
   ``after`` (the other member's step) succeeded in the conversation. Derived from the links
   of the fused trajectories (``cross/{pair}/tool_graph.json``: ``links: [{from: {call,
-  field}, to: {call, param}, relation}]`` on a storyline or trajectory entry, ``call`` an
-  index into its trajectory), and only where every fused trajectory that calls ``tool``
+  field}, to: {call, param}, relation}]`` on a storyline or trajectory entry, ``call`` the
+  namespaced tool name or an index into its trajectory), and only where every fused trajectory that calls ``tool``
   calls ``after`` before it (otherwise the rule would refuse a storyline the pair offers).
   No links, no ordering rules.
 
@@ -116,16 +116,24 @@ def _trajectories(graph: dict) -> list[list[str]]:
     return out
 
 
+def _position(traj: list[str], call: Any) -> int | None:
+    """A link end's call: the namespaced tool name (its first place in the trajectory) or
+    an index into the trajectory."""
+    if isinstance(call, str) and not call.isdigit():
+        return traj.index(call) if call in traj else None
+    return int(call)
+
+
 def ordering_pairs(graph: dict | None, tools: set[str]) -> list[tuple[str, str]]:
     """``(tool, after)``: a link hands a value of ``after`` (one member) to ``tool`` (the
     other), and every fused trajectory that calls ``tool`` calls ``after`` earlier."""
     found: set[tuple[str, str]] = set()
     for traj, link in declared_links(graph):
         try:
-            i, j = int(link["from"]["call"]), int(link["to"]["call"])
+            i, j = _position(traj, link["from"]["call"]), _position(traj, link["to"]["call"])
         except (KeyError, TypeError, ValueError):
             continue
-        if not (0 <= i < j < len(traj)):
+        if i is None or j is None or not (0 <= i < j < len(traj)):
             continue
         a, b = traj[i], traj[j]
         if a in tools and b in tools and a.split(NS, 1)[0] != b.split(NS, 1)[0]:
