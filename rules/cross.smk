@@ -70,6 +70,8 @@ rule merge_policy:
         policies=pair_members_file("policies/{domain}.md"),
         policy_reports=pair_members_file("policies/{domain}.json"),
         entities=out("entities.json"),
+        # the fused trajectories' links give the ordering Bridge Rules
+        graph=out("cross/{pair}/tool_graph.json"),
     output:
         policy=out("cross/{pair}/policy.md"),
         report=out("cross/{pair}/policy.json"),
@@ -94,6 +96,11 @@ rule pair_server:
         tools=pair_members_file("servers/{domain}/tools.py"),
         tool_lists=pair_members_file("tool_lists/{domain}.json"),
         db=out("cross/{pair}/database"),
+        # the Bridge Rules the server enforces: derived from the fused links, stated in s13
+        graph=out("cross/{pair}/tool_graph.json"),
+        policy_report=out("cross/{pair}/policy.json"),
+        # member tasks give the Bridge Rule tests valid arguments for writes and ordered steps
+        tasks=pair_members_file("tasks/{domain}.json"),
     output:
         report=out("cross/{pair}/server/report.json"),
         tool_list=out("cross/{pair}/tool_list.json"),

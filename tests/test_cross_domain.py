@@ -14,9 +14,10 @@ import pytest
 from agentskiller import io
 from agentskiller.jobs import StepContext
 from agentskiller.runtime.environment import load_environment
-from agentskiller.steps.cross import pair_server, s10_combinations, s12_database_fusion
+from agentskiller.steps.cross import pair_server, s10_combinations, s12_database_fusion, s13_policy_merge
 
 FIXTURE = Path(__file__).parent / "fixtures" / "cross" / "outputs"
+POLICIES = Path(__file__).parent / "fixtures" / "s11" / "outputs" / "policies"
 PAIR = "DentalCareDesk+PharmacyCareLine"
 MEMBERS = ["DentalCareDesk", "PharmacyCareLine"]
 CONFIG = {
@@ -76,8 +77,38 @@ def run_s12(out: Path, pair: str = PAIR) -> Path:
     return out / f"cross/{pair}/database"
 
 
+def run_s13(out: Path, pair: str = PAIR) -> dict:
+    """The merged policy (the pair server checks that it states the Bridge Rules); the member
+    policies come from the s11 fixture, which holds the same two blueprints."""
+    m = pair.split("+")
+    for d in m:
+        for ext in (".md", ".json"):
+            if not (out / f"policies/{d}{ext}").is_file():
+                (out / "policies").mkdir(exist_ok=True)
+                shutil.copy(POLICIES / f"{d}{ext}", out / f"policies/{d}{ext}")
+    cfg = {**CONFIG, "llm": {"provider": "offline", "cache_dir": str(out / ".llm_cache")}}
+    graph = out / f"cross/{pair}/tool_graph.json"
+    ctx = StepContext.from_paths(
+        "s13",
+        cfg,
+        inputs={
+            "blueprints": [out / f"blueprints/{d}.json" for d in m],
+            "policies": [out / f"policies/{d}.md" for d in m],
+            "policy_reports": [out / f"policies/{d}.json" for d in m],
+            **({"graph": graph} if graph.is_file() else {}),
+        },
+        outputs={"policy": out / f"cross/{pair}/policy.md", "report": out / f"cross/{pair}/policy.json"},
+        wildcards={"pair": pair},
+    )
+    s13_policy_merge.run(ctx)
+    return io.read_json(out / f"cross/{pair}/policy.json")
+
+
 def run_pair_server(out: Path, pair: str = PAIR) -> dict:
     m = pair.split("+")
+    if not (out / f"cross/{pair}/policy.json").is_file():
+        run_s13(out, pair)
+    graph = out / f"cross/{pair}/tool_graph.json"
     ctx = StepContext.from_paths(
         "pair_server",
         CONFIG,
@@ -87,6 +118,9 @@ def run_pair_server(out: Path, pair: str = PAIR) -> dict:
             "tools": [out / f"servers/{d}/tools.py" for d in m],
             "db": out / f"cross/{pair}/database",
             "tool_lists": [out / f"tool_lists/{d}.json" for d in m],
+            "policy_report": out / f"cross/{pair}/policy.json",
+            "tasks": [out / f"tasks/{d}.json" for d in m],
+            **({"graph": graph} if graph.is_file() else {}),
         },
         outputs={"report": out / f"cross/{pair}/server/report.json", "tool_list": out / f"cross/{pair}/tool_list.json"},
         wildcards={"pair": pair},
@@ -227,7 +261,15 @@ def test_pair_server_serves_both_members_over_the_fused_database(outputs):
     assert env["tool_prefix"] == {d: d for d in MEMBERS}
     assert env["tools_modules"]["DentalCareDesk"] == "../../../servers/DentalCareDesk/tools.py"
 
-    # the runtime: one person authorizes once and both members' tools see their own tables
+    # the Bridge Rules: stated in the merged policy, in the manifest, each proven by its tests
+    bridge = report["checks"]["bridge"]
+    ids = [r["id"] for r in env["bridge"]]
+    assert ids == [r["id"] for r in io.read_json(outputs / f"cross/{PAIR}/policy.json")["bridge_rules"]]
+    assert bridge["passed"] and bridge["rules"] == len(ids) == 5 and bridge["tests_passed"] == bridge["tests"]
+    for r in bridge["by_rule"]:
+        assert r["violating"] >= 1 and r["conforming"] >= 1 and r["failures"] == [], r
+
+    # the runtime: each member authorizes on its own, as one person, and sees its own tables
     session = load_environment(outputs / f"cross/{PAIR}/server").new_session()
     user = ep["user"]
     assert session.call("DentalCareDesk__authorize_patient", {"patient_id": user}).ok
@@ -237,9 +279,11 @@ def test_pair_server_serves_both_members_over_the_fused_database(outputs):
         if r["patient_id"] == user
     ]
     if mine:
-        rec = session.call(
-            "PharmacyCareLine__get_prescription_fill", {"prescription_fill_id": mine[0]["prescription_fill_id"]}
-        )
+        args = {"prescription_fill_id": mine[0]["prescription_fill_id"]}
+        rec = session.call("PharmacyCareLine__get_prescription_fill", args)
+        assert not rec.ok and "bridge.authorization.PharmacyCareLine" in rec.error
+        assert session.call("PharmacyCareLine__authorize_patient", {"patient_id": user}).ok
+        rec = session.call("PharmacyCareLine__get_prescription_fill", args)
         assert rec.ok, rec.error
     tables = set(session.state.tables)
     assert "DentalCareDesk_DentalAppointment" in tables and "DentalAppointment" not in tables

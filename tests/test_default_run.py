@@ -201,6 +201,11 @@ def test_at_least_two_pairs_are_built_and_served(out):
         report = io.read_json(out / f"cross/{pair}/server/report.json")
         assert report["status"] == "passed", (pair, report["reason"])
         assert report["checks"]["episode"]["passed"] and report["checks"]["mcp"]["tools_match"], pair
+        # every Bridge Rule the merged policy states is enforced: a violating call refused, a conforming one ok
+        bridge = report["checks"]["bridge"]
+        stated = [r["id"] for r in io.read_json(out / f"cross/{pair}/policy.json")["bridge_rules"]]
+        assert bridge["passed"] and [r["id"] for r in report["environment"]["bridge"]] == stated, (pair, bridge)
+        assert all(r["violating"] and r["conforming"] and not r["failures"] for r in bridge["by_rule"]), pair
         names = [t["function"]["name"] for t in io.read_json(out / f"cross/{pair}/tool_list.json")["tools"]]
         assert len(names) == len(set(names)) and all(n.split("__")[0] in pair.split("+") for n in names)
 

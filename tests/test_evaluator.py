@@ -520,12 +520,13 @@ def test_pair_write_needs_its_own_members_authorization(pair_outputs):
     golden = episode(row, golden_steps(row, cat.is_write), results=row["expected_outputs"])
     (v,) = evaluate_episodes([golden], rows, pair_outputs, in_process=True)
     assert v.passed, v.detail
-    # authorized with the dental desk only: the pharmacy write goes through (one shared
-    # user), the end state is right, and the policy is broken
+    # authorized with the dental desk only: the pharmacy server refuses the write (each member
+    # authorizes on its own, bridge.authorization.PharmacyCareLine), so the end state is not
+    # reached either, and the attempt is the policy break
     dental, _, pickup = resolved_golden_calls(row)
     steps = [("call", *dental), ("assistant", "Shall I confirm the pickup?"), YES, ("call", *pickup), BYE]
     (v,) = evaluate_episodes([episode(row, steps)], rows, pair_outputs, in_process=True)
-    assert v.scores["end_state"] is True
+    assert v.scores["end_state"] is False
     assert not v.passed and v.category == "unauthorized_write"
     assert "before PharmacyCareLine was authorized" in v.evidence["unauthorized"][0]
 

@@ -251,7 +251,13 @@ def test_fused_pair_namespace_and_prefix(tmp_path):
     s = load_environment(path).new_session()
     assert "clinic__book_appointment" in s.toolset.names() and "other__book_appointment" in s.toolset.names()
     assert s.call("clinic__authorize_patient", {"patient_id": "PAT-001"}).ok
-    # The authorization is shared by both members of the pair.
+    # Each member has its own authorization: the other member's does not count ...
+    r = s.call("other__cancel_appointment", {"appointment_id": "APT-0001"})
+    assert not r.ok and "bridge.authorization.Other" in r.error and r.changed_tables == []
+    # ... nor may the second member authorize another person (one person per conversation)
+    r = s.call("other__authorize_patient", {"patient_id": "PAT-002"})
+    assert not r.ok and "bridge.identity" in r.error and s.state.auth == {"ClinicDesk": "PAT-001"}
+    assert s.call("other__authorize_patient", {"patient_id": "PAT-001"}).ok
     r = s.call("other__cancel_appointment", {"appointment_id": "APT-0001"})
     assert r.ok and r.changed_tables == ["Other_Appointment"]
     assert s.state.tables["Clinic_Appointment"]["APT-0001"]["status"] == "scheduled"

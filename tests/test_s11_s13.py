@@ -18,6 +18,7 @@ from agentskiller import artifacts, io
 from agentskiller.jobs import StepContext
 from agentskiller.llm.offline import provider as offline
 from agentskiller.llm.offline.provider import handler, unregister
+from agentskiller.models.bridge_rules import derive_bridge_rules
 from agentskiller.steps.cross import s11_trajectory_fusion as s11
 from agentskiller.steps.cross import s13_policy_merge as s13
 from agentskiller.steps.domains.policy_markers import parse_policy, policy_for_tools
@@ -284,11 +285,22 @@ def test_merged_policy_keeps_members_whole_and_namespaced(root):
     )
     assert f"`{A}_DentalAppointment.patient_id`" in text and "`DentalAppointment" not in text
     assert "`authorize_patient`" not in text and "<!-- TOOL: authorize_patient -->" not in text
-    # bridge rules: one of each kind, inside the global rules, so every task's policy carries them
-    assert {r["kind"] for r in rep["bridge_rules"]} == {"identity", "ordering", "conflict"}
+    # bridge rules: the derived ones (no links: no ordering), each marked, inside the global rules,
+    # so every task's policy carries them
+    assert [r["id"] for r in rep["bridge_rules"]] == [
+        "bridge.identity",
+        f"bridge.authorization.{A}",
+        f"bridge.authorization.{B}",
+        f"bridge.separation.{A}",
+        f"bridge.separation.{B}",
+    ]
+    assert {r["kind"] for r in rep["bridge_rules"]} == {"identity", "authorization", "separation"}
+    for r in rep["bridge_rules"]:
+        assert f"<!-- RULE: {r['id']} -->" in text and "<!--" not in r["text"]
     assert s13.BRIDGE_START in p.global_rules and s13.BRIDGE_END in p.global_rules
     sub = policy_for_tools(text, [f"{B}__submit_prescription_fill"])
     assert "## Bridge Rules" in sub and f"<!-- TOOL: {B}__submit_prescription_fill -->" in sub
+    assert "One patient per conversation" in sub  # the rules reach the assistant (markers stripped, like s07's)
     ident = " ".join(r["text"] for r in rep["bridge_rules"] if r["kind"] == "identity")
     assert f"`{A}__authorize_patient`" in ident and f"`{B}__authorize_patient`" in ident
 
@@ -297,30 +309,81 @@ def test_bridge_rule_checks(root):
     bps = [artifacts.load_blueprint(p) for p in member_paths(root, "blueprints")]
     pol = {d: io.read_text(root / f"policies/{d}.md") for d in (A, B)}
     v = s13.PairVocabulary.build(bps, pol)
+    derived = derive_bridge_rules(bps)
+    ids = [r.id for r in derived]
 
     def section(*rules: str) -> str:
         return "\n".join([s13.BRIDGE_START, "## Bridge Rules", *[f"- {r}" for r in rules], s13.BRIDGE_END])
 
-    ident = f"**Identity:** The same `patient_id` authorizes `{A}__authorize_patient` and `{B}__authorize_patient`."
-    order = f"**Ordering:** `{A}__book_appointment` is confirmed before `{B}__submit_prescription_fill`."
-    confl = f"**Conflict:** {A} rules govern {A} tools; the stricter rule wins."
-    assert s13.check_bridge(section(ident, order, confl), v) == []
-    errs = s13.check_bridge(section(ident, f"**Ordering:** call `{A}__fly_plane` first.", confl), v)
+    def stated(r) -> str:
+        return f"**{r.kind.capitalize()}:** {r.statement} <!-- RULE: {r.id} -->"
+
+    good = [stated(r) for r in derived]
+    assert s13.check_bridge(section(*good), v, derived) == []
+    # a text-only rule (no marker) is refused, so is a marker the server does not enforce
+    errs = s13.check_bridge(section(*good, "**Ordering:** finish one service before the other."), v, derived)
+    assert any("text-only bridge rule" in e for e in errs)
+    errs = s13.check_bridge(section(*good, "**Identity:** be kind. <!-- RULE: bridge.kindness -->"), v, derived)
+    assert any("does not enforce" in e for e in errs)
+    # every derived rule stated exactly once, with its kind and its names
+    errs = s13.check_bridge(section(*good[1:]), v, derived)
+    assert any("bridge.identity is missing" in e for e in errs)
+    errs = s13.check_bridge(section(*good, good[0]), v, derived)
+    assert any("stated 2 times" in e for e in errs)
+    errs = s13.check_bridge(section(good[0].replace("**Identity:**", "**Separation:**"), *good[1:]), v, derived)
+    assert any("label it **Identity:**" in e for e in errs)
+    weak = "**Identity:** The same `patient_id` everywhere. <!-- RULE: bridge.identity -->"
+    errs = s13.check_bridge(section(weak, *good[1:]), v, derived)
+    assert any("bridge.identity must name" in e and f"`{A}__authorize_patient`" in e for e in errs)
+    # names are checked against the pair
+    bad = good[1].replace(" <!--", f" Call `{A}__fly_plane` first. <!--")
+    errs = s13.check_bridge(section(good[0], bad, *good[2:]), v, derived)
     assert any("unknown tool `DentalCareDesk__fly_plane`" in e for e in errs)
-    errs = s13.check_bridge(section(ident, "**Ordering:** call `authorize_patient` first.", confl), v)
+    bare = good[1].replace(" <!--", " Call `authorize_patient` first. <!--")
+    errs = s13.check_bridge(section(good[0], bare, *good[2:]), v, derived)
     assert any(
         "bare tool name" in e and f"`{A}__authorize_patient`" in e and f"`{B}__authorize_patient`" in e for e in errs
     )
-    errs = s13.check_bridge(section(ident, order, "**Conflict:** `DentalAppointment.status` wins."), v)
+    table = good[1].replace(" <!--", " See `DentalAppointment.status`. <!--")
+    errs = s13.check_bridge(section(good[0], table, *good[2:]), v, derived)
     assert any(f"`{A}_DentalAppointment.status`" in e for e in errs)
-    assert any("no conflict rule" in e for e in s13.check_bridge(section(ident, order), v))
-    assert any("kind label" in e for e in s13.check_bridge(section(ident, order, confl, "Just be nice."), v))
-    assert any(
-        "identity rules must name" in e
-        for e in s13.check_bridge(section("**Identity:** The same `patient_id` everywhere.", order, confl), v)
-    )
-    assert any("exactly once" in e for e in s13.check_bridge("## Bridge Rules\n- **Identity:** x", v))
-    assert s13.check_bridge(section(ident, order, f"**Conflict:** `{A}_DentalAppointment.no_such` wins."), v)
+    assert any("kind label" in e for e in s13.check_bridge(section(*good, "Just be nice."), v, derived))
+    assert any("exactly once" in e for e in s13.check_bridge("## Bridge Rules\n- **Identity:** x", v, derived))
+    assert ids[0] == "bridge.identity"
+
+
+def test_linked_storylines_give_ordering_rules(root):
+    """A link from a Dental result to a Pharmacy argument orders the two steps, unless some
+    fused trajectory calls the later step without the earlier one."""
+    bps = [artifacts.load_blueprint(p) for p in member_paths(root, "blueprints")]
+    t1 = [
+        f"{A}__authorize_patient",
+        f"{A}__book_appointment",
+        f"{B}__authorize_patient",
+        f"{B}__submit_prescription_fill",
+    ]
+    # the links' shape of s11 (issue 11 part 1): the ends name their namespaced tools
+    link = {
+        "from": {"call": t1[1], "field": "scheduled_at"},
+        "to": {"call": t1[3], "param": "pickup_date"},
+        "relation": "after",
+    }
+    graph = {
+        "trajectories": [t1],
+        "storylines": [{"trajectory": t1, "storyline": "s", "segments": {}, "links": [link]}],
+    }
+    rules = {r.id: r for r in derive_bridge_rules(bps, graph)}
+    rid = f"bridge.ordering.{B}__submit_prescription_fill.{A}__book_appointment"
+    assert rid in rules and rules[rid].tool == t1[3] and rules[rid].after == t1[1]
+    t2 = [
+        f"{B}__authorize_patient",
+        f"{B}__submit_prescription_fill",
+        f"{A}__authorize_patient",
+        f"{A}__book_appointment",
+    ]
+    graph["trajectories"].append(t2)
+    assert not any(r.kind == "ordering" for r in derive_bridge_rules(bps, graph))
+    assert not any(r.kind == "ordering" for r in derive_bridge_rules(bps, None))
 
 
 def test_bridge_rules_repair_drops_an_unknown_tool(root):

@@ -171,8 +171,13 @@ class Context:
 
     ``namespace`` maps logical table names (as written in the tool code) to physical
     names in the state; identity for a single domain, ``Clinic_Appointment`` style in a
-    fused pair. The authorized user lives in the state, so it is shared by all domains of
-    an environment and survives between calls of one episode.
+    fused pair. Authorization lives in the state per service (``state.auth[domain]``), so it
+    survives between calls of one episode, and in a pair each member's tools see only
+    their own member's authorization: ``DentalCareDesk__authorize_patient`` does not
+    authorize a ``PharmacyCareLine`` tool. One person per conversation: authorizing one
+    service as a different person than another service already authorized is refused
+    (the Bridge Rules ``bridge.identity`` and ``bridge.authorization.<Domain>``).
+    ``domain`` None (a bare context in tests) uses the shared ``state.user``.
     """
 
     def __init__(
@@ -182,13 +187,17 @@ class Context:
         core_entity: str | None = None,
         now: str = "",
         user: str | None = None,
+        domain: str | None = None,
     ) -> None:
         self.state = state
         self.namespace = dict(namespace or {})
         self.core_entity = core_entity
         self.now = now
+        self.domain = domain
         if user is not None:
             state.user = user
+            if domain is not None:
+                state.auth[domain] = user
 
     def physical(self, name: str) -> str:
         if name in self.namespace:
@@ -202,12 +211,15 @@ class Context:
 
     @property
     def user(self) -> Any:
-        """Primary key of the authorized core record, or None."""
-        return self.state.user
+        """Primary key of the person this service authorized, or None."""
+        if self.domain is None:
+            return self.state.user
+        return self.state.auth.get(self.domain)
 
     def authorize(self, user_id: Any) -> dict | None:
-        """Bind the session to ``user_id``. When the core entity is known the record must
-        exist (ToolError otherwise); returns that record."""
+        """Bind this service to ``user_id``. When the core entity is known the record must
+        exist (ToolError otherwise); returns that record. Refused when another service of
+        the environment is authorized as a different person (one person per conversation)."""
         rec = None
         if self.core_entity:
             table = self.table(self.core_entity)
@@ -215,13 +227,28 @@ class Context:
             if rec is None:
                 raise ToolError(f"unknown {table.primary_key}: {user_id}")
             user_id = rec[table.primary_key]
+        if self.domain is not None:
+            other = sorted(d for d, u in self.state.auth.items() if d != self.domain and u != user_id)
+            if other:
+                raise ToolError(
+                    f"refused (bridge.identity): {other[0]} is authorized as {self.state.auth[other[0]]!r} in "
+                    f"this conversation; both services serve one person, so {self.domain} cannot be "
+                    f"authorized as {user_id!r}"
+                )
+            self.state.auth[self.domain] = user_id
         self.state.user = user_id
         return rec
 
     def require_user(self) -> Any:
-        if self.state.user is None:
+        user = self.user
+        if user is None:
+            if self.domain is not None and self.state.auth:
+                raise ToolError(
+                    f"not authorized (bridge.authorization.{self.domain}): call {self.domain}'s own "
+                    f"authorization tool first; another service's authorization does not count"
+                )
             raise ToolError("not authorized: call the authorization tool first")
-        return self.state.user
+        return user
 
     def new_id(self, table: str) -> str:
         """A fresh primary key for ``table`` (logical name): ``<snake>_n00001``. The

@@ -9,6 +9,13 @@ An *environment* is one domain (``servers/{domain}/``) or a fused pair. Its mani
      "simulation_time": "2025-06-02T09:00:00Z",
      "tool_prefix": {"DentalCareDesk": ""}}
 
+A pair's manifest also lists its Bridge Rules (``bridge``: ``[{"id", "kind", "domain",
+"tool", "after"}]``, from :mod:`agentskiller.models.bridge_rules`). The identity,
+authorization and separation rules hold in every environment (the runtime keeps one
+authorization per service, refuses a second person, and a member's code sees only its own
+namespace); the ordering rules are the ones a session checks here: ``tool`` is refused
+until ``after`` succeeded in the episode.
+
 Paths are relative to the manifest's directory. A server directory holds ``report.json``
 (s09) with the manifest under the key ``"environment"``; :func:`load_environment` takes
 either that directory, that report, or a manifest file.
@@ -30,6 +37,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from .state import State
 
 __all__ = [
+    "BridgeEntry",
     "EnvironmentManifest",
     "Environment",
     "Session",
@@ -39,6 +47,29 @@ __all__ = [
 ]
 
 ErrorType = Literal["tool_error", "crash", "bad_arguments", "unknown_tool", "non_json", "timeout"]
+
+
+BridgeKind = Literal["identity", "authorization", "separation", "ordering"]
+
+
+class BridgeEntry(BaseModel):
+    """One Bridge Rule as the runtime sees it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(pattern=r"^bridge\.[A-Za-z0-9_.\-]+$")
+    kind: BridgeKind
+    domain: str | None = None
+    #: ordering: the tool that waits (exposed name)
+    tool: str | None = None
+    #: ordering: the tool that must have succeeded first (exposed name)
+    after: str | None = None
+
+    @model_validator(mode="after")
+    def _ordering_names_tools(self) -> BridgeEntry:
+        if self.kind == "ordering" and not (self.tool and self.after):
+            raise ValueError(f"{self.id}: an ordering rule names its tool and the tool it comes after")
+        return self
 
 
 class EnvironmentManifest(BaseModel):
@@ -56,6 +87,8 @@ class EnvironmentManifest(BaseModel):
     simulation_time: str
     #: domain -> tool-name prefix ("" for a single domain; exposed name is "<prefix>__<tool>")
     tool_prefix: dict[str, str] = Field(default_factory=dict)
+    #: the pair's Bridge Rules (empty for a single domain)
+    bridge: list[BridgeEntry] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _consistent(self) -> EnvironmentManifest:
@@ -187,6 +220,17 @@ class Session:
         self.environment = environment
         self.toolset = toolset
         self.state = state
+        #: tool -> [(rule id, tool that must have succeeded before it)]
+        self.ordering: dict[str, list[tuple[str, str]]] = {}
+        for rule in environment.manifest.bridge:
+            if rule.kind == "ordering" and rule.tool and rule.after:
+                self.ordering.setdefault(rule.tool, []).append((rule.id, rule.after))
+
+    def _out_of_order(self, name: str) -> str | None:
+        for rule_id, after in self.ordering.get(name, []):
+            if after not in self.state.succeeded:
+                return f"refused ({rule_id}): {name} only after {after} succeeded in this conversation"
+        return None
 
     def call(self, name: str, arguments: dict | None) -> CallRecord:
         """Call one tool. Never raises for tool-side problems: they become a failed
@@ -202,6 +246,9 @@ class Session:
             return self._fail(name, "bad_arguments", _validation_message(exc))
         except ValueError as exc:
             return self._fail(name, "bad_arguments", _short(str(exc)))
+        early = self._out_of_order(name)
+        if early:
+            return self._fail(name, "tool_error", early)
         self.state.begin()
         try:
             result = bound.fn(bound.context(self.state), **kwargs)
@@ -222,6 +269,7 @@ class Session:
             self.state.rollback()
             return self._fail(name, "non_json", f"result is not JSON: {problem}")
         changed = self.state.commit()
+        self.state.succeeded.append(name)
         return CallRecord(name, True, result, None, None, self.state.hash(), changed)
 
     def _fail(self, name: str, kind: ErrorType, message: str) -> CallRecord:

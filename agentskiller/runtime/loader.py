@@ -323,7 +323,7 @@ class BoundTool:
     _model: Any = None
 
     def context(self, state) -> Context:
-        return Context(state, self.namespace, self.core_entity, self.now)
+        return Context(state, self.namespace, self.core_entity, self.now, domain=self.domain)
 
     @property
     def description(self) -> str:

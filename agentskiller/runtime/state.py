@@ -7,8 +7,14 @@ Table files (written by s06) look like::
 
 A :class:`State` holds the tables under their *physical* names (identical to the logical
 names in a single domain; namespaced in a fused pair), the ID counters of
-:meth:`new_id` and the authorized user. ``hash()`` covers the tables only: two episodes
-that end with the same data are equal however the user got authorized.
+:meth:`new_id`, the authorized person per service (``auth``: domain -> key; ``user`` is the
+person the last authorization named) and the tools that succeeded in this episode
+(``succeeded``, in order: what a pair's ordering Bridge Rules check). ``hash()`` covers the
+tables only: two episodes that end with the same data are equal however the user got
+authorized. That is no loophole: every authorization rule is enforced when a call is made
+(a member's tool without that member's own authorization, a second person, a step before
+the one it depends on are refused), so a call that breaks one never changes the tables and
+the end state differs from the golden one.
 
 Writes go through :meth:`_write`, which keeps an undo journal while a call is open
 (:meth:`begin` / :meth:`commit` / :meth:`rollback`): a tool call that fails leaves the
@@ -64,13 +70,19 @@ class State:
         primary_keys: Mapping[str, str] | None = None,
         counters: Mapping[str, int] | None = None,
         user: Any = None,
+        auth: Mapping[str, Any] | None = None,
+        succeeded: list[str] | None = None,
     ) -> None:
         self.tables: dict[str, dict[Any, dict]] = {k: dict(v) for k, v in (tables or {}).items()}
         self.primary_keys: dict[str, str] = dict(primary_keys or {})
         self.counters: dict[str, int] = dict(counters or {})
         self.user = user
+        #: domain -> the person that domain's authorization tool bound (a pair has two)
+        self.auth: dict[str, Any] = dict(auth or {})
+        #: exposed names of the tool calls that succeeded in this episode, in order
+        self.succeeded: list[str] = list(succeeded or [])
         self._journal: list[tuple[str, Any, Any]] | None = None
-        self._saved: tuple[dict[str, int], Any] | None = None
+        self._saved: tuple[dict[str, int], Any, dict[str, Any]] | None = None
         self._table_json: dict[str, str] = {}  # table -> canonical JSON text cache
 
     # ------------------------------------------------------------------ building
@@ -108,7 +120,7 @@ class State:
             raise ToolError(f"unknown table: {table}") from None
 
     def copy(self) -> State:
-        new = State(copy.deepcopy(self.tables), self.primary_keys, self.counters, self.user)
+        new = State(copy.deepcopy(self.tables), self.primary_keys, self.counters, self.user, self.auth, self.succeeded)
         new._table_json = dict(self._table_json)
         return new
 
@@ -136,7 +148,7 @@ class State:
 
     def begin(self) -> None:
         self._journal = []
-        self._saved = (dict(self.counters), self.user)
+        self._saved = (dict(self.counters), self.user, dict(self.auth))
 
     def commit(self) -> list[str]:
         """Close the call; return the tables whose content really changed."""
@@ -152,7 +164,7 @@ class State:
                 self.tables[table][pk] = old
             self._table_json.pop(table, None)
         if self._saved is not None:
-            self.counters, self.user = self._saved
+            self.counters, self.user, self.auth = self._saved
         self._journal, self._saved = None, None
 
     def _changed_in_journal(self) -> list[str]:
@@ -183,8 +195,8 @@ class State:
         return text
 
     def hash(self) -> str:
-        """sha256 of the canonical JSON of :meth:`canonical` (tables only: not the user,
-        not the ID counters); equal to ``agentskiller.io.sha256_json(state.canonical())``.
+        """sha256 of the canonical JSON of :meth:`canonical` (tables only: not who is
+        authorized, not the ID counters, not the calls made); equal to ``agentskiller.io.sha256_json(state.canonical())``.
         The JSON text is cached per table, so a call that touches one table re-serializes
         only that table."""
         body = ",".join(_dumps(name) + ":" + self._table_text(name) for name in sorted(self.tables))

@@ -1,5 +1,7 @@
 """The MCP server of a pair ``A+B``: no new code, the members' proven tools over the fused database.
 
+Size: over 400 lines because the manifest, the episode check and the Bridge Rule check share the pair's loading and quarantine paths.
+
 Writes ``cross/{pair}/server/report.json`` (status, reason, checks and the runtime
 ``environment`` manifest) and ``cross/{pair}/tool_list.json`` (the namespaced union of the
 members' s05 tool lists, names ``<Domain>__<tool>``).
@@ -15,7 +17,13 @@ Verified for real before the pair is ``passed``:
    authorization tools as one shared person and calls a read tool of each member (on a
    record of that member's namespaced relationship table where one exists): every call
    succeeds, the reads change nothing, and both authorizations name the same person;
-2. the live server, ``python -m agentskiller.serve cross/{pair}/server`` through the MCP SDK
+2. the Bridge Rules (:mod:`agentskiller.models.bridge_rules`, from the blueprints and the
+   links of ``cross/{pair}/tool_graph.json``) are the ones the merged policy states (s13's
+   markers ``<!-- RULE: bridge.<id> -->``), the manifest records them (``bridge``) so the
+   runtime enforces them, and every rule's contract tests (:mod:`.bridge_tests`: a violating
+   call refused, a conforming one accepted) pass in the sandboxed worker; a rule without a
+   test fails the pair like a failing one;
+3. the live server, ``python -m agentskiller.serve cross/{pair}/server`` through the MCP SDK
    client over stdio, advertises exactly the pair's tool list (s09's check).
 
 A failed member (blueprint, server, fused database) or a failed check quarantines the pair:
@@ -33,6 +41,7 @@ from agentskiller import artifacts, io
 from agentskiller.artifacts import as_paths, require_blueprint
 from agentskiller.jobs import StepContext
 from agentskiller.models.blueprint import Blueprint, Tool
+from agentskiller.models.bridge_rules import BridgeRule, derive_bridge_rules
 from agentskiller.steps.cross.s10_combinations import TOOL_NAME_RE, pair_members
 from agentskiller.steps.tasks.task_env import NS_SEP
 
@@ -66,7 +75,13 @@ def namespaced_tool_list(members: dict[str, list[dict]]) -> list[dict]:
 
 
 def pair_manifest(
-    pair: str, bps: list[Blueprint], db_dir: Path, tools: dict[str, Path], server_dir: Path, simulation_time: str
+    pair: str,
+    bps: list[Blueprint],
+    db_dir: Path,
+    tools: dict[str, Path],
+    server_dir: Path,
+    simulation_time: str,
+    bridge: list[BridgeRule] | None = None,
 ) -> dict:
     """The runtime manifest of the pair (paths relative to ``server_dir``)."""
     fused = artifacts.read(db_dir / "tables.json")
@@ -87,6 +102,7 @@ def pair_manifest(
         "tools_modules": {d: os.path.relpath(tools[d].resolve(), base) for d in domains},
         "simulation_time": simulation_time,
         "tool_prefix": {d: d for d in domains},
+        "bridge": [r.runtime() for r in bridge or []],
     }
 
 
@@ -212,6 +228,77 @@ def _values(obj: Any) -> list:
     return [obj]
 
 
+# ----------------------------------------------------------------- bridge rules
+def stated_rules(policy_report: Path | None, rules: list[BridgeRule]) -> None:
+    """The merged policy (s13) must state every Bridge Rule the server enforces, and no other."""
+    if policy_report is None or not Path(policy_report).is_file():
+        raise PairFailure("no merged policy report (s13)")
+    rep = artifacts.read(Path(policy_report))
+    if rep.get("status") != "ok":
+        raise PairFailure(f"s13 policy merge failed: {rep.get('reason', '')}")
+    stated = {r.get("id") for r in rep.get("bridge_rules") or []}
+    want = {r.id for r in rules}
+    if stated != want:
+        raise PairFailure(
+            f"the merged policy states the Bridge Rules {sorted(x for x in stated if x)}, the server enforces "
+            f"{sorted(want)}"
+        )
+
+
+def member_tasks(paths: list[Path]) -> dict[str, list[dict]]:
+    out: dict[str, list[dict]] = {}
+    for p in paths:
+        doc = artifacts.read(p)
+        if doc.get("status") != "failed":
+            out[p.stem] = list(doc.get("tasks") or [])
+    return out
+
+
+def bridge_check(
+    bps: list[Blueprint],
+    rules: list[BridgeRule],
+    manifest: dict,
+    server_dir: Path,
+    tool_list: list[dict],
+    tasks: dict[str, list[dict]],
+    sandbox,
+) -> dict:
+    """Every Bridge Rule's contract tests in one sandboxed worker run."""
+    from agentskiller.runtime.worker import WorkerError, execute_episodes
+    from agentskiller.steps.cross.bridge_tests import PairData, derive_tests, judge
+
+    data = PairData.load(bps, manifest, server_dir, shared_user(bps, manifest, server_dir), tasks)
+    tests, missing = derive_tests(rules, data, tool_list)
+    per_rule: dict[str, dict[str, Any]] = {
+        r.id: {"id": r.id, "kind": r.kind, "violating": 0, "conforming": 0, "passed": 0, "failures": []} for r in rules
+    }
+    check: dict[str, Any] = {"rules": len(rules), "tests": len(tests), "passed": False, "detail": ""}
+    try:
+        eps = execute_episodes(server_dir, [t.episode(i) for i, t in enumerate(tests)], sandbox) if tests else []
+    except WorkerError as exc:
+        check["detail"] = str(exc)[:1000]
+        check["by_rule"] = list(per_rule.values())
+        return check
+    problems = [f"{rid}: no contract test ({why})" for rid, why in missing.items()]
+    for t, ep in zip(tests, eps, strict=True):
+        entry = per_rule[t.rule]
+        entry[t.kind] += 1
+        why = ep.error or judge(t, [c.model_dump() for c in ep.calls])
+        if why:
+            entry["failures"].append(f"{t.kind}: {why}"[:300])
+            problems.append(f"{t.rule} {t.kind}: {why}")
+        else:
+            entry["passed"] += 1
+    for rid, entry in per_rule.items():
+        if rid not in missing and not (entry["violating"] and entry["conforming"]):
+            problems.append(f"{rid}: needs a violating and a conforming test")
+    check["tests_passed"] = sum(e["passed"] for e in per_rule.values())
+    check["by_rule"] = list(per_rule.values())
+    check["passed"] = not problems
+    check["detail"] = "; ".join(problems)[:2000]
+    return check
+
+
 # ------------------------------------------------------------------------- step
 def _report(pair: str, domains: list[str], status: str, reason: str, checks: dict, environment: dict | None) -> dict:
     # no top-level "env": load_environment() would take the report for a bare manifest
@@ -249,8 +336,17 @@ def upstream_failure(ctx: StepContext) -> str | None:
     return None
 
 
-def run_checks(bps: list[Blueprint], manifest: dict, server_dir: Path, tool_list: list[dict], sandbox) -> dict:
-    """The sandboxed two-authorization episode, then (when it passed) the live MCP tool list."""
+def run_checks(
+    bps: list[Blueprint],
+    manifest: dict,
+    server_dir: Path,
+    tool_list: list[dict],
+    sandbox,
+    rules: list[BridgeRule] | None = None,
+    tasks: dict[str, list[dict]] | None = None,
+) -> dict:
+    """The sandboxed two-authorization episode, the Bridge Rules' contract tests, then (when
+    both passed) the live MCP tool list."""
     from agentskiller.steps.domains.s09_server import check_mcp_server, mcp_check_timeout
 
     checks: dict[str, Any] = {}
@@ -258,7 +354,12 @@ def run_checks(bps: list[Blueprint], manifest: dict, server_dir: Path, tool_list
         checks["episode"] = episode_check(bps, manifest, server_dir, sandbox)
     except PairFailure as exc:
         checks["episode"] = {"passed": False, "detail": str(exc)}
-    if checks["episode"]["passed"]:
+    if checks["episode"]["passed"] and rules is not None:
+        try:
+            checks["bridge"] = bridge_check(bps, rules, manifest, server_dir, tool_list, tasks or {}, sandbox)
+        except PairFailure as exc:
+            checks["bridge"] = {"passed": False, "detail": str(exc), "rules": len(rules), "tests": 0}
+    if checks["episode"]["passed"] and checks.get("bridge", {"passed": True})["passed"]:
         checks["mcp"] = check_mcp_server(server_dir, tool_list, sandbox, timeout_s=mcp_check_timeout(sandbox))
     return checks
 
@@ -285,7 +386,14 @@ def run(ctx: StepContext) -> None:
             for d, p in _by_domain(as_paths(ctx.inputs["tool_lists"]), dir_named=False).items()
         }
         tool_list = namespaced_tool_list({d: lists[d] for d in domains})
-        manifest = pair_manifest(pair, bps, Path(ctx.inputs["db"]), tools, server_dir, ctx.cfg.simulation_time)
+        graph_path = ctx.inputs.get("graph")
+        graph = artifacts.read(Path(graph_path)) if graph_path and Path(graph_path).is_file() else None
+        rules = derive_bridge_rules(bps, graph if graph and graph.get("status") != "failed" else None)
+        stated_rules(ctx.inputs.get("policy_report"), rules)
+        manifest = pair_manifest(
+            pair, bps, Path(ctx.inputs["db"]), tools, server_dir, ctx.cfg.simulation_time, bridge=rules
+        )
+        tasks = member_tasks(as_paths(ctx.inputs.get("tasks")))
     except PairFailure as exc:
         _quarantine(ctx, pair, domains, str(exc))
         return
@@ -296,11 +404,14 @@ def run(ctx: StepContext) -> None:
     staging.mkdir(parents=True, exist_ok=True)
     io.write_json(staging / "report.json", {"status": "passed", "environment": manifest})
     try:
-        checks = run_checks(bps, manifest, staging, tool_list, sandbox)
+        checks = run_checks(bps, manifest, staging, tool_list, sandbox, rules, tasks)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     if not checks["episode"]["passed"]:
         _quarantine(ctx, pair, domains, f"episode check failed: {checks['episode']['detail']}", checks)
+        return
+    if not checks["bridge"]["passed"]:
+        _quarantine(ctx, pair, domains, f"Bridge Rule tests failed: {checks['bridge']['detail']}", checks)
         return
     mcp = checks["mcp"]
     if not mcp["tools_match"]:
@@ -311,8 +422,23 @@ def run(ctx: StepContext) -> None:
     ctx.write_json("tool_list", {"domain": pair, "status": "ok", "tools": tool_list}, TOOL_LIST_SCHEMA)
     ctx.write_json("report", _report(pair, domains, "passed", "", checks, manifest), REPORT_SCHEMA)
     ctx.log.info(
-        "pair server %s passed: %d tools, episode %s, MCP tools match", pair, len(tool_list), checks["episode"]["calls"]
+        "pair server %s passed: %d tools, episode %s, Bridge Rules %d with %d/%d tests passed, MCP tools match",
+        pair,
+        len(tool_list),
+        checks["episode"]["calls"],
+        checks["bridge"]["rules"],
+        checks["bridge"]["tests_passed"],
+        checks["bridge"]["tests"],
     )
 
 
-__all__ = ["run", "namespaced_tool_list", "pair_manifest", "episode_check", "shared_user", "PairFailure"]
+__all__ = [
+    "run",
+    "namespaced_tool_list",
+    "pair_manifest",
+    "episode_check",
+    "bridge_check",
+    "stated_rules",
+    "shared_user",
+    "PairFailure",
+]

@@ -14,17 +14,23 @@ was never checked). Instead, in code:
   backticks, ``Table.column``, markers and headings), so prose is not mangled;
 * each member's global rules become a subsection of the merged ``## Global Rules``.
 
-The text model (task ``s13.bridge_rules``) writes only the new part, a ``## Bridge Rules``
+The Bridge Rules are data (:mod:`agentskiller.models.bridge_rules`: identity, each member's
+own authorization, separation, and ordering where the fused trajectories declare links);
+the text model (task ``s13.bridge_rules``) only states them, in a ``## Bridge Rules``
 section between ``<!-- BRIDGE_RULES_START -->`` and ``<!-- BRIDGE_RULES_END -->``: one
-bullet per rule, each labelled with its kind (Identity, Ordering, Conflict). Checked in
-code, problems fed back (``policy.max_repair_rounds``): the markers parse, every bullet has
-a kind, every kind occurs, every name it uses exists in the pair (namespaced tools, shared
-entity tables, namespaced relationship tables, their columns and values; a bare member
-tool or relationship name is an error that says which namespaced names are meant), the
-identity rules name both members' authorization tools and the person's key, ordering rules
-name a tool, conflict rules name a member. The section is placed inside the global rules
-(before ``<!-- GLOBAL_RULES_END -->``) so that ``policy_for_tools`` - what s14-s17 and the
-rollout show an assistant - always carries it.
+bullet per rule, labelled with its kind (Identity, Authorization, Separation, Ordering) and
+ending with the rule's marker ``<!-- RULE: bridge.<id> -->``, like a member policy's rules.
+Checked in code, problems fed back (``policy.max_repair_rounds``): the markers parse, every
+derived rule is stated exactly once, a bullet without a marker or with one the pair server
+does not enforce (a text-only rule) is refused, the label matches the rule's kind, the
+bullet names what its rule is about (both authorization tools and the person's key for
+identity, the ordered tools for ordering), and every name it uses exists in the pair
+(namespaced tools, shared entity tables, namespaced relationship tables, their columns and
+values; a bare member tool or relationship name is an error that says which namespaced
+names are meant). The section is placed inside the global rules (before
+``<!-- GLOBAL_RULES_END -->``) so that ``policy_for_tools`` - what s14-s17 and the rollout
+show an assistant - always carries it. The pair server enforces every marker and proves it
+with contract tests (:mod:`.bridge_tests`).
 
 The merged document is parsed again with :mod:`.policy_markers`: structure sound, every
 namespaced tool exactly one section with every required part, no bare name left behind.
@@ -43,6 +49,9 @@ from agentskiller.artifacts import as_paths, load_blueprint, load_entities, upst
 from agentskiller.jobs import StepContext
 from agentskiller.llm import LLMError
 from agentskiller.models.blueprint import Blueprint
+from agentskiller.models.bridge_rules import BRIDGE_KINDS, derive_bridge_rules
+from agentskiller.models.bridge_rules import BridgeRule as DerivedRule
+from agentskiller.models.policy_rules import RULE_MARKER_RE
 from agentskiller.prompts import render
 from agentskiller.steps.domains.policy_markers import (
     GLOBAL_HEADING,
@@ -63,10 +72,12 @@ PAIR_SEP = "+"
 BRIDGE_START = "<!-- BRIDGE_RULES_START -->"
 BRIDGE_END = "<!-- BRIDGE_RULES_END -->"
 BRIDGE_HEADING = "## Bridge Rules"
-KINDS = ("identity", "ordering", "conflict")
+KINDS = BRIDGE_KINDS
 
 _BACKTICK_RE = re.compile(r"`([^`\n]+)`")
-_KIND_RE = re.compile(r"^\s*(?:\*\*|__)?\[?\s*(identity|ordering|conflict)\s*\]?\s*:?\s*(?:\*\*|__)?\s*:?", re.I)
+_KIND_RE = re.compile(
+    r"^\s*(?:\*\*|__)?\[?\s*(identity|authorization|separation|ordering)\s*\]?\s*:?\s*(?:\*\*|__)?\s*:?", re.I
+)
 _LITERALS = {"true", "false", "null", "none"}
 
 
@@ -198,6 +209,8 @@ class BridgeRule:
     kind: str
     text: str
     names: list[str]
+    #: the marker's rule id (``bridge.<id>``), None for a text-only bullet
+    id: str | None = None
 
 
 def parse_bridge(text: str) -> tuple[list[BridgeRule], list[str]]:
@@ -225,16 +238,22 @@ def parse_bridge(text: str) -> tuple[list[BridgeRule], list[str]]:
         m = _KIND_RE.match(item)
         if not m:
             problems.append(
-                f"rule '{item[:80]}' does not start with its kind label (**Identity:**, **Ordering:** or **Conflict:**)"
+                f"rule '{item[:80]}' does not start with its kind label (**Identity:**, **Authorization:**, "
+                "**Separation:** or **Ordering:**)"
             )
             continue
+        markers = RULE_MARKER_RE.findall(item)
+        rest = RULE_MARKER_RE.sub("", item[m.end() :]).strip()
         rules.append(
             BridgeRule(
                 kind=m.group(1).lower(),
-                text=item[m.end() :].strip(),
-                names=[x.strip() for x in _BACKTICK_RE.findall(item)],
+                text=rest,
+                names=[x.strip() for x in _BACKTICK_RE.findall(rest)],
+                id=markers[-1] if len(markers) == 1 else None,
             )
         )
+        if len(markers) > 1:
+            problems.append(f"rule '{rest[:60]}' carries {len(markers)} markers; one rule per bullet")
     if not rules and not problems:
         problems.append("the Bridge Rules section has no rules (bullet lines '- **Kind:** ...')")
     return rules, problems
@@ -272,11 +291,12 @@ def check_name(tok: str, v: PairVocabulary) -> str | None:
     return None  # IDs, dates, numbers, phrases: values, not names
 
 
-def check_bridge(text: str, v: PairVocabulary) -> list[str]:
-    """Every problem of a Bridge Rules answer (empty: accepted)."""
+def check_bridge(text: str, v: PairVocabulary, derived: list[DerivedRule]) -> list[str]:
+    """Every problem of a Bridge Rules answer against the pair's derived rules (empty: accepted)."""
     rules, errors = parse_bridge(text)
     if not rules:
         return errors
+    by_id = {r.id: r for r in derived}
     bad: dict[str, str] = {}
     for r in rules:
         for tok in r.names:
@@ -284,28 +304,35 @@ def check_bridge(text: str, v: PairVocabulary) -> list[str]:
             if why:
                 bad.setdefault(tok, why)
     errors += list(bad.values())
-    for k in KINDS:
-        if not any(r.kind == k for r in rules):
-            errors.append(f"no {k} rule: add at least one bullet '- **{k.capitalize()}:** ...'")
-    ident = [r for r in rules if r.kind == "identity"]
-    named = {n for r in ident for n in r.names}
-    for d, auth in v.authorize.items():
-        if ident and auth not in named:
-            errors.append(
-                f"the identity rules must name {d}'s authorization tool `{auth}` (the same "
-                f"`{v.core_key}` authorizes both services)"
-            )
-    if ident and v.core_key not in named:
-        errors.append(f"the identity rules must name the person's key `{v.core_key}`")
+    seen: dict[str, int] = {}
     for r in rules:
-        if r.kind == "ordering" and not any(n in v.tools for n in r.names):
-            errors.append(f"ordering rule '{r.text[:60]}' names no tool; name the namespaced tools it orders")
-        if (
-            r.kind == "conflict"
-            and not any(d in r.text for d in v.domains)
-            and not any(n.split(NS, 1)[0] in v.domains for n in r.names if NS in n)
-        ):
-            errors.append(f"conflict rule '{r.text[:60]}' names neither service; say which service's rule wins")
+        if r.id is None:
+            errors.append(
+                f"rule '{r.text[:60]}' has no marker: a text-only bridge rule is enforced by nobody; state only "
+                f"the given rules, each ending with its marker (one of {sorted(by_id)})"
+            )
+            continue
+        want = by_id.get(r.id)
+        if want is None:
+            errors.append(
+                f"rule '{r.text[:60]}' is marked {r.id}, which the pair server does not enforce; the pair's "
+                f"rules are {sorted(by_id)}"
+            )
+            continue
+        seen[r.id] = seen.get(r.id, 0) + 1
+        if r.kind != want.kind:
+            errors.append(f"rule {r.id} is a {want.kind} rule: label it **{want.kind.capitalize()}:**")
+        missing = [n for n in want.names if n not in r.names]
+        if missing:
+            errors.append(f"rule {r.id} must name {', '.join(f'`{n}`' for n in missing)}: {want.statement}")
+    for rid, n in seen.items():
+        if n > 1:
+            errors.append(f"rule {rid} is stated {n} times; state it once")
+    for rid, want in by_id.items():
+        if rid not in seen:
+            errors.append(
+                f"rule {rid} is missing: add '- **{want.kind.capitalize()}:** {want.statement} <!-- RULE: {rid} -->'"
+            )
     return errors
 
 
@@ -453,7 +480,17 @@ def entity_columns(path: Path | None) -> dict[str, set[str]]:
     return {name: {a.name for a in e.attributes} for name, e in load_entities(Path(path)).items()}
 
 
-def bridge_context(pair: str, vocab: PairVocabulary, members: list[MemberPolicy]) -> dict:
+def fused_graph(path: Path | None) -> dict | None:
+    """Optional ``graph`` input: the pair's fused tool graph (s11), whose links order steps."""
+    if path is None or not Path(path).is_file():
+        return None
+    graph = artifacts.read(Path(path))
+    return graph if graph.get("status") != "failed" else None
+
+
+def bridge_context(
+    pair: str, vocab: PairVocabulary, members: list[MemberPolicy], derived: list[DerivedRule] | None = None
+) -> dict:
     entities = set().union(*(set(m.bp.entities) for m in members))
     return {
         "pair": pair,
@@ -482,6 +519,9 @@ def bridge_context(pair: str, vocab: PairVocabulary, members: list[MemberPolicy]
             for m in members
         ],
         "kinds": list(KINDS),
+        "bridge_rules": [
+            {"id": r.id, "kind": r.kind, "names": r.names, "statement": r.statement} for r in derived or []
+        ],
     }
 
 
@@ -498,11 +538,12 @@ def run(ctx: StepContext) -> None:
     entities = set().union(*(set(bp.entities) for bp in bps))
     members = [namespace_member(bp, policies[bp.domain], entities) for bp in bps]
     vocab = PairVocabulary.build(bps, policies, entity_columns(ctx.inputs.get("entities")))
-    context = bridge_context(pair, vocab, members)
+    derived = derive_bridge_rules(bps, fused_graph(ctx.inputs.get("graph")))
+    context = bridge_context(pair, vocab, members, derived)
     rounds: list[dict] = []
 
     def check(text: str) -> list[str]:
-        errors = check_bridge(text, vocab)
+        errors = check_bridge(text, vocab, derived)
         rounds.append({"round": len(rounds), "errors": errors})
         return errors
 
@@ -542,7 +583,7 @@ def run(ctx: StepContext) -> None:
             "tools": tools,
             "sections": parsed.order,
             "global_rules": len(parsed.rules),
-            "bridge_rules": [{"kind": r.kind, "text": r.text, "names": r.names} for r in rules],
+            "bridge_rules": [{"id": r.id, "kind": r.kind, "text": r.text, "names": r.names} for r in rules],
             "namespace": {
                 m.domain: {r.name: ns_table(m.domain, r.name, entities) for r in m.bp.relationships} for m in members
             },
