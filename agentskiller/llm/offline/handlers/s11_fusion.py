@@ -157,7 +157,9 @@ class _Composer:
             # a name hands over only to a parameter that names the same kind of thing
             if c["from"]["category"] == "name" and not (set(_words(f)) & set(_words(p)) - {"name"}):
                 continue
-            if key in fed or self._stated(first, c["from"]["call"], f):
+            # one hand-over per call: a ride gets the hotel's address as its drop-off, not as
+            # its pick-up too
+            if key in fed or key[0] in {k[0] for k in fed} or self._stated(first, c["from"]["call"], f):
                 continue
             fed.add(key)
             out.append(
