@@ -72,6 +72,16 @@ from .nlu import (
 from .policy import after, in_window, parse_policy
 from .toolindex import Param, ToolInfo, index_tools, tool_schema_value_ok
 
+#: "the street address of that hotel", "the balance of that deposit account"
+_CARRY_RE = re.compile(r"\bthe ((?:[a-z]+ ){0,3}[a-z]+) of (?:that|this|the same) ((?:[a-z]+ ){0,3}?[a-z]+)\b(?=$|[\s,.;:!?])")
+
+
+def _field_name(phrase: str) -> str:
+    """"scheduled time" -> ``scheduled_at``, "street address" -> ``street_address``."""
+    name = "_".join(phrase.lower().split())
+    return name[: -len("_time")] + "_at" if name.endswith("_time") else name
+
+
 MISTAKE_KINDS = ("wrong_argument", "skipped_step", "extra_call", "premature_end", "unconfirmed_write")
 NAME = "offline-assistant-v1"
 
@@ -884,6 +894,8 @@ class Planner:
             ):
                 if p.name in c.last_ids:
                     out.args[p.name] = c.last_ids[p.name][1]
+        # --- values an earlier result holds ("set to the street address of that hotel")
+        carried = self._carried_values(tool, body, out)
         # --- values
         exclude = [(m.start, m.end) for m in find_ids(body)]
         dates_all = find_dates(body, c.year)
@@ -891,8 +903,11 @@ class Planner:
         quoted_all = find_quoted(body)
         exclude += [(q.start, q.end) for q in quoted_all]
         addresses_all = find_addresses(body, exclude)
-        if has_new:
-            self._update_values(tool, target_part, new_part, out)
+        rest = _CARRY_RE.sub(" ", new_part).strip(" ,.;") if carried else new_part
+        if has_new and rest:
+            kept = dict(out.args)
+            self._update_values(tool, target_part, rest, out)
+            out.args.update({k: kept[k] for k in carried})  # a carried value stays
             if self.value_notes and not any(p.new_value and p.name in out.args for p in params):
                 # "Also, please set the channel to video.": the value after "to" / "is" / "should be"
                 for note in split_sentences(self.value_notes):
@@ -916,6 +931,52 @@ class Planner:
         if has_new and not any(p.new_value and p.name in out.args for p in params):
             out.missing.extend(p for p in params if p.new_value and not p.required)
         return out
+
+    def _carried_values(self, tool: ToolInfo, body: str, out: _Resolved) -> set[str]:
+        """Arguments the user names by where they come from, not by value: "the <field> of
+        that <record>" is that field of the record an earlier tool result showed (the
+        latest one of that kind), given to the parameter of this tool the words around it
+        name (else the only one of a fitting type). What a real model does with the
+        results it has seen; the user never says the value itself."""
+        filled: set[str] = set()
+        for m in _CARRY_RE.finditer(body):
+            noun = words(m.group(2))
+            if not noun:
+                continue
+            names = [_field_name(m.group(1)), "_".join(m.group(1).lower().split())]
+            found = [(n, r) for n in names if (r := self._latest_record(n, noun)) is not None]
+            if not found:
+                continue
+            field_name, rec = found[0]
+            value = rec.record[field_name]
+            around = set(words(body[max(0, m.start() - 60) : m.start()])) | set(words(body[m.end() : m.end() + 40]))
+            fits = [
+                p
+                for p in tool.params.values()
+                if not p.is_id and p.name not in out.args and tool_schema_value_ok(p, value, bounds=False)
+            ]
+            if not fits:
+                continue
+            best = max(fits, key=lambda p: (len(set(name_words(p.name)) & around), p.name == field_name))
+            if len(fits) > 1 and not set(name_words(best.name)) & around:
+                continue  # which parameter it is for is not said
+            out.args[best.name] = value
+            filled.add(best.name)
+        return filled
+
+    def _latest_record(self, field_name: str, noun: list[str]) -> _Record | None:
+        """The most recently shown record whose kind ``noun`` names and that has ``field_name``."""
+        best: _Record | None = None
+        for id_field, recs in self.c.records.items():
+            kind = set(name_words(id_field))
+            if not kind or noun[-1] not in kind:
+                continue
+            for r in recs.values():
+                if r.record.get(field_name) is None:
+                    continue
+                if best is None or (r.call_pos, r.index) > (best.call_pos, best.index):
+                    best = r
+        return best
 
     def _update_values(self, tool: ToolInfo, target_part: str, new_part: str, out: _Resolved) -> None:
         """An update changes the field the user names ("the number of guests ... to 3"),
