@@ -376,7 +376,9 @@ class Conversation:
     # -- requests ----------------------------------------------------------------------
     def analyze(self, clause: str) -> tuple[str, ToolInfo | None, str]:
         """``(kind group, tool, verb)`` for one request clause (tool None: no tool fits)."""
-        body = strip_lead(clause)
+        # a value named by its source ("to the street address of that hotel") says where a
+        # value comes from, not which record the request is about
+        body = _CARRY_RE.sub(" ", strip_lead(clause))
         low = body.lower()
         cwords = set(words(body))
         # "I need a ride ...", "I'd like a new appointment ...": a wish for something new

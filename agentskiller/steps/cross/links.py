@@ -195,13 +195,14 @@ def _param_names(index: dict, domain: str, tool: str) -> set[str]:
 
 def stated_upstream(index: dict, domain: str, tools: list[str], src: str, field: str) -> bool:
     """Whether the user gives ``field`` of the source record themselves: it is an argument of
-    the source call, or of an earlier write of that record's table in the same trajectory
-    (a booking made with the user's date, then looked up)."""
+    the source call, or of another write of that record's table before the target (``tools``:
+    the calls up to it) - a booking made with the user's date, then looked up; or a meeting
+    looked up and then moved, whose "time" would no longer be the one read."""
     if field in _param_names(index, domain, src):
         return True
     info = index.get(domain, {})
     table = (info.get("tool_tables") or {}).get(src)
-    for t in tools[: tools.index(src)]:
+    for t in tools:
         if t in (info.get("writes") or set()) and (info.get("tool_tables") or {}).get(t) == table:
             if field in _param_names(index, domain, t):
                 return True
@@ -232,7 +233,7 @@ def check_links(links: list[Link], tools: list[str], index: dict) -> list[str]:
             continue
         f = next((e for e in index.get(ds, {}).get("fields", []) if e.tool == src and e.name == lk.source.field), None)
         p = next((e for e in index.get(dd, {}).get("params", []) if e.tool == dst and e.name == lk.to.param), None)
-        if f is not None and stated_upstream(index, ds, tools, src, lk.source.field):
+        if f is not None and stated_upstream(index, ds, tools[: tools.index(dst)], src, lk.source.field):
             errs.append(
                 f"{label}: {lk.source.field!r} is an argument of {src}: the user states it there, so nothing "
                 f"is carried across; link a field the user does not give (of a record looked up, say)"

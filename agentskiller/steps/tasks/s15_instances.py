@@ -374,7 +374,7 @@ class Builder:
                 target[s.column] = values[s.name]
             elif tool is not None and tool.kind == "create" and s.table in created:
                 created[s.table][s.column] = values[s.name]
-        self._check_links(chosen, created)
+        self._check_links(chosen, created, values)
         missing = {c for c, _ in self.fallback.values()} - filled
         if missing:
             raise NoInstance(f"no valid new value for update call(s) {sorted(missing)}: it would change nothing")
@@ -569,7 +569,7 @@ class Builder:
         rec = created.get(ref.table) if ref.tool.kind == "create" else chosen.get(ref.table)
         return (rec or {}).get(lk["from"]["field"])
 
-    def _check_links(self, chosen: dict[str, dict], created: dict[str, dict]) -> None:
+    def _check_links(self, chosen: dict[str, dict], created: dict[str, dict], values: dict) -> None:
         """Create-then-validate: every linked value must be one the receiving call accepts
         (type, range, the bound another record sets, a future date, a real change for an
         update); s16 then proves it by execution."""
@@ -594,7 +594,7 @@ class Builder:
                 if p.type == "integer" and not float(v).is_integer():
                     raise NoInstance(f"{label} is no integer")
                 probe = Slot(name=f"link:{pname}", kind="value", table=ref.table, column=col, calls=[j])
-                limit = self.bound_limit(probe, chosen.get(ref.table) or created.get(ref.table), {})
+                limit = self.bound_limit(probe, chosen.get(ref.table) or created.get(ref.table), values)
                 if limit is not None and v > limit:
                     raise NoInstance(f"{label} is more than the {limit} the referenced record allows")
             current = chosen.get(ref.table) if ref.tool.kind == "update" else None
@@ -807,6 +807,14 @@ class Builder:
         return out
 
 
+def linked_kinds(b: Builder, kinds: list[str]) -> list[str]:
+    """A linked (cross-domain) template's task kinds: an ``auth_failure`` stops at the first
+    call and a ``refusal`` before its first write, while a link always feeds a write, so
+    neither would hand anything over; those become ``action`` tasks (single-domain envs keep
+    them)."""
+    return ["action" if k in ("auth_failure", "refusal") and b.fed else k for k in kinds]
+
+
 def changes_created_record(view: EnvView, trajectory: list[str]) -> str | None:
     """The first update / delete on a record a create earlier in ``trajectory`` made."""
     created: set[str] = set()
@@ -831,6 +839,8 @@ def make_instances(
     auth failure this template cannot make becomes an action) and the reasons users failed."""
     b = Builder(view, tables, template, rules)
     core = b.refs[0].table
+    if b.fed:
+        kinds = linked_kinds(b, kinds)
     users = list(tables.get(core, {}).get("records", []))
     rng.shuffle(users)
     out: list[Instance] = []

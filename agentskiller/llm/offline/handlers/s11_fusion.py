@@ -175,7 +175,7 @@ class _Composer:
         """The user gives the value themselves (an argument of the source call or of an
         earlier write of that record): nothing would be carried across."""
         table = self.tools.get(src, {}).get("table")
-        for t in first[: first.index(src) + 1]:
+        for t in first:  # also a later write of that record: the value read would be stale
             tool = self.tools.get(t, {})
             if (t == src or (tool.get("kind") in ("create", "update") and tool.get("table") == table)) and field in (
                 tool.get("parameters") or []
