@@ -111,7 +111,7 @@ def trajectory_context(
 def base_context(
     view: EnvView, trajectory: list[str], slots: list[Slot], policy: str, links: list[dict] | None = None
 ) -> dict:
-    return {
+    out = {
         "env": view.env,
         "domains": [
             {"domain": d, "description": bp.description, "topic": bp.topic, "core_entity": bp.core_entity}
@@ -122,8 +122,10 @@ def base_context(
         "trajectory": trajectory_context(view, trajectory, slots, links),
         "slots": [s.model_dump() for s in slots],
         "policy": policy_excerpt(policy, trajectory),
-        "links": list(links or []),
     }
+    if links:  # (only then: a single-domain request stays the same request, cache and all)
+        out["links"] = list(links)
+    return out
 
 
 def silent_updates(
