@@ -73,7 +73,10 @@ from .policy import after, in_window, parse_policy
 from .toolindex import Param, ToolInfo, index_tools, tool_schema_value_ok
 
 #: "the street address of that hotel", "the balance of that deposit account"
-_CARRY_RE = re.compile(r"\bthe ((?:[a-z]+ ){0,3}[a-z]+) of (?:that|this|the same) ((?:[a-z]+ ){0,3}?[a-z]+)\b(?=$|[\s,.;:!?])")
+_CARRY_RE = re.compile(
+    r"\bthe ((?:[a-z]+ ){0,3}[a-z]+) of (?:that|this|the same) ((?:[a-z]+ ){0,3}?[a-z]+)"
+    r"(?=\s*$|\s*[,.;:!?]|\s+(?:as|and|then|for|with|to|please|instead|too)\b)"
+)
 
 
 def _field_name(phrase: str) -> str:
