@@ -80,7 +80,7 @@ _CARRY_RE = re.compile(
 
 
 def _field_name(phrase: str) -> str:
-    """"scheduled time" -> ``scheduled_at``, "street address" -> ``street_address``."""
+    """ "scheduled time" -> ``scheduled_at``, "street address" -> ``street_address``."""
     name = "_".join(phrase.lower().split())
     return name[: -len("_time")] + "_at" if name.endswith("_time") else name
 
