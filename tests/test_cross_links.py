@@ -252,3 +252,57 @@ def test_unstated_links_from_the_row_alone():
     row["scenario"]["instruction"] = f"Book a consultation for {when}."
     assert unstated_links(row, outputs) == []
     assert unstated_links({**row, "cross_domain": False}, outputs) == []
+
+
+# ------------------------------------------------------------------ offline assistant
+def _tool(name: str, props: dict, required: list[str]) -> dict:
+    return {
+        "type": "function",
+        "function": {
+            "name": name,
+            "description": "",
+            "parameters": {"type": "object", "properties": props, "required": required},
+        },
+    }
+
+
+def test_offline_assistant_carries_a_value_named_by_its_source():
+    """ "the street address of that hotel": the value of an earlier result, read from the
+    conversation (what a real model sees), never from the row."""
+    from rollout.offline_assistant import Conversation, Planner
+
+    s = {"type": "string"}
+    tools = [
+        _tool("Stay__authorize_traveler", {"traveler_id": s}, ["traveler_id"]),
+        _tool("Stay__get_hotel_details", {"hotel_id": s}, ["hotel_id"]),
+        _tool("Ride__authorize_traveler", {"traveler_id": s}, ["traveler_id"]),
+        _tool(
+            "Ride__request_ride",
+            {"ride_type_id": s, "pickup_address": s, "dropoff_address": s},
+            ["ride_type_id", "pickup_address", "dropoff_address"],
+        ),
+    ]
+    hotel = {"hotel_id": "HOT-52811", "hotel_name": "Wyatt Ltd", "street_address": "729 Felicia Crest"}
+    messages = [
+        {"role": "system", "content": "Policy."},
+        {"role": "user", "content": "Hi, my traveler ID is TRA-72010. Please go over the details of hotel HOT-52811."},
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {
+                    "id": "c1",
+                    "type": "function",
+                    "function": {"name": "Stay__get_hotel_details", "arguments": '{"hotel_id": "HOT-52811"}'},
+                }
+            ],
+        },
+        {"role": "tool", "tool_call_id": "c1", "content": json.dumps(hotel)},
+    ]
+    conv = Conversation(messages, tools)
+    planner = Planner(conv)
+    tool = conv.by_name["Ride__request_ride"]
+    clause = "request a ride of ride type RIT-13523 with the dropoff address set to the street address of that hotel"
+    out = planner.resolve(tool, clause, "", len(conv.calls))
+    assert out.args.get("dropoff_address") == "729 Felicia Crest"
+    assert "pickup_address" not in out.args  # the link names one parameter, not every address
