@@ -73,10 +73,17 @@ from .policy import after, in_window, parse_policy
 from .toolindex import Param, ToolInfo, index_tools, tool_schema_value_ok
 
 #: "the street address of that hotel", "the balance of that deposit account"
-_CARRY_RE = re.compile(
-    r"\bthe ((?:[a-z]+ ){0,3}[a-z]+) of (?:that|this|the same) ((?:[a-z]+ ){0,3}?[a-z]+)"
-    r"(?=\s*$|\s*[,.;:!?]|\s+(?:as|and|then|for|with|to|please|instead|too)\b)"
-)
+_CARRY_RE = re.compile(r"\bthe ((?:[a-z]+ ){0,3}[a-z]+) of (?:that|this|the same) ([a-z]+(?: [a-z]+){0,3})")
+
+
+def _prefix_in(raw: list[str], kind: set[str]) -> int:
+    """How many leading words of ``raw`` are words of ``kind``."""
+    n = 0
+    for w in raw:
+        if singular(w.lower()) not in kind:
+            break
+        n += 1
+    return n
 
 
 def _field_name(phrase: str) -> str:
@@ -368,6 +375,24 @@ class Conversation:
                 elif ok:
                     self._store(tool, value, i, len(self.calls) - 1)
 
+    def carried_mentions(self, text: str) -> list[tuple[int, int, str, list[str]]]:
+        """``(start, end, field words, record noun)`` of every "the <field> of that <record>"
+        in ``text``; the noun is as many words as name a kind of record shown so far ("that
+        mentor session lasting 45 minutes" -> mentor session)."""
+        kinds = [set(name_words(f)) for f in self.records] or [set()]
+        out = []
+        for m in _CARRY_RE.finditer(text):
+            raw = m.group(2).split()
+            n = max(_prefix_in(raw, k) for k in kinds) or 1
+            end = m.start(2) + len(" ".join(raw[:n]))
+            out.append((m.start(), end, m.group(1), words(" ".join(raw[:n]))))
+        return out
+
+    def strip_carried(self, text: str) -> str:
+        for start, end, _f, _n in reversed(self.carried_mentions(text)):
+            text = text[:start] + " " + text[end:]
+        return text
+
     def _is_user_id(self, value: str, text: str, start: int) -> bool:
         if self.id_param is None:
             return False
@@ -381,7 +406,7 @@ class Conversation:
         """``(kind group, tool, verb)`` for one request clause (tool None: no tool fits)."""
         # a value named by its source ("to the street address of that hotel") says where a
         # value comes from, not which record the request is about
-        body = _CARRY_RE.sub(" ", strip_lead(clause))
+        body = self.strip_carried(strip_lead(clause))
         low = body.lower()
         cwords = set(words(body))
         # "I need a ride ...", "I'd like a new appointment ...": a wish for something new
@@ -908,7 +933,7 @@ class Planner:
         quoted_all = find_quoted(body)
         exclude += [(q.start, q.end) for q in quoted_all]
         addresses_all = find_addresses(body, exclude)
-        rest = _CARRY_RE.sub(" ", new_part).strip(" ,.;") if carried else new_part
+        rest = self.c.strip_carried(new_part).strip(" ,.;") if carried else new_part
         if has_new and rest:
             kept = dict(out.args)
             self._update_values(tool, target_part, rest, out)
@@ -944,17 +969,16 @@ class Planner:
         name (else the only one of a fitting type). What a real model does with the
         results it has seen; the user never says the value itself."""
         filled: set[str] = set()
-        for m in _CARRY_RE.finditer(body):
-            noun = words(m.group(2))
+        for start, end, phrase, noun in self.c.carried_mentions(body):
             if not noun:
                 continue
-            names = [_field_name(m.group(1)), "_".join(m.group(1).lower().split())]
+            names = [_field_name(phrase), "_".join(phrase.lower().split())]
             found = [(n, r) for n in names if (r := self._latest_record(n, noun)) is not None]
             if not found:
                 continue
             field_name, rec = found[0]
             value = rec.record[field_name]
-            around = set(words(body[max(0, m.start() - 60) : m.start()])) | set(words(body[m.end() : m.end() + 40]))
+            around = set(words(body[max(0, start - 60) : start])) | set(words(body[end : end + 40]))
             fits = [
                 p
                 for p in tool.params.values()
