@@ -174,10 +174,12 @@ def window_violations(row: dict, outputs: list[dict]) -> tuple[int, int]:
 
 def changes_created_record(row: dict, outputs: list[dict]) -> bool:
     """A call that changes the state and acts on the record a create earlier in the same
-    task returned (its ID comes from a ``resolve`` rule): the user changes what they just made."""
+    task returned (its ID comes from a ``resolve`` rule): the user changes what they just made.
+    A cross-domain link is a ``resolve`` rule too, but on a value, never an ID: not counted."""
     before = row.get("initial_state_hash")
     for call, o in zip(row["golden_calls"], outputs):
-        if json.loads(call["resolve"]) and o["ok"] and o["state_hash"] != before:
+        ids = [r for r in json.loads(call["resolve"]).values() if str(r.get("field", "")).endswith("_id")]
+        if ids and o["ok"] and o["state_hash"] != before:
             return True
         before = o["state_hash"]
     return False
