@@ -5,7 +5,10 @@
 Replays every row of ``dataset/train.jsonl`` on its server's fresh state and prints the
 figures of :func:`agentskiller.reporting.task_audit.audit`: golden-call arguments an agent can
 source, list calls that return the record the task is about, task-kind shares, writes to a
-record created in the same task, and instruction variety.
+record created in the same task, instruction variety, and (issue 11) the cross-domain rows
+with an *unstated link*: an argument equal to a field of an earlier replayed result of the
+other service that the scenario never states (``cross_rows_with_unstated_link``,
+``pairs_with_3_linked_rows``; :func:`agentskiller.reporting.task_audit.unstated_links`).
 """
 
 from __future__ import annotations

@@ -56,6 +56,11 @@ category, the first that applies in :data:`CATEGORY_ORDER`:
    arguments (successfully, or refused by the server), when the end state is wrong; also
    the rare end state that differs although every write matched.
 7. ``missing_write``: a golden write the assistant never made, although it had the floor.
+
+   (``broken_link`` ranks between 5 and 6: in a cross-domain row, a call of a link's target
+   tool whose argument is not the field of the latest result of the link's source tool
+   before it - the value was not carried across from the other service -, when the end
+   state is wrong; :func:`evaluator.verdicts.broken_links`.)
 8. ``wrong_answer``: a lookup answer value missing from the assistant's messages, or a
    refusal not explained, although it had the floor.
 9. ``premature_stop``: the goal (end state or answer) was not reached because the

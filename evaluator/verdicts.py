@@ -28,6 +28,7 @@ CATEGORY_ORDER = (
     "unconfirmed_write",
     "simulator_error",
     "extra_write",
+    "broken_link",
     "wrong_write_args",
     "missing_write",
     "wrong_answer",
@@ -36,8 +37,8 @@ CATEGORY_ORDER = (
 #: which categories each mode can give (infra_error: every mode)
 MODE_CATEGORIES = {
     "all": set(CATEGORY_ORDER),
-    "end_state": {"infra_error", "extra_write", "wrong_write_args", "missing_write", "premature_stop"},
-    "actions": {"infra_error", "extra_write", "wrong_write_args", "missing_write"},
+    "end_state": {"infra_error", "extra_write", "broken_link", "wrong_write_args", "missing_write", "premature_stop"},
+    "actions": {"infra_error", "extra_write", "broken_link", "wrong_write_args", "missing_write"},
     "answer": {"infra_error", "wrong_answer", "premature_stop"},
     "policy": {
         "infra_error",
@@ -96,6 +97,62 @@ def _arg_scalars(steps: list[Step]) -> list[str]:
         for v in (s.call.arguments or {}).values():
             vals = v if isinstance(v, list) else [v]
             out.extend(str(x) for x in vals if isinstance(x, (str, int, float)) and not isinstance(x, bool))
+    return out
+
+
+def _same_value(a: Any, b: Any) -> bool:
+    if isinstance(a, bool) or isinstance(b, bool):
+        return a is b
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+        return abs(float(a) - float(b)) < 1e-9
+    return a is not None and str(a) == str(b)
+
+
+def _holds(relation: str, got: Any, source: Any) -> bool:
+    """``got`` (the argument) stands in ``relation`` to ``source`` (the result field)."""
+    if relation == "equal":
+        return _same_value(got, source)
+    try:
+        if relation == "within":
+            return float(got) <= float(source)
+        a, b = str(got), str(source)
+        return a > b if relation == "after" else a < b  # ISO dates compare as strings
+    except (TypeError, ValueError):
+        return False
+
+
+def broken_links(row: dict, steps: list[Step]) -> list[dict]:
+    """The row's links the episode broke: a call of the link's target tool whose argument
+    is not (in the link's relation to) the field of the latest result of the link's source
+    tool before it, or a target call with no such result before it. A target tool never
+    called breaks no link (that is a missing write)."""
+    names = [c["function"]["name"] for c in row.get("golden_calls") or []]
+    out = []
+    for lk in row.get("links") or []:
+        i, j = int(lk["from"]["call"]), int(lk["to"]["call"])
+        if i >= len(names) or j >= len(names):
+            continue
+        src, dst, field, param = names[i], names[j], lk["from"]["field"], lk["to"]["param"]
+        relation = lk.get("relation", "equal")
+        latest: Any = None
+        for s in steps:
+            if s.call.name == src and s.ok and isinstance(s.result, dict) and field in s.result:
+                latest = s.result[field]
+            if s.call.name != dst or s.call.arguments is None:
+                continue
+            got = s.call.arguments.get(param)
+            if latest is None or not _holds(relation, got, latest):
+                out.append(
+                    {
+                        "call": s.call.index,
+                        "tool": dst,
+                        "param": param,
+                        "got": got,
+                        "source": f"{src}.{field}",
+                        "expected": latest,
+                        "relation": relation,
+                    }
+                )
     return out
 
 
@@ -183,7 +240,10 @@ def judge_episode(
         for k in unmatched_agent
         if agent_writes[k].changed
     ]
-    actions_ok = not unmatched_gold and not extra
+    broken = broken_links(row, steps)
+    if broken:
+        evidence["broken_links"] = broken
+    actions_ok = not unmatched_gold and not extra and not broken
     for key, items in (("extra_writes", extra), ("wrong_write_args", wrong_args), ("missing_writes", missing)):
         if items:
             evidence[key] = items
@@ -285,6 +345,7 @@ def judge_episode(
             "extra": bool(extra),
             "wrong": bool(wrong_args),
             "missing": bool(missing),
+            "broken": bool(broken),
             "cut_off": cut_off,
         }
         category = _category(opts.mode, flags)
@@ -293,6 +354,8 @@ def judge_episode(
     for items, what in ((extra, "extra write"), (wrong_args, "wrong arguments in"), (missing, "missing write")):
         for it in items:
             reasons.append(f"{what} {it['tool']}")
+    for b in broken:
+        reasons.append(f"broken link: {b['tool']}.{b['param']}={b['got']!r}, not {b['source']} ({b['expected']!r})")
     scores: dict[str, float | bool | None] = {
         "end_state": state_ok,
         "policy": policy_ok,
@@ -330,6 +393,7 @@ def _category(mode: str, flags: dict[str, bool | None]) -> str:
     if mode == "actions":
         candidates = {
             "extra_write": f["extra"],
+            "broken_link": f.get("broken", False),
             "wrong_write_args": f["wrong"],
             "missing_write": f["missing"] or not f["actions_ok"],
         }
@@ -340,6 +404,7 @@ def _category(mode: str, flags: dict[str, bool | None]) -> str:
             "unconfirmed_write": f["unconfirmed"],
             "simulator_error": f["simulator"] and (goal_missed or f["forbidden"]),
             "extra_write": f["forbidden"] or (state_bad and f["extra"]),
+            "broken_link": state_bad and f.get("broken", False),
             "wrong_write_args": state_bad and f["wrong"],
             "missing_write": state_bad and f["missing"] and not f["cut_off"],
             "wrong_answer": (f["answer_ok"] is False or f["refusal_ok"] is False) and not f["cut_off"],

@@ -40,7 +40,8 @@ __all__ = ["EXPECTED", "Effect", "expected_categories", "agrees", "effects", "go
 EXPECTED: dict[str, dict[str, frozenset[str]]] = {
     # a write with one argument changed: accepted or refused, the golden write is not matched
     # (in a refusal task any write attempt is the failure)
-    "wrong_argument": {"refusal": frozenset({"extra_write"}), "*": frozenset({"wrong_write_args"})},
+    # (a linked argument changed: the value carried across from the other service is broken)
+    "wrong_argument": {"refusal": frozenset({"extra_write"}), "*": frozenset({"wrong_write_args", "broken_link"})},
     # "done" said of a write never made
     # (in a refusal task the "done" stands where the refusal should be)
     "skipped_step": {"refusal": frozenset({"wrong_answer"}), "*": frozenset({"missing_write"})},

@@ -72,6 +72,26 @@ from .nlu import (
 from .policy import after, in_window, parse_policy
 from .toolindex import Param, ToolInfo, index_tools, tool_schema_value_ok
 
+#: "the street address of that hotel", "the balance of that deposit account"
+_CARRY_RE = re.compile(r"\bthe ((?:[a-z]+ ){0,3}[a-z]+) of (?:that|this|the same) ([a-z]+(?: [a-z]+){0,3})")
+
+
+def _prefix_in(raw: list[str], kind: set[str]) -> int:
+    """How many leading words of ``raw`` are words of ``kind``."""
+    n = 0
+    for w in raw:
+        if singular(w.lower()) not in kind:
+            break
+        n += 1
+    return n
+
+
+def _field_name(phrase: str) -> str:
+    """ "scheduled time" -> ``scheduled_at``, "street address" -> ``street_address``."""
+    name = "_".join(phrase.lower().split())
+    return name[: -len("_time")] + "_at" if name.endswith("_time") else name
+
+
 MISTAKE_KINDS = ("wrong_argument", "skipped_step", "extra_call", "premature_end", "unconfirmed_write")
 NAME = "offline-assistant-v1"
 
@@ -355,6 +375,24 @@ class Conversation:
                 elif ok:
                     self._store(tool, value, i, len(self.calls) - 1)
 
+    def carried_mentions(self, text: str) -> list[tuple[int, int, str, list[str]]]:
+        """``(start, end, field words, record noun)`` of every "the <field> of that <record>"
+        in ``text``; the noun is as many words as name a kind of record shown so far ("that
+        mentor session lasting 45 minutes" -> mentor session)."""
+        kinds = [set(name_words(f)) for f in self.records] or [set()]
+        out = []
+        for m in _CARRY_RE.finditer(text):
+            raw = m.group(2).split()
+            n = max(_prefix_in(raw, k) for k in kinds) or 1
+            end = m.start(2) + len(" ".join(raw[:n]))
+            out.append((m.start(), end, m.group(1), words(" ".join(raw[:n]))))
+        return out
+
+    def strip_carried(self, text: str) -> str:
+        for start, end, _f, _n in reversed(self.carried_mentions(text)):
+            text = text[:start] + " " + text[end:]
+        return text
+
     def _is_user_id(self, value: str, text: str, start: int) -> bool:
         if self.id_param is None:
             return False
@@ -366,7 +404,9 @@ class Conversation:
     # -- requests ----------------------------------------------------------------------
     def analyze(self, clause: str) -> tuple[str, ToolInfo | None, str]:
         """``(kind group, tool, verb)`` for one request clause (tool None: no tool fits)."""
-        body = strip_lead(clause)
+        # a value named by its source ("to the street address of that hotel") says where a
+        # value comes from, not which record the request is about
+        body = self.strip_carried(strip_lead(clause))
         low = body.lower()
         cwords = set(words(body))
         # "I need a ride ...", "I'd like a new appointment ...": a wish for something new
@@ -884,6 +924,8 @@ class Planner:
             ):
                 if p.name in c.last_ids:
                     out.args[p.name] = c.last_ids[p.name][1]
+        # --- values an earlier result holds ("set to the street address of that hotel")
+        carried = self._carried_values(tool, body, out)
         # --- values
         exclude = [(m.start, m.end) for m in find_ids(body)]
         dates_all = find_dates(body, c.year)
@@ -891,8 +933,11 @@ class Planner:
         quoted_all = find_quoted(body)
         exclude += [(q.start, q.end) for q in quoted_all]
         addresses_all = find_addresses(body, exclude)
-        if has_new:
-            self._update_values(tool, target_part, new_part, out)
+        rest = self.c.strip_carried(new_part).strip(" ,.;") if carried else new_part
+        if has_new and rest:
+            kept = dict(out.args)
+            self._update_values(tool, target_part, rest, out)
+            out.args.update({k: kept[k] for k in carried})  # a carried value stays
             if self.value_notes and not any(p.new_value and p.name in out.args for p in params):
                 # "Also, please set the channel to video.": the value after "to" / "is" / "should be"
                 for note in split_sentences(self.value_notes):
@@ -916,6 +961,51 @@ class Planner:
         if has_new and not any(p.new_value and p.name in out.args for p in params):
             out.missing.extend(p for p in params if p.new_value and not p.required)
         return out
+
+    def _carried_values(self, tool: ToolInfo, body: str, out: _Resolved) -> set[str]:
+        """Arguments the user names by where they come from, not by value: "the <field> of
+        that <record>" is that field of the record an earlier tool result showed (the
+        latest one of that kind), given to the parameter of this tool the words around it
+        name (else the only one of a fitting type). What a real model does with the
+        results it has seen; the user never says the value itself."""
+        filled: set[str] = set()
+        for start, end, phrase, noun in self.c.carried_mentions(body):
+            if not noun:
+                continue
+            names = [_field_name(phrase), "_".join(phrase.lower().split())]
+            found = [(n, r) for n in names if (r := self._latest_record(n, noun)) is not None]
+            if not found:
+                continue
+            field_name, rec = found[0]
+            value = rec.record[field_name]
+            around = set(words(body[max(0, start - 60) : start])) | set(words(body[end : end + 40]))
+            fits = [
+                p
+                for p in tool.params.values()
+                if not p.is_id and p.name not in out.args and tool_schema_value_ok(p, value, bounds=False)
+            ]
+            if not fits:
+                continue
+            best = max(fits, key=lambda p: (len(set(name_words(p.name)) & around), p.name == field_name))
+            if len(fits) > 1 and not set(name_words(best.name)) & around:
+                continue  # which parameter it is for is not said
+            out.args[best.name] = value
+            filled.add(best.name)
+        return filled
+
+    def _latest_record(self, field_name: str, noun: list[str]) -> _Record | None:
+        """The most recently shown record whose kind ``noun`` names and that has ``field_name``."""
+        best: _Record | None = None
+        for id_field, recs in self.c.records.items():
+            kind = set(name_words(id_field))
+            if not kind or noun[-1] not in kind:
+                continue
+            for r in recs.values():
+                if r.record.get(field_name) is None:
+                    continue
+                if best is None or (r.call_pos, r.index) > (best.call_pos, best.index):
+                    best = r
+        return best
 
     def _update_values(self, tool: ToolInfo, target_part: str, new_part: str, out: _Resolved) -> None:
         """An update changes the field the user names ("the number of guests ... to 3"),

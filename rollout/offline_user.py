@@ -47,6 +47,8 @@ from .nlu import (
 )
 
 NAME = "offline-user-v1"
+#: a request that names a value by its source: "set to the street address of that hotel"
+_CARRIED = re.compile(r"\bthe (?:[a-z]+ ){0,3}[a-z]+ of (?:that|this|the same) [a-z]", re.I)
 
 _REFUSAL = re.compile(
     r"\b(?:I(?:'m| am) sorry|sorry|unfortunately)\b[^.?!]*?\b(?:I|we) (?:can(?:'|no)t|cannot|could(?:n't| not)|"
@@ -157,11 +159,17 @@ class OfflineUser:
         if _TRANSFER.search(text):
             return "Yes, please transfer me. ###TRANSFER###"
         if _CONFIRM.search(text):
-            if self._acceptable(_proposal_part(text), self.steps[: max(revealed, 1)]):
+            current = self.steps[revealed - 1] if revealed else ""
+            # a value the request names by where it comes from ("the street address of that
+            # hotel"): the user knows it only from what the assistant reported earlier
+            seen = ""
+            if _CARRIED.search(current):
+                earlier = [m for m in messages if m.get("role") == "assistant" and m.get("content")][:-1]
+                seen = " ".join(m["content"] for m in earlier)
+            if self._acceptable(_proposal_part(text), self.steps[: max(revealed, 1)], seen):
                 return self._pick(
                     ["Yes, please go ahead.", "Yes, that's right. Please go ahead.", "Yes, please."], turn
                 )
-            current = self.steps[revealed - 1] if revealed else ""
             return f"No, that's not what I asked for. {current}".strip()
         if _REFUSAL.search(text):
             return self._pick(["I see. Thank you anyway. ###STOP###", "Okay, I understand. Thanks. ###STOP###"], turn)
@@ -215,8 +223,10 @@ class OfflineUser:
             return " ".join(self.intro)
         return None
 
-    def _acceptable(self, proposal: str, steps: list[str]) -> bool:
-        """The proposed write is one of ``steps`` and states nothing the user did not say."""
+    def _acceptable(self, proposal: str, steps: list[str], seen: str = "") -> bool:
+        """The proposed write is one of ``steps`` and states nothing the user did not say
+        (or, for a value the request names by its source, was not shown earlier: ``seen``)."""
+        knowledge = f"{self.knowledge} {seen}" if seen else self.knowledge
         low = proposal.lower()
         # the action proposed: what follows "I will" (the rest is the assistant's framing)
         will = re.search(r"\b(?:i will|i'll|i am going to|i'm going to|shall i|should i)\b(.*)", low, re.S)
@@ -241,19 +251,19 @@ class OfflineUser:
                 if not value_in_text(v, self.knowledge) and self._contradicts_id(v, steps):
                     return False
                 continue
-            if isinstance(v, str) and not _known_text(v, self.knowledge, self.year):
+            if isinstance(v, str) and not _known_text(v, knowledge, self.year):
                 return False
         for d in find_dates(proposal, self.year):
             date, time = d.value
             iso = f"{date}T{time}:00Z" if time else date
-            if not value_in_text(iso, self.knowledge, self.year):
+            if not value_in_text(iso, knowledge, self.year):
                 return False
         skip = [(m.start, m.end) for m in find_ids(proposal)] + [
             (d.start, d.end) for d in find_dates(proposal, self.year)
         ]
         skip += [(a.start, a.end) for a in find_addresses(proposal, skip)]
         for n in find_numbers(proposal, skip):
-            if not value_in_text(n.value, self.knowledge, self.year):
+            if not value_in_text(n.value, knowledge, self.year):
                 return False
         return True
 

@@ -28,6 +28,7 @@ rule fuse_trajectories:
         # from it (the pair's core entity) comes from the member files below, so only those
         # may rerun a pair (a deleted domain reruns its own pairs, not every pair)
         combos=ancient(out("cross/combinations.json")),
+        entities=out("entities.json"),
         blueprints=pair_members_file("blueprints/{domain}.json"),
         tool_graphs=pair_members_file("tool_graphs/{domain}.json"),
         tasks=pair_members_file("tasks/{domain}.json"),

@@ -343,3 +343,25 @@ def test_offline_rollouts_of_the_workflow_pass_at_mistake_rate_zero(out):
     assert summary["passed"] >= 0.95 * summary["episodes"], (summary["pass_rate"], summary["categories"])
     episodes = [json.loads(line) for p in sorted((out / "rollouts").glob("*.jsonl")) for line in p.open()]
     assert len(episodes) == summary["episodes"] and not any(e["mistakes"] for e in episodes)
+
+
+# ------------------------------------------------------------------ interlocked storylines (issue 11)
+def test_cross_rows_carry_unstated_links_and_their_rollouts_pass(out):
+    """At least 80% of the cross-domain rows hand a value over that the user never states
+    (found from the replayed rows alone, task_audit.unstated_links), at least three pairs have
+    three such rows, every declared link is one of them, and the linked rows' offline
+    rollouts pass at mistake rate 0."""
+    from agentskiller.reporting.task_audit import audit
+
+    rows = io.read_jsonl(out / "dataset/train.jsonl")
+    cross = [r for r in rows if r["cross_domain"]]
+    fig = audit(cross, out)
+    assert fig["cross_rows"] == len(cross) > 0
+    assert fig["cross_rows_with_unstated_link_share"] >= 0.8, fig["linked_rows_by_pair"]
+    assert fig["pairs_with_3_linked_rows"] >= 3, fig["linked_rows_by_pair"]
+    confirmed, declared = fig["declared_links_unstated"].split("/")
+    assert confirmed == declared and int(declared) > 0
+    linked = {r["id"] for r in cross if r["links"]}
+    verdicts = [json.loads(line) for line in (out / "evaluation/results.jsonl").open()]
+    mine = [v for v in verdicts if v["query_id"] in linked]
+    assert mine and all(v["passed"] for v in mine), Counter(v["category"] for v in mine if not v["passed"])

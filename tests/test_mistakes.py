@@ -26,7 +26,8 @@ def test_every_mistake_kind_maps_to_evaluator_categories():
 def test_expected_categories():
     assert expected_categories([], "action", observable=True) == PASS  # no mistake: a pass
     assert expected_categories(["wrong_argument"], "action", observable=False) == PASS  # no effect: a pass
-    assert expected_categories(["wrong_argument"], "action", True) == {"wrong_write_args"}
+    # (a changed linked argument of a cross-domain row breaks its link)
+    assert expected_categories(["wrong_argument"], "action", True) == {"wrong_write_args", "broken_link"}
     assert expected_categories(["premature_end"], "lookup", True) == {"wrong_answer"}
     assert expected_categories(["premature_end"], "action", True) == {"missing_write"}
     assert expected_categories(["premature_end"], "auth_failure", True) == {"missing_write", "wrong_answer"}

@@ -29,6 +29,7 @@ MistakeKind = Literal["wrong_argument", "skipped_step", "extra_call", "premature
 FailureCategory = Literal[
     "missing_write",
     "wrong_write_args",
+    "broken_link",
     "extra_write",
     "unauthorized_write",
     "unconfirmed_write",

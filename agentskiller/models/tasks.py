@@ -90,6 +90,10 @@ class TaskTemplate(_Model):
     score: float | None = None
     problems: list[str] = Field(default_factory=list)
     reason: str | None = None
+    #: cross-domain: values the other service's result hands over (s11's links, with ``call``
+    #: the index into ``trajectory``): ``[{from: {call, field}, to: {call, param}, relation}]``
+    links: list[dict[str, Any]] = Field(default_factory=list)
+    storyline: str = ""
 
 
 class Resolve(_Model):
@@ -155,6 +159,8 @@ class Instance(_Model):
     #: lookup: columns of the last call's result the user asks about
     asks: list[str] = Field(default_factory=list)
     refusal: ForbiddenCall | None = None
+    #: links with ``call`` indices into ``calls``; an ``equal`` link is also a ``resolve`` rule
+    links: list[dict[str, Any]] = Field(default_factory=list)
 
 
 class Task(_Model):
@@ -181,6 +187,8 @@ class Task(_Model):
     grounding: list[dict[str, str]] = Field(default_factory=list)
     expected_answer: list[AnswerItem] = Field(default_factory=list)
     difficulty: Difficulty | None = None
+    #: links with ``call`` indices into ``golden_calls`` (see :class:`Instance`)
+    links: list[dict[str, Any]] = Field(default_factory=list)
 
 
 # ----------------------------------------------------------------- s17 answers

@@ -174,10 +174,12 @@ def window_violations(row: dict, outputs: list[dict]) -> tuple[int, int]:
 
 def changes_created_record(row: dict, outputs: list[dict]) -> bool:
     """A call that changes the state and acts on the record a create earlier in the same
-    task returned (its ID comes from a ``resolve`` rule): the user changes what they just made."""
+    task returned (its ID comes from a ``resolve`` rule): the user changes what they just made.
+    A cross-domain link is a ``resolve`` rule too, but on a value, never an ID: not counted."""
     before = row.get("initial_state_hash")
     for call, o in zip(row["golden_calls"], outputs):
-        if json.loads(call["resolve"]) and o["ok"] and o["state_hash"] != before:
+        ids = [r for r in json.loads(call["resolve"]).values() if str(r.get("field", "")).endswith("_id")]
+        if ids and o["ok"] and o["state_hash"] != before:
             return True
         before = o["state_hash"]
     return False
@@ -212,6 +214,46 @@ def near_duplicate_pairs(texts: list[str], threshold: float = 0.8) -> int:
     return n
 
 
+def _domain(tool: str) -> str:
+    return tool.split("__", 1)[0] if "__" in tool else ""
+
+
+def unstated_links(row: dict, outputs: list[dict]) -> list[dict]:
+    """Arguments a cross-domain row's assistant must carry across, found from the row alone
+    (its declared ``links`` are not read): a golden call's argument (resolve rules applied)
+    that equals a field of an earlier call's *replayed* result from the other service and
+    that appears nowhere in the instruction, the known facts or the first message. Each is
+    ``{"from": {"call", "field"}, "to": {"call", "param"}, "value"}``."""
+    if not row.get("cross_domain"):
+        return []
+    scen = row["scenario"]
+    facts = " ; ".join(f"{f['fact']}: {f['value']}" for f in scen["known_facts"])
+    user_text = " ".join([scen["instruction"], facts, row["messages"][1]["content"]])
+    found = []
+    for j, call in enumerate(row["golden_calls"]):
+        name = call["function"]["name"]
+        args = json.loads(call["function"]["arguments"])
+        for param, rule in json.loads(call["resolve"]).items():
+            args[param] = (outputs[rule["call"]]["result"] or {}).get(rule["field"])
+        for param, value in sorted(args.items()):
+            if value is None or isinstance(value, bool) or len(str(value)) < 3 or _stated(user_text, value):
+                continue
+            src = None
+            for i in range(j - 1, -1, -1):
+                other = row["golden_calls"][i]["function"]["name"]
+                if _domain(other) == _domain(name) or not outputs[i]["ok"]:
+                    continue
+                hit = next(
+                    (p for p, v in _scalars(outputs[i]["result"]) if v == value and not isinstance(v, bool)), None
+                )
+                if hit is not None:
+                    src = {"call": i, "field": hit}
+                    break
+            if src is not None:
+                found.append({"from": src, "to": {"call": j, "param": param}, "value": value})
+    return found
+
+
 def audit(rows: list[dict], outputs_dir: Path) -> dict:
     """The figures of one dataset (see the module docstring); ``outputs_dir``: the run's ``outputs/``."""
     args_total = grounded = rows_ungrounded = 0
@@ -222,8 +264,19 @@ def audit(rows: list[dict], outputs_dir: Path) -> dict:
     examples: list[dict] = []
     changed_created = 0
     checkins = window_bad = 0
+    cross = cross_linked = declared = confirmed = 0
+    linked_by_env: Counter = Counter()
     for row in rows:
         outputs = replay(row, outputs_dir)
+        if row.get("cross_domain"):
+            cross += 1
+            found = unstated_links(row, outputs)
+            cross_linked += bool(found)
+            linked_by_env[row["env"]] += bool(found)
+            targets = {(f["to"]["call"], f["to"]["param"]) for f in found}
+            for lk in row.get("links") or []:
+                declared += 1
+                confirmed += (lk["to"]["call"], lk["to"]["param"]) in targets
         g = derive_grounding(row, outputs)
         bad = [(i, p) for i, call in enumerate(g) for p, s in call.items() if s is None]
         args_total += sum(len(c) for c in g)
@@ -267,4 +320,11 @@ def audit(rows: list[dict], outputs_dir: Path) -> dict:
         "near_duplicate_pairs": near_duplicate_pairs(texts),
         "near_duplicate_pairs_share": round(near_duplicate_pairs(texts) / n, 3),
         "known_facts_mean": round(sum(len(r["scenario"]["known_facts"]) for r in rows) / n, 2),
+        # interlocked storylines (issue 11): found from the replayed rows, not the declared links
+        "cross_rows": cross,
+        "cross_rows_with_unstated_link": cross_linked,
+        "cross_rows_with_unstated_link_share": round(cross_linked / (cross or 1), 3),
+        "pairs_with_3_linked_rows": sum(1 for v in linked_by_env.values() if v >= 3),
+        "linked_rows_by_pair": dict(sorted(linked_by_env.items())),
+        "declared_links_unstated": f"{confirmed}/{declared}",
     }

@@ -42,12 +42,14 @@ from pathlib import Path
 from pydantic import BaseModel, Field
 
 from agentskiller import artifacts
-from agentskiller.artifacts import as_paths, load_blueprint, upstream_reason
+from agentskiller.artifacts import as_paths, load_blueprint, load_entities, upstream_reason
 from agentskiller.config import Config
 from agentskiller.jobs import StepContext
 from agentskiller.llm import LLMError
 from agentskiller.models.blueprint import Blueprint
 from agentskiller.prompts import render
+from agentskiller.steps.cross import links as links_mod
+from agentskiller.steps.cross.links import Link
 from agentskiller.steps.domains.policy_markers import parse_policy
 from agentskiller.steps.domains.s08_tool_graph import rank_trajectories
 
@@ -62,6 +64,11 @@ MAX_RULES = 12
 class FusedTrajectory(BaseModel):
     tools: list[str] = Field(description="namespaced tools <Domain>__<tool>, in call order")
     storyline: str = Field(description="one or two sentences: why one person does this, in this order")
+    links: list[Link] = Field(
+        default_factory=list,
+        description="values one service returns that the other's later call needs: "
+        "[{from: {call, field}, to: {call, param}, relation}]",
+    )
 
 
 class FusionAnswer(BaseModel):
@@ -252,7 +259,7 @@ def check_trajectory(tools: list[str], members: list[Member], max_len: int) -> l
     return [f"trajectory [{label}]: {e}" for e in errs]
 
 
-def check_answer(ans: FusionAnswer, members: list[Member], max_len: int) -> list[str]:
+def check_answer(ans: FusionAnswer, members: list[Member], max_len: int, index: dict | None = None) -> list[str]:
     if not ans.trajectories:
         return ["no trajectories: propose at least one fused trajectory"]
     errs: list[str] = []
@@ -264,6 +271,9 @@ def check_answer(ans: FusionAnswer, members: list[Member], max_len: int) -> list
             continue
         seen.add(key)
         errs += [f"{i}: {e}" for e in check_trajectory(ft.tools, members, max_len)]
+        if index is not None:
+            label = " -> ".join(ft.tools)
+            errs += [f"{i}: trajectory [{label}]: {e}" for e in links_mod.check_links(ft.links, ft.tools, index)]
         if not ft.storyline.strip():
             errs.append(f"{i}: trajectory [{' -> '.join(ft.tools)}]: the storyline is empty")
     return errs
@@ -289,6 +299,7 @@ def member_context(m: Member) -> dict:
                 "kind": t.kind,
                 "table": t.table,
                 "owned": m.bp.relationship(t.table) is not None or t.table == m.bp.core_entity,
+                "parameters": [p.name for p in t.parameters],
                 "description": t.description,
             }
             for t in m.bp.tools
@@ -302,14 +313,27 @@ def member_context(m: Member) -> dict:
     }
 
 
-def fusion_context(pair: str, core: str, members: list[Member], max_len: int, target: int) -> dict:
-    return {
+def fusion_context(
+    pair: str, core: str, members: list[Member], max_len: int, target: int, index: dict | None = None
+) -> dict:
+    out = {
         "pair": pair,
         "core_entity": core,
         "max_length": max_len,
         "target_count": target,
         "members": [member_context(m) for m in members],
     }
+    if index is not None:
+        # what may be handed over: linkable result fields and write parameters, typed
+        out["linkable"] = [
+            {
+                "from": {"call": f.tool, "field": f.name, "type": f.type, "category": f.category},
+                "to": {"call": p.tool, "param": p.name, "type": p.type, "category": p.category},
+            }
+            for f, p in links_mod.possible_links(index)
+        ]
+        out["relations"] = {r: list(c) for r, c in links_mod.RELATION_CATEGORIES.items()}
+    return out
 
 
 # ------------------------------------------------------------------ assembly
@@ -340,18 +364,23 @@ def assemble(
     max_len: int,
     cap: int,
     rounds: list[dict],
+    index: dict | None = None,
 ) -> dict:
     accepted: dict[tuple[str, ...], str] = {}
+    linked: dict[tuple[str, ...], list[dict]] = {}
     rejected: list[dict] = []
     for ft in proposals:
         key = tuple(ft.tools)
         errs = check_trajectory(ft.tools, members, max_len)
+        if index is not None and not errs:
+            errs = links_mod.check_links(ft.links, ft.tools, index)
         if key in accepted:
             errs = errs or ["duplicate of an earlier trajectory"]
         if errs:
             rejected.append({"tools": list(ft.tools), "reason": "; ".join(errs)[:500]})
         else:
             accepted[key] = ft.storyline.strip()
+            linked[key] = [lk.dump() for lk in ft.links]
     kept = rank([list(k) for k in accepted], members, cap)
     over = [list(k) for k in accepted if list(k) not in kept]
     rejected += [{"tools": t, "reason": f"over the cap tool_graph.max_trajectories={cap}"} for t in over]
@@ -381,7 +410,15 @@ def assemble(
         "edges": [{"source": s, "target": t, "type": ty} for (s, t), ty in sorted(edges.items())],
         "preconditions": pre,
         "trajectories": kept,
-        "storylines": [{"trajectory": t, "storyline": accepted[tuple(t)], "segments": seg_status(t)} for t in kept],
+        "storylines": [
+            {
+                "trajectory": t,
+                "storyline": accepted[tuple(t)],
+                "segments": seg_status(t),
+                "links": linked.get(tuple(t), []),
+            }
+            for t in kept
+        ],
         "rejected": rejected,
         "enumerated": len(proposals),
         "valid": len(accepted),
@@ -446,13 +483,23 @@ def run(ctx: StepContext) -> None:
             + ", ".join(f"{m.domain}={m.bp.core_entity}" for m in members),
         )
     max_len, cap = limits(ctx.cfg)
-    context = fusion_context(pair, core, members, max_len, cap)
+    entity_path = ctx.inputs.get("entities")
+    entities = load_entities(entity_path) if entity_path and Path(str(entity_path)).is_file() else {}
+    index = links_mod.link_index([(m.domain, m.bp) for m in members], links_mod.entity_columns_of(entities))
+    if not links_mod.possible_links(index):
+        return failed(
+            ctx,
+            pair,
+            "s11: no linkable value: no result field of one member (date, amount, address, name or "
+            "reference) fits a write parameter of the other, so no storyline can carry a value across",
+        )
+    context = fusion_context(pair, core, members, max_len, cap, index)
     rounds: list[dict] = []
     last: list[FusionAnswer] = []
 
     def check(ans: FusionAnswer) -> list[str]:
         last[:] = [ans]
-        errors = check_answer(ans, members, max_len)
+        errors = check_answer(ans, members, max_len, index)
         rounds.append({"round": len(rounds), "errors": errors})
         return errors
 
@@ -481,7 +528,7 @@ def run(ctx: StepContext) -> None:
             return failed(ctx, pair, f"s11: no usable answer: {str(exc)[:300]}", rounds)
         ans = last[0]  # keep what passes; the rest is recorded with its reason
         ctx.log.warning("s11 %s: repair rounds exhausted; keeping the trajectories that pass", pair)
-    doc = assemble(pair, core, members, ans.trajectories, max_len, cap, rounds)
+    doc = assemble(pair, core, members, ans.trajectories, max_len, cap, rounds, index)
     if not doc["trajectories"]:
         return failed(
             ctx,

@@ -102,6 +102,7 @@ def build_row(query: dict, task: dict, policy: str, tools: list[dict]) -> dict:
             {**task["refusal"], "arguments": _dumps(task["refusal"]["arguments"])} if task.get("refusal") else None
         ),
         "difficulty": task["difficulty"],
+        "links": task.get("links") or [],
         "initial_state_hash": task.get("initial_state_hash") or "",
         "final_state_hash": task["final_state_hash"],
         "task_id": task["task_id"],

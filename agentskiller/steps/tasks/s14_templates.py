@@ -24,7 +24,7 @@ from agentskiller import artifacts, io
 from agentskiller.artifacts import failed_input
 from agentskiller.jobs import StepContext
 from agentskiller.models.tasks import CRITERIA, JudgeVerdict, Slot, TaskTemplate, TemplateDraft
-from agentskiller.steps.tasks.task_env import TASK_INPUTS, EnvView, slot_names, trajectory_slots
+from agentskiller.steps.tasks.task_env import TASK_INPUTS, EnvView, linked_targets, slot_names, trajectory_slots
 
 SCHEMA = "task_templates"
 TOOL_MARK_RE = re.compile(r"<!--\s*TOOL:\s*([A-Za-z0-9_\-]+)\s*-->")
@@ -50,9 +50,13 @@ def template_id(env: str, trajectory: list[str]) -> str:
     return io.sha256_json({"env": env, "trajectory": trajectory})[:16]
 
 
-def trajectory_context(view: EnvView, trajectory: list[str], slots: list[Slot]) -> list[dict]:
+def trajectory_context(
+    view: EnvView, trajectory: list[str], slots: list[Slot], links: list[dict] | None = None
+) -> list[dict]:
     """The trajectory as the prompts (and offline handlers) see it: per call, the tool's
-    declaration and which slot feeds each parameter."""
+    declaration and which slot feeds each parameter (or which earlier call's result field:
+    ``link``)."""
+    fed = linked_targets(links)
     by_call: dict[tuple[int, str], str] = {}
     for s in slots:
         for c in s.calls:
@@ -77,7 +81,11 @@ def trajectory_context(view: EnvView, trajectory: list[str], slots: list[Slot]) 
                 ),
                 None,
             )
-            if slot:
+            lk = fed.get((i, p.name))
+            if lk is not None:
+                src = view.tool(trajectory[int(lk["from"]["call"])])
+                entry["link"] = {"call": int(lk["from"]["call"]), "field": lk["from"]["field"], "table": src.table}
+            elif slot:
                 entry["slot"] = slot
             elif col == pk and ref.table in created:
                 entry["from_call"] = created[ref.table]
@@ -100,8 +108,10 @@ def trajectory_context(view: EnvView, trajectory: list[str], slots: list[Slot]) 
     return out
 
 
-def base_context(view: EnvView, trajectory: list[str], slots: list[Slot], policy: str) -> dict:
-    return {
+def base_context(
+    view: EnvView, trajectory: list[str], slots: list[Slot], policy: str, links: list[dict] | None = None
+) -> dict:
+    out = {
         "env": view.env,
         "domains": [
             {"domain": d, "description": bp.description, "topic": bp.topic, "core_entity": bp.core_entity}
@@ -109,19 +119,25 @@ def base_context(view: EnvView, trajectory: list[str], slots: list[Slot], policy
         ],
         "core_entity": view.core_entity,
         "simulation_time": view.simulation_time,
-        "trajectory": trajectory_context(view, trajectory, slots),
+        "trajectory": trajectory_context(view, trajectory, slots, links),
         "slots": [s.model_dump() for s in slots],
         "policy": policy_excerpt(policy, trajectory),
     }
+    if links:  # (only then: a single-domain request stays the same request, cache and all)
+        out["links"] = list(links)
+    return out
 
 
-def silent_updates(instruction: str, slots: list[Slot], kinds: list[str]) -> list[tuple[int, list[str]]]:
+def silent_updates(
+    instruction: str, slots: list[Slot], kinds: list[str], linked: set[int] | None = None
+) -> list[tuple[int, list[str]]]:
     """Update calls (index, their value slots) for which ``instruction`` gives no new value:
-    such a call would change nothing (the tool refuses an empty update)."""
+    such a call would change nothing (the tool refuses an empty update). An update a link
+    feeds (``linked``: call indices) gets its new value from the other service."""
     used = set(slot_names(instruction))
     out = []
     for i, kind in enumerate(kinds):
-        if kind != "update":
+        if kind != "update" or i in (linked or set()):
             continue
         names = sorted(s.name for s in slots if s.kind == "value" and i in s.calls)
         if names and not used & set(names):
@@ -129,12 +145,14 @@ def silent_updates(instruction: str, slots: list[Slot], kinds: list[str]) -> lis
     return out
 
 
-def check_draft(draft: TemplateDraft, slots: list[Slot], kinds: list[str] | None = None) -> list[str]:
+def check_draft(
+    draft: TemplateDraft, slots: list[Slot], kinds: list[str] | None = None, linked: set[int] | None = None
+) -> list[str]:
     """Format errors the writer must fix (content quality is the judge's business), and
     update calls left without any new value (``kinds``: the trajectory's tool kinds)."""
     known = {s.name: s for s in slots}
     errors = []
-    for i, names in silent_updates(draft.instruction, slots, kinds or []):
+    for i, names in silent_updates(draft.instruction, slots, kinds or [], linked):
         errors.append(
             f"call {i} is an update but the instruction gives no new value for it; "
             "use at least one of: " + ", ".join("{" + n + "}" for n in names)
@@ -157,16 +175,42 @@ def accept(scores: dict[str, int], threshold: float) -> tuple[bool, float]:
 
 
 # ---------------------------------------------------------------------- step
-def _one(ctx: StepContext, view: EnvView, trajectory: list[str], policy: str, threshold: float) -> TaskTemplate:
+def template_links(trajectory: list[str], links: list[dict]) -> list[dict]:
+    """s11's links (``call`` = namespaced tool name) with ``call`` = index into ``trajectory``."""
+    out = []
+    for lk in links or []:
+        src, dst = lk["from"]["call"], lk["to"]["call"]
+        if src in trajectory and dst in trajectory:
+            out.append(
+                {
+                    "from": {"call": trajectory.index(src), "field": lk["from"]["field"]},
+                    "to": {"call": trajectory.index(dst), "param": lk["to"]["param"]},
+                    "relation": lk.get("relation", "equal"),
+                }
+            )
+    return out
+
+
+def _one(
+    ctx: StepContext,
+    view: EnvView,
+    trajectory: list[str],
+    policy: str,
+    threshold: float,
+    story: dict | None = None,
+) -> TaskTemplate:
     from agentskiller.llm import LLMError
     from agentskiller.prompts import render
 
     tid = template_id(view.env, trajectory)
+    links = template_links(trajectory, (story or {}).get("links") or [])
     try:
-        slots = trajectory_slots(view, trajectory)
+        slots = trajectory_slots(view, trajectory, links)
     except KeyError as exc:
         return TaskTemplate(template_id=tid, trajectory=trajectory, slots=[], status="failed", reason=str(exc))
-    context = base_context(view, trajectory, slots, policy)
+    context = base_context(view, trajectory, slots, policy, links)
+    if story:
+        context["storyline"] = story.get("storyline", "")
     kinds = [c["kind"] for c in context["trajectory"]]
     try:
         draft = ctx.llm.generate(
@@ -175,11 +219,16 @@ def _one(ctx: StepContext, view: EnvView, trajectory: list[str], policy: str, th
             schema=TemplateDraft,
             role="text",
             context=context,
-            check=lambda d: check_draft(d, slots, kinds),
+            check=lambda d: check_draft(d, slots, kinds, {int(lk["to"]["call"]) for lk in links}),
         )
     except LLMError as exc:
         return TaskTemplate(
-            template_id=tid, trajectory=trajectory, slots=slots, status="failed", reason=f"template writer: {exc}"
+            template_id=tid,
+            trajectory=trajectory,
+            slots=slots,
+            status="failed",
+            reason=f"template writer: {exc}",
+            links=links,
         )
     judge_ctx = {**context, "criteria": list(CRITERIA), "template": draft.model_dump()}
     base = dict(
@@ -190,6 +239,8 @@ def _one(ctx: StepContext, view: EnvView, trajectory: list[str], policy: str, th
         reason_for_call=draft.reason_for_call,
         user_holds=sorted(set(draft.user_holds)),
         self_correction=draft.self_correction,
+        links=links,
+        storyline=(story or {}).get("storyline", ""),
     )
     try:
         verdict = ctx.llm.generate(
@@ -261,6 +312,7 @@ def run(ctx: StepContext) -> None:
     view = EnvView.load(env, ctx.inputs["blueprint"], ctx.inputs["server_report"])
     graph = artifacts.read(ctx.inputs["tool_graph"])
     trajectories = [list(t) for t in graph.get("trajectories", [])][:cap]
+    stories = {tuple(s["trajectory"]): s for s in graph.get("storylines") or []}
     policy = artifacts.read_text(ctx.inputs["policy"])
     old = _reusable(ctx)
     from agentskiller.prompts import prompt_version
@@ -269,7 +321,7 @@ def run(ctx: StepContext) -> None:
         prev = old.get(template_id(env, traj))
         if prev is not None:
             return TaskTemplate.model_validate(prev)
-        made = _one(ctx, view, traj, policy, threshold)
+        made = _one(ctx, view, traj, policy, threshold, stories.get(tuple(traj)))
         ctx.log.info(
             "s14 %s: template %s %s (of %d trajectories)", env, made.template_id, made.status, len(trajectories)
         )

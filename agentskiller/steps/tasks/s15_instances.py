@@ -42,7 +42,14 @@ from agentskiller.models.blueprint import WRITE_KINDS
 from agentskiller.models.policy_rules import PolicyRule
 from agentskiller.models.tasks import TASK_KINDS, ForbiddenCall, GoldenCall, Instance, Resolve, Slot, TaskTemplate
 from agentskiller.steps.tasks import lookups, task_kinds
-from agentskiller.steps.tasks.task_env import TASK_INPUTS, EnvView, _table_columns, slot_names
+from agentskiller.steps.tasks.task_env import (
+    TASK_INPUTS,
+    EnvView,
+    _table_columns,
+    linked_sources,
+    linked_targets,
+    slot_names,
+)
 
 SCHEMA = "instances"
 HOURS = (9, 10, 11, 14, 15, 16)
@@ -113,6 +120,9 @@ class Builder:
         self.slots = {s.name: s for s in template.slots}
         self.used = set(slot_names(template.instruction)) | set(slot_names(template.reason_for_call))
         self.refs = [view.tool(n) for n in template.trajectory]
+        # cross-domain links: (call, param) -> link; (table, column) of their sources
+        self.fed = linked_targets(template.links)
+        self.hidden = linked_sources(view, template.trajectory, template.links)
         self.fallback = self._update_fallbacks()
 
     def _update_fallbacks(self) -> dict[str, tuple[int, int]]:
@@ -121,8 +131,8 @@ class Builder:
         pre_cols = {c.column for ref in self.refs for c in ref.tool.preconditions}
         out: dict[str, tuple[int, int]] = {}
         for i, ref in enumerate(self.refs):
-            if ref.tool.kind != "update":
-                continue
+            if ref.tool.kind != "update" or any(c == i for c, _p in self.fed):
+                continue  # (a linked value is the update's new value)
             vs = [s for s in self.slots.values() if s.kind == "value" and i in s.calls]
             if not vs or any(s.required or s.name in self.used for s in vs):
                 continue
@@ -296,6 +306,8 @@ class Builder:
             ok = None
             violate = breaks is not None and breaks.kind in ("precondition", "window") and k in s.calls
             for rec in cands:
+                if not self._source_ok(s, rec):
+                    continue  # a link would hand over a value the other service refuses
                 if violate:
                     trial = self._simulate(s, rec, upto=k)
                     if trial is None:
@@ -362,6 +374,7 @@ class Builder:
                 target[s.column] = values[s.name]
             elif tool is not None and tool.kind == "create" and s.table in created:
                 created[s.table][s.column] = values[s.name]
+        self._check_links(chosen, created, values)
         missing = {c for c, _ in self.fallback.values()} - filled
         if missing:
             raise NoInstance(f"no valid new value for update call(s) {sorted(missing)}: it would change nothing")
@@ -442,6 +455,7 @@ class Builder:
             states=sorted(set(states)),
             asks=asks,
             refusal=refusal,
+            links=self._instance_links(calls),
         )
 
     # ------------------------------------------------------------ kinds
@@ -533,6 +547,81 @@ class Builder:
             return f"check-in opens {rule.within_hours:g} hours before {rule.column} ({rec.get(rule.column)!r})"
         return f"{ref.tool.name}: {rule.param} breaks the {rule.kind} rule"
 
+    # ------------------------------------------------------------ links
+    def _source_ok(self, slot: Slot, rec: dict) -> bool:
+        """A record a link reads its value from must hold one the target could take (a date
+        that still lies ahead: the other service books nothing in the past)."""
+        for lk in self.tpl.links:
+            i = int(lk["from"]["call"])
+            if i not in slot.calls or self.refs[i].table != slot.table:
+                continue
+            v = rec.get(lk["from"]["field"])
+            if v is None:
+                return False
+            if isinstance(v, str) and _type_of(v) in ("date", "datetime") and self.view.simulation_time:
+                if _parse_time(v if "T" in v else v + "T00:00:00") <= _parse_time(self.view.simulation_time):
+                    return False
+        return True
+
+    def _link_value(self, lk: dict, chosen: dict[str, dict], created: dict[str, dict]) -> Any:
+        """The value a link will hand over (None: only known at execution time)."""
+        ref = self.refs[int(lk["from"]["call"])]
+        rec = created.get(ref.table) if ref.tool.kind == "create" else chosen.get(ref.table)
+        return (rec or {}).get(lk["from"]["field"])
+
+    def _check_links(self, chosen: dict[str, dict], created: dict[str, dict], values: dict) -> None:
+        """Create-then-validate: every linked value must be one the receiving call accepts
+        (type, range, the bound another record sets, a future date, a real change for an
+        update); s16 then proves it by execution."""
+        for (j, pname), lk in sorted(self.fed.items()):
+            v = self._link_value(lk, chosen, created)
+            if v is None:
+                continue
+            ref = self.refs[j]
+            p = next((q for q in ref.tool.parameters if q.name == pname), None)
+            if p is None:
+                raise NoInstance(f"link target {ref.name}.{pname} is no parameter")
+            col = p.column or p.name
+            spec = self.column_spec(ref.table, col, j)
+            label = f"linked {ref.name}.{pname}={v!r}"
+            if spec.get("enum") and v not in spec["enum"]:
+                raise NoInstance(f"{label} is not one of {spec['enum']}")
+            if isinstance(v, (int, float)) and not isinstance(v, bool):
+                if spec.get("minimum") is not None and v < spec["minimum"]:
+                    raise NoInstance(f"{label} is below the minimum {spec['minimum']}")
+                if spec.get("maximum") is not None and v > spec["maximum"]:
+                    raise NoInstance(f"{label} is above the maximum {spec['maximum']}")
+                if p.type == "integer" and not float(v).is_integer():
+                    raise NoInstance(f"{label} is no integer")
+                probe = Slot(name=f"link:{pname}", kind="value", table=ref.table, column=col, calls=[j])
+                limit = self.bound_limit(probe, chosen.get(ref.table) or created.get(ref.table), values)
+                if limit is not None and v > limit:
+                    raise NoInstance(f"{label} is more than the {limit} the referenced record allows")
+            current = chosen.get(ref.table) if ref.tool.kind == "update" else None
+            if current is not None and current.get(col) == v:
+                raise NoInstance(f"{label} equals the current value: the update would change nothing")
+            target = current if current is not None else created.get(ref.table) if ref.tool.kind == "create" else None
+            if target is not None:
+                target[col] = v
+
+    def _instance_links(self, calls: list[GoldenCall]) -> list[dict]:
+        """The template's links over the final golden calls (lookups inserted, a refusal
+        cut): an equal link is the resolve rule of its target argument."""
+        wanted = {(self.refs[j].name, pname): lk for (j, pname), lk in self.fed.items()}
+        out = []
+        for k, c in enumerate(calls):
+            for pname, rule in sorted(c.resolve.items()):
+                lk = wanted.get((c.name, pname))
+                if lk is not None and rule.field == lk["from"]["field"]:
+                    out.append(
+                        {
+                            "from": {"call": rule.call, "field": rule.field},
+                            "to": {"call": k, "param": pname},
+                            "relation": lk.get("relation", "equal"),
+                        }
+                    )
+        return out
+
     def descriptor_columns(self, physical: str) -> list[tuple[str, str]]:
         """(column, type) of the attributes a person names a record of ``physical`` by."""
         for dom in self.view.domains:
@@ -600,7 +689,7 @@ class Builder:
                 stated_columns,
                 self.records,
                 self.owner_column,
-                self.descriptor_columns,
+                lambda physical: [c for c in self.descriptor_columns(physical) if (physical, c[0]) not in self.hidden],
                 user_id,
             )
         except LookupError as exc:
@@ -698,6 +787,10 @@ class Builder:
             resolve: dict[str, Resolve] = {}
             for p in t.parameters:
                 col = p.column or p.name
+                lk = self.fed.get((i, p.name))
+                if lk is not None:  # the other service's result hands it over at execution time
+                    resolve[p.name] = Resolve(call=int(lk["from"]["call"]), field=lk["from"]["field"])
+                    continue
                 if t.kind == "create" and col == pk:
                     continue
                 if col == pk and ref.table in created and t.kind not in ("search", "compute"):
@@ -712,6 +805,14 @@ class Builder:
             if t.kind == "create":
                 created[ref.table] = i
         return out
+
+
+def linked_kinds(b: Builder, kinds: list[str]) -> list[str]:
+    """A linked (cross-domain) template's task kinds: an ``auth_failure`` stops at the first
+    call and a ``refusal`` before its first write, while a link always feeds a write, so
+    neither would hand anything over; those become ``action`` tasks (single-domain envs keep
+    them)."""
+    return ["action" if k in ("auth_failure", "refusal") and b.fed else k for k in kinds]
 
 
 def changes_created_record(view: EnvView, trajectory: list[str]) -> str | None:
@@ -738,6 +839,8 @@ def make_instances(
     auth failure this template cannot make becomes an action) and the reasons users failed."""
     b = Builder(view, tables, template, rules)
     core = b.refs[0].table
+    if b.fed:
+        kinds = linked_kinds(b, kinds)
     users = list(tables.get(core, {}).get("records", []))
     rng.shuffle(users)
     out: list[Instance] = []

@@ -223,6 +223,7 @@ def validate(
             states=inst.states,
             asks=inst.asks,
             refusal=inst.refusal,
+            links=inst.links,
         )
         outputs = [r.get("result") for r in recs[:n]]
         problem = failed.get(inst.instance_id) or check_outcome(inst, run, recs, kinds, initial_hash)

@@ -255,6 +255,26 @@ def answer_leaks(q: QueryDraft, task: Task, said: dict[str, Any]) -> list[str]:
     return errors
 
 
+def link_leaks(q: QueryDraft, task: Task) -> list[str]:
+    """A linked value stated in the query: the user does not know it; the assistant must
+    carry it across from the other service's result (s11 links)."""
+    errors = []
+    for lk in task.links:
+        i, field = int(lk["from"]["call"]), lk["from"]["field"]
+        out = task.expected_outputs[i] if i < len(task.expected_outputs) else None
+        v = out.get(field) if isinstance(out, dict) else None
+        if v is None or isinstance(v, bool) or len(str(v)) < 3:
+            continue
+        texts = [("instruction", q.instruction), ("first_message", q.first_message)]
+        texts += [(f"known_facts[{f.fact!r}]", f.value) for f in q.known_facts]
+        for where, text in texts:
+            if mentions(text, v):
+                errors.append(
+                    f"{where}: states {v!r}, which the other service hands over ({field}); the user does not know it"
+                )
+    return errors
+
+
 def query_context(
     env: str,
     blueprints: list,
@@ -343,7 +363,11 @@ def run(ctx: StepContext) -> None:
                 schema=QueryDraft,
                 role="text",
                 context=context,
-                check=lambda d: check_query(d, tpl, inst, rel_pks) + answer_leaks(d, task, required_values(tpl, inst)),
+                check=lambda d: (
+                    check_query(d, tpl, inst, rel_pks)
+                    + answer_leaks(d, task, required_values(tpl, inst))
+                    + link_leaks(d, task)
+                ),
                 max_rounds=rounds,
             )
         except LLMError as exc:

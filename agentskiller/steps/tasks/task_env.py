@@ -158,15 +158,37 @@ class EnvView:
 
 
 # ---------------------------------------------------------------------- slots
-def trajectory_slots(view: EnvView, trajectory: list[str]) -> list[Slot]:
+def linked_targets(links: list[dict] | None) -> dict[tuple[int, str], dict]:
+    """(call index, parameter) -> the link that feeds it (``equal`` links: the argument is
+    the source field's value at execution time, so it is no slot)."""
+    return {
+        (int(lk["to"]["call"]), lk["to"]["param"]): lk for lk in links or [] if lk.get("relation", "equal") == "equal"
+    }
+
+
+def linked_sources(view: EnvView, trajectory: list[str], links: list[dict] | None) -> set[tuple[str, str]]:
+    """(physical table, column) of every link's source field: the user does not state them."""
+    out = set()
+    for lk in links or []:
+        i = int(lk["from"]["call"])
+        if 0 <= i < len(trajectory):
+            out.add((view.tool(trajectory[i]).table, lk["from"]["field"]))
+    return out
+
+
+def trajectory_slots(view: EnvView, trajectory: list[str], links: list[dict] | None = None) -> list[Slot]:
     """The slots a template of ``trajectory`` may use, derived from the tool declarations.
 
     One ``record`` slot per record the trajectory acts on (keyed by table: reading and then
     cancelling an appointment is *one* appointment), one ``value`` slot per user-supplied
     parameter, and ``descriptor`` slots for the attributes of every record slot's table.
     A primary key that a create earlier in the trajectory produces is not a slot: it is
-    resolved from that call's result at execution time.
+    resolved from that call's result at execution time. So is a parameter a ``link``
+    feeds (the other service's result field, :mod:`agentskiller.steps.cross.links`), and the
+    link's source field is no descriptor (the user does not know it).
     """
+    fed = linked_targets(links)
+    hidden = linked_sources(view, trajectory, links)
     slots: dict[str, Slot] = {}
     created: set[str] = set()  # physical tables a create earlier in the trajectory wrote
     meaning: dict[str, tuple[str, str]] = {}
@@ -202,6 +224,8 @@ def trajectory_slots(view: EnvView, trajectory: list[str]) -> list[Slot]:
             col = prm.column or prm.name
             if t.kind == "create" and col == pk:
                 continue  # the runtime generates it
+            if (i, prm.name) in fed:
+                continue  # carried over from the other service's result
             if col == pk and t.kind != "search" and t.kind != "compute":
                 if ref.table in created:
                     continue  # resolved from the create's result
@@ -252,7 +276,7 @@ def trajectory_slots(view: EnvView, trajectory: list[str]) -> list[Slot]:
         if s.kind != "record":
             continue
         for col in _table_columns(view, s.table):
-            if col == s.column:
+            if col == s.column or (s.table, col) in hidden:
                 continue
             name = f"{_logical(view, s.table)}.{col}"
             if name not in slots:

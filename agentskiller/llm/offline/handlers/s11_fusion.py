@@ -137,6 +137,81 @@ class _Composer:
         motive = self.rng.choice(_MOTIVE.get(kind, _MOTIVE["read"]))
         return f"The {self.core} {a} at {da}; {conn} {b} at {db} {motive}."
 
+    # ------------------------------------------------------------ links
+    def links(self, first: list[str], second: list[str]) -> list[dict]:
+        """The hand-overs from ``first`` (one member's calls) to ``second`` (the other's), one
+        per fed parameter, from the context's typed ``linkable`` list (the same field name
+        first, then the closest words)."""
+        out: list[dict] = []
+        fed: set[tuple[str, str]] = set()
+        cands = [c for c in self.ctx.get("linkable") or [] if c["from"]["call"] in first and c["to"]["call"] in second]
+
+        def affinity(c: dict) -> tuple:
+            f, p = c["from"]["field"], c["to"]["param"]
+            shared = set(_words(f)) & set(_words(p))
+            return (f != p, -len(shared), first.index(c["from"]["call"]), f, p)
+
+        for c in sorted(cands, key=affinity):
+            key = (c["to"]["call"], c["to"]["param"])
+            f, p = c["from"]["field"], c["to"]["param"]
+            # a name hands over only to a parameter that names the same kind of thing
+            if c["from"]["category"] == "name" and not (set(_words(f)) & set(_words(p)) - {"name"}):
+                continue
+            # one hand-over per call: a ride gets the hotel's address as its drop-off, not as
+            # its pick-up too
+            if key in fed or key[0] in {k[0] for k in fed} or self._stated(first, c["from"]["call"], f):
+                continue
+            fed.add(key)
+            out.append(
+                {
+                    "from": {"call": c["from"]["call"], "field": f},
+                    "to": {"call": c["to"]["call"], "param": p},
+                    "relation": "equal",
+                }
+            )
+        return out
+
+    def _stated(self, first: list[str], src: str, field: str) -> bool:
+        """The user gives the value themselves (an argument of the source call or of an
+        earlier write of that record): nothing would be carried across."""
+        table = self.tools.get(src, {}).get("table")
+        for t in first:  # also a later write of that record: the value read would be stale
+            tool = self.tools.get(t, {})
+            if (t == src or (tool.get("kind") in ("create", "update") and tool.get("table") == table)) and field in (
+                tool.get("parameters") or []
+            ):
+                return True
+        return False
+
+    def linked_storyline(self, first: list[str], second: list[str], links: list[dict]) -> str:
+        """What the person does, and which value of the first service the second one needs."""
+        base = self.storyline(first, second).rstrip(".")
+        lk = links[0]
+        src = self.tools.get(lk["from"]["call"], {})
+        dst = self.tools.get(lk["to"]["call"], {})
+        what = camel_words(src.get("table", "record"))
+        field = lk["from"]["field"].replace("_", " ")
+        param = lk["to"]["param"].replace("_", " ")
+        dom_b = lk["to"]["call"].split(NS, 1)[0]
+        target = camel_words(dst.get("table", "record"))
+        cat = next(
+            (c["from"]["category"] for c in self.ctx.get("linkable") or [] if c["from"]["call"] == lk["from"]["call"]),
+            "",
+        )
+        how = {
+            "datetime": f"for the same time as that {what}",
+            "date": f"for the same day as that {what}",
+            "address": f"with the {what}'s {field} as its {param}",
+            "amount": f"for the same amount as that {what}'s {field}",
+        }.get(cat, f"with the {what}'s {field} as its {param}")
+        conn = self.rng.choice(
+            [
+                f"; the {target} at {dom_b} is set {how}, a value the {self.core} only learns from the first service",
+                f"; the {target} is arranged {how}, so {dom_b} gets a value carried over from the first service",
+            ]
+        )
+        return f"{base}{conn}."
+
     def compose(self) -> list[dict]:
         ma, mb = self.members
         segs = {m["domain"]: [s["tools"] for s in m["segments"] if len(s["tools"]) >= 2] for m in (ma, mb)}
@@ -166,7 +241,10 @@ class _Composer:
                 if len(a) + len(b) > self.max_len or tuple(a + b) in seen:
                     continue
                 seen.add(tuple(a + b))
-                out.append({"tools": a + b, "storyline": self.storyline(a, b)})
+                links = self.links(a, b)
+                if not links:
+                    continue  # nothing to carry across: two stories side by side, not one
+                out.append({"tools": a + b, "storyline": self.linked_storyline(a, b, links), "links": links})
                 if len(out) >= want:
                     return out
         return out
@@ -183,7 +261,10 @@ class _Composer:
             fixed = self.fix(item.get("tools") or [])
             # a fix that changes nothing cannot help (e.g. an infeasible segment): drop it
             if fixed and fixed != item.get("tools") and not any(o["tools"] == fixed for o in out):
-                out.append({"tools": fixed, "storyline": item.get("storyline") or ""})
+                first, second = self._halves(fixed)
+                links = self.links(first, second)
+                if links:
+                    out.append({"tools": fixed, "storyline": item.get("storyline") or "", "links": links})
         if not out or general:
             out += [c for c in self.compose() if not any(o["tools"] == c["tools"] for o in out)]
         # a fixed trajectory whose storyline went missing gets one written for it

@@ -159,8 +159,11 @@ def clause(call: dict, slots: dict, holds: set[str], rng, terse: bool, seen: dic
         return ""
     verb = action_verb(call, rng)
     noun = table_noun(call["table"])
-    rec_parts, links, val_parts, filters = [], [], [], []
+    rec_parts, links, val_parts, filters, linked = [], [], [], [], []
     for p in call["parameters"]:
+        if "link" in p and kind in ("create", "update"):
+            linked.append(link_phrase(p, kind))
+            continue
         s = slots.get(p.get("slot", ""))
         if s is None:
             continue
@@ -174,7 +177,7 @@ def clause(call: dict, slots: dict, holds: set[str], rng, terse: bool, seen: dic
             filters.append(filter_phrase(p, s["name"]))
         elif s["kind"] == "value" and s["required"]:
             val_parts.append(value_phrase(p, s["name"], kind, rng))
-    if kind == "update" and not val_parts:
+    if kind == "update" and not val_parts and not linked:
         # all new values optional: an update still has to change one (the tool refuses an
         # empty one); prefer a column no precondition is about
         pre = {c["column"] for c in call.get("preconditions", [])}
@@ -185,6 +188,7 @@ def clause(call: dict, slots: dict, holds: set[str], rng, terse: bool, seen: dic
             val_parts.append(value_phrase(param, sname, kind, rng))
     if terse and kind in ("create", "update") and val_parts:
         val_parts = val_parts[:-1]  # the terse draft drops a detail
+    val_parts = linked + val_parts  # a hand-over is the point of the storyline: never dropped
     if kind in ("search", "compute"):
         return search_clause(call, filters, rng)
     if rec_parts and rec_parts[0]["name"] in seen:
@@ -234,6 +238,24 @@ def clause(call: dict, slots: dict, holds: set[str], rng, terse: bool, seen: dic
     if kind in ("update", "delete"):
         return goal_phrase(call["tool"], noun, owner=target)
     return " ".join([f"{verb} {target}", *val_parts])
+
+
+def field_words(name: str) -> str:
+    """A column as the link phrase names it: ``scheduled_at`` -> "scheduled time"."""
+    return re.sub(r" at$", " time", name.replace("_", " "))
+
+
+def link_phrase(param: dict, kind: str) -> str:
+    """A value the other service's result hands over, named by where it comes from (the user
+    does not know the value itself): "with the dropoff address set to the street address of
+    that hotel"; an update says "the <what> to ..." (a date: "to ...") like value_phrase."""
+    lk = param["link"]
+    src = f"the {field_words(lk['field'])} of that {table_noun(lk['table'])}"
+    what = field_words(param["name"])
+    if kind == "update":
+        timed = re.search(r"date|time|day|start|when|_at$", param["name"])
+        return f"to {src}" if timed else f"the {what} to {src}"
+    return f"with the {what} set to {src}"
 
 
 def goal_of(ctx: dict) -> tuple[str, str]:

@@ -38,8 +38,15 @@ def judge_template(ctx: dict) -> dict:
                 f"the instruction never gives {{{name}}}, which call(s) {s['calls']} need"
             )
     for call in ctx["trajectory"]:
-        if call["kind"] != "update":
-            continue
+        for p in call.get("parameters") or []:
+            lk = p.get("link")
+            if lk and lk["field"].replace("_", " ").removesuffix(" at") not in low:
+                problems["trajectory_faithful"].append(
+                    f"{call['tool']}.{p['name']} comes from the {lk['field']} of call {lk['call']}'s result, "
+                    "but the instruction never says so"
+                )
+        if call["kind"] != "update" or any("link" in p for p in call.get("parameters") or []):
+            continue  # (a linked value, carried over from the other service, is the new value)
         news = sorted(n for n, s in slots.items() if s["kind"] == "value" and call["index"] in s["calls"])
         if news and not used & set(news):
             problems["trajectory_faithful"].append(
