@@ -129,6 +129,7 @@ class LLMSection(_Section):
     cache_dir: str
     cache_mode: Literal["read_write", "read_only", "off"]
     max_concurrency: int
+    max_in_flight: int
     prices: dict[str, PriceConfig]
 
 
