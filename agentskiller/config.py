@@ -16,8 +16,9 @@ from functools import cache
 from typing import Any, Literal
 
 import jsonschema
-import yaml
 from pydantic import BaseModel, ConfigDict, model_validator
+
+from agentskiller.yamlload import safe_load
 
 from .io import SCHEMAS_DIR
 
@@ -30,7 +31,7 @@ class ConfigError(ValueError):
 
 @cache
 def _schema() -> dict:
-    return yaml.safe_load(SCHEMA_PATH.read_text(encoding="utf-8"))
+    return safe_load(SCHEMA_PATH.read_text(encoding="utf-8"))
 
 
 def schema() -> dict:

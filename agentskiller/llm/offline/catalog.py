@@ -12,11 +12,11 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import Field
 
 from agentskiller.models.blueprint import DOMAIN_NAME_RE, TOOL_NAME_RE, Column
 from agentskiller.models.catalog import Attribute, Entity, Strict, primary_key_for, snake_case
+from agentskiller.yamlload import safe_load
 
 from .phrasing import spoken
 
@@ -294,8 +294,8 @@ def _vocabulary_errors(where: str, columns: list, rows: list[dict[str, Any]]) ->
 @lru_cache(maxsize=1)
 def load_catalog() -> Catalog:
     """Load and check ``catalog/*.yaml`` (cached: the data never changes in a process)."""
-    ents = yaml.safe_load((CATALOG_DIR / "entities.yaml").read_text(encoding="utf-8"))
-    tops = yaml.safe_load((CATALOG_DIR / "topics.yaml").read_text(encoding="utf-8"))
+    ents = safe_load((CATALOG_DIR / "entities.yaml").read_text(encoding="utf-8"))
+    tops = safe_load((CATALOG_DIR / "topics.yaml").read_text(encoding="utf-8"))
     entities = {n: _entity(n, raw, True) for n, raw in ents["persons"].items()}
     entities.update({n: _entity(n, raw, False) for n, raw in ents["entities"].items()})
     topics = {n: Topic(name=n, **raw) for n, raw in tops["topics"].items()}

@@ -15,8 +15,8 @@ Verified for real before the pair is ``passed``:
    authorization tools as one shared person and calls a read tool of each member (on a
    record of that member's namespaced relationship table where one exists): every call
    succeeds, the reads change nothing, and both authorizations name the same person;
-2. the live server, ``python -m agentskiller.serve cross/{pair}/server`` through the MCP SDK
-   client over stdio, advertises exactly the pair's tool list (s09's check).
+2. the live server, ``python -m agentskiller.serve cross/{pair}/server``, asked over
+   MCP stdio (``initialize``, ``tools/list``), advertises exactly the pair's tool list (s09's check).
 
 A failed member (blueprint, server, fused database) or a failed check quarantines the pair:
 status ``failed``, a reason, no environment; the run goes on.
