@@ -175,6 +175,7 @@ class ToolGraphConfig(_Section):
 
 class ServerConfig(_Section):
     max_repair_rounds: int
+    max_tokens: int
 
 
 class SandboxConfig(_Section):

@@ -479,7 +479,14 @@ def build_server(ctx: StepContext, domain: str) -> None:
         messages = render("s09", name, ctx_data, domain=domain, core_entity=bp.core_entity, **vars)
         try:
             return ctx.llm.generate(
-                task, messages, role="code", context=ctx_data, check=syntax_problems, max_rounds=max_repairs
+                task,
+                messages,
+                role="code",
+                context=ctx_data,
+                check=syntax_problems,
+                max_rounds=max_repairs,
+                # a whole tools module: llm.max_tokens (8192) truncated 2 of 8 domains' code
+                max_tokens=ctx.cfg.server.max_tokens,
             )
         except LLMError as exc:
             raise Quarantine(f"the code model gave no usable module ({task}): {exc}") from None
