@@ -15,7 +15,6 @@ import copy
 from functools import cache
 from typing import Any, Literal
 
-import jsonschema
 from pydantic import BaseModel, ConfigDict, model_validator
 
 from agentskiller.yamlload import safe_load
@@ -67,7 +66,7 @@ def _merge(base: dict, over: dict) -> dict:
     return out
 
 
-def _describe(err: jsonschema.ValidationError) -> str:
+def _describe(err: Any) -> str:  # a jsonschema.ValidationError
     where = ".".join(str(p) for p in err.absolute_path)
     if err.validator == "additionalProperties" and isinstance(err.instance, dict):
         known = set(err.schema.get("properties", {}))
@@ -84,6 +83,8 @@ def resolve(raw: dict | None) -> dict:
     Raises :class:`ConfigError` naming every offending key. Resolving a resolved config
     returns an equal dict.
     """
+    import jsonschema  # here: a process that only needs defaults() does not load it
+
     merged = _merge(defaults(), dict(raw or {}))
     validator = jsonschema.Draft202012Validator(_schema())
     errors = sorted(validator.iter_errors(merged), key=lambda e: [str(p) for p in e.absolute_path])

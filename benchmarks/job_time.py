@@ -3,10 +3,14 @@
     python benchmarks/job_time.py BEFORE_DIR AFTER_DIR [--outputs outputs]
 
 Each DIR is a workflow directory after a run (its ``logs/benchmarks/<rule>/*.tsv``, the
-``benchmark:`` files Snakemake writes, and ``outputs/``). Prints per rule the jobs and the
-seconds (the ``s`` column: each job's wall time) of both runs, the totals and the ratio,
-twice: over every benchmarked job, and over the rules that both runs benchmark (a rule that
-only one run benchmarks, or that was merged into another, is listed). Then compares the
+``benchmark:`` files Snakemake writes, ``.snakemake/log/``, and ``outputs/``). Prints per rule
+the jobs and the seconds (the ``s`` column: each job's wall time) of both runs, the totals and
+the ratio, over every benchmarked job and over the rules that both runs benchmark (a rule that
+only one run benchmarks, or that was merged into another, is listed), and the CPU seconds (the
+``cpu_time`` column, less sensitive to a loaded machine). A rule without ``benchmark:`` has no
+file, so the totals are also taken from Snakemake's own log of the run (the newest under
+``.snakemake/log``): every job from the line that starts it to its "Finished jobid" (whole
+seconds, so +-1 s per job). Then compares the
 artifacts byte for byte (every file under ``outputs/``; the logs and benchmarks are outside
 it) and exits 1 when they differ. Figures are for one run on one machine: run both close in
 time on the same machine and compare the ratio.
@@ -17,8 +21,10 @@ from __future__ import annotations
 import argparse
 import csv
 import hashlib
+import re
 import sys
 from collections import defaultdict
+from datetime import datetime
 from pathlib import Path
 
 
@@ -31,6 +37,46 @@ def job_times(work: Path) -> dict[str, list[float]]:
             rows = list(csv.DictReader(fh, delimiter="\t"))
         if rows:
             times[path.parent.name].append(float(rows[-1]["s"]))
+    return dict(times)
+
+
+def cpu_times(work: Path) -> float:
+    total = 0.0
+    for path in sorted((work / "logs" / "benchmarks").glob("*/*.tsv")):
+        with path.open(encoding="utf-8") as fh:
+            rows = list(csv.DictReader(fh, delimiter="\t"))
+        if rows and rows[-1].get("cpu_time") not in (None, "", "NA"):
+            total += float(rows[-1]["cpu_time"])
+    return total
+
+
+_STAMP = re.compile(r"^\[(\w{3} \w{3} +\d+ \d\d:\d\d:\d\d \d{4})\]$")
+_START = re.compile(r"^(?:local)?(?:rule|checkpoint) (\w+):$")
+_JOBID = re.compile(r"^\s+jobid: (\d+)$")
+_END = re.compile(r"^Finished jobid: (\d+) \(Rule: (\w+)\)")
+
+
+def scheduler_times(work: Path) -> dict[str, list[float]]:
+    """rule -> seconds from start to finish of each job, from the newest Snakemake log."""
+    logs = sorted((work / ".snakemake" / "log").glob("*.snakemake.log"))
+    if not logs:
+        return {}
+    stamp = None
+    rule = None
+    started: dict[str, tuple[str, datetime]] = {}
+    times: dict[str, list[float]] = defaultdict(list)
+    for line in logs[-1].read_text(encoding="utf-8", errors="replace").splitlines():
+        if m := _STAMP.match(line):
+            stamp = datetime.strptime(" ".join(m.group(1).split()), "%a %b %d %H:%M:%S %Y")
+        elif m := _START.match(line):
+            rule = m.group(1)
+        elif (m := _JOBID.match(line)) and rule and stamp:
+            started[m.group(1)] = (rule, stamp)
+            rule = None
+        elif (m := _END.match(line)) and stamp and m.group(1) in started:
+            name, t0 = started.pop(m.group(1))
+            if name != "all":
+                times[name].append((stamp - t0).total_seconds())
     return dict(times)
 
 
@@ -78,6 +124,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     if only_b or only_a:
         print(f"benchmarked only before: {only_b or '-'}; only after: {only_a or '-'}")
+    cpub, cpua = cpu_times(args.before), cpu_times(args.after)
+    if cpub:
+        print(f"CPU of benchmarked jobs: before {cpub:.1f} s, after {cpua:.1f} s, ratio {cpua / cpub:.3f}")
+    sb, sa = scheduler_times(args.before), scheduler_times(args.after)
+    if sb and sa:
+        print("\nevery job, from Snakemake's log (start to finish):")
+        tb, ta = _table(sb, sa, sorted(set(sb) | set(sa), key=lambda r: -sum(sb.get(r, []) + sa.get(r, []))))
+        nb, na = sum(map(len, sb.values())), sum(map(len, sa.values()))
+        print(f"all jobs: before {tb:.0f} s ({nb} jobs), after {ta:.0f} s ({na} jobs), ratio {ta / tb:.3f}")
     a, b = artifacts(args.before, args.outputs), artifacts(args.after, args.outputs)
     differing = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
     print(f"artifacts: {len(a)} before, {len(b)} after, {len(differing)} differ")
