@@ -28,11 +28,13 @@ from datetime import datetime
 from pathlib import Path
 
 
-def job_times(work: Path) -> dict[str, list[float]]:
-    """rule -> the ``s`` of each of its jobs."""
+def job_times(work: Path, only: set[str] | None = None) -> dict[str, list[float]]:
+    """rule -> the ``s`` of each of its jobs (``only``: just these ``rule/job`` names)."""
     times: dict[str, list[float]] = defaultdict(list)
     root = work / "logs" / "benchmarks"
     for path in sorted(root.glob("*/*.tsv")):
+        if only is not None and f"{path.parent.name}/{path.stem}" not in only:
+            continue
         with path.open(encoding="utf-8") as fh:
             rows = list(csv.DictReader(fh, delimiter="\t"))
         if rows:
@@ -40,9 +42,11 @@ def job_times(work: Path) -> dict[str, list[float]]:
     return dict(times)
 
 
-def cpu_times(work: Path) -> float:
+def cpu_times(work: Path, only: set[str] | None = None) -> float:
     total = 0.0
     for path in sorted((work / "logs" / "benchmarks").glob("*/*.tsv")):
+        if only is not None and f"{path.parent.name}/{path.stem}" not in only:
+            continue
         with path.open(encoding="utf-8") as fh:
             rows = list(csv.DictReader(fh, delimiter="\t"))
         if rows and rows[-1].get("cpu_time") not in (None, "", "NA"):
@@ -105,8 +109,21 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("before", type=Path)
     ap.add_argument("after", type=Path)
     ap.add_argument("--outputs", default="outputs", help="artifact folder inside each run directory")
+    ap.add_argument(
+        "--common-jobs",
+        action="store_true",
+        help="only the jobs (rule/wildcards) benchmarked in both runs, and only the artifacts both have: "
+        "for comparing two runs that are still going, or one that stopped early",
+    )
     args = ap.parse_args(argv)
-    before, after = job_times(args.before), job_times(args.after)
+    only = None
+    if args.common_jobs:
+
+        def names(w: Path) -> set[str]:
+            return {f"{p.parent.name}/{p.stem}" for p in (w / "logs" / "benchmarks").glob("*/*.tsv")}
+
+        only = names(args.before) & names(args.after)
+    before, after = job_times(args.before, only), job_times(args.after, only)
     if not before or not after:
         print("no benchmark files in one of the runs", file=sys.stderr)
         return 2
@@ -124,17 +141,18 @@ def main(argv: list[str] | None = None) -> int:
     )
     if only_b or only_a:
         print(f"benchmarked only before: {only_b or '-'}; only after: {only_a or '-'}")
-    cpub, cpua = cpu_times(args.before), cpu_times(args.after)
+    cpub, cpua = cpu_times(args.before, only), cpu_times(args.after, only)
     if cpub:
         print(f"CPU of benchmarked jobs: before {cpub:.1f} s, after {cpua:.1f} s, ratio {cpua / cpub:.3f}")
     sb, sa = scheduler_times(args.before), scheduler_times(args.after)
-    if sb and sa:
+    if sb and sa and not args.common_jobs:
         print("\nevery job, from Snakemake's log (start to finish):")
         tb, ta = _table(sb, sa, sorted(set(sb) | set(sa), key=lambda r: -sum(sb.get(r, []) + sa.get(r, []))))
         nb, na = sum(map(len, sb.values())), sum(map(len, sa.values()))
         print(f"all jobs: before {tb:.0f} s ({nb} jobs), after {ta:.0f} s ({na} jobs), ratio {ta / tb:.3f}")
     a, b = artifacts(args.before, args.outputs), artifacts(args.after, args.outputs)
-    differing = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+    keys = set(a) & set(b) if args.common_jobs else set(a) | set(b)
+    differing = sorted(k for k in keys if a.get(k) != b.get(k))
     print(f"artifacts: {len(a)} before, {len(b)} after, {len(differing)} differ")
     for k in differing[:40]:
         print(f"  differs: {k}" + ("" if k in a and k in b else " (only one side)"))

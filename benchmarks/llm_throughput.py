@@ -26,6 +26,7 @@ import argparse
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -47,6 +48,7 @@ class Meter:
         self.events: list[tuple[float, int]] = []
         self.now = 0
         self.tasks: dict[str, int] = {}
+        self.served_s = 0.0  # sum of the requests' time in a slot (latency as served)
 
     def change(self, d: int, task: str | None = None) -> None:
         with self.lock:
@@ -92,6 +94,8 @@ def throttled(slots: int, latency: float, meter: Meter, seed: int):
                 text = bridge(body, headers)
                 time.sleep(max(0.0, latency - (time.monotonic() - t0)))
             finally:
+                with meter.lock:
+                    meter.served_s += time.monotonic() - t0
                 meter.change(-1)
         return text
 
@@ -141,18 +145,31 @@ def main() -> None:
             "rollout={user: offline, assistant: offline}",
         ]
         env = {**os.environ, "PYTHONPATH": str(work)}
+        signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
         t0 = time.monotonic()
-        proc = subprocess.run(cmd, cwd=work, env=env, capture_output=True, text=True)
+        failed = None
+        try:
+            proc = subprocess.run(cmd, cwd=work, env=env, capture_output=True, text=True)
+            if proc.returncode != 0:
+                sys.stderr.write(proc.stderr[-6000:])
+                failed = f"the workflow failed (kept in {work})"
+        except KeyboardInterrupt:  # stopped from outside: the figures so far
+            failed = f"stopped before the workflow finished (kept in {work}): PARTIAL figures"
         wall = time.monotonic() - t0
-    if proc.returncode != 0:
-        sys.stderr.write(proc.stderr[-6000:])
-        raise SystemExit(f"the workflow failed (kept in {work})")
+    if failed:
+        print(failed)
     s = meter.summary(args.slots)
+    if not s["requests"]:
+        raise SystemExit("no request reached the endpoint")
     idle = wall - s["busy_s"]
     cpu = args.cpu_s if args.cpu_s is not None else idle
     ideal = s["requests"] * args.latency / args.slots + cpu
     print(f"slots {args.slots}, latency {args.latency:g} s, --cores {args.cores}: {s['requests']} requests")
-    print(f"wall {wall:.1f} s; endpoint busy {s['busy_s']:.1f} s, idle {idle:.1f} s")
+    print(
+        f"wall {wall:.1f} s; endpoint busy {s['busy_s']:.1f} s, idle {idle:.1f} s; "
+        f"mean time in a slot {meter.served_s / s['requests']:.2f} s (the answer is computed in this "
+        f"process: above {args.latency:g} s when the machine is short of CPU)"
+    )
     print(
         f"mean in flight during the LLM phases {s['mean_in_flight_busy']:.2f} / {args.slots} "
         f"= {s['mean_in_flight_busy'] / args.slots:.1%}  (first request to last answer, gaps included: "
@@ -168,6 +185,8 @@ def main() -> None:
     if args.json:
         print(json.dumps({**s, "wall_s": wall, "ideal_s": ideal, "cpu_s": cpu, "slots": args.slots}))
     print(f"(run kept in {work})" if args.keep else f"(run in {work}; remove it when done)")
+    if failed:
+        raise SystemExit(1)
 
 
 if __name__ == "__main__":
