@@ -8,8 +8,8 @@ the jobs and the seconds (the ``s`` column: each job's wall time) of both runs, 
 the ratio, over every benchmarked job and over the rules that both runs benchmark (a rule that
 only one run benchmarks, or that was merged into another, is listed), and the CPU seconds (the
 ``cpu_time`` column, less sensitive to a loaded machine). A rule without ``benchmark:`` has no
-file, so the totals are also taken from Snakemake's own log of the run (the newest under
-``.snakemake/log``): every job from the line that starts it to its "Finished jobid" (whole
+file, so the totals are also taken from Snakemake's own log of the run (the one under
+``.snakemake/log`` that finished the most jobs): every job from the line that starts it to its "Finished jobid" (whole
 seconds, so +-1 s per job). Then compares the
 artifacts byte for byte (every file under ``outputs/``; the logs and benchmarks are outside
 it) and exits 1 when they differ. Figures are for one run on one machine: run both close in
@@ -60,9 +60,17 @@ _JOBID = re.compile(r"^\s+jobid: (\d+)$")
 _END = re.compile(r"^Finished jobid: (\d+) \(Rule: (\w+)\)")
 
 
-def scheduler_times(work: Path) -> dict[str, list[float]]:
-    """rule -> seconds from start to finish of each job, from the newest Snakemake log."""
-    logs = sorted((work / ".snakemake" / "log").glob("*.snakemake.log"))
+def scheduler_times(work: Path, log: Path | None = None) -> dict[str, list[float]]:
+    """rule -> seconds from start to finish of each job, from the Snakemake log of the run (the
+    one that finished the most jobs: later dry runs and reruns write logs too)."""
+    logs = (
+        [log]
+        if log
+        else sorted(
+            (work / ".snakemake" / "log").glob("*.snakemake.log"),
+            key=lambda p: p.read_text(encoding="utf-8", errors="replace").count("\nFinished jobid"),
+        )
+    )
     if not logs:
         return {}
     stamp = None
@@ -115,6 +123,13 @@ def main(argv: list[str] | None = None) -> int:
         help="only the jobs (rule/wildcards) benchmarked in both runs, and only the artifacts both have: "
         "for comparing two runs that are still going, or one that stopped early",
     )
+    ap.add_argument(
+        "--logs",
+        nargs=2,
+        type=Path,
+        metavar=("BEFORE_LOG", "AFTER_LOG"),
+        help="Snakemake's output of each run (its stderr), instead of the logs under .snakemake/log",
+    )
     args = ap.parse_args(argv)
     only = None
     if args.common_jobs:
@@ -144,7 +159,8 @@ def main(argv: list[str] | None = None) -> int:
     cpub, cpua = cpu_times(args.before, only), cpu_times(args.after, only)
     if cpub:
         print(f"CPU of benchmarked jobs: before {cpub:.1f} s, after {cpua:.1f} s, ratio {cpua / cpub:.3f}")
-    sb, sa = scheduler_times(args.before), scheduler_times(args.after)
+    logs = args.logs or (None, None)
+    sb, sa = scheduler_times(args.before, logs[0]), scheduler_times(args.after, logs[1])
     if sb and sa and not args.common_jobs:
         print("\nevery job, from Snakemake's log (start to finish):")
         tb, ta = _table(sb, sa, sorted(set(sb) | set(sa), key=lambda r: -sum(sb.get(r, []) + sa.get(r, []))))
