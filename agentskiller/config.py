@@ -15,9 +15,9 @@ import copy
 from functools import cache
 from typing import Any, Literal
 
-import jsonschema
-import yaml
 from pydantic import BaseModel, ConfigDict, model_validator
+
+from agentskiller.yamlload import safe_load
 
 from .io import SCHEMAS_DIR
 
@@ -30,7 +30,7 @@ class ConfigError(ValueError):
 
 @cache
 def _schema() -> dict:
-    return yaml.safe_load(SCHEMA_PATH.read_text(encoding="utf-8"))
+    return safe_load(SCHEMA_PATH.read_text(encoding="utf-8"))
 
 
 def schema() -> dict:
@@ -66,7 +66,7 @@ def _merge(base: dict, over: dict) -> dict:
     return out
 
 
-def _describe(err: jsonschema.ValidationError) -> str:
+def _describe(err: Any) -> str:  # a jsonschema.ValidationError
     where = ".".join(str(p) for p in err.absolute_path)
     if err.validator == "additionalProperties" and isinstance(err.instance, dict):
         known = set(err.schema.get("properties", {}))
@@ -83,6 +83,8 @@ def resolve(raw: dict | None) -> dict:
     Raises :class:`ConfigError` naming every offending key. Resolving a resolved config
     returns an equal dict.
     """
+    import jsonschema  # here: a process that only needs defaults() does not load it
+
     merged = _merge(defaults(), dict(raw or {}))
     validator = jsonschema.Draft202012Validator(_schema())
     errors = sorted(validator.iter_errors(merged), key=lambda e: [str(p) for p in e.absolute_path])
@@ -129,6 +131,7 @@ class LLMSection(_Section):
     cache_dir: str
     cache_mode: Literal["read_write", "read_only", "off"]
     max_concurrency: int
+    max_in_flight: int
     prices: dict[str, PriceConfig]
 
 
@@ -173,6 +176,7 @@ class ToolGraphConfig(_Section):
 
 class ServerConfig(_Section):
     max_repair_rounds: int
+    max_tokens: int
 
 
 class SandboxConfig(_Section):

@@ -17,10 +17,13 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from functools import cache, lru_cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import jsonschema
-from referencing import Registry, Resource
+if TYPE_CHECKING:
+    from referencing import Registry
+
+# jsonschema and referencing are imported where an artifact is validated: a process that only
+# reads and writes files (a sandboxed worker, the MCP server's supervisor) does not pay for them.
 
 SCHEMA_VERSION = 1
 
@@ -148,6 +151,8 @@ def load_schema(name: str) -> dict:
 
 @lru_cache(maxsize=1)
 def _registry() -> Registry:
+    from referencing import Registry, Resource
+
     resources = []
     for p in sorted(SCHEMAS_DIR.glob("*.schema.json")):
         schema = read_json(p)
@@ -161,6 +166,8 @@ def _registry() -> Registry:
 
 def validation_errors(obj: Any, schema_name: str) -> list[str]:
     """Return readable error strings (empty when ``obj`` is valid)."""
+    import jsonschema
+
     schema = load_schema(schema_name)
     validator = jsonschema.Draft202012Validator(schema, registry=_registry())
     errors = []
@@ -173,6 +180,8 @@ def validation_errors(obj: Any, schema_name: str) -> list[str]:
 def first_validation_error(obj: Any, schema_name: str) -> str | None:
     """The most relevant schema error (jsonschema's ``best_match``, which looks inside
     ``oneOf`` branches) as ``"path: message"``, or None when ``obj`` is valid."""
+    import jsonschema
+
     schema = load_schema(schema_name)
     validator = jsonschema.Draft202012Validator(schema, registry=_registry())
 

@@ -195,11 +195,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     sandbox = None
     if args.config:
-        import yaml
-
         from agentskiller.config import resolve
+        from agentskiller.yamlload import safe_load
 
-        cfg = resolve(yaml.safe_load(Path(args.config).read_text(encoding="utf-8")))
+        cfg = resolve(safe_load(Path(args.config).read_text(encoding="utf-8")))
         sandbox = SandboxSettings.from_config(cfg.get("sandbox"))
     summary = evaluate_directory(
         args.rollouts_dir,

@@ -21,12 +21,11 @@ from .settings import RolloutSettings
 
 
 def _llm_from_config(path: str):
-    import yaml
-
     from agentskiller.config import resolve
     from agentskiller.llm import LLMClient
+    from agentskiller.yamlload import safe_load
 
-    cfg = resolve(yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {})
+    cfg = resolve(safe_load(Path(path).read_text(encoding="utf-8")) or {})
     client = LLMClient.from_config(cfg["llm"], seed=int(cfg.get("seed", 0)))
     if not hasattr(client, "chat"):
         raise SystemExit("this LLMClient has no chat(): the model-backed rollout needs it")

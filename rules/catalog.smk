@@ -1,4 +1,5 @@
-# s01-s05: topics, entity catalogue, entity graph, MCP server blueprints and their tool lists.
+# s01-s05: topics, entity catalogue, entity graph, MCP server blueprints and their tool lists
+# (s05 runs in the blueprint job).
 
 
 rule topics:
@@ -9,6 +10,7 @@ rule topics:
     benchmark:
         "logs/benchmarks/topics/topics.tsv"
     localrule: LLM_ON_SUBMIT_HOST
+    threads: LLM_THREADS
     resources:
         llm=1,
     params:
@@ -28,6 +30,7 @@ rule entities:
     benchmark:
         "logs/benchmarks/entities/entities.tsv"
     localrule: LLM_ON_SUBMIT_HOST
+    threads: LLM_THREADS
     resources:
         llm=1,
     params:
@@ -47,6 +50,7 @@ rule entity_graph:
     benchmark:
         "logs/benchmarks/entity_graph/entity_graph.tsv"
     localrule: LLM_ON_SUBMIT_HOST
+    threads: LLM_THREADS
     resources:
         llm=1,
     params:
@@ -68,6 +72,7 @@ checkpoint outlines:
     benchmark:
         "logs/benchmarks/outlines/outlines.tsv"
     localrule: LLM_ON_SUBMIT_HOST
+    threads: LLM_THREADS
     resources:
         llm=1,
     params:
@@ -83,11 +88,15 @@ rule blueprint:
         entities=rules.entities.output.entities,
     output:
         blueprint=out("blueprints/{domain}.json"),
+        # s05 in the same job: a deterministic rendering of the blueprint (milliseconds of
+        # work, too small for a job of its own); its artifact and meta are those of s05
+        tool_list=out("tool_lists/{domain}.json"),
     log:
         "logs/blueprint/{domain}.log",
     benchmark:
         "logs/benchmarks/blueprint/{domain}.tsv"
     localrule: LLM_ON_SUBMIT_HOST
+    threads: LLM_THREADS
     resources:
         llm=1,
     params:
@@ -105,24 +114,11 @@ rule blueprint_index:
         index=report(out("blueprints/index.json"), caption="../report/blueprint_index.rst", category="Blueprints"),
     log:
         "logs/blueprint_index/index.log",
+    benchmark:
+        "logs/benchmarks/blueprint_index/index.tsv"
     localrule: True
     params:
         cfg=config_for(),
         code=code_version("scripts/blueprint_index.py"),
     script:
         "../scripts/blueprint_index.py"
-
-
-rule tool_list:
-    input:
-        blueprint=out("blueprints/{domain}.json"),
-    output:
-        tool_list=out("tool_lists/{domain}.json"),
-    log:
-        "logs/tool_list/{domain}.log",
-    localrule: True
-    params:
-        cfg=config_for(),
-        code=code_version("scripts/tool_list.py"),
-    script:
-        "../scripts/tool_list.py"

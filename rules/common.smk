@@ -42,6 +42,10 @@ OUT = CONFIG["outputs_dir"]
 #: cluster.llm_on_submit_host: rules that call the LLM run on the host Snakemake runs on (which
 #: has network), not as cluster jobs; every other job is still submitted.
 LLM_ON_SUBMIT_HOST = bool(CONFIG["cluster"]["llm_on_submit_host"])
+#: threads of an LLM-calling rule: with a real endpoint it waits on HTTP, so it holds no core
+#: (--cores bounds the CPU jobs, --resources llm=N the LLM jobs, llm.max_in_flight the
+#: requests); offline its "LLM" is CPU work, so it holds one
+LLM_THREADS = 0 if CONFIG["llm"]["provider"] == "openai" else 1
 
 
 wildcard_constraints:

@@ -15,6 +15,8 @@ checkpoint combinations:
         ),
     log:
         "logs/combinations/combinations.log",
+    benchmark:
+        "logs/benchmarks/combinations/combinations.tsv"
     params:
         cfg=config_for("cross.enabled", "cross.max_pairs", "cross.min_member_tasks"),
         code=code_version("scripts/combinations.py"),
@@ -40,6 +42,7 @@ rule fuse_trajectories:
     benchmark:
         "logs/benchmarks/fuse_trajectories/{pair}.tsv"
     localrule: LLM_ON_SUBMIT_HOST
+    threads: LLM_THREADS
     resources:
         llm=1,
     params:
@@ -58,6 +61,8 @@ rule fuse_database:
         db=directory(out("cross/{pair}/database")),
     log:
         "logs/fuse_database/{pair}.log",
+    benchmark:
+        "logs/benchmarks/fuse_database/{pair}.tsv"
     params:
         cfg=config_for("simulation_time"),
         code=code_version("scripts/fuse_database.py"),
@@ -81,6 +86,7 @@ rule merge_policy:
     benchmark:
         "logs/benchmarks/merge_policy/{pair}.tsv"
     localrule: LLM_ON_SUBMIT_HOST
+    threads: LLM_THREADS
     resources:
         llm=1,
     params:

@@ -12,6 +12,7 @@ rule entity_table:
     benchmark:
         "logs/benchmarks/entity_table/{entity}.tsv"
     localrule: LLM_ON_SUBMIT_HOST
+    threads: LLM_THREADS
     resources:
         llm=1,
     params:
@@ -33,6 +34,7 @@ rule domain_database:
     benchmark:
         "logs/benchmarks/domain_database/{domain}.tsv"
     localrule: LLM_ON_SUBMIT_HOST
+    threads: LLM_THREADS
     resources:
         llm=1,
     params:
@@ -57,6 +59,7 @@ rule policy:
     benchmark:
         "logs/benchmarks/policy/{domain}.tsv"
     localrule: LLM_ON_SUBMIT_HOST
+    threads: LLM_THREADS
     resources:
         llm=1,
     params:
@@ -78,6 +81,7 @@ rule tool_graph:
     benchmark:
         "logs/benchmarks/tool_graph/{domain}.tsv"
     localrule: LLM_ON_SUBMIT_HOST
+    threads: LLM_THREADS
     resources:
         llm=1,
     params:
@@ -103,6 +107,7 @@ rule server:
     benchmark:
         "logs/benchmarks/server/{domain}.tsv"
     localrule: LLM_ON_SUBMIT_HOST
+    threads: LLM_THREADS
     resources:
         llm=1,
     params:

@@ -25,6 +25,8 @@ rule report_plots:
         summary=out("report/summary.json"),
     log:
         "logs/report_plots/report_plots.log",
+    benchmark:
+        "logs/benchmarks/report_plots/report_plots.tsv"
     params:
         # not a file input: the job logs, read for LLM_USAGE lines (a changed log alone does not rerun the report)
         logs="logs",

@@ -16,6 +16,7 @@ rule rollout:
     benchmark:
         "logs/benchmarks/rollout/{env}.tsv"
     localrule: LLM_ON_SUBMIT_HOST
+    threads: LLM_THREADS
     resources:
         llm=1,
     params:
@@ -54,6 +55,8 @@ rule trajectories:
         trajectories=out("dataset/trajectories.jsonl"),
     log:
         "logs/trajectories/trajectories.log",
+    benchmark:
+        "logs/benchmarks/trajectories/trajectories.tsv"
     params:
         cfg=config_for(),
         code=code_version("scripts/trajectories.py"),
@@ -71,6 +74,8 @@ rule dataset_card:
         stats=report(out("dataset/stats.json"), caption="../report/dataset_stats.rst", category="Dataset"),
     log:
         "logs/dataset_card/dataset_card.log",
+    benchmark:
+        "logs/benchmarks/dataset_card/dataset_card.tsv"
     params:
         cfg=config_for(),
         code=code_version("scripts/dataset_card.py"),

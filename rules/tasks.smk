@@ -14,6 +14,7 @@ rule task_templates:
     benchmark:
         "logs/benchmarks/task_templates/{env}.tsv"
     localrule: LLM_ON_SUBMIT_HOST
+    threads: LLM_THREADS
     resources:
         llm=1,
     params:
@@ -35,6 +36,8 @@ rule instances:
         instances=out("instances/{env}.json"),
     log:
         "logs/instances/{env}.log",
+    benchmark:
+        "logs/benchmarks/instances/{env}.tsv"
     params:
         cfg=config_for("tasks.samples_per_template", "tasks.kinds", "tasks.self_correction_share"),
         code=code_version("scripts/instances.py"),
@@ -76,6 +79,7 @@ rule queries:
     benchmark:
         "logs/benchmarks/queries/{env}.tsv"
     localrule: LLM_ON_SUBMIT_HOST
+    threads: LLM_THREADS
     resources:
         llm=1,
     params:
@@ -97,6 +101,8 @@ rule dataset:
         stats=out("dataset/tasks_stats.json"),
     log:
         "logs/dataset/dataset.log",
+    benchmark:
+        "logs/benchmarks/dataset/dataset.tsv"
     params:
         cfg=config_for("dataset"),
         code=code_version("scripts/dataset.py"),

@@ -1,4 +1,6 @@
-from agentskiller.jobs import run_job
-from agentskiller.steps.catalog import s04_blueprints
+"""Rule ``blueprint`` (s04 detail, then s05): a domain's blueprint and its tool list."""
 
-run_job(snakemake, s04_blueprints.run_detail, step="s04")  # noqa: F821 (snakemake is injected)
+from agentskiller.jobs import run_job
+from agentskiller.steps.catalog import s05_tool_lists
+
+run_job(snakemake, s05_tool_lists.run_after_blueprint, step="s04")  # noqa: F821 (snakemake is injected)

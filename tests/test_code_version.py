@@ -63,7 +63,7 @@ def test_an_edit_reaches_exactly_the_rules_that_use_the_module():
 
 
 def test_code_version_changes_with_a_file(tmp_path, monkeypatch):
-    before = cv.code_version(ROOT / "scripts" / "tool_list.py")
+    before = cv.code_version(ROOT / "scripts" / "blueprint.py")
     target = cv.LIB_DIR / "steps/catalog/s05_tool_lists.py"
     original = target.read_bytes()
     real = Path.read_bytes
@@ -72,5 +72,5 @@ def test_code_version_changes_with_a_file(tmp_path, monkeypatch):
         return original + b"\n# edited\n" if self == target else real(self)
 
     monkeypatch.setattr(Path, "read_bytes", patched)
-    assert cv.code_version(ROOT / "scripts" / "tool_list.py") != before
+    assert cv.code_version(ROOT / "scripts" / "blueprint.py") != before
     assert cv.code_version(ROOT / "scripts" / "topics.py") == cv.code_version(ROOT / "scripts" / "topics.py")

@@ -40,7 +40,6 @@ BEFORE_S14 = {
     "outlines",
     "blueprint",
     "blueprint_index",
-    "tool_list",
     "entity_table",
     "domain_database",
     "policy",

@@ -90,6 +90,7 @@ class LLMConfig(BaseModel):
     cache_dir: str = _D["cache_dir"]
     cache_mode: Literal["read_write", "read_only", "off"] = _D["cache_mode"]
     max_concurrency: int = Field(default=_D["max_concurrency"], ge=1)
+    max_in_flight: int = Field(default=_D["max_in_flight"], ge=0)
     prices: dict[str, Price] = Field(default_factory=dict)
 
     def model_for(self, role: str) -> str:

@@ -129,11 +129,13 @@ class LLMClient:
         context: Any = None,
         check: CheckFn | None = None,
         max_rounds: int | None = None,
+        max_tokens: int | None = None,
     ) -> Any:
         """Ask until the answer parses, validates and passes ``check``.
 
         ``max_rounds`` is the number of *repair* rounds after the first answer (default
-        ``llm.max_repair_rounds``; 0 = no repair). Returns a ``schema`` instance, or the text
+        ``llm.max_repair_rounds``; 0 = no repair); ``max_tokens`` the answer budget of this
+        call (default ``llm.max_tokens``; a step with long answers sets its own). Returns a ``schema`` instance, or the text
         (for ``role="code"`` the first fenced code block) when no schema is given; ``check``
         gets that return value and returns a list of problems (empty = accepted).
         """
@@ -154,7 +156,7 @@ class LLMClient:
                 schema=schema,
                 schema_json=schema_json,
                 temperature=self.config.round_temperature(rnd),
-                max_tokens=self.config.max_tokens,
+                max_tokens=int(max_tokens) if max_tokens else self.config.max_tokens,
                 seed=self.seed,
                 context=context,
                 feedback=list(feedback),

@@ -66,6 +66,7 @@ from .base import (
 from .chat import id_offset, normalize_tool_calls, parse_content_tool_calls
 from .endpoint_memory import EndpointMemory, ModelQuirks, endpoint_id
 from .extract import split_reasoning
+from .slots import SlotPool
 
 log = logging.getLogger("agentskiller.llm.openai")
 
@@ -223,6 +224,8 @@ class OpenAIProvider:
         )
         self._quirks: dict[str, ModelQuirks] = self._memory.load()
         self._gave_up: LLMTransportError | None = None
+        # llm.max_in_flight: one lock-file slot per request on the wire, across all jobs
+        self._slots = SlotPool.for_cache(cfg.cache_dir, cfg.max_in_flight)
 
     # ---------------------------------------------------------------- public
     def cache_salt(self, request: ProviderRequest) -> dict:
@@ -483,7 +486,8 @@ class OpenAIProvider:
             retry_after = None
             t0 = self._clock()
             try:
-                resp = self.client.chat.completions.create(**kwargs)
+                with self._slots.slot():  # held for the HTTP request only, not for backoff
+                    resp = self.client.chat.completions.create(**kwargs)
                 if getattr(resp, "choices", None):
                     return resp, max_tokens, self._clock() - t0
                 last = LLMTransportError("the server returned no choices")

@@ -32,7 +32,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-import yaml
+from agentskiller.yamlload import safe_load
 
 PROMPTS_DIR = Path(__file__).resolve().parent
 CONTEXT_HEADER = "### Input data (JSON)"
@@ -67,7 +67,7 @@ def load(step: str) -> dict:
     with _lock:
         data = _cache.get(key)
     if data is None:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        data = safe_load(path.read_text(encoding="utf-8")) or {}
         if not isinstance(data, dict) or "version" not in data:
             raise PromptError(f"{path}: a prompt file is a mapping with a 'version' key")
         with _lock:

@@ -12,11 +12,11 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import Field
 
 from agentskiller.models.blueprint import DOMAIN_NAME_RE, TOOL_NAME_RE, Column
 from agentskiller.models.catalog import Attribute, Entity, Strict, primary_key_for, snake_case
+from agentskiller.yamlload import safe_load
 
 from .compose import compose
 from .phrasing import spoken
@@ -296,8 +296,8 @@ def _vocabulary_errors(where: str, columns: list, rows: list[dict[str, Any]]) ->
 def load_catalog() -> Catalog:
     """Load and check ``catalog/*.yaml``: the hand-listed topics and entities, then the composed
     ones (:mod:`.compose`) in areas of their own (cached: the data never changes in a process)."""
-    ents = yaml.safe_load((CATALOG_DIR / "entities.yaml").read_text(encoding="utf-8"))
-    tops = yaml.safe_load((CATALOG_DIR / "topics.yaml").read_text(encoding="utf-8"))
+    ents = safe_load((CATALOG_DIR / "entities.yaml").read_text(encoding="utf-8"))
+    tops = safe_load((CATALOG_DIR / "topics.yaml").read_text(encoding="utf-8"))
     extra = compose()  # archetypes x subjects, after the hand-listed part (see compose.py)
     clashes = [f"area {n}" for n in extra["areas"] if n in tops["areas"]]
     clashes += [f"topic {n}" for n in extra["topics"] if n in tops["topics"]]

@@ -17,10 +17,10 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import Field
 
 from agentskiller.models.catalog import Strict, snake_case
+from agentskiller.yamlload import safe_load
 
 from .phrasing import article, plural, spoken
 
@@ -236,7 +236,7 @@ def _topic(subject: Subject, archetype: Archetype) -> dict[str, Any]:
 
 @lru_cache(maxsize=1)
 def load_spec() -> ComposedSpec:
-    return ComposedSpec.model_validate(yaml.safe_load(COMPOSED_FILE.read_text(encoding="utf-8")))
+    return ComposedSpec.model_validate(safe_load(COMPOSED_FILE.read_text(encoding="utf-8")))
 
 
 def compose(spec: ComposedSpec | None = None) -> dict[str, Any]:

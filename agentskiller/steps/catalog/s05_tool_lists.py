@@ -73,3 +73,23 @@ def run(ctx: StepContext) -> None:
         )
         return
     ctx.write_json("tool_list", {"domain": domain, "status": "ok", "tools": tool_list(bp)}, "tool_list")
+
+
+def run_after_blueprint(ctx: StepContext) -> None:
+    """The ``blueprint`` job: s04's detail for one domain, then s05 on the blueprint it just
+    wrote, as s05 (its own step name and input hashes in ``meta``: the same tool list a
+    separate job would write). One job instead of two: s05 is milliseconds of work, its own
+    job was a whole interpreter start-up."""
+    from agentskiller.steps.catalog.s04_blueprints import run_detail
+
+    run_detail(ctx)
+    run(
+        StepContext.from_paths(
+            "s05",
+            ctx.config,
+            inputs={"blueprint": ctx.output("blueprint")},
+            outputs={"tool_list": ctx.output("tool_list")},
+            wildcards=ctx.wildcards,
+            logger=ctx.log,
+        )
+    )

@@ -23,8 +23,8 @@ Verified for real before the pair is ``passed``:
    runtime enforces them, and every rule's contract tests (:mod:`.bridge_tests`: a violating
    call refused, a conforming one accepted) pass in the sandboxed worker; a rule without a
    test fails the pair like a failing one;
-3. the live server, ``python -m agentskiller.serve cross/{pair}/server`` through the MCP SDK
-   client over stdio, advertises exactly the pair's tool list (s09's check).
+3. the live server, ``python -m agentskiller.serve cross/{pair}/server``, asked over
+   MCP stdio (``initialize``, ``tools/list``), advertises exactly the pair's tool list (s09's check).
 
 A failed member (blueprint, server, fused database) or a failed check quarantines the pair:
 status ``failed``, a reason, no environment; the run goes on.

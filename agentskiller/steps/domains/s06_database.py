@@ -315,12 +315,18 @@ def build_domain(ctx: StepContext, out: Path, domain: str) -> None:
             return _write_failed_domain(ctx, out, domain, reason)
     sim_time = ctx.cfg.simulation_time
     count = ctx.cfg.database.relationship_records
-    results: dict[str, tuple[TableResult, int]] = {}
+    # Every relationship table up to the first one that cannot be made, prepared in order;
+    # their generator scripts are written (concurrently: LLMClient.map, bounded by
+    # llm.max_concurrency) and the results taken in order, so the outputs are those of one
+    # table after the other: scripts kept up to the first failure, then the domain fails.
+    jobs: list[tuple[Relationship, int, dict]] = []
+    missing_reason = None
     for rel in bp.relationships:
         fks = rel.foreign_keys()
         missing = sorted(set(fks.values()) - set(tables))
         if missing:
-            return _write_failed_domain(ctx, out, domain, f"s06: {rel.name} references {missing} without entity tables")
+            missing_reason = f"s06: {rel.name} references {missing} without entity tables"
+            break
         seed = table_seed(ctx.seed, "relationship", domain, rel.name)
         fk_values = {
             col: dc.primary_keys(tables[e][1]["records"], tables[e][1]["primary_key"]) for col, e in fks.items()
@@ -331,22 +337,31 @@ def build_domain(ctx: StepContext, out: Path, domain: str) -> None:
             for e in sorted(set(fks.values()))
         }
         context = relationship_context(bp, rel, entities, count, seed, sim_time)
-        res = generate_table(
+        jobs.append((rel, seed, {"context": context, "inputs": inputs, "fk_values": fk_values, "ref": ref_records}))
+
+    def make(job: tuple[Relationship, int, dict]) -> TableResult:
+        rel, _, a = job
+        return generate_table(
             ctx,
             "s06.relationship_script",
             "relationship_script",
-            context,
+            a["context"],
             relationship_spec(bp, rel, entities),
             count,
-            inputs,
-            fk_values,
-            ref_records,
+            a["inputs"],
+            a["fk_values"],
+            a["ref"],
         )
+
+    results: dict[str, tuple[TableResult, int]] = {}
+    for (rel, seed, _), res in zip(jobs, ctx.llm.map(make, jobs) if jobs else [], strict=True):
         # scripts are kept even for a failed table: they are what a person debugs
         ctx.write_text(out / "scripts" / f"{rel.name}.py", _script_text(res))
         if res.status != "ok":
             return _write_failed_domain(ctx, out, domain, res.reason)
         results[rel.name] = (res, seed)
+    if missing_reason is not None:
+        return _write_failed_domain(ctx, out, domain, missing_reason)
 
     manifest: dict[str, str] = {}
     summary_tables: dict[str, dict] = {}

@@ -14,7 +14,8 @@ Loop (section 6 of the design):
 3. On failures send the failing tests and the current code back (task ``s09.repair``), up to
    ``server.max_repair_rounds`` times.
 4. Once the tests pass, start the live server (``python -m agentskiller.serve <server dir>``)
-   through the MCP SDK client over stdio, under sandbox limits and a timeout, list its tools
+   over stdio as an MCP client does (``initialize``, ``tools/list`` as JSON-RPC lines:
+   :mod:`agentskiller.runtime.mcp_probe`), under sandbox limits and a timeout, list its tools
    and compare them with the tool list.
 5. Write ``servers/{domain}/report.json`` (every round, the MCP check, the environment
    manifest). A domain whose upstream failed, whose code never passes, or whose live server
@@ -295,9 +296,11 @@ MIN_MCP_CHECK_TIMEOUT_S = 30.0
 
 
 def server_parameters(server_dir: Path, sandbox=None):
-    """StdioServerParameters for the server in ``server_dir`` under sandbox-like limits,
-    with a minimal environment (no API keys or other secrets leak into it)."""
-    from mcp import StdioServerParameters
+    """How to start the server in ``server_dir`` under sandbox-like limits, with a minimal
+    environment (no API keys or other secrets leak into it): a
+    :class:`~agentskiller.runtime.mcp_probe.ServerCommand` (the fields of the SDK's
+    ``StdioServerParameters``)."""
+    from agentskiller.runtime.mcp_probe import ServerCommand
 
     repo = str(io.REPO_ROOT)
     pythonpath = os.pathsep.join(p for p in [repo, os.environ.get("PYTHONPATH", "")] if p)
@@ -312,7 +315,7 @@ def server_parameters(server_dir: Path, sandbox=None):
     cpu = int(getattr(sandbox, "cpu_s", 60))
     # The documented command: agentskiller.serve runs the generated tool code sandboxed
     # (private mounts, no network, unprivileged uid, these limits; rlimits only when not root).
-    return StdioServerParameters(
+    return ServerCommand(
         command=sys.executable,
         args=[
             "-m",
@@ -328,22 +331,13 @@ def server_parameters(server_dir: Path, sandbox=None):
     )
 
 
-def _tool_dict(t: Any) -> dict:
-    return {"name": t.name, "description": t.description or "", "inputSchema": t.input_schema or {}}
-
-
 def list_tools_stdio(server_dir: Path, sandbox=None, timeout_s: float = 60.0) -> list[dict]:
-    """Start the server over stdio with the MCP SDK client and list its tools."""
-    import anyio
-    from mcp import Client
+    """Start the server over stdio and list its tools: ``initialize`` and ``tools/list`` as
+    plain JSON-RPC (:mod:`agentskiller.runtime.mcp_probe`), not through the SDK client, whose
+    import alone costs a second per check."""
+    from agentskiller.runtime.mcp_probe import list_tools
 
-    async def main() -> list[dict]:
-        with anyio.fail_after(timeout_s):
-            async with Client(server_parameters(server_dir, sandbox), read_timeout_seconds=timeout_s) as client:
-                result = await client.list_tools()
-                return [_tool_dict(t) for t in result.tools]
-
-    return anyio.run(main)
+    return list_tools(server_parameters(server_dir, sandbox), timeout_s=timeout_s)
 
 
 def mcp_check_timeout(sandbox) -> float:
@@ -351,8 +345,8 @@ def mcp_check_timeout(sandbox) -> float:
 
 
 def check_mcp_server(server_dir: Path, expected_tools: list[dict], sandbox=None, timeout_s: float = 60.0) -> dict:
-    """Start ``python -m agentskiller.serve <server_dir>`` over stdio with the MCP SDK
-    client, list its tools and compare them with ``expected_tools``."""
+    """Start ``python -m agentskiller.serve <server_dir>`` over stdio (an MCP client's
+    ``initialize`` and ``tools/list``), list its tools and compare them with ``expected_tools``."""
     from agentskiller.runtime.loader import compare_tool_lists
 
     # no timings in the result: it goes into report.json, which must not depend on them
@@ -485,7 +479,14 @@ def build_server(ctx: StepContext, domain: str) -> None:
         messages = render("s09", name, ctx_data, domain=domain, core_entity=bp.core_entity, **vars)
         try:
             return ctx.llm.generate(
-                task, messages, role="code", context=ctx_data, check=syntax_problems, max_rounds=max_repairs
+                task,
+                messages,
+                role="code",
+                context=ctx_data,
+                check=syntax_problems,
+                max_rounds=max_repairs,
+                # a whole tools module: llm.max_tokens (8192) truncated 2 of 8 domains' code
+                max_tokens=ctx.cfg.server.max_tokens,
             )
         except LLMError as exc:
             raise Quarantine(f"the code model gave no usable module ({task}): {exc}") from None
@@ -541,7 +542,7 @@ def build_server(ctx: StepContext, domain: str) -> None:
         )
         return
 
-    # The tests pass: check the live server through the MCP SDK from a staging sibling of the
+    # The tests pass: check the live server over MCP stdio from a staging sibling of the
     # server folder (same depth, so the manifest's relative paths hold), and write the outputs
     # only after every check: a kill at any moment leaves no report that says "passed" early.
     staging = server_dir.parent / f".{server_dir.name}.staging"
