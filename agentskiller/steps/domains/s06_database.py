@@ -20,6 +20,9 @@ to the model as a repair request through the LLM client's correction loop, up to
 ``database.max_repair_rounds``. A table that never passes is quarantined: the table file
 says ``status: failed`` with the reason, and a domain with such a table writes a failed
 summary and no tables.
+
+Size: over 400 lines because both jobs share the script-run-check-repair loop and its
+feedback texts; splitting them would leave two halves that only make sense together.
 """
 
 from __future__ import annotations
