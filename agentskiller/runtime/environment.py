@@ -247,7 +247,9 @@ class Session:
         except ValueError as exc:
             return self._fail(name, "bad_arguments", _short(str(exc)))
         early = self._out_of_order(name)
-        if early:
+        # Authorization comes before ordering: a member not yet authorized hears that first
+        # (its tool code refuses it), so the ordering refusal only waits for the tool to pass.
+        if early and self.state.auth.get(bound.domain) is not None:
             return self._fail(name, "tool_error", early)
         self.state.begin()
         try:
@@ -268,6 +270,9 @@ class Session:
         if problem is not None:
             self.state.rollback()
             return self._fail(name, "non_json", f"result is not JSON: {problem}")
+        if early:
+            self.state.rollback()
+            return self._fail(name, "tool_error", early)
         changed = self.state.commit()
         self.state.succeeded.append(name)
         return CallRecord(name, True, result, None, None, self.state.hash(), changed)
