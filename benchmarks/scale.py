@@ -42,8 +42,11 @@ ROWS_PER_ENV = 1000
 
 
 # ---------------------------------------------------------------------------- processes
-def measure(cmd: list[str], pythonpath: Path, cwd: Path | None = None) -> dict:
-    """Run ``cmd``; its wall and CPU seconds and peak RSS (MB); its stdout's last JSON line, if any."""
+def measure(cmd: list[str], pythonpath: Path, cwd: Path) -> dict:
+    """Run ``cmd``; its wall and CPU seconds and peak RSS (MB); its stdout's last JSON line, if any.
+
+    ``cwd`` must be outside both checkouts: ``python -c`` / ``-m`` put the working directory
+    first on ``sys.path``, before PYTHONPATH, so a run from a checkout imports that checkout."""
     env = {**os.environ, "PYTHONPATH": str(pythonpath)}
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         t0 = time.perf_counter()
@@ -142,7 +145,7 @@ def bench_s10(args: argparse.Namespace, work: Path, old: Path | None) -> None:
     world = work / f"s10-{args.domains}"
     if not (world / "blueprints/index.json").is_file():
         make_s10_world(world, args.domains)
-    new = measure([sys.executable, "-c", S10_CODE, str(world), "cross/new.json"], REPO)
+    new = measure([sys.executable, "-c", S10_CODE, str(world), "cross/new.json"], REPO, work)
     _row("new", new, f"{new['counts']}")
     if old is None:
         return
@@ -151,9 +154,11 @@ def bench_s10(args: argparse.Namespace, work: Path, old: Path | None) -> None:
     if not (old_world / "blueprints/index.json").is_file():
         make_s10_world(old_world, n_old)
     same = (
-        new if old_world == world else measure([sys.executable, "-c", S10_CODE, str(old_world), "cross/new.json"], REPO)
+        new
+        if old_world == world
+        else measure([sys.executable, "-c", S10_CODE, str(old_world), "cross/new.json"], REPO, work)
     )
-    before = measure([sys.executable, "-c", S10_CODE, str(old_world), "cross/old.json"], old)
+    before = measure([sys.executable, "-c", S10_CODE, str(old_world), "cross/old.json"], old, work)
     if old_world != world:
         _row(f"new @{n_old}", same, "")
     _row(f"old @{n_old}", before, f"artifact {before['artifact_mb']:.1f} MB")
@@ -289,16 +294,16 @@ def bench_dataset(args: argparse.Namespace, work: Path, old: Path | None) -> Non
     print(f"\n## dataset: {n_envs * ROWS_PER_ENV} synthetic rows ({n_envs} envs)")
     world = work / "dataset"
     make_dataset_world(world, n_envs)
-    new = measure([sys.executable, "-c", DATASET_CODE, str(world), str(n_envs), "new"], REPO)
+    new = measure([sys.executable, "-c", DATASET_CODE, str(world), str(n_envs), "new"], REPO, work)
     _row("new", new, f"{new['rows']} rows, {new['file_mb']:.0f} MB file")
     if old is None:
         return
     n_old = max(1, (args.old_rows or args.rows) // ROWS_PER_ENV)
     same = new
     if n_old != n_envs:
-        same = measure([sys.executable, "-c", DATASET_CODE, str(world), str(n_old), "new_small"], REPO)
+        same = measure([sys.executable, "-c", DATASET_CODE, str(world), str(n_old), "new_small"], REPO, work)
         _row(f"new @{n_old * ROWS_PER_ENV}", same, "")
-    before = measure([sys.executable, "-c", DATASET_CODE, str(world), str(n_old), "old"], old)
+    before = measure([sys.executable, "-c", DATASET_CODE, str(world), str(n_old), "old"], old, work)
     _row(f"old @{n_old * ROWS_PER_ENV}", before, "")
     a = world / f"dataset/{'new' if n_old == n_envs else 'new_small'}.jsonl"
     identical = a.read_bytes() == (world / "dataset/old.jsonl").read_bytes()
