@@ -60,7 +60,13 @@ def measure(cmd: list[str], pythonpath: Path, cwd: Path) -> dict:
     if proc.returncode != 0:
         sys.stderr.write(stderr[-4000:])
         raise SystemExit(f"failed ({proc.returncode}): {' '.join(c[:60] for c in cmd[:6])} ...")
-    result = {"wall_s": wall, "cpu_s": ru.ru_utime + ru.ru_stime, "peak_mb": ru.ru_maxrss / 1024, "stderr": stderr}
+    result = {
+        "wall_s": wall,
+        "cpu_s": ru.ru_utime + ru.ru_stime,
+        "peak_mb": ru.ru_maxrss / 1024,
+        "stderr": stderr,
+        "log": stdout + stderr,  # snakemake prints its dry-run summary on stdout
+    }
     lines = [ln for ln in stdout.splitlines() if ln.startswith("{")]
     if lines:
         result.update(json.loads(lines[-1]))
@@ -351,8 +357,8 @@ def make_dag_world(work: Path, n: int) -> None:
                 p.touch()
         measure(snakemake(REPO, work, "--touch", "--cores", "1"), REPO, cwd=work)
     res = measure(snakemake(REPO, work, "-n"), REPO, cwd=work)
-    if "Nothing to be done" not in res["stderr"]:
-        raise SystemExit("the synthetic tree is not complete:\n" + res["stderr"][-3000:])
+    if "Nothing to be done" not in res["log"]:
+        raise SystemExit("the synthetic tree is not complete:\n" + res["log"][-3000:])
 
 
 def _summary(work: Path) -> list[tuple[str, str, str]]:
@@ -382,8 +388,8 @@ def bench_dag(args: argparse.Namespace, work: Path, old: Path | None) -> None:
         dry = measure(snakemake(tree, world, "-n"), tree, cwd=world)
         noop = measure(snakemake(tree, world, "--cores", "1"), tree, cwd=world)
         for r in (dry, noop):
-            if "Nothing to be done" not in r["stderr"]:
-                raise SystemExit(f"{name}: the run had something to do:\n" + r["stderr"][-3000:])
+            if "Nothing to be done" not in r["log"]:
+                raise SystemExit(f"{name}: the run had something to do:\n" + r["log"][-3000:])
         cpu[name] = {"dry": dry["cpu_s"], "noop": noop["cpu_s"]}
         print(f"{name:<12} snakemake -n {dry['cpu_s']:6.1f} s CPU   no-op run {noop['cpu_s']:6.1f} s CPU")
     if old is not None:
