@@ -12,7 +12,7 @@ step finds out and passes the reason on.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +65,17 @@ def read_lines(path: str | Path) -> list[Any]:
     path = Path(path)
     try:
         return io.read_jsonl(path)
+    except FileNotFoundError:
+        raise ArtifactError(f"{path}: missing artifact") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ArtifactError(f"{path}: not readable JSON lines ({exc})") from None
+
+
+def iter_lines(path: str | Path) -> Iterator[Any]:
+    """A JSONL artifact, one object at a time (for aggregates that must not hold a whole file)."""
+    path = Path(path)
+    try:
+        yield from io.iter_jsonl(path)
     except FileNotFoundError:
         raise ArtifactError(f"{path}: missing artifact") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:

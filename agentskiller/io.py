@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    import jsonschema
     from referencing import Registry
 
 # jsonschema and referencing are imported where an artifact is validated: a process that only
@@ -67,8 +68,15 @@ def read_json(path: str | Path) -> Any:
 
 
 def read_jsonl(path: str | Path) -> list[Any]:
+    return list(iter_jsonl(path))
+
+
+def iter_jsonl(path: str | Path) -> Iterator[Any]:
+    """The rows of a JSONL file, one at a time (memory bounded by the longest line)."""
     with open(path, encoding="utf-8") as fh:
-        return [json.loads(line) for line in fh if line.strip()]
+        for line in fh:
+            if line.strip():
+                yield json.loads(line)
 
 
 def read_text(path: str | Path) -> str:
@@ -164,12 +172,20 @@ def _registry() -> Registry:
     return Registry().with_resources(resources)
 
 
-def validation_errors(obj: Any, schema_name: str) -> list[str]:
-    """Return readable error strings (empty when ``obj`` is valid)."""
+@cache
+def _validator(schema_name: str) -> jsonschema.Draft202012Validator:
+    """One validator per schema per process (building one resolves every ``$ref``): a
+    streamed JSONL artifact validates each of its rows with the same one."""
     import jsonschema
 
-    schema = load_schema(schema_name)
-    validator = jsonschema.Draft202012Validator(schema, registry=_registry())
+    return jsonschema.Draft202012Validator(load_schema(schema_name), registry=_registry())
+
+
+def validation_errors(obj: Any, schema_name: str) -> list[str]:
+    """Return readable error strings (empty when ``obj`` is valid)."""
+    validator = _validator(schema_name)
+    if validator.is_valid(obj):
+        return []
     errors = []
     for err in sorted(validator.iter_errors(obj), key=lambda e: list(e.absolute_path)):
         where = "/".join(str(p) for p in err.absolute_path) or "<root>"
@@ -180,10 +196,7 @@ def validation_errors(obj: Any, schema_name: str) -> list[str]:
 def first_validation_error(obj: Any, schema_name: str) -> str | None:
     """The most relevant schema error (jsonschema's ``best_match``, which looks inside
     ``oneOf`` branches) as ``"path: message"``, or None when ``obj`` is valid."""
-    import jsonschema
-
-    schema = load_schema(schema_name)
-    validator = jsonschema.Draft202012Validator(schema, registry=_registry())
+    validator = _validator(schema_name)
 
     def leaf(errors: list) -> Any:
         """Into oneOf/anyOf: the branch the document meant (no `const` mismatch, such as the
@@ -221,16 +234,57 @@ def write_json(path: str | Path, obj: Any, schema: str | None = None) -> None:
     atomic_write_text(path, dumps_pretty(obj))
 
 
-def write_jsonl(path: str | Path, rows: Iterable[Any], schema: str | None = None) -> None:
-    """Write one compact JSON object per line; each row validated against ``schema``."""
-    rows = list(rows)
-    if schema:
-        for i, row in enumerate(rows):
+class JsonlWriter:
+    """What :func:`jsonl_writer` yields: ``write(row)`` validates one row and appends it."""
+
+    def __init__(self, fh: Any, schema: str | None) -> None:
+        self._fh = fh
+        self._schema = schema
+        self.count = 0
+
+    def write(self, row: Any) -> None:
+        if self._schema:
             try:
-                validate(row, schema)
+                validate(row, self._schema)
             except ArtifactValidationError as exc:
-                raise ArtifactValidationError(f"row {i}: {exc}") from None
-    atomic_write_text(path, "".join(json.dumps(r, sort_keys=True, ensure_ascii=False) + "\n" for r in rows))
+                raise ArtifactValidationError(f"row {self.count}: {exc}") from None
+        self._fh.write(json.dumps(row, sort_keys=True, ensure_ascii=False) + "\n")
+        self.count += 1
+
+    def write_all(self, rows: Iterable[Any]) -> None:
+        for row in rows:
+            self.write(row)
+
+
+@contextmanager
+def jsonl_writer(path: str | Path, schema: str | None = None) -> Iterator[JsonlWriter]:
+    """``with jsonl_writer(path, schema) as w: w.write(row)``: a JSONL artifact written row by
+    row (memory bounded by one row, not the file) into a temp file in the same directory, each
+    row validated against ``schema`` before it is written; renamed into place only when the
+    block ends without an exception, so a failed or killed job leaves no file that looks done
+    (and an existing file stays as it was)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
+            yield JsonlWriter(fh, schema)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def write_jsonl(path: str | Path, rows: Iterable[Any], schema: str | None = None) -> None:
+    """Write one compact JSON object per line; each row validated against ``schema``.
+    ``rows`` may be a generator: it is consumed once, row by row (see :func:`jsonl_writer`)."""
+    with jsonl_writer(path, schema) as w:
+        w.write_all(rows)
 
 
 def write_text(path: str | Path, text: str) -> None:

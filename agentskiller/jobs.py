@@ -13,7 +13,7 @@ import logging
 import random
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -181,8 +181,13 @@ class StepContext:
     def write_text(self, name: str | Path, text: str) -> None:
         io.write_text(self.output(name) if isinstance(name, str) else name, text)
 
-    def write_jsonl(self, name: str | Path, rows: list, schema: str | None) -> None:
+    def write_jsonl(self, name: str | Path, rows: Iterable[Any], schema: str | None) -> None:
         io.write_jsonl(self.output(name) if isinstance(name, str) else name, rows, schema)
+
+    def jsonl_writer(self, name: str | Path, schema: str | None):
+        """``with ctx.jsonl_writer("train", schema) as w: w.write(row)``: a JSONL output
+        streamed row by row, renamed into place only on success (:func:`io.jsonl_writer`)."""
+        return io.jsonl_writer(self.output(name) if isinstance(name, str) else name, schema)
 
 
 def run_job(smk: Any, step_fn: Callable[[StepContext], None], step: str | None = None) -> None:

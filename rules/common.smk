@@ -99,14 +99,39 @@ def out(path):
     return os.path.join(OUT, path)
 
 
+#: parsed checkpoint outputs by (path, mtime, size): input functions run once per job (tens of
+#: thousands of calls at a thousand domains), the checkpoint files change only when rebuilt
+_CHECKPOINT_CACHE = {}
+
+
+def _checkpoint_view(path, build):
+    """``build(parsed JSON of path)``, computed once per version of the file."""
+    st = os.stat(path)
+    key = (os.path.abspath(path), st.st_mtime_ns, st.st_size)
+    if _CHECKPOINT_CACHE.get(key[0], (None,))[0] != key:
+        with open(path, encoding="utf-8") as fh:
+            _CHECKPOINT_CACHE[key[0]] = (key, build(json.load(fh)))
+    return _CHECKPOINT_CACHE[key[0]][1]
+
+
+def _outline_view(doc):
+    outlines = doc["domains"]
+    return {
+        "domains": sorted(d["domain"] for d in outlines),
+        "by_domain": {d["domain"]: d for d in outlines},
+        "entities": sorted({e for d in outlines for e in [d["core_entity"], *d["peripheral_entities"]]}),
+    }
+
+
 def _outlines():
-    with open(checkpoints.outlines.get().output.outlines, encoding="utf-8") as fh:
-        return json.load(fh)["domains"]
+    """The s04 outlines checkpoint, parsed once (``.get()`` is still asked every time: it is
+    how Snakemake learns that a job depends on the checkpoint)."""
+    return _checkpoint_view(checkpoints.outlines.get().output.outlines, _outline_view)
 
 
 def domains():
     """Every domain defined by the s04 outlines checkpoint."""
-    return sorted(d["domain"] for d in _outlines())
+    return list(_outlines()["domains"])
 
 
 def cross_enabled():
@@ -117,8 +142,8 @@ def pairs():
     """The kept pairs of the s10 combinations checkpoint (none when cross.enabled is false)."""
     if not cross_enabled():
         return []
-    with open(checkpoints.combinations.get().output.combinations, encoding="utf-8") as fh:
-        return sorted(p["pair"] for p in json.load(fh)["pairs"])
+    path = checkpoints.combinations.get().output.combinations
+    return _checkpoint_view(path, lambda doc: sorted(p["pair"] for p in doc["pairs"]))
 
 
 def envs():
@@ -137,17 +162,13 @@ def members(env):
 
 def used_entities():
     """Entities that some domain uses: the only ones s06 generates tables for."""
-    names = set()
-    for d in _outlines():
-        names.add(d["core_entity"])
-        names.update(d["peripheral_entities"])
-    return sorted(names)
+    return _outlines()["entities"]
 
 
 def domain_entity_tables(wildcards):
     """Entity tables of a domain, or the union over a pair's members."""
     name = getattr(wildcards, "domain", None) or getattr(wildcards, "pair", None) or wildcards.env
-    by_domain = {d["domain"]: d for d in _outlines()}
+    by_domain = _outlines()["by_domain"]
     ents = set()
     for domain in members(name):
         if domain not in by_domain:

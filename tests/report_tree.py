@@ -146,14 +146,20 @@ def make_run(work: Path) -> Path:
         "cross/combinations.json",
         {
             "pairs": [{"pair": PAIR, "domains": PAIR.split("+")}],
-            "pruned": [
-                {
-                    "pair": "AlphaDesk+GammaDesk",
-                    "domains": ["AlphaDesk", "GammaDesk"],
-                    "stage": "feasibility",
-                    "reason": "GammaDesk: s09 server failed",
-                }
-            ],
+            "counts": {"domains": 3, "candidates": 2, "feasible": 1, "kept": 1, "pruned": 1},
+            "pruned": {
+                "total": 1,
+                "by_reason": {"feasibility: member not feasible: server quarantined": 1},
+                "sample_limit": 200,
+                "sample": [
+                    {
+                        "pair": "AlphaDesk+GammaDesk",
+                        "domains": ["AlphaDesk", "GammaDesk"],
+                        "stage": "feasibility",
+                        "reason": "GammaDesk: s09 server failed",
+                    }
+                ],
+            },
             "status": "ok",
         },
     )

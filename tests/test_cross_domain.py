@@ -149,7 +149,7 @@ def test_s10_prunes_quarantined_servers_and_thin_members_with_reasons(outputs):
     io.write_json(outputs / "tasks/CityRideDispatch.json", tasks)
     doc = run_s10(outputs)
     assert doc["pairs"] == []
-    reasons = {p["pair"]: (p["stage"], p["reason"]) for p in doc["pruned"]}
+    reasons = {p["pair"]: (p["stage"], p["reason"]) for p in doc["pruned"]["sample"]}
     assert reasons[PAIR][0] == "feasibility" and "PharmacyCareLine: server quarantined (boom)" in reasons[PAIR][1]
     stage, why = reasons["CityRideDispatch+StayReservationDesk"]
     assert stage == "feasibility" and "CityRideDispatch has 1 interlockable" in why and "needs 2" in why
@@ -174,7 +174,7 @@ def test_s10_cap_is_deterministic_and_prefers_different_persons():
 def test_s10_cap_reason_is_recorded(outputs):
     doc = run_s10(outputs, {**CONFIG, "cross": {"enabled": True, "max_pairs": 1, "min_member_tasks": 2}})
     assert len(doc["pairs"]) == 1
-    [pruned] = doc["pruned"]
+    [pruned] = doc["pruned"]["sample"]
     assert pruned["stage"] == "cap" and "cross.max_pairs=1" in pruned["reason"]
 
 

@@ -155,6 +155,15 @@ def reason_kind(reason: Any) -> str:
     return text[:160]
 
 
+def pruned_sample(combos: Any) -> list[dict]:
+    """The pruned pairs that ``cross/combinations.json`` lists with their reasons: its bounded
+    sample (every pruned pair is counted in ``counts.pruned`` and ``pruned.by_reason``)."""
+    pruned = combos.get("pruned") if isinstance(combos, dict) else None
+    if isinstance(pruned, dict):
+        return [p for p in pruned.get("sample") or [] if isinstance(p, dict)]
+    return [p for p in pruned or [] if isinstance(p, dict)]  # an artifact of before the sample
+
+
 def _count(doc: Any, key: str) -> int | None:
     if not isinstance(doc, dict):
         return None
@@ -230,7 +239,7 @@ def collect(outputs: str | Path, tokens_by_unit: dict[str, int] | None = None) -
             )
         )
     pair_names = sorted(str(p.get("pair")) for p in (combos or {}).get("pairs", []) if isinstance(p, dict))
-    for pruned in (combos or {}).get("pruned", []) or []:
+    for pruned in pruned_sample(combos):
         name = pruned.get("pair") or "+".join(pruned.get("domains") or [])
         reason = f"{pruned.get('stage', '')}: {pruned.get('reason', '')}".strip(": ")
         envs.append(EnvStatus(env=str(name), kind="pair", stage="s10", status="pruned", failed_at="s10", reason=reason))
@@ -325,7 +334,7 @@ def _funnel(
     if servers:
         add("s09", "servers passed", servers.count("passed"), len(domains) - servers.count("passed"))
     if isinstance(combos, dict):
-        add("s10", "pairs kept", len(pairs), n(combos, "pruned") or 0)
+        add("s10", "pairs kept", len(pairs), int((combos.get("counts") or {}).get("pruned") or 0))
         pair_servers = [p.server for p in pairs if p.server]
         if pair_servers:
             add(

@@ -49,6 +49,26 @@ def _message(m: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def trajectory_row(ep: Episode, row: dict, verdict: Verdict) -> dict:
+    """The row of one passing episode; ``row`` is its query's dataset row (``task_kind``, ``tools``)."""
+    return {
+        "id": ep.episode_id,
+        "query_id": ep.query_id,
+        "task_id": ep.task_id,
+        "env": ep.env,
+        "domains": ep.domains,
+        "task_kind": row.get("task_kind", "action"),
+        "episode": ep.episode,
+        "models": {"user": ep.models.get("user", ""), "assistant": ep.models.get("assistant", "")},
+        "messages": [_message(m) for m in ep.messages],
+        "tools": row["tools"],
+        "turns": ep.turns,
+        "tool_calls": ep.tool_calls,
+        "stop_reason": ep.stop_reason,
+        "scores": {k: (None if val is None else float(val)) for k, val in sorted(verdict.scores.items())},
+    }
+
+
 def build_rows(rows: list[dict], episodes: list[Episode], verdicts: list[Verdict]) -> list[dict]:
     """Rows for the passing episodes, ordered by env, query and episode."""
     by_id = {r["id"]: r for r in rows}
@@ -59,25 +79,19 @@ def build_rows(rows: list[dict], episodes: list[Episode], verdicts: list[Verdict
         row = by_id.get(ep.query_id)
         if v is None or row is None:
             continue
-        out.append(
-            {
-                "id": ep.episode_id,
-                "query_id": ep.query_id,
-                "task_id": ep.task_id,
-                "env": ep.env,
-                "domains": ep.domains,
-                "task_kind": row.get("task_kind", "action"),
-                "episode": ep.episode,
-                "models": {"user": ep.models.get("user", ""), "assistant": ep.models.get("assistant", "")},
-                "messages": [_message(m) for m in ep.messages],
-                "tools": row["tools"],
-                "turns": ep.turns,
-                "tool_calls": ep.tool_calls,
-                "stop_reason": ep.stop_reason,
-                "scores": {k: (None if val is None else float(val)) for k, val in sorted(v.scores.items())},
-            }
-        )
+        out.append(trajectory_row(ep, row, v))
     return out
+
+
+def _row_facts(train: Any) -> dict[str, dict]:
+    """query id -> the two columns a trajectory row takes from its dataset row (``task_kind``
+    and ``tools``), read line by line; an env's tools string is kept once, shared by its rows."""
+    facts: dict[str, dict] = {}
+    tools_seen: dict[str, str] = {}
+    for r in artifacts.iter_lines(train):
+        tools = tools_seen.setdefault(r["tools"], r["tools"])
+        facts[r["id"]] = {"task_kind": r.get("task_kind", "action"), "tools": tools}
+    return facts
 
 
 def stats(episodes: list[Episode], verdicts: list[Verdict]) -> dict:
@@ -102,9 +116,25 @@ def stats(episodes: list[Episode], verdicts: list[Verdict]) -> dict:
 
 
 def run(ctx: StepContext) -> None:
-    rows = artifacts.read_lines(ctx.inputs["train"])
-    episodes = [Episode.model_validate(e) for p in as_paths(ctx.inputs["rollouts"]) for e in artifacts.read_lines(p)]
-    verdicts = [Verdict.model_validate(v) for v in artifacts.read_lines(ctx.inputs["results"])]
-    out = build_rows(rows, episodes, verdicts)
-    ctx.write_jsonl("trajectories", out, ROW_SCHEMA)
-    ctx.log.info("trajectories: %d of %d episodes passed", len(out), len(episodes))
+    """Streamed: the dataset rows are reduced to what a trajectory needs, only passing
+    verdicts are kept, and the rollouts are read and written one env file at a time (files
+    in env order, episodes sorted within one: the order of :func:`build_rows`)."""
+    facts = _row_facts(ctx.inputs["train"])
+    passed: dict[str, Verdict] = {}
+    for line in artifacts.iter_lines(ctx.inputs["results"]):
+        v = Verdict.model_validate(line)
+        if v.passed:
+            passed[v.episode_id] = v
+    n_episodes = 0
+    with ctx.jsonl_writer("trajectories", ROW_SCHEMA) as writer:
+        for p in sorted(as_paths(ctx.inputs["rollouts"]), key=lambda p: p.stem):
+            episodes = [Episode.model_validate(e) for e in artifacts.iter_lines(p)]
+            n_episodes += len(episodes)
+            for ep in sorted(episodes, key=lambda e: (e.env, e.query_id, e.episode)):
+                v = passed.get(ep.episode_id)
+                row = facts.get(ep.query_id)
+                if v is not None and row is not None:
+                    writer.write(trajectory_row(ep, row, v))
+            del episodes
+        n_out = writer.count
+    ctx.log.info("trajectories: %d of %d episodes passed", n_out, n_episodes)

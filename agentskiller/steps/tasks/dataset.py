@@ -65,14 +65,15 @@ def _tools_for(env: str, domains: list[str], tool_lists: dict[str, list[dict]]) 
     return [t for d in domains for t in tool_lists.get(d, [])]
 
 
-def build_row(query: dict, task: dict, policy: str, tools: list[dict]) -> dict:
+def build_row(query: dict, task: dict, policy: str, tools: list[dict] | str) -> dict:
+    """One dataset row; ``tools`` is the env's tools list or its JSON string (already dumped)."""
     return {
         "id": query["query_id"],
         "env": query["env"],
         "domains": query["domains"],
         "cross_domain": query["cross_domain"],
         "messages": [{"role": "system", "content": policy}, {"role": "user", "content": query["first_message"]}],
-        "tools": _dumps(tools),
+        "tools": tools if isinstance(tools, str) else _dumps(tools),
         "scenario": {
             "persona": query["persona"],
             "reason_for_call": query["reason_for_call"],
@@ -237,60 +238,98 @@ def env_rows(queries_path: Any, tasks_path: Any, policy_paths: Any, tool_list_pa
     return sorted(rows, key=lambda r: (r["env"], r["id"]))
 
 
+class _EnvText:
+    """Per-env policy text and tools JSON, read from disk once per env (not once per row) and
+    only while that env's rows are written: memory holds one env's texts, not every env's."""
+
+    def __init__(self, policy_paths: Any, tool_list_paths: Any) -> None:
+        self._policies = {_env_of(p): p for p in as_paths(policy_paths)}
+        self._tool_lists = {_env_of(p): p for p in as_paths(tool_list_paths)}
+        self._cache: dict[tuple[str, tuple[str, ...]], tuple[str, str]] = {}
+
+    def _policy(self, name: str) -> str | None:
+        p = self._policies.get(name)
+        return artifacts.read_text(p) if p is not None and p.is_file() else None
+
+    def _tools(self, name: str) -> list[dict] | None:
+        p = self._tool_lists.get(name)
+        return _tools_of(artifacts.read(p)) if p is not None and p.is_file() else None
+
+    def for_env(self, env: str, domains: list[str]) -> tuple[str, str]:
+        """``(policy, tools JSON string)`` of a row of ``env`` on ``domains``."""
+        key = (env, tuple(domains))
+        if key not in self._cache:
+            names = {env, *domains}
+            policies = {n: t for n in names if (t := self._policy(n)) is not None}
+            tool_lists = {n: t for n in names if (t := self._tools(n)) is not None}
+            self._cache[key] = (_policy_for(env, domains, policies), _dumps(_tools_for(env, domains, tool_lists)))
+        return self._cache[key]
+
+    def done_with(self, env: str) -> None:
+        self._cache = {k: v for k, v in self._cache.items() if k[0] != env}
+
+
+def _env_key(p: Path) -> str:
+    return p.stem
+
+
 def run(ctx: StepContext) -> None:
-    policies = {_env_of(p): artifacts.read_text(p) for p in as_paths(ctx.inputs.get("policies")) if p.is_file()}
-    tool_lists = {
-        _env_of(p): _tools_of(artifacts.read(p)) for p in as_paths(ctx.inputs.get("tool_lists")) if p.is_file()
-    }
-    tasks_by_env: dict[str, dict] = {}
-    for p in as_paths(ctx.inputs.get("tasks")):
-        doc = artifacts.read(p)
-        tasks_by_env[doc.get("env") or p.stem] = doc
-    rows: list[dict] = []
+    """Rows streamed env by env (envs in name order, rows by id within an env: the order of
+    sorting every row by ``(env, id)``), so memory holds one env's tasks and rows at a time."""
+    texts = _EnvText(ctx.inputs.get("policies"), ctx.inputs.get("tool_lists"))
+    tasks_paths = {_env_key(p): p for p in as_paths(ctx.inputs.get("tasks"))}
     per_env: dict[str, dict] = {}
     traj_len: Counter = Counter()
     task_kinds: Counter = Counter()
     tools_used: Counter = Counter()
     rejections: dict[str, Counter] = {"s14": Counter(), "s15": Counter(), "s16": Counter(), "s17": Counter()}
-    for p in sorted(as_paths(ctx.inputs.get("queries"))):
-        queries = artifacts.read_lines(p)
-        env = p.stem
-        doc = tasks_by_env.get(env, {})
-        if doc.get("status") == "failed" or any(q.get("status") == "failed" for q in queries):
-            reason = doc.get("reason") or next((q.get("reason") for q in queries if q.get("reason")), "failed")
-            per_env[env] = {"status": "failed", "reason": reason}
-            continue
-        tasks = {t["task_id"]: t for t in doc.get("tasks", [])}
-        hist = doc.get("history", {})
-        entry = {
-            "status": "ok",
-            **{s: dict(h.get("counts", {})) for s, h in sorted(hist.items())},
-            "queries": len(queries),
-        }
-        for step, h in hist.items():
-            for r in h.get("rejections", []):
-                rejections.setdefault(step, Counter())[_reason_key(r.get("reason"))] += 1
-        n_valid = sum(t["status"] == "valid" for t in tasks.values())
-        if n_valid > len(queries):
-            rejections["s17"]["query failed the grounding / completeness checks"] += n_valid - len(queries)
-        per_env[env] = entry
-        for q in queries:
-            task = tasks[q["task_id"]]
-            domains = q["domains"]
-            rows.append(build_row(q, task, _policy_for(env, domains, policies), _tools_for(env, domains, tool_lists)))
-            traj_len[str(len(task["golden_calls"]))] += 1
-            task_kinds[task.get("task_kind", "action")] += 1
-            tools_used.update(f"{env}:{c['name']}" for c in task["golden_calls"])
-    rows.sort(key=lambda r: (r["env"], r["id"]))
+    n_rows = n_cross = 0
     min_rows = ctx.cfg.dataset.min_rows
-    if len(rows) < min_rows:
-        raise TooFewRows(too_few_rows_message(len(rows), min_rows, per_env, ctx.inputs.get("index")))
+    with ctx.jsonl_writer("train", ROW_SCHEMA) as writer:
+        for p in sorted(as_paths(ctx.inputs.get("queries")), key=_env_key):
+            queries = artifacts.read_lines(p)
+            env = p.stem
+            doc = artifacts.read(tasks_paths[env]) if env in tasks_paths else {}
+            if doc.get("status") == "failed" or any(q.get("status") == "failed" for q in queries):
+                reason = doc.get("reason") or next((q.get("reason") for q in queries if q.get("reason")), "failed")
+                per_env[env] = {"status": "failed", "reason": reason}
+                continue
+            tasks = {t["task_id"]: t for t in doc.get("tasks", [])}
+            hist = doc.get("history", {})
+            entry = {
+                "status": "ok",
+                **{s: dict(h.get("counts", {})) for s, h in sorted(hist.items())},
+                "queries": len(queries),
+            }
+            for step, h in hist.items():
+                for r in h.get("rejections", []):
+                    rejections.setdefault(step, Counter())[_reason_key(r.get("reason"))] += 1
+            n_valid = sum(t["status"] == "valid" for t in tasks.values())
+            if n_valid > len(queries):
+                rejections["s17"]["query failed the grounding / completeness checks"] += n_valid - len(queries)
+            per_env[env] = entry
+            rows = []
+            for q in queries:
+                task = tasks[q["task_id"]]
+                policy, tools = texts.for_env(env, q["domains"])
+                rows.append(build_row(q, task, policy, tools))
+                traj_len[str(len(task["golden_calls"]))] += 1
+                task_kinds[task.get("task_kind", "action")] += 1
+                tools_used.update(f"{env}:{c['name']}" for c in task["golden_calls"])
+            del queries, tasks, doc
+            texts.done_with(env)
+            for row in sorted(rows, key=lambda r: (r["env"], r["id"])):
+                writer.write(row)
+                n_rows += 1
+                n_cross += bool(row["cross_domain"])
+        if n_rows < min_rows:  # raised inside the writer: no train.jsonl is left behind
+            raise TooFewRows(too_few_rows_message(n_rows, min_rows, per_env, ctx.inputs.get("index")))
     stats = {
         "totals": {
-            "rows": len(rows),
+            "rows": n_rows,
             "envs": len(per_env),
             "envs_failed": sum(1 for e in per_env.values() if e.get("status") == "failed"),
-            "cross_domain_rows": sum(r["cross_domain"] for r in rows),
+            "cross_domain_rows": n_cross,
         },
         "per_env": per_env,
         "trajectory_lengths": dict(sorted(traj_len.items(), key=lambda kv: int(kv[0]))),
@@ -298,11 +337,10 @@ def run(ctx: StepContext) -> None:
         "tools_used": dict(sorted(tools_used.items())),
         "rejection_reasons": {s: dict(sorted(c.items())) for s, c in rejections.items()},
     }
-    ctx.write_jsonl("train", rows, ROW_SCHEMA)
     ctx.write_json("stats", stats, STATS_SCHEMA)
     if "card" in ctx.outputs:  # the workflow writes the card after the rollouts (card_run)
         ctx.write_text("card", card_text(ctx.meta(), stats))
-    ctx.log.info("dataset: %d rows from %d envs", len(rows), len(per_env))
+    ctx.log.info("dataset: %d rows from %d envs", n_rows, len(per_env))
 
 
 def card_run(ctx: StepContext) -> None:
