@@ -221,21 +221,29 @@ def test_grpo_step_on_cpu(outputs, tmp_path, monkeypatch):
     state = {"calls": 0, "base": 0}
 
     def scripted(prompt_ids, images, multimodal_fields, num_generations, has_tool_images=False):
-        out, logprobs = real_generate(prompt_ids, images, multimodal_fields, num_generations, has_tool_images)
-        out = [list(c) for c in out]
-        if state["calls"] == 0:  # the first turn of every rollout
+        if state["calls"] == 0:  # the first turn of every rollout: the model generates, then 0 and 1 are replaced
+            out, logprobs = real_generate(prompt_ids, images, multimodal_fields, num_generations, has_tool_images)
+            out = [list(c) for c in out]
             state["base"] = count(list(prompt_ids[0]), opener)
             out[0] = first
             out[1] = tok.encode("I'm sorry, I can't help with that.<|im_end|>", add_special_tokens=False)
-        else:  # after tool results: only the rollouts that called a tool come here
+        else:  # after tool results: rollout 0's next turn (its k-th turn follows k assistant turns)
+            todo = [i for i, ids in enumerate(prompt_ids) if not count(list(ids), first[:-1])]
+            out = [[] for _ in prompt_ids]
+            if todo:  # a random rollout that happened to call a tool: the model goes on
+                gen, _ = real_generate([prompt_ids[i] for i in todo], images, multimodal_fields, 1, has_tool_images)
+                for i, c in zip(todo, gen):
+                    out[i] = list(c)
             for i, ids in enumerate(prompt_ids):
-                ids = list(ids)
-                if count(ids, first[:-1]):  # rollout 0: its k-th turn follows k assistant turns
-                    out[i] = turn_ids(count(ids, opener) - state["base"])
+                if i not in todo:
+                    out[i] = turn_ids(count(list(ids), opener) - state["base"])
+            logprobs = None
         state["calls"] += 1
         return out, logprobs
 
     monkeypatch.setattr(trainer, "_generate_single_turn", scripted)
+    # the random model's own turns stay short (the scripted rollout needs the whole budget)
+    trainer.generation_config.max_new_tokens = 48
     trainer.train()
 
     # -- what happened -------------------------------------------------------------------

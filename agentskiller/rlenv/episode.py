@@ -44,6 +44,10 @@ evidence. An episode the assistant ended without the user's stop is recorded wit
 ``stop_reason = "assistant_stop"`` (not a cut-off: a write it never made is a
 ``missing_write``). :func:`score_episodes` scores many episodes with one evaluator call
 (one worker per env), which is what a trainer's reward function wants.
+
+Size: over 400 lines because the shared worker pool, the episode state machine and its
+scoring are one contract (keys, locks, the recorded messages the evaluator replays); split,
+each part would need the others' internals.
 """
 
 from __future__ import annotations
