@@ -40,7 +40,16 @@ datasets = pytest.importorskip("datasets")
 from agentskiller.rlenv import EpisodeEnv, load_env_rows  # noqa: E402
 from agentskiller.rlenv import trl as rltrl  # noqa: E402
 
-SPECIAL = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<tool_call>", "</tool_call>", "<tool_response>", "</tool_response>"]  # fmt: skip
+#: the special tokens of the Qwen2.5 chat template (TRL knows its tool-call response format)
+SPECIAL = [
+    "<|endoftext|>",
+    "<|im_start|>",
+    "<|im_end|>",
+    "<tool_call>",
+    "</tool_call>",
+    "<tool_response>",
+    "</tool_response>",
+]
 
 
 def _pick_task(outputs: Path) -> tuple[str, str, list[list[tuple[str, dict]]]]:
