@@ -13,7 +13,15 @@ JSON *strings*, the way OpenAI's ``function.arguments`` already is:
 * ``golden_calls[i].function.arguments`` and ``golden_calls[i].resolve``: JSON strings;
 * ``expected_outputs[i]``: JSON strings.
 
+Every row carries ``env_version`` (:mod:`agentskiller.env_version`: a content hash of the
+env's server code, database, policy, the task and the user simulator's version), and
+``tasks_stats.json`` each env's version without a task (``per_env.<env>.env_version``), so a
+reward is compared with another only when they were computed in the same environment.
+
 Every other column has one fixed shape (see ``schemas/dataset_row.schema.json``).
+
+Size: over 400 lines because the rows, their env_version, the stats and the card are built
+from the same per-env pass over the artifacts and stay consistent only together.
 """
 
 from __future__ import annotations
@@ -26,6 +34,7 @@ from typing import Any
 
 from agentskiller import artifacts
 from agentskiller.artifacts import as_paths
+from agentskiller.env_version import env_version, load_env_parts, row_env_version
 from agentskiller.jobs import StepContext
 
 ROW_SCHEMA = "dataset_row"
@@ -110,6 +119,25 @@ def build_row(query: dict, task: dict, policy: str, tools: list[dict] | str) -> 
         "template_id": task["template_id"],
         "instance_id": task["instance_id"],
     }
+
+
+def _server_of(report: Path) -> str:
+    """The env a server report belongs to: ``servers/{domain}/report.json`` or a pair's
+    ``cross/{pair}/server/report.json``."""
+    return report.parent.parent.name if report.parent.name == "server" else report.parent.name
+
+
+def servers_by_env(server_reports: Any) -> dict[str, Path]:
+    return {_server_of(p): p.parent for p in as_paths(server_reports)}
+
+
+def add_env_version(rows: list[dict], server: Path) -> dict[str, str]:
+    """Stamp every row of one env with its ``env_version``; the env's parts (code,
+    database, policy of the first row, simulator)."""
+    parts = load_env_parts(server, rows[0]["messages"][0]["content"]) if rows else {}
+    for r in rows:
+        r["env_version"] = row_env_version(r, parts)
+    return parts
 
 
 def golden_calls(row: dict) -> list[dict]:
@@ -217,10 +245,12 @@ def card_text(meta: dict, stats: dict) -> str:
     return "\n".join(lines)
 
 
-def env_rows(queries_path: Any, tasks_path: Any, policy_paths: Any, tool_list_paths: Any) -> list[dict]:
+def env_rows(
+    queries_path: Any, tasks_path: Any, policy_paths: Any, tool_list_paths: Any, server_report: Any = None
+) -> list[dict]:
     """The dataset rows of one env, exactly as :func:`run` builds them, from that env's own
     artifacts (the rollout rule plays them without waiting for every env); none for a
-    quarantined env."""
+    quarantined env. ``env_version`` is set when the env's server report is given."""
     policies = {_env_of(p): artifacts.read_text(p) for p in as_paths(policy_paths) if p.is_file()}
     tool_lists = {_env_of(p): _tools_of(artifacts.read(p)) for p in as_paths(tool_list_paths) if p.is_file()}
     queries = artifacts.read_lines(queries_path)
@@ -235,6 +265,8 @@ def env_rows(queries_path: Any, tasks_path: Any, policy_paths: Any, tool_list_pa
         )
         for q in queries
     ]
+    for report in as_paths(server_report)[:1]:
+        add_env_version(rows, report.parent)
     return sorted(rows, key=lambda r: (r["env"], r["id"]))
 
 
@@ -278,6 +310,7 @@ def run(ctx: StepContext) -> None:
     sorting every row by ``(env, id)``), so memory holds one env's tasks and rows at a time."""
     texts = _EnvText(ctx.inputs.get("policies"), ctx.inputs.get("tool_lists"))
     tasks_paths = {_env_key(p): p for p in as_paths(ctx.inputs.get("tasks"))}
+    servers = servers_by_env(ctx.inputs.get("servers"))
     per_env: dict[str, dict] = {}
     traj_len: Counter = Counter()
     task_kinds: Counter = Counter()
@@ -316,6 +349,10 @@ def run(ctx: StepContext) -> None:
                 traj_len[str(len(task["golden_calls"]))] += 1
                 task_kinds[task.get("task_kind", "action")] += 1
                 tools_used.update(f"{env}:{c['name']}" for c in task["golden_calls"])
+            if rows:
+                if env not in servers:
+                    raise ValueError(f"dataset: env {env} has rows but no server among the inputs (servers)")
+                entry["env_version"] = env_version(add_env_version(rows, servers[env]))
             del queries, tasks, doc
             texts.done_with(env)
             for row in sorted(rows, key=lambda r: (r["env"], r["id"])):
