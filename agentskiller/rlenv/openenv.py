@@ -60,7 +60,6 @@ try:
     from openenv.core.env_server.http_server import create_app
     from openenv.core.env_server.mcp_environment import MCPEnvironment
     from openenv.core.env_server.mcp_types import (
-        RESERVED_TOOL_NAMES,
         CallToolAction,
         CallToolObservation,
         ListToolsAction,
@@ -156,6 +155,24 @@ class _ForwardTool(FastMCPTool):
         )
 
 
+#: the threads that run every EpisodeEnv call of every session of this process. They live as
+#: long as the process: the env's sandboxed session worker is started by the thread of the
+#: first reset and has PR_SET_PDEATHSIG, which the kernel fires when that *thread* exits, so
+#: a thread per session would kill the worker (and every other session's state) when its
+#: session closed. Calls of one session are awaited one at a time, so they stay in order.
+_POOL_SIZE = 64
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+def _episode_pool() -> ThreadPoolExecutor:
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(max_workers=_POOL_SIZE, thread_name_prefix="agentskiller-episode")
+        return _pool
+
+
 def _episode_env_cls():
     from agentskiller.rlenv import EpisodeEnv
 
@@ -178,9 +195,9 @@ def _jsonable(value: Any) -> Any:
 class AgentSkillerEnvironment(MCPEnvironment):
     """One session: an :class:`~agentskiller.rlenv.EpisodeEnv` behind OpenEnv's MCP actions.
 
-    ``EpisodeEnv`` is synchronous; every call to it runs on this session's own worker
-    thread, so the server's event loop never blocks on an episode and one session's calls
-    stay in order on one thread.
+    ``EpisodeEnv`` is synchronous (and thread-safe); every call to it runs on the process's
+    episode threads (:func:`_episode_pool`), so the server's event loop never blocks on an
+    episode.
     """
 
     SUPPORTS_CONCURRENT_SESSIONS = True
@@ -196,18 +213,19 @@ class AgentSkillerEnvironment(MCPEnvironment):
         self.outputs_dir = Path(outputs_dir)
         self.env_name = env_name
         self.tool_timeout_s = float(tool_timeout_s)
-        self._factory = episode_env_factory or (lambda out, name: _episode_env_cls()(out, name))
-        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"episode-{env_name}")
-        self._episode: Any = None  # the EpisodeEnv, made on the first reset
+        factory = episode_env_factory or (lambda out, name: _episode_env_cls()(out, name))
+        self._worker = _episode_pool()
         self._lock = threading.Lock()
         self._state = State(episode_id=None, step_count=0)
         self._task_id: str | None = None
-        self._env_tool_names: list[str] = []
         self._finished: dict | None = None  # the score dict once the episode ended
-        super().__init__(FastMCP(f"agentskiller-{env_name}"))
-        self._adapter_tools = _adapter_tools()
-        for spec in self._adapter_tools:
-            self._add_tool(spec)
+        # cheap: reads the env's dataset rows; its sandboxed worker starts on the first reset
+        self._episode: Any = self._in_worker(factory, self.outputs_dir, env_name)
+        self.tools = self._in_worker(self._served_tools)
+        server = FastMCP(f"agentskiller-{env_name}")
+        for spec in self.tools:
+            server.add_tool(self._forward_tool(spec))
+        super().__init__(server)  # checks the names against OpenEnv's reserved ones
 
     # ------------------------------------------------------------------ the episode
     def _in_worker(self, fn: Callable[..., T], *args: Any) -> T:
@@ -217,36 +235,31 @@ class AgentSkillerEnvironment(MCPEnvironment):
         return await asyncio.wrap_future(self._worker.submit(fn, *args))
 
     def _require_episode(self) -> Any:
-        if self._episode is None or self._task_id is None:
+        if self._task_id is None:
             raise RuntimeError("no episode: call reset(task_id=...) first")
         if self._finished is not None:
             raise RuntimeError("the episode is over: call reset() for a new one")
         return self._episode
 
-    def _add_tool(self, spec: dict) -> None:
-        fn = spec.get("function", spec)
-        name = fn["name"]
-        if name in RESERVED_TOOL_NAMES:
-            raise ValueError(f"tool name {name!r} is reserved by OpenEnv ({sorted(RESERVED_TOOL_NAMES)})")
+    def _served_tools(self) -> list[dict]:
+        """The env's tools (one list per env: every dataset row of it carries the same),
+        then the adapter's two, OpenAI format."""
+        episode = self._episode
+        row = episode.row(episode.task_ids()[0])
+        tools = json.loads(row["tools"]) if isinstance(row["tools"], str) else list(row["tools"])
+        adapter = _adapter_tools()
+        names = {t["function"]["name"] for t in adapter}
+        return [t for t in tools if t["function"]["name"] not in names] + adapter
+
+    def _forward_tool(self, spec: dict) -> _ForwardTool:
+        fn = spec["function"]
         tool = _ForwardTool(
-            name=name,
+            name=fn["name"],
             description=fn.get("description") or "",
             parameters=fn.get("parameters") or {"type": "object", "properties": {}},
         )
         tool._forward = self._forward
-        self._require_mcp_server().add_tool(tool)
-
-    def _sync_env_tools(self, tools: list[dict]) -> list[dict]:
-        """Serve exactly ``tools`` (plus the adapter's two); returns them in OpenAI form."""
-        server = self._require_mcp_server()
-        adapter = {t["function"]["name"] for t in self._adapter_tools}
-        env_tools = [t for t in tools if t.get("function", t)["name"] not in adapter]
-        for name in self._env_tool_names:
-            server.remove_tool(name)
-        for spec in env_tools:
-            self._add_tool(spec)
-        self._env_tool_names = [t.get("function", t)["name"] for t in env_tools]
-        return env_tools + self._adapter_tools
+        return tool
 
     async def _forward(self, name: str, arguments: dict) -> str:
         """Body of every served tool: runs the episode's call on the session's worker thread."""
@@ -314,12 +327,11 @@ class AgentSkillerEnvironment(MCPEnvironment):
             self._task_id = obs.task_id
             self._finished = None
             self._state = State(episode_id=episode_id or str(uuid4()), step_count=0, task_id=obs.task_id)
-            tools = self._sync_env_tools(list(obs.tools))
             return EpisodeObservation(
                 task_id=obs.task_id,
                 system=obs.system,
                 user_message=obs.user_message,
-                tools=tools,
+                tools=self.tools,
                 env_version=obs.env_version,
                 messages=[{"role": "system", "content": obs.system}, {"role": "user", "content": obs.user_message}],
                 done=False,
@@ -327,14 +339,14 @@ class AgentSkillerEnvironment(MCPEnvironment):
             )
 
     def _reset_episode(self, seed: int | None, task_id: str | None) -> Any:
-        if self._episode is None:
-            self._episode = self._factory(self.outputs_dir, self.env_name)
         if task_id is None:
             ids = self._episode.task_ids()
-            if not ids:
-                raise ValueError(f"env {self.env_name} has no tasks")
             task_id = ids[random.Random(seed).randrange(len(ids))] if seed is not None else ids[0]
-        return self._episode.reset(task_id)
+        obs = self._episode.reset(task_id)
+        served = [t["function"]["name"] for t in self.tools]
+        if [t["function"]["name"] for t in obs.tools] != served[: len(obs.tools)]:  # one list per env
+            raise RuntimeError(f"task {obs.task_id}: its tools differ from the env's")
+        return obs
 
     def step(self, action: Action, timeout_s: float | None = None, **kwargs: Any) -> Observation:
         if isinstance(action, ListToolsAction | CallToolAction):
@@ -390,7 +402,6 @@ class AgentSkillerEnvironment(MCPEnvironment):
                 self._in_worker(episode.close)
             except Exception as exc:  # best effort, like OpenEnv's own cleanup
                 log.warning("closing the episode env failed: %s", exc)
-        self._worker.shutdown(wait=False)
         super().close()
 
 
@@ -440,6 +451,7 @@ def make_app(
         tool_timeout_s=tool_timeout_s,
         episode_env_factory=episode_env_factory,
     )
+    factory().close()  # fail now, not at the first session: unknown env, no rows, a reserved tool name
     return create_app(
         factory,
         CallToolAction,
