@@ -19,7 +19,17 @@ Protocol, one JSON object per line each way. On start it answers
   record and the state is rolled back;
 * ``{"op": "hash"}`` -> ``{"ok": true, "state_hash": h}``;
 * ``{"op": "state"}`` -> ``{"ok": true, "state": {table: [records]}}``;
+* ``{"op": "drop", "session": key}`` -> ``{"ok": true, "dropped": bool}``: forget a keyed
+  session (its state is freed);
 * ``{"op": "quit"}`` (or end of input) -> exit 0.
+
+**Keyed sessions.** Every request may carry ``"session": key`` (a string). Each key has its
+own state, created by ``reset`` with that key and freed by ``drop``; a request without a key
+uses the default session (the rollout's one-episode-at-a-time use). So one process serves
+many concurrent episodes (``agentskiller.rlenv``: one key per episode) with the tool code
+imported once, instead of one sandbox start per episode; every state is a private copy of
+the initial state, and a tool only ever sees the state of the key it was called with. A
+``call`` / ``hash`` / ``state`` with an unknown key gets ``{"ok": false, "error": ...}``.
 
 A malformed request gets ``{"ok": false, "error": why}``. Whatever the tool code prints goes
 to stderr: the protocol has a private copy of the original stdout.
@@ -64,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # the tool code does not import, a table is broken...
         _reply(proto, {"op": "error", "error": f"{type(exc).__name__}: {exc}"[:2000]})
         return 2
-    session = env.new_session(initial.copy(), toolset)
+    sessions = {None: env.new_session(initial.copy(), toolset)}
     _reply(proto, {"op": "ready", "tools": toolset.names(), "initial_state_hash": initial.hash()})
 
     for line in sys.stdin:
@@ -79,10 +89,22 @@ def main(argv: list[str] | None = None) -> int:
             continue
         if op == "quit":
             break
+        key = req.get("session")
+        if key is not None and not isinstance(key, str):
+            _reply(proto, {"ok": False, "error": "'session' must be a string"})
+            continue
         if op == "reset":
-            session = env.new_session(initial.copy(), toolset)
+            session = sessions[key] = env.new_session(initial.copy(), toolset)
             _reply(proto, {"ok": True, "state_hash": session.state.hash()})
-        elif op == "call":
+            continue
+        if op == "drop":
+            _reply(proto, {"ok": True, "dropped": key is not None and sessions.pop(key, None) is not None})
+            continue
+        session = sessions.get(key)
+        if session is None:
+            _reply(proto, {"ok": False, "error": f"no session {key!r} (reset it first)"})
+            continue
+        if op == "call":
             tool, arguments = req.get("tool"), req.get("arguments")
             if not isinstance(tool, str) or not isinstance(arguments, (dict, type(None))):
                 _reply(proto, {"ok": False, "error": "a call needs 'tool' (a name) and 'arguments' (an object)"})

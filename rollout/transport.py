@@ -7,7 +7,10 @@ every episode from a fresh copy of the initial state:
   (:mod:`rollout.session_worker`, started through
   :func:`agentskiller.runtime.sandbox.confine` exactly as ``agentskiller.serve`` starts
   the MCP server), spoken to in JSON lines; ``reset`` gives a fresh state without a new
-  process.
+  process. Requests may name a session key (``reset(session=k)``, ``call(..., session=k)``,
+  ``drop(k)``): one process then holds many independent episode states, which is how
+  :mod:`agentskiller.rlenv` runs concurrent episodes; the transport is thread-safe (one
+  request and its answer at a time).
 * :class:`McpTransport` (``mcp``): the environment's real MCP server over stdio, the
   sandboxed ``python -m agentskiller.serve <server dir>``, spoken to with the official
   ``mcp`` client SDK (``list_tools``, ``call_tool``). One server process is one episode
@@ -32,6 +35,7 @@ import selectors
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -125,6 +129,7 @@ class FastTransport:
         self.call_timeout_s = float(call_timeout_s)
         self._answer_timeout_s = self.call_timeout_s + 30.0
         self._buf = b""
+        self._lock = threading.Lock()
         self._stderr = tempfile.TemporaryFile()
         settings = SandboxSettings()
         # Only JSON is read here: the tool code is first imported by the confined child.
@@ -205,6 +210,10 @@ class FastTransport:
             raise TransportError(f"session worker wrote a bad line: {line[:200]!r}") from exc
 
     def _ask(self, request: dict) -> dict:
+        with self._lock:
+            return self._ask_locked(request)
+
+    def _ask_locked(self, request: dict) -> dict:
         if self._proc.poll() is not None:
             raise TransportError(f"session worker for {self.server} is not running: {self._stderr_tail()}")
         try:
@@ -218,20 +227,32 @@ class FastTransport:
         return answer
 
     # -- API --------------------------------------------------------------------------
-    def reset(self) -> str:
-        self._hash = self._ask({"op": "reset"})["state_hash"]
-        return self._hash
+    # ``session=None`` is the default session (one episode at a time, the rollout's use);
+    # a key names one of many concurrent episode states in the same process.
+    def reset(self, session: str | None = None) -> str:
+        h = self._ask({"op": "reset", "session": session})["state_hash"]
+        if session is None:
+            self._hash = h
+        return h
 
-    def call(self, tool: str, arguments: dict) -> CallOutcome:
-        out = CallOutcome.from_record(self._ask({"op": "call", "tool": tool, "arguments": arguments})["record"])
-        self._hash = out.state_hash_after or self._hash
+    def call(self, tool: str, arguments: dict, session: str | None = None) -> CallOutcome:
+        answer = self._ask({"op": "call", "tool": tool, "arguments": arguments, "session": session})
+        out = CallOutcome.from_record(answer["record"])
+        if session is None:
+            self._hash = out.state_hash_after or self._hash
         return out
 
-    def state_hash(self) -> str:
-        return self._hash
+    def state_hash(self, session: str | None = None) -> str:
+        if session is None:
+            return self._hash
+        return self._ask({"op": "hash", "session": session})["state_hash"]
 
-    def state(self) -> dict:
-        return self._ask({"op": "state"})["state"]
+    def state(self, session: str | None = None) -> dict:
+        return self._ask({"op": "state", "session": session})["state"]
+
+    def drop(self, session: str) -> None:
+        """Free a keyed session's state (a no-op for an unknown key)."""
+        self._ask({"op": "drop", "session": session})
 
     def close(self) -> None:
         proc = getattr(self, "_proc", None)

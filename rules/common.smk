@@ -11,6 +11,7 @@ import yaml as _yaml
 from agentskiller.code_version import code_version as _code_version
 from agentskiller.config import resolve as _resolve
 from agentskiller.config_cli import coerce as _coerce_cli
+from agentskiller.env_version import simulator_version as _simulator_version
 
 # Nested --config values arrive as strings (Snakemake parses them with YAML's BaseLoader):
 # type them by the schema first, so `--config llm='{api_key_env: null}'` means null.
@@ -56,6 +57,11 @@ def code_version(script):
     agentskiller/code_version.py): Snakemake tracks only the script file itself, so without
     it an edited step, prompt or offline handler would leave stale outputs in place."""
     return _code_version(Path(workflow.basedir) / script)
+
+
+#: The user simulator's version (prompts/rollout.yaml, the offline user's name): part of every
+#: row's env_version, and a param of the dataset rule so that a new simulator restamps the rows.
+SIMULATOR_VERSION = _simulator_version()
 
 
 #: What ctx.meta() stamps into every JSON artifact: every rule reads these. Not the rollout's

@@ -91,6 +91,7 @@ rule dataset:
         tasks=per_env("tasks/{env}.json"),
         policies=per_env_file("policies/{domain}.md"),
         tool_lists=per_env_file("tool_lists/{domain}.json"),
+        servers=per_env_file("servers/{domain}/report.json"),
         index=out("blueprints/index.json"),
     output:
         train=out("dataset/train.jsonl"),
@@ -100,5 +101,6 @@ rule dataset:
     params:
         cfg=config_for("dataset"),
         code=code_version("scripts/dataset.py"),
+        simulator=SIMULATOR_VERSION,
     script:
         "../scripts/dataset.py"

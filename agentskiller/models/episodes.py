@@ -24,6 +24,9 @@ StopReason = Literal[
     "max_turns",  # rollout.max_turns reached
     "assistant_error",  # the assistant's model failed (after retries) or answered nonsense
     "infra_error",  # the env's server could not be started or crashed
+    # the assistant ended the episode without the user's stop (agentskiller.rlenv: an RL
+    # trainer's loop ends when the model stops calling tools); not a cut-off
+    "assistant_stop",
 ]
 MistakeKind = Literal["wrong_argument", "skipped_step", "extra_call", "premature_end", "unconfirmed_write"]
 FailureCategory = Literal[

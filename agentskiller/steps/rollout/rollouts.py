@@ -26,7 +26,13 @@ def run(ctx: StepContext) -> None:
     from agentskiller.steps.tasks.dataset import env_rows
 
     # this env's rows, built from its own artifacts: a change elsewhere does not replay it
-    rows = env_rows(ctx.inputs["queries"], ctx.inputs["tasks"], ctx.inputs["policy"], ctx.inputs["tool_list"])
+    rows = env_rows(
+        ctx.inputs["queries"],
+        ctx.inputs["tasks"],
+        ctx.inputs["policy"],
+        ctx.inputs["tool_list"],
+        ctx.inputs.get("server_report"),
+    )
     settings = RolloutSettings.from_config(ctx.config["rollout"], seed=ctx.seed)
     wants_llm = ctx.cfg.llm.provider != "offline" and "llm" in {
         settings.user if settings.user != "auto" else "llm",

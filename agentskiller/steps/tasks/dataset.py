@@ -13,6 +13,11 @@ JSON *strings*, the way OpenAI's ``function.arguments`` already is:
 * ``golden_calls[i].function.arguments`` and ``golden_calls[i].resolve``: JSON strings;
 * ``expected_outputs[i]``: JSON strings.
 
+Every row carries ``env_version`` (:mod:`agentskiller.env_version`: a content hash of the
+env's server code, database, policy, the task and the user simulator's version), and
+``tasks_stats.json`` each env's version without a task (``per_env.<env>.env_version``), so a
+reward is compared with another only when they were computed in the same environment.
+
 Every other column has one fixed shape (see ``schemas/dataset_row.schema.json``).
 """
 
@@ -26,6 +31,7 @@ from typing import Any
 
 from agentskiller import artifacts
 from agentskiller.artifacts import as_paths
+from agentskiller.env_version import env_version, load_env_parts, row_env_version
 from agentskiller.jobs import StepContext
 
 ROW_SCHEMA = "dataset_row"
@@ -108,6 +114,25 @@ def build_row(query: dict, task: dict, policy: str, tools: list[dict]) -> dict:
         "template_id": task["template_id"],
         "instance_id": task["instance_id"],
     }
+
+
+def _server_of(report: Path) -> str:
+    """The env a server report belongs to: ``servers/{domain}/report.json`` or a pair's
+    ``cross/{pair}/server/report.json``."""
+    return report.parent.parent.name if report.parent.name == "server" else report.parent.name
+
+
+def servers_by_env(server_reports: Any) -> dict[str, Path]:
+    return {_server_of(p): p.parent for p in as_paths(server_reports)}
+
+
+def add_env_version(rows: list[dict], server: Path) -> dict[str, str]:
+    """Stamp every row of one env with its ``env_version``; the env's parts (code,
+    database, policy of the first row, simulator)."""
+    parts = load_env_parts(server, rows[0]["messages"][0]["content"]) if rows else {}
+    for r in rows:
+        r["env_version"] = row_env_version(r, parts)
+    return parts
 
 
 def golden_calls(row: dict) -> list[dict]:
@@ -215,10 +240,12 @@ def card_text(meta: dict, stats: dict) -> str:
     return "\n".join(lines)
 
 
-def env_rows(queries_path: Any, tasks_path: Any, policy_paths: Any, tool_list_paths: Any) -> list[dict]:
+def env_rows(
+    queries_path: Any, tasks_path: Any, policy_paths: Any, tool_list_paths: Any, server_report: Any = None
+) -> list[dict]:
     """The dataset rows of one env, exactly as :func:`run` builds them, from that env's own
     artifacts (the rollout rule plays them without waiting for every env); none for a
-    quarantined env."""
+    quarantined env. ``env_version`` is set when the env's server report is given."""
     policies = {_env_of(p): artifacts.read_text(p) for p in as_paths(policy_paths) if p.is_file()}
     tool_lists = {_env_of(p): _tools_of(artifacts.read(p)) for p in as_paths(tool_list_paths) if p.is_file()}
     queries = artifacts.read_lines(queries_path)
@@ -233,6 +260,8 @@ def env_rows(queries_path: Any, tasks_path: Any, policy_paths: Any, tool_list_pa
         )
         for q in queries
     ]
+    for report in as_paths(server_report)[:1]:
+        add_env_version(rows, report.parent)
     return sorted(rows, key=lambda r: (r["env"], r["id"]))
 
 
@@ -245,6 +274,7 @@ def run(ctx: StepContext) -> None:
     for p in as_paths(ctx.inputs.get("tasks")):
         doc = artifacts.read(p)
         tasks_by_env[doc.get("env") or p.stem] = doc
+    servers = servers_by_env(ctx.inputs.get("servers"))
     rows: list[dict] = []
     per_env: dict[str, dict] = {}
     traj_len: Counter = Counter()
@@ -273,13 +303,21 @@ def run(ctx: StepContext) -> None:
         if n_valid > len(queries):
             rejections["s17"]["query failed the grounding / completeness checks"] += n_valid - len(queries)
         per_env[env] = entry
+        env_rows_: list[dict] = []
         for q in queries:
             task = tasks[q["task_id"]]
             domains = q["domains"]
-            rows.append(build_row(q, task, _policy_for(env, domains, policies), _tools_for(env, domains, tool_lists)))
+            env_rows_.append(
+                build_row(q, task, _policy_for(env, domains, policies), _tools_for(env, domains, tool_lists))
+            )
             traj_len[str(len(task["golden_calls"]))] += 1
             task_kinds[task.get("task_kind", "action")] += 1
             tools_used.update(f"{env}:{c['name']}" for c in task["golden_calls"])
+        if env_rows_:
+            if env not in servers:
+                raise ValueError(f"dataset: env {env} has rows but no server among the inputs (servers)")
+            entry["env_version"] = env_version(add_env_version(env_rows_, servers[env]))
+        rows.extend(env_rows_)
     rows.sort(key=lambda r: (r["env"], r["id"]))
     min_rows = ctx.cfg.dataset.min_rows
     if len(rows) < min_rows:
