@@ -201,6 +201,23 @@ def test_done_ends_the_episode_and_later_steps_are_refused(server, fixture_env):
     assert again.observation.error is None and not again.done
 
 
+def test_done_with_a_last_message_answers_a_lookup(server, fixture_env):
+    """A lookup answered in ``done``'s message (no user turn after it) passes."""
+    _, rows = fixture_env
+    row = next(r for r in rows.values() if r["task_kind"] == "lookup")
+
+    async def go():
+        async with AgentSkillerEnvClient(base_url=server.url) as client:
+            await client.reset(task_id=row["task_id"])
+            await client.call_tool("authorize_patient", patient_id="PAT-001")
+            await client.call_tool("get_appointment", appointment_id="APT-0002")
+            return await client.finish("The fee of appointment APT-0002 was 300.")
+
+    fin = _run(go())
+    assert fin.done and fin.reward == 1.0 and fin.observation.passed, fin.observation.diagnostics
+    assert json.loads(fin.observation.result["data"])["ended_by"] == "assistant"
+
+
 def test_unknown_task_is_an_error_observation(server):
     async def go():
         async with AgentSkillerEnvClient(base_url=server.url) as client:
@@ -240,7 +257,7 @@ def test_launcher_serves_the_env_with_the_offline_user(fixture_env):
     cmd = [sys.executable, "-m", "agentskiller.rlenv.openenv", "--outputs", str(out), "--env", ENV, "--port", str(port)]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 240  # imports gradio and fastapi: slow on a loaded machine
         while True:
             try:
                 socket.create_connection(("127.0.0.1", port), timeout=1).close()
@@ -250,16 +267,13 @@ def test_launcher_serves_the_env_with_the_offline_user(fixture_env):
                 assert time.monotonic() < deadline, "the launcher did not listen"
                 time.sleep(0.2)
 
-        async def go():
-            async with AgentSkillerEnvClient(base_url=f"http://127.0.0.1:{port}") as client:
-                obs = (await client.reset(task_id=row["task_id"])).observation
-                names = [t.name for t in await client.list_tools()]
-                auth = await client.call_tool("authorize_patient", patient_id="PAT-001")
-                reply = await client.call_tool(USER_TOOL, text="Thanks. What else can I do for you?")
-                fin = await client.finish()
-                return obs, names, auth, reply, fin
-
-        obs, names, auth, reply, fin = _run(go())
+        # the README's example: the sync client
+        with AgentSkillerEnvClient(base_url=f"http://127.0.0.1:{port}").sync() as client:
+            obs = client.reset(task_id=row["task_id"]).observation
+            names = [t.name for t in client.list_tools()]
+            auth = client.call_tool("authorize_patient", patient_id="PAT-001")
+            reply = client.call_tool(USER_TOOL, text="Thanks. What else can I do for you?")
+            fin = client.finish()
         assert obs.error is None and obs.task_id == row["task_id"] and USER_TOOL in names
         assert json.loads(auth)["authorized"] is True
         assert isinstance(reply, str) and reply.strip()  # the offline user answered

@@ -428,9 +428,11 @@ class AgentSkillerEnvClient(MCPToolClient):
             )
         return result
 
-    async def finish(self) -> Any:
-        """End the episode (the ``done`` tool); the StepResult carries the reward."""
-        return await self.step(CallToolAction(tool_name=DONE_TOOL, arguments={}))
+    async def finish(self, message: str | None = None) -> Any:
+        """End the episode (the ``done`` tool, with an optional last assistant message that
+        the user does not answer); the StepResult carries the reward."""
+        arguments = {"message": message} if message else {}
+        return await self.step(CallToolAction(tool_name=DONE_TOOL, arguments=arguments))
 
 
 def make_app(
