@@ -435,6 +435,24 @@ class AgentSkillerEnvClient(MCPToolClient):
         return await self.step(CallToolAction(tool_name=DONE_TOOL, arguments=arguments))
 
 
+class _QuietClientClose:
+    """ASGI wrapper: OpenEnv's ``/ws`` handler closes the socket after the client already
+    did, and Starlette raises ``WebSocketDisconnect`` for that (openenv-core 0.3.0 catches
+    only ``RuntimeError``), which uvicorn would log as an error after every episode."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        from starlette.websockets import WebSocketDisconnect
+
+        try:
+            await self.app(scope, receive, send)
+        except WebSocketDisconnect:
+            if scope.get("type") != "websocket":
+                raise
+
+
 def make_app(
     outputs_dir: str | Path,
     env_name: str,
@@ -454,13 +472,15 @@ def make_app(
         episode_env_factory=episode_env_factory,
     )
     factory().close()  # fail now, not at the first session: unknown env, no rows, a reserved tool name
-    return create_app(
+    app = create_app(
         factory,
         CallToolAction,
         EpisodeToolObservation,
         env_name=f"agentskiller-{env_name}",
         max_concurrent_envs=max_sessions,
     )
+    app.add_middleware(_QuietClientClose)
+    return app
 
 
 def main(argv: list[str] | None = None) -> int:
