@@ -267,6 +267,16 @@ def test_launcher_serves_the_env_with_the_offline_user(fixture_env):
                 assert time.monotonic() < deadline, "the launcher did not listen"
                 time.sleep(0.2)
 
+        import httpx
+
+        base = f"http://127.0.0.1:{port}"
+        assert httpx.get(f"{base}/health", timeout=30).status_code == 200
+        # OpenEnv's JSON-RPC endpoint lists the same tools (no episode, no reward there)
+        rpc = httpx.post(
+            f"{base}/mcp", json={"jsonrpc": "2.0", "method": "tools/list", "params": {}, "id": 1}, timeout=60
+        )
+        listed = [t["name"] for t in rpc.json()["result"]["tools"]]
+        assert listed[-2:] == [USER_TOOL, DONE_TOOL] and "authorize_patient" in listed
         # the README's example: the sync client
         with AgentSkillerEnvClient(base_url=f"http://127.0.0.1:{port}").sync() as client:
             obs = client.reset(task_id=row["task_id"]).observation
