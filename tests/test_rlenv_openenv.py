@@ -218,12 +218,18 @@ def test_done_with_a_last_message_answers_a_lookup(server, fixture_env):
     assert json.loads(fin.observation.result["data"])["ended_by"] == "assistant"
 
 
-def test_unknown_task_is_an_error_observation(server):
+def test_reset_by_seed_and_unknown_task(server, fixture_env):
+    """``seed=N`` picks ``task_ids()[N % len]``; an unknown task is an error observation."""
+    _, rows = fixture_env
+    ids = sorted(rows)
+
     async def go():
         async with AgentSkillerEnvClient(base_url=server.url) as client:
-            return (await client.reset(task_id="no-such-task")).observation
+            by_seed = [(await client.reset(seed=n)).observation.task_id for n in (1, len(ids) + 1)]
+            return by_seed, (await client.reset(task_id="no-such-task")).observation
 
-    obs = _run(go())
+    by_seed, obs = _run(go())
+    assert by_seed == [ids[1], ids[1]]
     assert isinstance(obs, EpisodeObservation) and "no-such-task" in (obs.error or "")
 
 

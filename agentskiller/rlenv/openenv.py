@@ -3,37 +3,44 @@
     pip install -e '.[openenv]'
     python -m agentskiller.rlenv.openenv --outputs outputs --env DentalCareDesk --port 8000
 
-One server per env (a domain or a pair under ``outputs/``). Every WebSocket session of the
-server gets its own :class:`AgentSkillerEnvironment`, which owns one
-:class:`~agentskiller.rlenv.EpisodeEnv`: a private state per session, so many concurrent
-episodes run on one endpoint (``--max-sessions``, default 16). A client:
+One server per env (a domain or a pair under ``outputs/``), OpenEnv's ``create_app``.
+Every WebSocket session (``/ws``) gets its own :class:`AgentSkillerEnvironment`, which owns
+one :class:`~agentskiller.rlenv.EpisodeEnv`: one episode at a time with a private state (a
+keyed session in the env's one sandboxed worker), so many concurrent episodes run on one
+endpoint (``--max-sessions``, default 16). A client:
 
 * ``reset(task_id=...)`` (or ``seed=N``: the task ``task_ids()[N % len]``; neither: the
   first task) starts an episode on a fresh state and returns an :class:`EpisodeObservation`:
   the policy (``system``), the first user message, the tools in the OpenAI format, the
-  ``env_version`` and the conversation so far as ``messages``;
+  ``env_version`` and the conversation so far as ``messages``; an unknown task gives an
+  observation with ``error``;
 * ``list_tools()`` / ``step(ListToolsAction())`` lists the env's tools plus two of the
-  adapter's: ``send_message_to_user(text)`` (the simulated user answers) and ``done()``
-  (the agent ends the episode);
+  adapter's: ``send_message_to_user(text)`` (the simulated user answers) and
+  ``done(message?)`` (the agent ends the episode; ``message`` is a last assistant message
+  the user does not answer, e.g. a lookup's answer);
 * ``call_tool(name, **arguments)`` / ``step(CallToolAction(...))`` calls one; the reply is
   the tool's result text (a refused call says why, as the env's tools do).
 
-The episode ends when the agent calls ``done`` or the simulated user ends the
-conversation (``###STOP###``, ``###TRANSFER###``, ``###OUT-OF-SCOPE###``). That step's
-observation is terminal: ``done=True``, ``reward`` = ``EpisodeEnv.score().reward`` and,
-as observation fields, ``passed``, ``category`` (the evaluator's failure category, null
-when passed) and ``diagnostics``; the same score is the tool result text (JSON), so a
-plain ``MCPToolClient`` sees it too. Earlier observations carry ``reward=None`` (the
-reward is terminal only). A step after the end is refused until the next ``reset``.
+The episode ends when the agent calls ``done``, or when the simulated user ends the
+conversation (``###STOP###``, ``###TRANSFER###``, ``###OUT-OF-SCOPE###``, the turn limit)
+or the env breaks (``EpisodeEnv.done``). That step's observation is terminal:
+``done=True``, ``reward`` = ``EpisodeEnv.score().reward`` and, as observation fields,
+``passed``, ``category`` (the evaluator's failure category, null when passed) and
+``diagnostics``; the same score (with ``ended_by``: assistant, user or env) is the tool's
+result text (JSON), so a plain ``MCPToolClient`` sees it too. Earlier observations carry
+``reward=None``: the reward is terminal only. A step after the end is refused until the
+next ``reset``.
 
-The plain OpenEnv clients drop fields they do not know (``MCPToolClient`` keeps only the
-tool name, result and error); :class:`AgentSkillerEnvClient` is an ``MCPToolClient`` that
-parses this env's observations, with ``finish()`` for the terminal step.
+OpenEnv's stateless HTTP ``/reset`` and ``/step`` build a fresh environment per request,
+so an episode needs ``/ws``; ``/mcp`` (JSON-RPC) lists the tools. The plain OpenEnv clients
+drop observation fields they do not know (``MCPToolClient`` keeps only the tool name,
+result and error); :class:`AgentSkillerEnvClient` is an ``MCPToolClient`` that parses this
+env's observations, with ``finish(message?)`` for the terminal step.
 
 ``openenv-core`` is an optional dependency (the ``openenv`` extra): it resolves next to
-this project's ``mcp>=2,<3``; the newer ``openenv`` package (fastmcp<4, mcp<2) does not.
-Import :mod:`agentskiller.rlenv` for the dependency-light episode core; only this module
-needs the extra.
+this project's ``mcp>=2,<3`` (fastmcp 4); the newer ``openenv`` package (fastmcp<4, hence
+mcp<2) does not. Import :mod:`agentskiller.rlenv` for the dependency-light episode core;
+only this module needs the extra.
 """
 
 from __future__ import annotations
@@ -43,7 +50,6 @@ import asyncio
 import functools
 import json
 import logging
-import random
 import sys
 import threading
 from collections.abc import Callable
@@ -341,7 +347,7 @@ class AgentSkillerEnvironment(MCPEnvironment):
     def _reset_episode(self, seed: int | None, task_id: str | None) -> Any:
         if task_id is None:
             ids = self._episode.task_ids()
-            task_id = ids[random.Random(seed).randrange(len(ids))] if seed is not None else ids[0]
+            task_id = ids[seed % len(ids)] if seed is not None else ids[0]
         obs = self._episode.reset(task_id)
         served = [t["function"]["name"] for t in self.tools]
         if [t["function"]["name"] for t in obs.tools] != served[: len(obs.tools)]:  # one list per env
