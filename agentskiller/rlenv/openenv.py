@@ -41,6 +41,10 @@ env's observations, with ``finish(message?)`` for the terminal step.
 this project's ``mcp>=2,<3`` (fastmcp 4); the newer ``openenv`` package (fastmcp<4, hence
 mcp<2) does not. Import :mod:`agentskiller.rlenv` for the dependency-light episode core;
 only this module needs the extra.
+
+Size: over 400 lines because the server, the observation types it sends, the client that
+parses them and the launcher belong together: all of them need the optional extra, and
+they change together.
 """
 
 from __future__ import annotations
