@@ -261,6 +261,7 @@ def test_launcher_serves_the_env_with_the_offline_user(fixture_env):
     port = _free_port()
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
     cmd = [sys.executable, "-m", "agentskiller.rlenv.openenv", "--outputs", str(out), "--env", ENV, "--port", str(port)]
+    cmd += ["--max-turns", "2"]  # the opening message and one more user turn
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 240  # imports gradio and fastapi: slow on a loaded machine
@@ -289,11 +290,14 @@ def test_launcher_serves_the_env_with_the_offline_user(fixture_env):
             names = [t.name for t in client.list_tools()]
             auth = client.call_tool("authorize_patient", patient_id="PAT-001")
             reply = client.call_tool(USER_TOOL, text="Thanks. What else can I do for you?")
-            fin = client.finish()
+            cut = client.call_tool(USER_TOOL, text="Anything else?")  # past --max-turns: the episode ends
+            fin = client.finish()  # refused after the end, with the episode's score
         assert obs.error is None and obs.task_id == row["task_id"] and USER_TOOL in names
         assert json.loads(auth)["authorized"] is True
-        assert isinstance(reply, str) and reply.strip()  # the offline user answered
+        assert isinstance(reply, str) and reply.strip() and "max_turns" not in reply  # the offline user answered
+        assert "max_turns" in cut
         assert fin.done and fin.reward == 0.0 and fin.observation.category is not None
+        assert fin.observation.error is not None and "over" in fin.observation.error.message
     finally:
         proc.terminate()
         proc.wait(timeout=30)

@@ -501,13 +501,26 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--port", type=int, default=8000, help="port (default: 8000)")
     ap.add_argument("--max-sessions", type=int, default=DEFAULT_MAX_SESSIONS, help="concurrent WebSocket sessions")
     ap.add_argument("--tool-timeout", type=float, default=DEFAULT_TOOL_TIMEOUT_S, help="seconds per tool call")
+    ap.add_argument("--max-turns", type=int, default=30, help="user turns before an episode is cut off (default 30)")
+    ap.add_argument("--seed", type=int, default=0, help="seed of the offline simulated user (default 0)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s %(message)s")
 
     import uvicorn
 
     outputs = Path(args.outputs).resolve()
-    app = make_app(outputs, args.env, max_sessions=args.max_sessions, tool_timeout_s=args.tool_timeout)
+    episode_cls = _episode_env_cls()
+
+    def episode_env(out: Path, name: str) -> Any:
+        return episode_cls(out, name, seed=args.seed, max_turns=args.max_turns)
+
+    app = make_app(
+        outputs,
+        args.env,
+        max_sessions=args.max_sessions,
+        tool_timeout_s=args.tool_timeout,
+        episode_env_factory=episode_env,
+    )
     log.info("serving env %s from %s on http://%s:%d (ws: /ws)", args.env, outputs, args.host, args.port)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     return 0
