@@ -471,9 +471,10 @@ def make_app(
     tool_timeout_s: float = DEFAULT_TOOL_TIMEOUT_S,
     episode_env_factory: Callable[[Path, str], Any] | None = None,
 ):
-    """The FastAPI app (OpenEnv's ``create_app``): ``/ws`` (reset/step/state, rewards),
-    ``/mcp`` (JSON-RPC tools/list and tools/call, no rewards), ``/reset``, ``/step``,
-    ``/health``, ``/schema``."""
+    """The FastAPI app (OpenEnv's ``create_app``): ``/ws`` (reset/step/state, rewards; its
+    ``mcp`` messages are JSON-RPC tools/list and tools/call on the session's episode, no
+    rewards), ``/mcp`` (JSON-RPC tools/list; a call needs an episode, i.e. a ``/ws`` reset),
+    the stateless ``/reset`` and ``/step``, ``/health``, ``/schema``."""
     factory = functools.partial(
         AgentSkillerEnvironment,
         outputs_dir,
