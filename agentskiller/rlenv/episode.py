@@ -181,6 +181,30 @@ class _Workers:
 
 
 _WORKERS = _Workers()
+
+_parts_cache: dict[tuple, dict[str, str]] = {}
+
+
+def _env_parts(server: Path, policy: str) -> dict[str, str]:
+    """:func:`agentskiller.env_version.load_env_parts`, cached per server while none of its
+    table or tool files changes (size and modification time), so a new EpisodeEnv does not
+    reload and rehash the database."""
+    from agentskiller.env_version import policy_hash, simulator_version
+    from agentskiller.runtime.environment import load_environment
+
+    env = load_environment(server)
+    files = sorted({*env.table_paths.values(), *env.module_paths.values()})
+    stamp = tuple((str(f), f.stat().st_mtime_ns, f.stat().st_size) for f in files)
+    key = (str(server.resolve()), env.manifest.model_dump_json(), stamp, policy_hash(policy), simulator_version())
+    with _rows_lock:
+        parts = _parts_cache.get(key)
+    if parts is None:
+        parts = load_env_parts(server, policy)
+        with _rows_lock:
+            _parts_cache[key] = parts
+    return dict(parts)
+
+
 _KEYS = itertools.count()
 
 
@@ -260,8 +284,7 @@ class EpisodeEnv:
     def env_parts(self) -> dict[str, str]:
         """The task-independent parts of the env's version, from the files served now."""
         if self._parts is None:
-            any_row = next(iter(self.rows.values()))
-            self._parts = load_env_parts(self.server, row_policy(any_row))
+            self._parts = _env_parts(self.server, row_policy(next(iter(self.rows.values()))))
         return self._parts
 
     def env_version(self, task_id: str | None = None) -> str:
