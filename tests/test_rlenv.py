@@ -370,3 +370,24 @@ def test_dataset_rows_and_stats_carry_env_version(outputs):
         env.close()
     row = load_env_rows(outputs)[0]
     assert resolved_golden_calls(row)
+
+
+def test_worker_outlives_the_thread_that_started_it(outputs):
+    """A trainer may reset from a short-lived thread: the shared worker it started must not
+    die with that thread (the sandbox's parent-death signal follows the forking thread)."""
+    import time
+
+    name = _envs(outputs)[-1]
+    first = EpisodeEnv(outputs, name)
+    tids = first.task_ids()
+    t = threading.Thread(target=first.reset, args=(tids[0],))
+    t.start()
+    t.join()
+    time.sleep(1.0)  # time for a parent-death signal to land, were it armed on that thread
+    with EpisodeEnv(outputs, name) as second:
+        obs = second.reset(tids[-1])
+        assert first._transport is second._transport and first._transport._proc.poll() is None
+        # the first episode goes on after its thread ended: its calls reach the worker
+        first.call_tool(obs.tools[0]["function"]["name"], {})
+        assert not first.done
+    first.close()

@@ -52,6 +52,7 @@ each part would need the others' internals.
 
 from __future__ import annotations
 
+import concurrent.futures
 import itertools
 import json
 import os
@@ -144,6 +145,10 @@ def load_env_rows(outputs_dir: str | Path, env: str | None = None) -> list[dict]
 
 
 # --------------------------------------------------------------------------- workers
+#: The one thread that starts session workers (see :meth:`_Workers._start`).
+_SPAWNER = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="rlenv-spawner")
+
+
 class _Workers:
     """One shared sandboxed session worker per env server, reference-counted."""
 
@@ -151,17 +156,25 @@ class _Workers:
         self.lock = threading.Lock()
         self.by_server: dict[tuple[str, float], list[Any]] = {}  # key -> [transport, users]
 
-    def acquire(self, server: Path, call_timeout_s: float) -> Any:
+    @staticmethod
+    def _start(server: Path, call_timeout_s: float) -> Any:
+        """Start a worker on the spawner thread. The sandbox's launcher dies with the *thread*
+        that forked it (``PR_SET_PDEATHSIG`` follows the parent thread, not the process), so a
+        worker started from a trainer's short-lived thread would be killed, and every episode
+        sharing it with it, when that thread ends; the spawner thread lives as long as the process."""
         from rollout.transport import FastTransport
 
+        return _SPAWNER.submit(FastTransport, server, call_timeout_s=call_timeout_s).result()
+
+    def acquire(self, server: Path, call_timeout_s: float) -> Any:
         key = (str(server.resolve()), float(call_timeout_s))
         with self.lock:
             entry = self.by_server.get(key)
             if entry is not None and entry[0]._proc.poll() is not None:  # died: replace it
                 self._close(entry[0])
-                entry = self.by_server[key] = [FastTransport(server, call_timeout_s=call_timeout_s), entry[1]]
+                entry = self.by_server[key] = [self._start(server, call_timeout_s), entry[1]]
             elif entry is None:
-                entry = self.by_server[key] = [FastTransport(server, call_timeout_s=call_timeout_s), 0]
+                entry = self.by_server[key] = [self._start(server, call_timeout_s), 0]
             entry[1] += 1
             return entry[0]
 
