@@ -121,11 +121,13 @@ def _holds(relation: str, got: Any, source: Any) -> bool:
         return False
 
 
-def broken_links(row: dict, steps: list[Step]) -> list[dict]:
+def broken_links(row: dict, steps: list[Step], missing_writes: frozenset[str] = frozenset()) -> list[dict]:
     """The row's links the episode broke: a call of the link's target tool whose argument
     is not (in the link's relation to) the field of the latest result of the link's source
     tool before it, or a target call with no such result before it. A target tool never
-    called breaks no link (that is a missing write)."""
+    called breaks no link (that is a missing write), nor does a source that is a golden
+    write the assistant never made (``missing_writes``: the missing write is the failure,
+    the hand-over after it only its consequence)."""
     names = [c["function"]["name"] for c in row.get("golden_calls") or []]
     out = []
     for lk in row.get("links") or []:
@@ -133,6 +135,8 @@ def broken_links(row: dict, steps: list[Step]) -> list[dict]:
         if i >= len(names) or j >= len(names):
             continue
         src, dst, field, param = names[i], names[j], lk["from"]["field"], lk["to"]["param"]
+        if src in missing_writes and not any(s.call.name == src and s.ok for s in steps):
+            continue
         relation = lk.get("relation", "equal")
         latest: Any = None
         for s in steps:
@@ -240,7 +244,7 @@ def judge_episode(
         for k in unmatched_agent
         if agent_writes[k].changed
     ]
-    broken = broken_links(row, steps)
+    broken = broken_links(row, steps, frozenset(m["tool"] for m in missing))
     if broken:
         evidence["broken_links"] = broken
     actions_ok = not unmatched_gold and not extra and not broken

@@ -306,3 +306,11 @@ def test_offline_assistant_carries_a_value_named_by_its_source():
     out = planner.resolve(tool, clause, "", len(conv.calls))
     assert out.args.get("dropoff_address") == "729 Felicia Crest"
     assert "pickup_address" not in out.args  # the link names one parameter, not every address
+
+
+def test_a_skipped_source_write_is_a_missing_write_not_a_broken_link():
+    """The source a golden write never made: the missing write is the failure (the mistake
+    ground truth's skipped_step), so the link after it is not judged."""
+    plain = steps("2025-07-01T10:00:00Z", with_source=False)
+    assert broken_links(ROW, plain)  # a read never made: nothing was carried across
+    assert broken_links(ROW, plain, frozenset({f"{A}__get_appointment"})) == []

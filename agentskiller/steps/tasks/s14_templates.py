@@ -27,6 +27,8 @@ from agentskiller.models.tasks import CRITERIA, JudgeVerdict, Slot, TaskTemplate
 from agentskiller.steps.tasks.task_env import TASK_INPUTS, EnvView, linked_targets, slot_names, trajectory_slots
 
 SCHEMA = "task_templates"
+#: judge-guided revisions of a rejected draft in a pair (see :func:`_one`)
+PAIR_JUDGE_REVISIONS = 1
 TOOL_MARK_RE = re.compile(r"<!--\s*TOOL:\s*([A-Za-z0-9_\-]+)\s*-->")
 
 
@@ -212,6 +214,36 @@ def _one(
     if story:
         context["storyline"] = story.get("storyline", "")
     kinds = [c["kind"] for c in context["trajectory"]]
+    targets = {int(lk["to"]["call"]) for lk in links}
+    # A pair's templates are few (each fused trajectory must carry a link), so a pair's draft
+    # the judge rejects is revised once with the judge's problems as feedback, then judged
+    # anew; a domain's templates are many and are judged once.
+    revisions = PAIR_JUDGE_REVISIONS if view.cross_domain else 0
+    judged: dict[str, Any] = {}
+
+    def judge(d: TemplateDraft) -> JudgeVerdict:
+        jctx = {**context, "criteria": list(CRITERIA), "template": d.model_dump()}
+        return ctx.llm.generate(
+            task="s14.judge", messages=render("s14", "judge", jctx), schema=JudgeVerdict, role="text", context=jctx
+        )
+
+    def check(d: TemplateDraft) -> list[str]:
+        problems = check_draft(d, slots, kinds, targets)
+        if problems or judged.get("revisions", 0) >= revisions:
+            return problems
+        try:
+            verdict = judge(d)
+        except LLMError as exc:
+            judged["error"] = exc
+            return []
+        judged["verdict"], judged["draft"] = verdict, d
+        if accept(verdict.scores(), threshold)[0]:
+            return []
+        judged["revisions"] = judged.get("revisions", 0) + 1
+        return [f"the reviewer rejected this instruction: {p}" for p in verdict.problems] or [
+            "the reviewer rejected this instruction"
+        ]
+
     try:
         draft = ctx.llm.generate(
             task="s14.template",
@@ -219,7 +251,7 @@ def _one(
             schema=TemplateDraft,
             role="text",
             context=context,
-            check=lambda d: check_draft(d, slots, kinds, {int(lk["to"]["call"]) for lk in links}),
+            check=check,
         )
     except LLMError as exc:
         return TaskTemplate(
@@ -230,7 +262,6 @@ def _one(
             reason=f"template writer: {exc}",
             links=links,
         )
-    judge_ctx = {**context, "criteria": list(CRITERIA), "template": draft.model_dump()}
     base = dict(
         template_id=tid,
         trajectory=trajectory,
@@ -242,16 +273,15 @@ def _one(
         links=links,
         storyline=(story or {}).get("storyline", ""),
     )
-    try:
-        verdict = ctx.llm.generate(
-            task="s14.judge",
-            messages=render("s14", "judge", judge_ctx),
-            schema=JudgeVerdict,
-            role="text",
-            context=judge_ctx,
-        )
-    except LLMError as exc:  # fail closed: an unjudged template is not accepted
-        return TaskTemplate(**base, status="failed", reason=f"judge: {exc}")
+    if "error" in judged:  # fail closed: an unjudged template is not accepted
+        return TaskTemplate(**base, status="failed", reason=f"judge: {judged['error']}")
+    if judged.get("draft") is draft:
+        verdict = judged["verdict"]
+    else:
+        try:
+            verdict = judge(draft)
+        except LLMError as exc:  # fail closed: an unjudged template is not accepted
+            return TaskTemplate(**base, status="failed", reason=f"judge: {exc}")
     scores = verdict.scores()
     ok, mean = accept(scores, threshold)
     reason = (
