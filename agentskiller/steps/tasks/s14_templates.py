@@ -7,7 +7,9 @@ model writes an instruction with ``{slot}`` placeholders and a reason for the ca
 as an error. A judge (task ``s14.judge``) then scores the template 1-5 on four stated
 criteria. A template is accepted when the mean score reaches ``tasks.judge_threshold``
 and no criterion scores below 2 (one failed criterion - say a parameter the trajectory
-needs but the instruction never gives - is enough to reject).
+needs but the instruction never gives - is enough to reject). In a pair, whose templates are
+few (each fused trajectory carries a link), a rejected draft is revised once with the judge's
+problems as feedback and judged again (``PAIR_JUDGE_REVISIONS``); a domain's are judged once.
 
 Rejected and failed templates stay in the artifact with their scores and reasons, so a
 rerun over an unchanged input reuses them instead of regenerating and re-judging (no
