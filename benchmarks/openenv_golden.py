@@ -34,21 +34,8 @@ from agentskiller.rlenv import EpisodeEnv, load_env_rows  # noqa: E402
 from agentskiller.rlenv.openenv import USER_TOOL, AgentSkillerEnvClient, make_app  # noqa: E402
 from agentskiller.runtime.environment import load_environment  # noqa: E402
 from evaluator.calls import ToolCatalog  # noqa: E402
-from evaluator.play import golden_steps  # noqa: E402
+from evaluator.play import GoldenUser, golden_steps  # noqa: E402
 from rollout.transport import server_dir  # noqa: E402
-
-
-class ScriptedUser:
-    """Yes to every proposal ("Shall I go ahead?"), else ends the conversation."""
-
-    name = "scripted"
-
-    def __init__(self, row: dict, seed: int) -> None:
-        self.row = row
-
-    def reply(self, messages: list[dict]) -> str:
-        last = next(m for m in reversed(messages) if m["role"] == "assistant" and m.get("content"))
-        return "Yes, please go ahead." if "Shall I go ahead?" in last["content"] else "Thanks, that's all. ###STOP###"
 
 
 def _is_write(outputs: Path, env: str, row: dict):
@@ -89,7 +76,7 @@ def _free_port() -> int:
 
 def run_env(outputs: Path, env: str, rows: list[dict], sessions: int) -> dict:
     app = make_app(
-        outputs, env, max_sessions=sessions, episode_env_factory=lambda o, n: EpisodeEnv(o, n, user=ScriptedUser)
+        outputs, env, max_sessions=sessions, episode_env_factory=lambda o, n: EpisodeEnv(o, n, user=GoldenUser)
     )
     port = _free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="critical"))

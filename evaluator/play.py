@@ -24,7 +24,7 @@ from typing import Any
 
 from agentskiller.models.episodes import Episode
 
-__all__ = ["golden_steps", "episode", "resolved_golden_calls"]
+__all__ = ["GoldenUser", "golden_steps", "episode", "resolved_golden_calls"]
 
 Step = tuple
 
@@ -56,6 +56,22 @@ def _answer_text(row: dict) -> str:
     if kind == "auth_failure":
         return "I'm sorry, I could not verify that ID, so I cannot act on the account."
     return "All done."
+
+
+class GoldenUser:
+    """The user of :func:`golden_steps`, live: yes to every "Shall I go ahead?", else ends the
+    conversation (``###STOP###``). An ``EpisodeEnv`` user (``user(row, seed)``) for playing
+    the golden path through an episode, where the offline user would reveal its requests one
+    at a time."""
+
+    name = "scripted"
+
+    def __init__(self, row: dict, seed: int = 0) -> None:
+        self.row = row
+
+    def reply(self, messages: list[dict]) -> str:
+        last = next(m for m in reversed(messages) if m["role"] == "assistant" and m.get("content"))
+        return "Yes, please go ahead." if "Shall I go ahead?" in last["content"] else "Thanks, that's all. ###STOP###"
 
 
 def golden_steps(row: dict, is_write: Callable[[str], bool], *, confirm: bool = True) -> list[Step]:

@@ -24,22 +24,7 @@ from agentskiller.rlenv.episode import _WORKERS, ENDED, load_env_rows
 from agentskiller.runtime.environment import load_environment
 from agentskiller.runtime.worker import bundle_environment
 from evaluator.calls import ToolCatalog
-from evaluator.play import golden_steps, resolved_golden_calls
-
-
-class ScriptedUser:
-    """The user of :func:`evaluator.play.golden_steps`: yes to every proposal, then done."""
-
-    name = "scripted"
-
-    def __init__(self, row: dict, seed: int) -> None:
-        self.row = row
-
-    def reply(self, messages: list[dict]) -> str:
-        last = next(m for m in reversed(messages) if m["role"] == "assistant" and m.get("content"))
-        if "Shall I go ahead?" in last["content"]:
-            return "Yes, please go ahead."
-        return "Thanks, that's all. ###STOP###"
+from evaluator.play import GoldenUser, golden_steps, resolved_golden_calls
 
 
 def _envs(outputs: Path) -> list[str]:
@@ -107,10 +92,10 @@ def test_golden_play_scores_one_on_every_task(outputs):
     played: list[EpisodeEnv] = []
     try:
         for name in _envs(outputs):
-            first = EpisodeEnv(outputs, name, user=ScriptedUser)
+            first = EpisodeEnv(outputs, name, user=GoldenUser)
             is_write = _is_write(outputs, first)
             for k, tid in enumerate(first.task_ids()):
-                env = first if k == 0 else EpisodeEnv(outputs, name, user=ScriptedUser)
+                env = first if k == 0 else EpisodeEnv(outputs, name, user=GoldenUser)
                 env.reset(tid)
                 play(env, golden_steps(env.row(), is_write))
                 assert env.done and env.stop_reason == "user_stop"
@@ -191,7 +176,7 @@ def test_sixteen_concurrent_episodes_keep_separate_states(outputs):
     rows = [r for r in load_env_rows(outputs) if r["task_kind"] == "action"]
     name = Counter(r["env"] for r in rows).most_common(1)[0][0]
     tasks = [r["task_id"] for r in rows if r["env"] == name]
-    envs = [EpisodeEnv(outputs, name, user=ScriptedUser) for _ in range(16)]
+    envs = [EpisodeEnv(outputs, name, user=GoldenUser) for _ in range(16)]
     is_write = _is_write(outputs, envs[0])
     wrong = 5
     scripts = []

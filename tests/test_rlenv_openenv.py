@@ -40,27 +40,12 @@ from agentskiller.rlenv.openenv import (  # noqa: E402
     EpisodeToolObservation,
     make_app,
 )
-from evaluator.play import golden_steps  # noqa: E402
+from evaluator.play import GoldenUser, golden_steps  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 ENV = "ClinicDesk"
 #: the fixture's write tools (its server has no blueprint; these are its create/update/delete tools)
 WRITES = {"cancel_appointment", "book_appointment", "reschedule_appointment"}
-
-
-class ScriptedUser:
-    """Yes to every proposal ("Shall I go ahead?"), else ends the conversation."""
-
-    name = "scripted"
-
-    def __init__(self, row: dict, seed: int) -> None:
-        self.row = row
-
-    def reply(self, messages: list[dict]) -> str:
-        last = next(m for m in reversed(messages) if m["role"] == "assistant" and m.get("content"))
-        if "Shall I go ahead?" in last["content"]:
-            return "Yes, please go ahead."
-        return "Thanks, that's all. ###STOP###"
 
 
 def _free_port() -> int:
@@ -105,7 +90,7 @@ def fixture_env(tmp_path_factory):
 @pytest.fixture(scope="module")
 def server(fixture_env):
     out, _ = fixture_env
-    app = make_app(out, ENV, max_sessions=16, episode_env_factory=lambda o, n: EpisodeEnv(o, n, user=ScriptedUser))
+    app = make_app(out, ENV, max_sessions=16, episode_env_factory=lambda o, n: EpisodeEnv(o, n, user=GoldenUser))
     with _Server(app) as srv:
         yield srv
 
