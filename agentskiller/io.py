@@ -86,12 +86,20 @@ def read_text(path: str | Path) -> str:
 # ----------------------------------------------------------------- atomic writes
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     """Write ``data`` to ``path`` via a temp file + fsync + rename in the same dir."""
+    with _atomic_file(path, "wb") as fh:
+        fh.write(data)
+
+
+@contextmanager
+def _atomic_file(path: str | Path, mode: str, **open_kw: Any) -> Iterator[Any]:
+    """A file handle on a temp file beside ``path``: flushed, fsynced and renamed onto ``path``
+    when the block ends without an exception, removed otherwise (``path`` stays as it was)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
+        with os.fdopen(fd, mode, **open_kw) as fh:
+            yield fh
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
@@ -263,21 +271,8 @@ def jsonl_writer(path: str | Path, schema: str | None = None) -> Iterator[JsonlW
     row validated against ``schema`` before it is written; renamed into place only when the
     block ends without an exception, so a failed or killed job leaves no file that looks done
     (and an existing file stays as it was)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
-            yield JsonlWriter(fh, schema)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    with _atomic_file(path, "w", encoding="utf-8", newline="\n") as fh:
+        yield JsonlWriter(fh, schema)
 
 
 def write_jsonl(path: str | Path, rows: Iterable[Any], schema: str | None = None) -> None:
