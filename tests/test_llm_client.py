@@ -523,7 +523,7 @@ def test_run_handler_matches_provider(offline_llm_config):
     assert Person.model_validate_json(direct) == via_client
 
 
-def test_handlers_package_imports_every_module(tmp_path, monkeypatch):
+def test_handlers_package_loads_one_step_or_every_module(tmp_path, monkeypatch):
     # The package init is generic: copy it into a scratch package with two modules.
     pkg = tmp_path / "scratch_handlers"
     pkg.mkdir()
@@ -533,8 +533,26 @@ def test_handlers_package_imports_every_module(tmp_path, monkeypatch):
     (pkg / "s99_b.py").write_text("LOADED = True\n")
     (pkg / "_private.py").write_text("raise RuntimeError('must not be imported')\n")
     monkeypatch.syspath_prepend(str(tmp_path))
-    importlib.import_module("scratch_handlers")
-    assert "scratch_handlers.s98_a" in sys.modules and "scratch_handlers.s99_b" in sys.modules
+    scratch = importlib.import_module("scratch_handlers")
+    assert "scratch_handlers.s98_a" not in sys.modules  # importing the package loads nothing
+    scratch.load("s98")
+    assert "scratch_handlers.s98_a" in sys.modules and "scratch_handlers.s99_b" not in sys.modules
+    scratch.load()
+    assert "scratch_handlers.s99_b" in sys.modules and "scratch_handlers._private" not in sys.modules
+
+
+def test_a_job_imports_only_its_steps_handlers():
+    import subprocess
+
+    code = (
+        "import sys\n"
+        "from agentskiller.llm.offline import get_handler\n"
+        "get_handler('s07.policy')\n"
+        "mods = sorted(m for m in sys.modules if m.startswith('agentskiller.llm.offline.handlers.'))\n"
+        "print(' '.join(mods))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["agentskiller.llm.offline.handlers.s07_policy"]
 
 
 def test_offline_run_does_not_import_openai(tmp_path):

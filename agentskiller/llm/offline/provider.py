@@ -33,7 +33,7 @@ HandlerFn = Callable[["OfflineRequest"], "str | dict | list"]
 
 _HANDLERS: dict[str, HandlerFn] = {}
 _LOCK = threading.Lock()
-_LOADED = False
+_LOADED: set[str | None] = set()  # steps whose handler modules are imported; None: all
 _LOAD_LOCK = threading.RLock()
 
 
@@ -63,20 +63,30 @@ def unregister(task: str) -> None:
         _HANDLERS.pop(task, None)
 
 
-def load_handlers() -> None:
-    """Import every module of :mod:`agentskiller.llm.offline.handlers` once."""
-    global _LOADED
-    if _LOADED:
+def load_handlers(step: str | None = None) -> None:
+    """Import the handler modules of ``step`` (``"s07"``), or every one, once.
+
+    Per step because a job asks for the tasks of its own step only: importing every
+    handler (and the writers and code generators behind them) cost each LLM job about 60 ms.
+    """
+    if step in _LOADED or None in _LOADED:
         return
-    with _LOAD_LOCK:  # other threads wait until every handler is registered
-        if not _LOADED:
-            importlib.import_module("agentskiller.llm.offline.handlers")
-            _LOADED = True
+    with _LOAD_LOCK:  # other threads wait until the step's handlers are registered
+        if step not in _LOADED and None not in _LOADED:
+            from . import handlers
+
+            handlers.load(step)
+            _LOADED.add(step)
 
 
 def get_handler(task: str) -> HandlerFn:
-    load_handlers()
     fn = _HANDLERS.get(task)
+    if fn is None:
+        load_handlers(task.split(".", 1)[0])
+        fn = _HANDLERS.get(task)
+    if fn is None:  # registered by a module of another step: look everywhere before failing
+        load_handlers()
+        fn = _HANDLERS.get(task)
     if fn is None:
         raise LLMError(f"offline provider has no handler for task {task}")
     return fn
