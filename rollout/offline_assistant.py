@@ -273,12 +273,34 @@ def _fmt_record(rec: dict, skip: set[str]) -> str:
     return ", ".join(f"{k}: {render(v)}" for k, v in rec.items() if k not in skip)
 
 
+class _Readings:
+    """The tool index and the policy's rules, read once per episode rather than on every turn
+    (both are rebuilt from what the assistant is shown: a different tool list or system
+    message is read again). Neither result is changed after it is built."""
+
+    def __init__(self) -> None:
+        self._tools: tuple[str, list[ToolInfo]] | None = None
+        self._rules: tuple[str, dict] | None = None
+
+    def tools(self, tools: list[dict]) -> list[ToolInfo]:
+        key = json.dumps(tools, sort_keys=True, default=str)
+        if self._tools is None or self._tools[0] != key:
+            self._tools = (key, index_tools(tools))
+        return self._tools[1]
+
+    def rules(self, policy: str) -> dict:
+        if self._rules is None or self._rules[0] != policy:
+            self._rules = (policy, parse_policy(policy))
+        return self._rules[1]
+
+
 class Conversation:
     """Everything the assistant knows, read off the messages."""
 
-    def __init__(self, messages: list[dict], tools: list[dict]) -> None:
+    def __init__(self, messages: list[dict], tools: list[dict], read: _Readings | None = None) -> None:
         self.messages = messages
-        self.tools = index_tools(tools)
+        read = read or _Readings()
+        self.tools = read.tools(tools)
         self.by_name = {t.name: t for t in self.tools}
         self.policy = messages[0]["content"] if messages and messages[0].get("role") == "system" else ""
         self.year = default_year(self.policy)
@@ -289,7 +311,7 @@ class Conversation:
             req = [p for p in auth.params.values() if p.required] or list(auth.params.values())
             self.id_param = req[0] if req else None
         self.id_prefixes = {m.split("-")[0] for m in ID_EXAMPLE_RE.findall(self.policy) if "-" in m}
-        self.rules = parse_policy(self.policy)
+        self.rules = read.rules(self.policy)
         self.calls: list[_CallLog] = []
         self.records: dict[str, dict[str, _Record]] = {}
         self.last_ids: dict[str, tuple[int, str]] = {}
@@ -1382,6 +1404,7 @@ class OfflineAssistant:
         self._skipped: Call | None = None
         self._extra_pending: Call | None = None
         self._calls = 0
+        self._read = _Readings()
 
     def _call_id(self, messages: list[dict]) -> str:
         n = sum(len(m.get("tool_calls") or []) for m in messages if m.get("role") == "assistant")
@@ -1408,7 +1431,7 @@ class OfflineAssistant:
     def respond(self, messages: list[dict], tools: list[dict]) -> dict:
         if self._ended:
             return self._message(messages, "Thank you for contacting us. Goodbye!")
-        conv = Conversation(messages, tools)
+        conv = Conversation(messages, tools, self._read)
         words_ = Wording(conv)
         last = messages[-1] if messages else {}
         report = ""
