@@ -9,8 +9,7 @@ out in a scratch worktree ("old", the same inputs):
 * **DAG**: CPU seconds of ``snakemake -n`` and of a no-op ``snakemake --cores 1`` on a complete
   synthetic outputs tree of N domains (real checkpoint files ``blueprints/outlines.json`` and
   ``cross/combinations.json``, every other artifact an empty placeholder with its mtime in DAG
-  order), so both runs have nothing to do and measure the
-  DAG alone;
+  order), so both runs have nothing to do and measure the DAG alone;
 * **s10**: seconds and peak memory of the combinations step on N synthetic domains of *one*
   person (the worst case: N (N - 1) / 2 candidates), from real blueprint JSON renamed, with
   passing servers, a few quarantined ones and task counts that leave some members thin;
@@ -325,11 +324,11 @@ DIRECTORY_RULES = {"domain_database", "fuse_database"}
 
 def make_dag_world(work: Path, n: int) -> None:
     """A complete outputs tree for n domains: the two checkpoint files are real, everything
-    else is an empty placeholder, each file one second newer than the newest of its inputs.
-    Built in rounds: ``--detailed-summary`` lists the outputs (and their inputs) of the DAG
-    known so far and the missing ones are created, which completes the next checkpoint and
-    reveals the jobs after it. (``snakemake --touch`` did the same job by job: about 6 jobs a
-    second, more than an hour at a thousand domains.)"""
+    else is an empty placeholder, dated one second later than the deepest of its inputs that
+    the workflow makes. Built in rounds: ``--detailed-summary`` lists the outputs (and their
+    inputs) of the DAG known so far and the missing ones are created, which completes the next
+    checkpoint and reveals the jobs after it. (``snakemake --touch`` did the same job by job:
+    about 6 jobs a second, nearly half an hour for one round at a thousand domains.)"""
     out = work / "outputs"
     persons = ["Patient", "Traveler", "Student", "AccountHolder"]
     outlines = [
@@ -348,14 +347,14 @@ def make_dag_world(work: Path, n: int) -> None:
     base = time.time() - 3600  # newer than the config and every other input outside outputs/
     for _ in range(6):
         summary = _summary(work)
-        for path, rule, status, _inputs in summary:
-            if status.startswith("missing"):
-                p = work / path
-                if rule in DIRECTORY_RULES:
-                    p.mkdir(parents=True, exist_ok=True)
-                else:
-                    p.parent.mkdir(parents=True, exist_ok=True)
-                    p.touch()
+        missing = [(path, rule) for path, rule, status, _inputs in summary if status.startswith("missing")]
+        for path, rule in missing:
+            p = work / path
+            if rule in DIRECTORY_RULES:
+                p.mkdir(parents=True, exist_ok=True)
+            else:
+                p.parent.mkdir(parents=True, exist_ok=True)
+                p.touch()
         for path, level in _levels({path: ins for path, _rule, _status, ins in summary}).items():
             stamp = base + level
             p = work / path
@@ -364,7 +363,7 @@ def make_dag_world(work: Path, n: int) -> None:
                 os.utime(p / ".snakemake_timestamp", (stamp, stamp))
             if p.exists():
                 os.utime(p, (stamp, stamp))
-        if not any(status.startswith("missing") for _p, _r, status, _i in summary):
+        if not missing:
             break
     res = measure(snakemake(REPO, work, "-n"), REPO, cwd=work)
     if "Nothing to be done" not in res["log"]:
