@@ -26,6 +26,7 @@ code is measured on that input too, so the ratio compares like with like.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import shutil
@@ -322,13 +323,14 @@ def bench_dataset(args: argparse.Namespace, work: Path, old: Path | None) -> Non
 DIRECTORY_RULES = {"domain_database", "fuse_database"}
 
 
-def make_dag_world(work: Path, n: int) -> None:
+def make_dag_world(work: Path, n: int, tree: Path = REPO) -> None:
     """A complete outputs tree for n domains: the two checkpoint files are real, everything
     else is an empty placeholder, dated one second later than the deepest of its inputs that
     the workflow makes. Built in rounds: ``--detailed-summary`` lists the outputs (and their
     inputs) of the DAG known so far and the missing ones are created, which completes the next
     checkpoint and reveals the jobs after it. (``snakemake --touch`` did the same job by job:
-    about 6 jobs a second, nearly half an hour for one round at a thousand domains.)"""
+    about 6 jobs a second, nearly half an hour for one round at a thousand domains.) ``tree``'s
+    rules decide the files: two trees whose rules differ each need their own world."""
     out = work / "outputs"
     persons = ["Patient", "Traveler", "Student", "AccountHolder"]
     outlines = [
@@ -344,9 +346,12 @@ def make_dag_world(work: Path, n: int) -> None:
     _write(out / "blueprints/outlines.json", {"domains": outlines, "dropped": []})
     pairs = [f"Desk{i:04d}+Desk{i + len(persons):04d}" for i in range(4)]
     _write(out / "cross/combinations.json", {"pairs": [{"pair": p} for p in pairs]})
-    base = time.time() - 3600  # newer than the config and every other input outside outputs/
+    # newer than the config and every other input outside outputs/, and than every script
+    # (Snakemake reruns a job whose output is older than its script: a fresh checkout's are new)
+    sources = [tree / "Snakefile", *(tree / "rules").glob("*.smk"), *(tree / "scripts").glob("*.py")]
+    base = max(time.time() - 3600, max(f.stat().st_mtime for f in sources) + 1)
     for _ in range(6):
-        summary = _summary(work)
+        summary = _summary(work, tree)
         missing = [(path, rule) for path, rule, status, _inputs in summary if status.startswith("missing")]
         for path, rule in missing:
             p = work / path
@@ -365,7 +370,7 @@ def make_dag_world(work: Path, n: int) -> None:
                 os.utime(p, (stamp, stamp))
         if not missing:
             break
-    res = measure(snakemake(REPO, work, "-n"), REPO, cwd=work)
+    res = measure(snakemake(tree, work, "-n"), tree, cwd=work)
     if "Nothing to be done" not in res["log"]:
         raise SystemExit("the synthetic tree is not complete:\n" + res["log"][-3000:])
 
@@ -384,10 +389,10 @@ def _levels(inputs: dict[str, list[str]]) -> dict[str, int]:
     return levels
 
 
-def _summary(work: Path) -> list[tuple[str, str, str, list[str]]]:
+def _summary(work: Path, tree: Path) -> list[tuple[str, str, str, list[str]]]:
     """(output file, rule, status, input files) of every output of the DAG known so far."""
-    cmd = snakemake(REPO, work, "--detailed-summary")
-    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=work, env={**os.environ, "PYTHONPATH": str(REPO)})
+    cmd = snakemake(tree, work, "--detailed-summary")
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=work, env={**os.environ, "PYTHONPATH": str(tree)})
     if proc.returncode != 0:
         sys.stderr.write(proc.stderr[-3000:])
         raise SystemExit("snakemake --detailed-summary failed")
@@ -403,18 +408,22 @@ def _summary(work: Path) -> list[tuple[str, str, str, list[str]]]:
 def bench_dag(args: argparse.Namespace, work: Path, old: Path | None) -> None:
     n = args.domains
     print(f"\n## DAG: {n} synthetic domains, complete outputs tree (CPU seconds; nothing to do)")
-    world = work / f"dag-{n}"
-    if not (world / ".complete").exists():
-        make_dag_world(world, n)
-        (world / ".complete").touch()
     trees = [("new", REPO)] + ([("old", old)] if old is not None else [])
     cpu: dict[str, dict[str, float]] = {}
     for name, tree in trees:
+        # a world per tree: rules that differ (a merged job, a new output) make different files,
+        # and a no-op run of one tree in the other's world would run jobs, not measure the DAG
+        world = work / f"dag-{n}-{name}-{_rules_key(tree)}"
+        if not (world / ".complete").exists():
+            shutil.rmtree(world, ignore_errors=True)
+            make_dag_world(world, n, tree)
+            (world / ".complete").touch()
         dry = measure(snakemake(tree, world, "-n"), tree, cwd=world)
+        if "Nothing to be done" not in dry["log"]:
+            raise SystemExit(f"{name}: the dry run had something to do:\n" + dry["log"][-3000:])
         noop = measure(snakemake(tree, world, "--cores", "1"), tree, cwd=world)
-        for r in (dry, noop):
-            if "Nothing to be done" not in r["log"]:
-                raise SystemExit(f"{name}: the run had something to do:\n" + r["log"][-3000:])
+        if "Nothing to be done" not in noop["log"]:
+            raise SystemExit(f"{name}: the no-op run had something to do:\n" + noop["log"][-3000:])
         cpu[name] = {"dry": dry["cpu_s"], "noop": noop["cpu_s"]}
         print(f"{name:<12} snakemake -n {dry['cpu_s']:6.1f} s CPU   no-op run {noop['cpu_s']:6.1f} s CPU")
     if old is not None:
@@ -425,6 +434,13 @@ def bench_dag(args: argparse.Namespace, work: Path, old: Path | None) -> None:
 
 
 # ------------------------------------------------------------------------------ misc
+def _rules_key(tree: Path) -> str:
+    """A short hash of a tree's Snakefile and rule files: its world is reused while they are
+    unchanged (building one takes minutes)."""
+    files = [tree / "Snakefile", *sorted((tree / "rules").glob("*.smk"))]
+    return hashlib.sha256(b"".join(f.read_bytes() for f in files)).hexdigest()[:10]
+
+
 def _hex(kind: int, e: int, i: int) -> str:
     """A 16-hex-digit ID, like the workflow's content-derived ones."""
     return f"{kind:04x}{e:04x}{i:08x}"

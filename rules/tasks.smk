@@ -1,66 +1,43 @@
-# s14-s17 on the {env} wildcard, then the dataset.
+# s14-s17 on the {env} wildcard (s14-s16 in one job), then the dataset.
 
 
-rule task_templates:
+# s14, s15 and s16 in one job (agentskiller/steps/tasks/tasks_job.py): each is a fraction of a
+# second of work, and only the next of the three reads what the one before writes, so a change
+# to any of them reruns s16 anyway. Each still writes its own artifact and meta.
+rule tasks:
     input:
         blueprint=env_file("blueprints/{domain}.json"),
         tool_graph=env_file("tool_graphs/{domain}.json"),
         policy=env_file("policies/{domain}.md"),
         server_report=env_file("servers/{domain}/report.json"),
-    output:
-        templates=out("task_templates/{env}.json"),
-    log:
-        "logs/task_templates/{env}.log",
-    benchmark:
-        "logs/benchmarks/task_templates/{env}.tsv"
-    localrule: LLM_ON_SUBMIT_HOST
-    threads: LLM_THREADS
-    resources:
-        llm=1,
-    params:
-        cfg=config_for("tasks.judge_threshold", "tasks.max_templates", llm=True),
-        code=code_version("scripts/task_templates.py"),
-    script:
-        "../scripts/task_templates.py"
-
-
-rule instances:
-    input:
-        templates=out("task_templates/{env}.json"),
-        blueprint=env_file("blueprints/{domain}.json"),
         db=env_file("database/{domain}"),
         entity_tables=domain_entity_tables,
-        server_report=env_file("servers/{domain}/report.json"),
         policy_report=member_files("policies/{domain}.json"),
-    output:
-        instances=out("instances/{env}.json"),
-    log:
-        "logs/instances/{env}.log",
-    benchmark:
-        "logs/benchmarks/instances/{env}.tsv"
-    params:
-        cfg=config_for("tasks.samples_per_template", "tasks.kinds", "tasks.self_correction_share"),
-        code=code_version("scripts/instances.py"),
-    script:
-        "../scripts/instances.py"
-
-
-rule tasks:
-    input:
-        instances=out("instances/{env}.json"),
-        blueprint=env_file("blueprints/{domain}.json"),
-        server_report=env_file("servers/{domain}/report.json"),
         tools=env_file("servers/{domain}/tools.py"),
-        db=env_file("database/{domain}"),
-        entity_tables=domain_entity_tables,
     output:
+        templates=out("task_templates/{env}.json"),
+        instances=out("instances/{env}.json"),
         tasks=out("tasks/{env}.json"),
     log:
         "logs/tasks/{env}.log",
     benchmark:
         "logs/benchmarks/tasks/{env}.tsv"
+    localrule: LLM_ON_SUBMIT_HOST
+    # an LLM rule (s14's judge): with a real endpoint it mostly waits on HTTP (s16's sandboxed
+    # golden calls are well under a second of CPU)
+    threads: LLM_THREADS
+    resources:
+        llm=1,
     params:
-        cfg=config_for("sandbox"),
+        cfg=config_for(
+            "tasks.judge_threshold",
+            "tasks.max_templates",
+            "tasks.samples_per_template",
+            "tasks.kinds",
+            "tasks.self_correction_share",
+            "sandbox",
+            llm=True,
+        ),
         code=code_version("scripts/tasks.py"),
     script:
         "../scripts/tasks.py"

@@ -1,4 +1,7 @@
-from agentskiller.jobs import run_job
-from agentskiller.steps.tasks import s16_tasks
+"""Rule ``tasks`` (s14, s15, s16): an env's task templates, their instances and the
+golden-call filter that makes them tasks."""
 
-run_job(snakemake, s16_tasks.run, step="s16")  # noqa: F821 (snakemake is injected)
+from agentskiller.jobs import run_job
+from agentskiller.steps.tasks import tasks_job
+
+run_job(snakemake, tasks_job.run, step="s14-s16")  # noqa: F821 (snakemake is injected)

@@ -201,7 +201,7 @@ def make_run(work: Path) -> Path:
         ("blueprint", "BetaDesk", "s04.blueprint_detail", "model-text", 1100, 700, True, 0.0),
         ("server", "AlphaDesk", "s09.tool_code", "model-code", 3000, 2500, False, 0.05),
         ("server", "GammaDesk", "s09.tool_code", "model-code", 3300, 2600, False, 0.06),
-        ("task_templates", PAIR, "s14.template", "model-text", 900, 400, False, 0.004),
+        ("tasks", PAIR, "s14.template", "model-text", 900, 400, False, 0.004),
         ("queries", "AlphaDesk", "s17.query", "model-text", 500, 300, False, 0.002),
     ]
     for rule, unit, task, model, pt, ct, hit, cost in usage:

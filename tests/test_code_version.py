@@ -42,7 +42,7 @@ def test_static_closure_covers_what_the_job_imports(script):
 
 
 def test_llm_steps_include_their_offline_handler_and_prompt():
-    files = {p.relative_to(cv.LIB_DIR).as_posix() for p in cv.files_for(ROOT / "scripts" / "task_templates.py")}
+    files = {p.relative_to(cv.LIB_DIR).as_posix() for p in cv.files_for(ROOT / "scripts" / "tasks.py")}
     assert "llm/offline/handlers/s14_templates.py" in files
     assert "prompts/s14.yaml" in files
     assert "steps/tasks/s14_templates.py" in files
@@ -56,8 +56,8 @@ def test_an_edit_reaches_exactly_the_rules_that_use_the_module():
     def using(rel: str) -> set[str]:
         return {s.stem for s in SCRIPTS if cv.LIB_DIR / rel in cv.files_for(s)}
 
-    assert using("steps/tasks/s14_templates.py") == {"task_templates"}
-    assert using("steps/tasks/task_env.py") == {"task_templates", "instances", "tasks", "queries", "pair_server"}
+    assert using("steps/tasks/s14_templates.py") == {"tasks"}
+    assert using("steps/tasks/task_env.py") == {"tasks", "queries", "pair_server"}
     assert "server" in using("steps/domains/contract_tests.py")
     assert "pair_server" in using("steps/domains/contract_tests.py")
 

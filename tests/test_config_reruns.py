@@ -147,7 +147,7 @@ def test_every_rule_carries_its_config_and_llm_rules_the_model_identity():
     missing = sorted(n for n, body in blocks.items() if n != "all" and "cfg=config_for(" not in body)
     assert not missing, f"rules without a cfg=config_for(...) param: {missing}"
     llm = llm_rules()
-    assert {"topics", "blueprint", "task_templates", "queries"} <= llm
+    assert {"topics", "blueprint", "tasks", "queries"} <= llm
     for name, body in blocks.items():
         call = re.search(r"cfg=config_for\((.*?)\),\n", body, re.S)
         if call is None:
@@ -172,12 +172,12 @@ def test_judge_threshold_reruns_s14_and_what_follows_only(tiny_run, tmp_path):
     cfg = write_config(tmp_path, **TINY, **{"tasks.judge_threshold": 4.0})
     jobs = dry(work, cfg)
     assert not {r for r, _ in jobs} & BEFORE_S14, sorted(jobs)
-    templates = visible({k for k in everything if k[0] == "task_templates"})
+    templates = visible({k for k in everything if k[0] == "tasks"})
     assert templates, everything
     assert all(PARAMS_CHANGED in jobs.get(k, "") for k in templates), {k: jobs.get(k) for k in templates}
     # what follows: by their inputs, not by their own params
-    assert {"instances", "tasks", "combinations"} <= {r for r, _ in jobs}, sorted(jobs)
-    assert all(PARAMS_CHANGED not in reason for k, reason in jobs.items() if k[0] != "task_templates"), jobs
+    assert {"queries", "combinations"} <= {r for r, _ in jobs}, sorted(jobs)
+    assert all(PARAMS_CHANGED not in reason for k, reason in jobs.items() if k[0] != "tasks"), jobs
 
 
 @pytest.mark.slow

@@ -6,13 +6,14 @@ import json
 from pathlib import Path
 
 import pytest
-from fixtures.s14.pipeline import ENV, FIXTURE, config, copy_fixture, run_all, run_step
+from fixtures.s14.pipeline import ENV, FIXTURE, config, copy_fixture, inputs, run_all, run_step
 
 from agentskiller import io
 from agentskiller.grounding import mentions, ungrounded
+from agentskiller.jobs import StepContext
 from agentskiller.llm.offline.writers.template_judge import judge_template
 from agentskiller.models.tasks import CRITERIA, GoldenCall, Instance, TemplateDraft
-from agentskiller.steps.tasks import s16_tasks
+from agentskiller.steps.tasks import s16_tasks, tasks_job
 from agentskiller.steps.tasks.s14_templates import base_context, check_draft
 from agentskiller.steps.tasks.task_env import EnvView, trajectory_slots
 
@@ -272,6 +273,31 @@ def test_query_ids_are_stable(done, tmp_path):
     a = [q["query_id"] for q in io.read_jsonl(done / f"queries/{ENV}.jsonl")]
     b = [q["query_id"] for q in io.read_jsonl(tmp_path / f"queries/{ENV}.jsonl")]
     assert a == b and len(set(a)) == len(a)
+
+
+def test_the_tasks_job_writes_what_s14_s15_and_s16_write_as_three_steps(done, tmp_path):
+    """The ``tasks`` rule runs s14, s15 and s16 in one job: the same three artifacts, byte for
+    byte, each with its own step and input files in meta (not the union the job was given)."""
+    copy_fixture(tmp_path)
+    cfg = config(tmp_path)
+    steps = inputs(tmp_path)
+    given = {**steps["s14"], **steps["s15"], **steps["s16"]}
+    for made in ("templates", "instances"):  # the job's own outputs, not inputs
+        del given[made]
+    outs = {
+        "templates": tmp_path / f"task_templates/{ENV}.json",
+        "instances": tmp_path / f"instances/{ENV}.json",
+        "tasks": tmp_path / f"tasks/{ENV}.json",
+    }
+    tasks_job.run(StepContext.from_paths("s14-s16", cfg, inputs=given, outputs=outs, wildcards={"env": ENV}))
+    for name, path in outs.items():
+        assert path.read_bytes() == (done / path.relative_to(tmp_path)).read_bytes(), name
+    meta = {name: set(io.read_json(path)["meta"]["inputs"]) for name, path in outs.items()}
+    assert meta == {
+        "templates": {"blueprint", "tool_graph", "policy", "server_report"},
+        "instances": {"templates", "blueprint", "server_report", "policy_report"},
+        "tasks": {"instances", "blueprint", "server_report", "tools"},
+    }
 
 
 # -------------------------------------------------------------- quarantine
