@@ -1,4 +1,4 @@
-# s06-s09: database, policy, tool graph and MCP server of each domain.
+# s06-s09: database, policy and tool graph (one job), and MCP server of each domain.
 
 
 rule entity_table:
@@ -46,6 +46,8 @@ rule domain_database:
         "../scripts/domain_database.py"
 
 
+# s07 and s08 in one job: s08 is a fraction of a second of work and reads only the blueprint
+# and this policy, so an s07 change reruns it anyway; each writes its own artifact and meta.
 rule policy:
     input:
         blueprint=out("blueprints/{domain}.json"),
@@ -54,6 +56,7 @@ rule policy:
     output:
         policy=out("policies/{domain}.md"),
         report=out("policies/{domain}.json"),
+        graph=out("tool_graphs/{domain}.json"),
     log:
         "logs/policy/{domain}.log",
     benchmark:
@@ -63,32 +66,10 @@ rule policy:
     resources:
         llm=1,
     params:
-        cfg=config_for("simulation_time", "policy", llm=True),
+        cfg=config_for("simulation_time", "policy", "tool_graph", "tasks.kinds.lookup", llm=True),
         code=code_version("scripts/policy.py"),
     script:
         "../scripts/policy.py"
-
-
-rule tool_graph:
-    input:
-        blueprint=out("blueprints/{domain}.json"),
-        policy=out("policies/{domain}.md"),
-        policy_report=out("policies/{domain}.json"),
-    output:
-        graph=out("tool_graphs/{domain}.json"),
-    log:
-        "logs/tool_graph/{domain}.log",
-    benchmark:
-        "logs/benchmarks/tool_graph/{domain}.tsv"
-    localrule: LLM_ON_SUBMIT_HOST
-    threads: LLM_THREADS
-    resources:
-        llm=1,
-    params:
-        cfg=config_for("tool_graph", "tasks.kinds.lookup", llm=True),
-        code=code_version("scripts/tool_graph.py"),
-    script:
-        "../scripts/tool_graph.py"
 
 
 rule server:

@@ -43,7 +43,6 @@ BEFORE_S14 = {
     "entity_table",
     "domain_database",
     "policy",
-    "tool_graph",
     "server",
 }
 
