@@ -190,6 +190,42 @@ class StepContext:
         return io.jsonl_writer(self.output(name) if isinstance(name, str) else name, schema)
 
 
+@dataclass(frozen=True)
+class Substep:
+    """One step of a job that runs several in turn: which of the job's named files are its
+    inputs (in the order its meta lists their hashes; an earlier step's output may be one) and
+    its outputs."""
+
+    step: str
+    fn: Callable[[StepContext], None]
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+
+
+def run_steps(ctx: StepContext, steps: Iterable[Substep]) -> None:
+    """Run ``steps`` in order, each in the context it would get as a job of its own (its step
+    name, only its own files, the job's config, wildcards and log), so each writes byte for byte
+    the artifact a job of its own would. Why merge: a step that is a fraction of a second of
+    work costs a whole interpreter start-up as a job; merge only steps whose artifacts nothing
+    but the next of them reads, or no incremental rebuild is lost."""
+    files: dict[str, Any] = {**ctx.inputs, **ctx.outputs}
+    for sub in steps:
+        sub_ctx = StepContext.from_paths(
+            sub.step,
+            ctx.config,
+            inputs={k: files[k] for k in sub.inputs if k in files},
+            outputs={k: files[k] for k in sub.outputs},
+            params=ctx.params,
+            wildcards=ctx.wildcards,
+            logger=ctx.log,
+        )
+        try:
+            sub.fn(sub_ctx)
+        finally:
+            if sub_ctx._llm is not None:
+                sub_ctx._llm.close()
+
+
 def run_job(smk: Any, step_fn: Callable[[StepContext], None], step: str | None = None) -> None:
     """Entry point for ``scripts/*.py``: build the context, run the step, log failures."""
     step = step or step_fn.__module__.rsplit(".", 1)[-1].split("_", 1)[0]

@@ -24,7 +24,10 @@ checkpoint combinations:
         "../scripts/combinations.py"
 
 
-rule fuse_trajectories:
+# s11, s12 and s13 in one job (agentskiller/steps/cross/fuse_job.py): each is a fraction of a
+# second of work, and what reruns one reruns the pair server and the pair's tasks anyway. Each
+# still writes its own artifact and meta.
+rule fuse:
     input:
         # ancient: s10 rewrites combinations.json whenever any domain changes; what s11 reads
         # from it (the pair's core entity) comes from the member files below, so only those
@@ -35,65 +38,34 @@ rule fuse_trajectories:
         tool_graphs=pair_members_file("tool_graphs/{domain}.json"),
         tasks=pair_members_file("tasks/{domain}.json"),
         policies=pair_members_file("policies/{domain}.md"),
-    output:
-        graph=out("cross/{pair}/tool_graph.json"),
-    log:
-        "logs/fuse_trajectories/{pair}.log",
-    benchmark:
-        "logs/benchmarks/fuse_trajectories/{pair}.tsv"
-    localrule: LLM_ON_SUBMIT_HOST
-    threads: LLM_THREADS
-    resources:
-        llm=1,
-    params:
-        cfg=config_for("tool_graph.max_length", "tool_graph.max_trajectories", "cross.max_length", llm=True),
-        code=code_version("scripts/fuse_trajectories.py"),
-    script:
-        "../scripts/fuse_trajectories.py"
-
-
-rule fuse_database:
-    input:
-        blueprints=pair_members_file("blueprints/{domain}.json"),
         dbs=pair_members_file("database/{domain}"),
         entity_tables=domain_entity_tables,
-    output:
-        db=directory(out("cross/{pair}/database")),
-    log:
-        "logs/fuse_database/{pair}.log",
-    benchmark:
-        "logs/benchmarks/fuse_database/{pair}.tsv"
-    params:
-        cfg=config_for("simulation_time"),
-        code=code_version("scripts/fuse_database.py"),
-    script:
-        "../scripts/fuse_database.py"
-
-
-rule merge_policy:
-    input:
-        blueprints=pair_members_file("blueprints/{domain}.json"),
-        policies=pair_members_file("policies/{domain}.md"),
         policy_reports=pair_members_file("policies/{domain}.json"),
-        entities=out("entities.json"),
-        # the fused trajectories' links give the ordering Bridge Rules
-        graph=out("cross/{pair}/tool_graph.json"),
     output:
+        graph=out("cross/{pair}/tool_graph.json"),
+        db=directory(out("cross/{pair}/database")),
         policy=out("cross/{pair}/policy.md"),
         report=out("cross/{pair}/policy.json"),
     log:
-        "logs/merge_policy/{pair}.log",
+        "logs/fuse/{pair}.log",
     benchmark:
-        "logs/benchmarks/merge_policy/{pair}.tsv"
+        "logs/benchmarks/fuse/{pair}.tsv"
     localrule: LLM_ON_SUBMIT_HOST
     threads: LLM_THREADS
     resources:
         llm=1,
     params:
-        cfg=config_for("policy", llm=True),
-        code=code_version("scripts/merge_policy.py"),
+        cfg=config_for(
+            "tool_graph.max_length",
+            "tool_graph.max_trajectories",
+            "cross.max_length",
+            "simulation_time",
+            "policy",
+            llm=True,
+        ),
+        code=code_version("scripts/fuse.py"),
     script:
-        "../scripts/merge_policy.py"
+        "../scripts/fuse.py"
 
 
 rule pair_server:

@@ -107,7 +107,7 @@ def tiny_run(tmp_path_factory) -> tuple[Path, Path, set]:
     everything = finished_jobs(work)
     expected = set(rule_blocks()) - {"all"}
     if not io.read_json(work / "outputs/cross/combinations.json")["pairs"]:
-        expected -= {"fuse_trajectories", "fuse_database", "merge_policy", "pair_server"}
+        expected -= {"fuse", "pair_server"}
     assert {r for r, _ in everything} >= expected, sorted(everything)
     return work, cfg, everything
 
@@ -116,7 +116,7 @@ def tiny_run(tmp_path_factory) -> tuple[Path, Path, set]:
 #: (their wildcards, or the targets that request them, come from its output): the pair
 #: rules, and queries and the dataset, which only the final target asks for. The static test
 #: covers their params.
-AFTER_COMBINATIONS = {"fuse_trajectories", "fuse_database", "merge_policy", "pair_server", "queries", "dataset"}
+AFTER_COMBINATIONS = {"fuse", "pair_server", "queries", "dataset"}
 
 
 def visible(jobs: set[tuple[str, str]]) -> set[tuple[str, str]]:

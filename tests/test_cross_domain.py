@@ -243,6 +243,77 @@ def test_s12_is_byte_identical_on_rerun(outputs):
     assert {p.name: p.read_bytes() for p in sorted(db.glob("*.json"))} == before
 
 
+# ------------------------------------------------------------- the fuse job
+def test_the_fuse_job_writes_what_s11_s12_and_s13_write_as_three_steps(outputs, tmp_path):
+    """The ``fuse`` rule runs s11, s12 and s13 of a pair in one job: the same artifacts, byte for
+    byte, as three separate steps, each with only its own inputs in meta."""
+    from agentskiller.steps.cross import fuse_job, s11_trajectory_fusion
+
+    s11_fixture = POLICIES.parent
+    for sub in ("tool_graphs", "policies"):
+        shutil.copytree(s11_fixture / sub, outputs / sub, dirs_exist_ok=True)
+    io.write_json(
+        outputs / "cross/combinations.json",
+        {"status": "ok", "pairs": [{"pair": PAIR, "domains": MEMBERS, "core_entity": "Patient"}]},
+    )
+    alone = tmp_path / "alone"
+    shutil.copytree(outputs, alone)
+    cfg = {**CONFIG, "llm": {"provider": "offline", "cache_mode": "off"}}
+
+    def members(root: Path, sub: str, ext: str = ".json") -> list[Path]:
+        return [root / f"{sub}/{d}{ext}" for d in MEMBERS]
+
+    def files(root: Path) -> dict:
+        return {
+            "inputs": {
+                "combos": root / "cross/combinations.json",
+                "blueprints": members(root, "blueprints"),
+                "tool_graphs": members(root, "tool_graphs"),
+                "tasks": members(root, "tasks"),
+                "policies": members(root, "policies", ".md"),
+                "dbs": members(root, "database", ""),
+                "policy_reports": members(root, "policies"),
+            },
+            "outputs": {
+                "graph": root / f"cross/{PAIR}/tool_graph.json",
+                "db": root / f"cross/{PAIR}/database",
+                "policy": root / f"cross/{PAIR}/policy.md",
+                "report": root / f"cross/{PAIR}/policy.json",
+            },
+        }
+
+    job = files(outputs)
+    fuse_job.run(StepContext.from_paths("s11-s13", cfg, **job, wildcards={"pair": PAIR}))
+    one = files(alone)
+    ins, outs = one["inputs"], one["outputs"]
+    for step, fn, names, made in (
+        ("s11", s11_trajectory_fusion.run, ("combos", "blueprints", "tool_graphs", "tasks", "policies"), ("graph",)),
+        ("s12", s12_database_fusion.run, ("blueprints", "dbs"), ("db",)),
+        ("s13", s13_policy_merge.run, ("blueprints", "policies", "policy_reports"), ("policy", "report")),
+    ):
+        given = {k: ins[k] for k in names}
+        if step == "s13":
+            given["graph"] = outs["graph"]
+        fn(
+            StepContext.from_paths(
+                step, cfg, inputs=given, outputs={k: outs[k] for k in made}, wildcards={"pair": PAIR}
+            )
+        )
+    written = sorted(p.relative_to(outputs) for p in (outputs / "cross" / PAIR).rglob("*") if p.is_file())
+    assert len(written) > 4, written
+    for rel in written:
+        assert (outputs / rel).read_bytes() == (alone / rel).read_bytes(), rel
+    graph = io.read_json(job["outputs"]["graph"])
+    assert graph["meta"]["step"] == "s11" and graph["status"] == "ok" and graph["trajectories"], graph.get("reason")
+    assert io.read_json(job["outputs"]["report"])["status"] == "ok"
+    assert set(io.read_json(job["outputs"]["report"])["meta"]["inputs"]) == {
+        "blueprints",
+        "policies",
+        "policy_reports",
+        "graph",
+    }
+
+
 # ---------------------------------------------------------------- pair server
 def test_pair_server_serves_both_members_over_the_fused_database(outputs):
     run_s12(outputs)
