@@ -60,7 +60,12 @@ def code_version(script):
     """Hash of the library files a rule's script reaches (derived from its imports, see
     agentskiller/code_version.py): Snakemake tracks only the script file itself, so without
     it an edited step, prompt or offline handler would leave stale outputs in place."""
-    return _code_version(Path(workflow.basedir) / script)
+    return _code_version(Path(workflow.basedir) / script, cache_file=CODE_VERSION_CACHE)
+
+
+#: where code_version keeps each script's list of files between Snakemake starts (it is
+#: re-derived when any package file changes); Snakemake's own state directory
+CODE_VERSION_CACHE = Path(".snakemake") / "agentskiller" / "code_files.json"
 
 
 #: The user simulator's version (prompts/rollout.yaml, the offline user's name): part of every

@@ -74,3 +74,45 @@ def test_code_version_changes_with_a_file(tmp_path, monkeypatch):
     monkeypatch.setattr(Path, "read_bytes", patched)
     assert cv.code_version(ROOT / "scripts" / "blueprint.py") != before
     assert cv.code_version(ROOT / "scripts" / "topics.py") == cv.code_version(ROOT / "scripts" / "topics.py")
+
+
+# ------------------------------------------------------------ the cache between processes
+def test_the_cached_list_gives_the_same_version_and_is_read_back(tmp_path, monkeypatch):
+    cache = tmp_path / "code_files.json"
+    script = ROOT / "scripts" / "blueprint.py"
+    monkeypatch.setattr(cv, "_STORES", {})
+    version = cv.code_version(script, cache_file=cache)
+    assert version == cv.code_version(script)
+    assert str(script) in json.loads(cache.read_text())["scripts"]
+    # a new process (no stores in memory) takes the list from the file, without parsing
+    monkeypatch.setattr(cv, "_STORES", {})
+    monkeypatch.setattr(cv, "files_for", lambda s: pytest.fail("re-derived a cached list"))
+    assert cv.code_version(script, cache_file=cache) == version
+
+
+def test_a_changed_package_file_or_script_derives_the_list_again(tmp_path, monkeypatch):
+    cache = tmp_path / "code_files.json"
+    script = tmp_path / "blueprint.py"
+    script.write_text((ROOT / "scripts" / "blueprint.py").read_text())
+    monkeypatch.setattr(cv, "_STORES", {})
+    first = cv.code_version(script, cache_file=cache)
+    derived = []
+    real = cv.files_for
+
+    def counting(s):
+        derived.append(s)
+        return real(s)
+
+    monkeypatch.setattr(cv, "files_for", counting)
+    # any package file changed (name, mtime or size): every list is derived again
+    monkeypatch.setattr(cv, "_STORES", {})
+    monkeypatch.setattr(cv, "_fingerprint", lambda: "another tree")
+    assert cv.code_version(script, cache_file=cache) == first
+    assert len(derived) == 1
+    # the script itself changed: its list is derived again and follows the new import
+    script.write_text(script.read_text() + "import agentskiller.steps.tasks.s16_tasks  # noqa\n")
+    for memo in (cv._parse, cv._imports, cv._constants):  # a new process would not have them
+        memo.cache_clear()
+    assert cv.code_version(script, cache_file=cache) != first
+    assert len(derived) == 2
+    assert cv.LIB_DIR / "steps/tasks/s16_tasks.py" in cv.files_for(script)
