@@ -23,6 +23,7 @@ import hashlib
 import json
 import os
 import re
+import tempfile
 from functools import cache, lru_cache
 from pathlib import Path
 
@@ -193,10 +194,14 @@ def _cached_files_for(script: Path, cache_file: Path) -> list[Path]:
         "stat": _stat_key(script),
         "files": [f.relative_to(LIB_DIR).as_posix() for f in files],
     }
-    cache_file.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cache_file.with_name(f".{cache_file.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(store, sort_keys=True), encoding="utf-8")
-    os.replace(tmp, cache_file)  # whole or not at all: a reader never sees half a file
+    try:
+        cache_file.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=cache_file.parent, prefix=f".{cache_file.name}.", suffix=".tmp")
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(store, fh, sort_keys=True)
+        os.replace(tmp, cache_file)  # whole or not at all: a reader never sees half a file
+    except OSError:  # only a cache: a read-only or full disk costs the next start the parsing
+        pass
     return files
 
 
