@@ -194,12 +194,16 @@ class StepContext:
 class Substep:
     """One step of a job that runs several in turn: which of the job's named files are its
     inputs (in the order its meta lists their hashes; an earlier step's output may be one) and
-    its outputs."""
+    its outputs. An input is a job file's name, or ``(name in the step, name in the job)``."""
 
     step: str
     fn: Callable[[StepContext], None]
-    inputs: tuple[str, ...]
+    inputs: tuple[str | tuple[str, str], ...]
     outputs: tuple[str, ...]
+
+    def named_inputs(self, files: dict[str, Any]) -> dict[str, Any]:
+        pairs = [(n, n) if isinstance(n, str) else n for n in self.inputs]
+        return {own: files[job] for own, job in pairs if job in files}
 
 
 def run_steps(ctx: StepContext, steps: Iterable[Substep]) -> None:
@@ -213,7 +217,7 @@ def run_steps(ctx: StepContext, steps: Iterable[Substep]) -> None:
         sub_ctx = StepContext.from_paths(
             sub.step,
             ctx.config,
-            inputs={k: files[k] for k in sub.inputs if k in files},
+            inputs=sub.named_inputs(files),
             outputs={k: files[k] for k in sub.outputs},
             params=ctx.params,
             wildcards=ctx.wildcards,

@@ -320,7 +320,7 @@ def bench_dataset(args: argparse.Namespace, work: Path, old: Path | None) -> Non
 
 
 # -------------------------------------------------------------------------------- DAG
-DIRECTORY_RULES = {"domain_database", "fuse"}
+DIRECTORY_RULES = {"domain", "fuse"}
 
 
 def make_dag_world(work: Path, n: int, tree: Path = REPO) -> None:

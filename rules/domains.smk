@@ -1,4 +1,4 @@
-# s06-s09: database, policy and tool graph (one job), and MCP server of each domain.
+# s06-s09: entity tables; each domain's database, policy and tool graph (one job) and MCP server.
 
 
 rule entity_table:
@@ -22,54 +22,41 @@ rule entity_table:
         "../scripts/entity_table.py"
 
 
-rule domain_database:
+# s06 (the domain's relationship tables), s07 and s08 in one job
+# (agentskiller/steps/domains/domain_job.py): each is a fraction of a second of work, and all
+# that reads the database also reads the policy written from it. Each writes its own artifact.
+rule domain:
     input:
         blueprint=out("blueprints/{domain}.json"),
         entities=out("entities.json"),
         entity_tables=domain_entity_tables,
     output:
         db=directory(out("database/{domain}")),
+        policy=out("policies/{domain}.md"),
+        report=out("policies/{domain}.json"),
+        graph=out("tool_graphs/{domain}.json"),
     log:
-        "logs/domain_database/{domain}.log",
+        "logs/domain/{domain}.log",
     benchmark:
-        "logs/benchmarks/domain_database/{domain}.tsv"
+        "logs/benchmarks/domain/{domain}.tsv"
     localrule: LLM_ON_SUBMIT_HOST
     threads: LLM_THREADS
     resources:
         llm=1,
     params:
         cfg=config_for(
-            "simulation_time", "sandbox", "database.relationship_records", "database.max_repair_rounds", llm=True
+            "simulation_time",
+            "sandbox",
+            "database.relationship_records",
+            "database.max_repair_rounds",
+            "policy",
+            "tool_graph",
+            "tasks.kinds.lookup",
+            llm=True,
         ),
-        code=code_version("scripts/domain_database.py"),
+        code=code_version("scripts/domain.py"),
     script:
-        "../scripts/domain_database.py"
-
-
-# s07 and s08 in one job: s08 is a fraction of a second of work and reads only the blueprint
-# and this policy, so an s07 change reruns it anyway; each writes its own artifact and meta.
-rule policy:
-    input:
-        blueprint=out("blueprints/{domain}.json"),
-        entities=out("entities.json"),
-        db=out("database/{domain}"),
-    output:
-        policy=out("policies/{domain}.md"),
-        report=out("policies/{domain}.json"),
-        graph=out("tool_graphs/{domain}.json"),
-    log:
-        "logs/policy/{domain}.log",
-    benchmark:
-        "logs/benchmarks/policy/{domain}.tsv"
-    localrule: LLM_ON_SUBMIT_HOST
-    threads: LLM_THREADS
-    resources:
-        llm=1,
-    params:
-        cfg=config_for("simulation_time", "policy", "tool_graph", "tasks.kinds.lookup", llm=True),
-        code=code_version("scripts/policy.py"),
-    script:
-        "../scripts/policy.py"
+        "../scripts/domain.py"
 
 
 rule server:

@@ -41,8 +41,7 @@ BEFORE_S14 = {
     "blueprint",
     "blueprint_index",
     "entity_table",
-    "domain_database",
-    "policy",
+    "domain",
     "server",
 }
 

@@ -206,6 +206,50 @@ def test_entity_and_domain_jobs_end_to_end(tmp_path):
     assert io.read_json(paths[0])["records"] == io.read_json(paths2[0])["records"]
 
 
+def test_the_domain_job_writes_what_s06_s07_and_s08_write_as_three_steps(tmp_path):
+    """The ``domain`` rule runs s06 (the domain's tables), s07 and s08 in one job: the same
+    database, policy and graph, byte for byte, each with only its own inputs in meta."""
+    from agentskiller.steps.domains import domain_job, s07_policy, s08_tool_graph
+
+    cfg = config()
+    paths = build_entities(tmp_path, cfg)
+    bp, ents = FIX / "blueprint_dental.json", FIX / "entities_small.json"
+
+    def outs(root: Path) -> dict[str, Path]:
+        return {
+            "db": root / "database/DentalCare",
+            "policy": root / "policies/DentalCare.md",
+            "report": root / "policies/DentalCare.json",
+            "graph": root / "tool_graphs/DentalCare.json",
+        }
+
+    job, alone = outs(tmp_path / "job"), outs(tmp_path / "alone")
+    given = {"blueprint": bp, "entities": ents, "entity_tables": paths}
+    domain_job.run(
+        StepContext.from_paths("s06-s08", cfg, inputs=given, outputs=job, wildcards={"domain": "DentalCare"})
+    )
+    for step, fn, inputs, made in (
+        ("s06", s06.run_domain, given, ("db",)),
+        ("s07", s07_policy.run, {"blueprint": bp, "entities": ents, "db": alone["db"]}, ("policy", "report")),
+        (
+            "s08",
+            s08_tool_graph.run,
+            {"blueprint": bp, "policy": alone["policy"], "policy_report": alone["report"]},
+            ("graph",),
+        ),
+    ):
+        outputs = {k: alone[k] for k in made}
+        fn(StepContext.from_paths(step, cfg, inputs=inputs, outputs=outputs, wildcards={"domain": "DentalCare"}))
+    written = sorted(p.relative_to(tmp_path / "job") for p in (tmp_path / "job").rglob("*") if p.is_file())
+    assert len(written) > 6, written
+    for rel in written:
+        assert (tmp_path / "job" / rel).read_bytes() == (tmp_path / "alone" / rel).read_bytes(), rel
+    graph = io.read_json(job["graph"])
+    assert graph["status"] == "ok" and graph["trajectories"]
+    assert graph["meta"]["step"] == "s08" and set(graph["meta"]["inputs"]) == {"blueprint", "policy", "policy_report"}
+    assert io.read_json(job["report"])["status"] == "ok"
+
+
 @pytest.fixture
 def swap_handler():
     """Replace an offline handler for the test, restore the real one afterwards."""

@@ -188,37 +188,6 @@ def test_step_writes_policy_and_report_deterministically(tmp_path):
     assert (other / "policies/DentalCare.md").read_text() == text
 
 
-def test_the_policy_job_writes_the_tool_graph_s08_would_write_on_its_own(tmp_path):
-    """The ``policy`` rule runs s07 then s08 in one job: the graph is byte for byte the one a
-    separate s08 job writes from that policy, with s08's step and inputs in its meta."""
-    from agentskiller.steps.domains import s08_tool_graph
-
-    db = make_db(tmp_path)
-    job = step_ctx(tmp_path / "job", db)
-    job.outputs["graph"] = tmp_path / "job/tool_graphs/DentalCare.json"
-    s08_tool_graph.run_after_policy(job)
-    alone = tmp_path / "alone"
-    s07_policy.run(step_ctx(alone, db))
-    s08_tool_graph.run(
-        StepContext.from_paths(
-            "s08",
-            config(),
-            inputs={
-                "blueprint": FIX / "blueprint_dental.json",
-                "policy": alone / "policies/DentalCare.md",
-                "policy_report": alone / "policies/DentalCare.json",
-            },
-            outputs={"graph": alone / "tool_graphs/DentalCare.json"},
-            wildcards={"domain": "DentalCare"},
-        )
-    )
-    for rel in ("policies/DentalCare.md", "policies/DentalCare.json", "tool_graphs/DentalCare.json"):
-        assert (tmp_path / "job" / rel).read_bytes() == (alone / rel).read_bytes(), rel
-    graph = io.read_json(tmp_path / "job/tool_graphs/DentalCare.json")
-    assert graph["status"] == "ok" and graph["trajectories"]
-    assert graph["meta"]["step"] == "s08" and set(graph["meta"]["inputs"]) == {"blueprint", "policy", "policy_report"}
-
-
 def test_step_repairs_a_broken_first_draft(tmp_path):
     offline.load_handlers()
     real = offline.get_handler("s07.policy")

@@ -376,30 +376,3 @@ def assemble(
         "rounds": rounds or [],
         "limits": {"min_length": min_len, "max_length": max_len, "max_trajectories": cap, "truncated": truncated},
     }
-
-
-def run_after_policy(ctx: StepContext) -> None:
-    """The ``policy`` job: s07's policy of one domain, then s08 on the policy it just wrote, as
-    s08 (its own step name and input hashes in ``meta``: the graph a separate job would write).
-    One job instead of two: s08 is a fraction of a second of work, and an s07 change reruns it
-    anyway; an s08 change now repeats s07, whose answers the LLM cache gives back."""
-    from agentskiller.steps.domains import s07_policy
-
-    s07_policy.run(ctx)
-    graph_ctx = StepContext.from_paths(
-        "s08",
-        ctx.config,
-        inputs={
-            "blueprint": ctx.inputs["blueprint"],
-            "policy": ctx.output("policy"),
-            "policy_report": ctx.output("report"),
-        },
-        outputs={"graph": ctx.output("graph")},
-        wildcards=ctx.wildcards,
-        logger=ctx.log,
-    )
-    try:
-        run(graph_ctx)
-    finally:
-        if graph_ctx._llm is not None:
-            graph_ctx._llm.close()
