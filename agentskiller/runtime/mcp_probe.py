@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import queue
+import select
 import signal
 import subprocess
 import tempfile
@@ -81,16 +82,31 @@ class _Wire:
             return msg.get("result") or {}
 
 
+def _await_exit(proc: subprocess.Popen, timeout_s: float) -> None:
+    """Wait up to ``timeout_s`` for ``proc`` to end, woken by a pidfd the moment it does
+    (``Popen.wait(timeout)`` polls with sleeps and notices up to 50 ms late)."""
+    try:
+        fd = os.pidfd_open(proc.pid)
+    except (AttributeError, OSError):
+        fd = None
+    if fd is not None:
+        try:
+            select.select([fd], [], [], timeout_s)
+        finally:
+            os.close(fd)
+    try:
+        proc.wait(timeout=0 if fd is not None else timeout_s)
+    except subprocess.TimeoutExpired:
+        pass
+
+
 def _stop(proc: subprocess.Popen) -> None:
     try:
         if proc.stdin is not None:
             proc.stdin.close()  # a stdio server ends when its input does
     except OSError:
         pass
-    try:
-        proc.wait(timeout=5)
-    except subprocess.TimeoutExpired:
-        pass
+    _await_exit(proc, 5.0)
     try:
         os.killpg(proc.pid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):

@@ -60,6 +60,7 @@ import os
 import re
 import resource
 import secrets
+import select
 import shutil
 import signal
 import stat
@@ -869,22 +870,43 @@ def _make_preexec(
     return preexec
 
 
+def _pidfd(pid: int) -> int | None:
+    """A descriptor that becomes readable when ``pid`` ends (Linux 5.3+), or None."""
+    try:
+        return os.pidfd_open(pid)
+    except (AttributeError, OSError):
+        return None
+
+
 def _wait(proc: subprocess.Popen, timeout_s: float):
-    """Wait with a wall-clock limit; returns (timed_out, wait status, rusage)."""
+    """Wait with a wall-clock limit; returns (timed_out, wait status, rusage).
+
+    Woken by a pidfd the moment the process ends: polling with sleeps (the fallback where
+    there is no pidfd) noticed the end up to 50 ms late, on every one of the hundreds of
+    sandboxed runs of a workflow."""
     deadline = time.monotonic() + timeout_s
     delay = 0.002
     timed_out = False
-    while True:
-        pid, status, rusage = os.wait4(proc.pid, os.WNOHANG)
-        if pid:
-            proc.returncode = os.waitstatus_to_exitcode(status)
-            return timed_out, status, rusage
-        if time.monotonic() >= deadline and not timed_out:
-            timed_out = True
-            _kill_group(proc.pid)
-            deadline = float("inf")
-        time.sleep(delay)
-        delay = min(delay * 2, 0.05)
+    pidfd = _pidfd(proc.pid)
+    try:
+        while True:
+            pid, status, rusage = os.wait4(proc.pid, os.WNOHANG)
+            if pid:
+                proc.returncode = os.waitstatus_to_exitcode(status)
+                return timed_out, status, rusage
+            now = time.monotonic()
+            if now >= deadline and not timed_out:
+                timed_out = True
+                _kill_group(proc.pid)
+                deadline = float("inf")
+            if pidfd is not None:
+                select.select([pidfd], [], [], None if timed_out else max(0.0, deadline - now))
+            else:
+                time.sleep(delay)
+                delay = min(delay * 2, 0.05)
+    finally:
+        if pidfd is not None:
+            os.close(pidfd)
 
 
 def _classify(
