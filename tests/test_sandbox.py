@@ -361,6 +361,22 @@ def test_host_processes_are_invisible():
 
 
 @needs_root
+def test_the_program_runs_under_the_syscall_filter_with_no_new_privileges():
+    """The launcher starts without site-packages (-S) and imports the filter's binding from
+    the paths it is given: the kernel must report the filter installed in the program."""
+    from agentskiller.runtime.sandbox import seccomp_available
+
+    if not seccomp_available():
+        pytest.skip("no seccomp binding or libseccomp on this machine")
+    code = "print(''.join(l for l in open('/proc/self/status') if l.startswith(('Seccomp:', 'NoNewPrivs:'))))"
+    r = run_sandboxed([PY, "-c", code], timeout_s=20)
+    assert r.reason == "ok", r.stderr
+    fields = dict(line.split(":\t") for line in r.stdout.split("\n") if ":\t" in line)
+    assert fields == {"NoNewPrivs": "1", "Seccomp": "2"}  # 2: a filter is installed
+    assert "no syscall filter" not in r.stderr and r.isolation["seccomp"] is True
+
+
+@needs_root
 def test_a_daemon_left_behind_is_killed_when_the_program_ends():
     marker = new_marker()
     head, _ = payload("daemon", marker).rsplit("_t.sleep(3600)\n", 1)

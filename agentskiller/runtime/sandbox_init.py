@@ -3,7 +3,7 @@
 Size: over 400 lines because the launcher runs with the standard library only (python -I), so its namespaces, mounts, init and syscall filter cannot import helpers from elsewhere.
 
 :mod:`agentskiller.runtime.sandbox` prepares a run (directories, inputs, a JSON spec) and
-starts ``python -I -B sandbox_init.py <spec>``. This file is run as a script, so it uses
+starts ``python -I -S -B sandbox_init.py <spec>``. This file is run as a script, so it uses
 the standard library only (and the optional libseccomp binding): importing the package
 would import pydantic and the runtime as root for nothing. Three processes::
 
@@ -469,6 +469,7 @@ def supervise(spec_path: str) -> int:
             raise _Orphaned()
         seccomp = None
         if spec["seccomp"]:
+            sys.path[:0] = spec.get("sys_path", [])  # started with -S: where the binding lives
             seccomp = seccomp_module()
             if seccomp is None:
                 os.write(2, b"sandbox: warning: no syscall filter (pyseccomp or libseccomp unavailable)\n")
