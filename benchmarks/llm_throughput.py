@@ -13,6 +13,8 @@ the requests being served at every moment. Prints:
 * requests, wall, and the mean number served / S over the LLM phases: the time between the
   first request and the last answer in which at least one request is served (also over that
   whole span, gaps included, and the share of the span with all S slots busy);
+* the busy seconds by how many requests were in flight (quarters of S), and per LLM task its
+  requests and the span from its first start to its last end: which phases leave slots empty;
 * the ideal wall: ``requests x L / S`` plus the CPU-bound time, and wall / ideal. The CPU-bound
   time is ``--cpu-s`` when given (e.g. the wall of the default offline run on the same
   machine); otherwise the part of the wall in which the endpoint served nothing.
@@ -49,6 +51,7 @@ class Meter:
         self.now = 0
         self.tasks: dict[str, int] = {}
         self.served_s = 0.0  # sum of the requests' time in a slot (latency as served)
+        self.spans: list[tuple[str, float, float]] = []  # (task, start, end) of every request
 
     def change(self, d: int, task: str | None = None) -> None:
         with self.lock:
@@ -70,7 +73,15 @@ class Meter:
                 busy += dt
             if n >= slots:
                 full += dt
+        # busy seconds by how many requests were in flight: where the endpoint was half empty
+        bands = [(lo, min(lo + slots // 4 - 1, slots)) for lo in range(1, slots + 1, max(1, slots // 4))]
+        by_band = {f"{lo}-{hi}": 0.0 for lo, hi in bands}
+        for (t0, n), (t1, _) in zip(ev, ev[1:], strict=False):
+            for lo, hi in bands:
+                if lo <= n <= hi or (n > slots and hi == slots):
+                    by_band[f"{lo}-{hi}"] += t1 - t0
         return {
+            "busy_s_by_in_flight": by_band,
             "requests": sum(self.tasks.values()),
             "first_request_s": ev[0][0],
             "span_s": span,
@@ -96,6 +107,7 @@ def throttled(slots: int, latency: float, meter: Meter, seed: int):
             finally:
                 with meter.lock:
                     meter.served_s += time.monotonic() - t0
+                    meter.spans.append((headers.get("x-agentskiller-task") or "?", t0, time.monotonic()))
                 meter.change(-1)
         return text
 
@@ -180,8 +192,18 @@ def main() -> None:
         f"ideal {ideal:.1f} s = {s['requests']} x {args.latency:g} / {args.slots} + CPU-bound {cpu:.1f} s "
         f"({'given' if args.cpu_s is not None else 'endpoint idle'}); wall / ideal {wall / ideal:.2f}"
     )
-    by_task = sorted(meter.tasks.items(), key=lambda kv: -kv[1])
-    print("requests by task:", ", ".join(f"{k} {v}" for k, v in by_task))
+    print(
+        "busy seconds by requests in flight: "
+        + ", ".join(f"{band}: {sec:.1f} s" for band, sec in s["busy_s_by_in_flight"].items())
+    )
+    first = s["first_request_s"]
+    spans: dict[str, list[float]] = {}
+    for task, t0, t1 in meter.spans:
+        lo, hi, n = spans.get(task, [t0, t1, 0])
+        spans[task] = [min(lo, t0), max(hi, t1), n + 1]
+    print("requests by task (count, from first start to last end, seconds after the first request):")
+    for task, (lo, hi, n) in sorted(spans.items(), key=lambda kv: kv[1][0]):
+        print(f"  {task:<26} {n:4d}  {lo - first:6.1f} -> {hi - first:6.1f}")
     if args.json:
         print(json.dumps({**s, "wall_s": wall, "ideal_s": ideal, "cpu_s": cpu, "slots": args.slots}))
     print(f"(run kept in {work})" if args.keep else f"(run in {work}; remove it when done)")
