@@ -184,10 +184,15 @@ POLICY_PARAGRAPH = (
 
 
 def make_dataset_world(out: Path, n_envs: int) -> list[str]:
-    """n_envs envs of ROWS_PER_ENV queries each, with their tasks, policies and tool lists."""
+    """n_envs envs of ROWS_PER_ENV queries each, with their tasks, policies, tool lists and servers."""
     tools = json.loads((FIXTURE / "tool_lists" / "DentalCareDesk.json").read_text())
     envs = [f"Env{i:03d}" for i in range(n_envs)]
+    # every env is served by the fixture's DentalCareDesk server (its env_version reads the
+    # server's code and database): one database, a copy of the server directory per env
+    shutil.copytree(FIXTURE / "database", out / "database", dirs_exist_ok=True)
     for e, env in enumerate(envs):
+        if not (out / f"servers/{env}/report.json").is_file():
+            shutil.copytree(FIXTURE / "servers" / "DentalCareDesk", out / f"servers/{env}", dirs_exist_ok=True)
         if (out / f"queries/{env}.jsonl").is_file():
             continue
         _write(out / f"tool_lists/{env}.json", tools)
@@ -286,6 +291,7 @@ ctx = StepContext.from_paths("dataset", {"seed": 7, "llm": {"provider": "offline
     "tasks": [out / f"tasks/{e}.json" for e in envs],
     "policies": [out / f"policies/{e}.md" for e in envs],
     "tool_lists": [out / f"tool_lists/{e}.json" for e in envs],
+    "servers": [out / f"servers/{e}/report.json" for e in envs],
 }, outputs={"train": out / f"dataset/{name}.jsonl", "stats": out / f"dataset/{name}_stats.json"})
 t0, c0 = time.perf_counter(), time.process_time()
 dataset.run(ctx)
