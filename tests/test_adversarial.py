@@ -57,8 +57,10 @@ SANDBOX = {
     "isolate_network": True,
 }
 #: The s09 worker imports pydantic and the runtime before any tool runs; 256 MB of address
-#: space is too little for that, so s09 gets a (still small) 768 MB.
-S09_SANDBOX = {**SANDBOX, "memory_mb": 768}
+#: space is too little for that, so s09 gets a (still small) 768 MB. And 10 s: one worker runs
+#: all 83 contract episodes, and the memory hog's bytearrays are zeroed page by page, so filling
+#: 768 MB took the whole worker past 3 s on a loaded CI machine (a timeout, not the MemoryError).
+S09_SANDBOX = {**SANDBOX, "memory_mb": 768, "timeout_s": 10}
 #: No payload may take longer than this to be stopped and quarantined (seconds).
 BOUND_S = 30
 
