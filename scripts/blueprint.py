@@ -3,4 +3,4 @@
 from agentskiller.jobs import run_job
 from agentskiller.steps.catalog import s05_tool_lists
 
-run_job(snakemake, s05_tool_lists.run_after_blueprint, step="s04")  # noqa: F821 (snakemake is injected)
+run_job(snakemake, s05_tool_lists.run_after_blueprint, step="s04-s05")  # noqa: F821 (snakemake is injected)

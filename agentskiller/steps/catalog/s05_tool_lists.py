@@ -12,7 +12,7 @@ from typing import Any
 
 from agentskiller import artifacts
 from agentskiller.artifacts import load_blueprint
-from agentskiller.jobs import StepContext
+from agentskiller.jobs import StepContext, Substep, run_steps
 from agentskiller.models.blueprint import Blueprint, Tool, ToolParam
 
 SCALAR = {
@@ -77,19 +77,15 @@ def run(ctx: StepContext) -> None:
 
 def run_after_blueprint(ctx: StepContext) -> None:
     """The ``blueprint`` job: s04's detail for one domain, then s05 on the blueprint it just
-    wrote, as s05 (its own step name and input hashes in ``meta``: the same tool list a
-    separate job would write). One job instead of two: s05 is milliseconds of work, its own
-    job was a whole interpreter start-up."""
+    wrote, each as its own step (:func:`agentskiller.jobs.run_steps`: the same blueprint and
+    tool list two jobs would write). One job instead of two: s05 is milliseconds of work, its
+    own job was a whole interpreter start-up."""
     from agentskiller.steps.catalog.s04_blueprints import run_detail
 
-    run_detail(ctx)
-    run(
-        StepContext.from_paths(
-            "s05",
-            ctx.config,
-            inputs={"blueprint": ctx.output("blueprint")},
-            outputs={"tool_list": ctx.output("tool_list")},
-            wildcards=ctx.wildcards,
-            logger=ctx.log,
-        )
+    run_steps(
+        ctx,
+        (
+            Substep("s04", run_detail, ("outlines", "entities"), ("blueprint",)),
+            Substep("s05", run, ("blueprint",), ("tool_list",)),
+        ),
     )
