@@ -74,11 +74,13 @@ class Meter:
             if n >= slots:
                 full += dt
         # busy seconds by how many requests were in flight: where the endpoint was half empty
-        bands = [(lo, min(lo + slots // 4 - 1, slots)) for lo in range(1, slots + 1, max(1, slots // 4))]
+        # (the gate never lets more than `slots` in)
+        width = max(1, slots // 4)
+        bands = [(lo, min(lo + width - 1, slots)) for lo in range(1, slots + 1, width)]
         by_band = {f"{lo}-{hi}": 0.0 for lo, hi in bands}
         for (t0, n), (t1, _) in zip(ev, ev[1:], strict=False):
             for lo, hi in bands:
-                if lo <= n <= hi or (n > slots and hi == slots):
+                if lo <= n <= hi:
                     by_band[f"{lo}-{hi}"] += t1 - t0
         return {
             "busy_s_by_in_flight": by_band,
