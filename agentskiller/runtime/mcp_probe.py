@@ -85,10 +85,9 @@ class _Wire:
 def _await_exit(proc: subprocess.Popen, timeout_s: float) -> None:
     """Wait up to ``timeout_s`` for ``proc`` to end, woken by a pidfd the moment it does
     (``Popen.wait(timeout)`` polls with sleeps and notices up to 50 ms late)."""
-    try:
-        fd = os.pidfd_open(proc.pid)
-    except (AttributeError, OSError):
-        fd = None
+    from agentskiller.runtime.sandbox import open_pidfd
+
+    fd = open_pidfd(proc.pid)
     if fd is not None:
         try:
             select.select([fd], [], [], timeout_s)

@@ -894,7 +894,7 @@ def _make_preexec(
     return preexec
 
 
-def _pidfd(pid: int) -> int | None:
+def open_pidfd(pid: int) -> int | None:
     """A descriptor that becomes readable when ``pid`` ends (Linux 5.3+), or None."""
     try:
         return os.pidfd_open(pid)
@@ -911,7 +911,7 @@ def _wait(proc: subprocess.Popen, timeout_s: float):
     deadline = time.monotonic() + timeout_s
     delay = 0.002
     timed_out = False
-    pidfd = _pidfd(proc.pid)
+    pidfd = open_pidfd(proc.pid)
     try:
         while True:
             pid, status, rusage = os.wait4(proc.pid, os.WNOHANG)
