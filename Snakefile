@@ -23,7 +23,8 @@ include: "rules/report.smk"
 rule all:
     default_target: True
     input:
-        get_final_outputs,
+        domain_outputs,
+        pair_outputs,
         rules.report_plots.output,
 
 

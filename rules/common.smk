@@ -272,23 +272,18 @@ def per_domain(pattern):
     return _f
 
 
-def get_final_outputs(wildcards):
-    """Every artifact, not only the dataset: Snakemake does not rebuild a deleted
-    intermediate file whose consumers are up to date, so each one is requested here."""
+def domain_outputs(wildcards):
+    """Every artifact up to each domain's rollouts and the aggregates, not only the dataset:
+    Snakemake does not rebuild a deleted intermediate file whose consumers are up to date, so
+    each one is requested here. Apart from pair_outputs because an input function is all or
+    nothing: while the s10 checkpoint is incomplete, one that asks for it yields nothing, and
+    a domain's queries and rollouts would wait for s10 (that is, for every domain's tasks)."""
     files = [
         out("topics.json"),
         out("entities.json"),
         out("entity_graph.json"),
         out("blueprints/index.json"),
-        out("dataset/train.jsonl"),
-        out("dataset/tasks_stats.json"),
-        out("dataset/card.md"),
-        out("dataset/stats.json"),
-        out("dataset/trajectories.jsonl"),
-        out("evaluation/results.jsonl"),
-        out("evaluation/summary.json"),
     ]
-    files += [out(f"rollouts/{e}.jsonl") for e in envs()]
     files += [out(f"database/entities/{e}.json") for e in used_entities()]
     for d in domains():
         files += [
@@ -299,13 +294,32 @@ def get_final_outputs(wildcards):
             out(f"tool_graphs/{d}.json"),
             out(f"servers/{d}/report.json"),
         ]
-    for e in envs():
-        files += [
-            out(f"task_templates/{e}.json"),
-            out(f"instances/{e}.json"),
-            out(f"tasks/{e}.json"),
-            out(f"queries/{e}.jsonl"),
-        ]
+        files += env_outputs(d)
+    return files
+
+
+def pair_outputs(wildcards):
+    """The kept pairs' artifacts and the aggregates over every env (they wait for s10)."""
+    files = [
+        out("dataset/train.jsonl"),
+        out("dataset/tasks_stats.json"),
+        out("dataset/card.md"),
+        out("dataset/stats.json"),
+        out("dataset/trajectories.jsonl"),
+        out("evaluation/results.jsonl"),
+        out("evaluation/summary.json"),
+    ]
     for p in pairs():
         files += [out(f"cross/{p}/server/report.json"), out(f"cross/{p}/tool_list.json")]
+        files += env_outputs(p)
     return files
+
+
+def env_outputs(env):
+    return [
+        out(f"task_templates/{env}.json"),
+        out(f"instances/{env}.json"),
+        out(f"tasks/{env}.json"),
+        out(f"queries/{env}.jsonl"),
+        out(f"rollouts/{env}.jsonl"),
+    ]
