@@ -54,6 +54,13 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+
+class _Server(ThreadingHTTPServer):
+    # http.server listens with a backlog of 5: a burst of connections beyond it (16 jobs'
+    # requests at once) lost SYNs and retried a second later, as no real server makes a client do
+    request_queue_size = 1024
+
+
 Responder = Callable[[dict, dict], "str | dict"]
 
 ALL_FAULTS = ("429", "500", "slow", "truncate", "malformed", "schema")
@@ -204,7 +211,7 @@ class FakeOpenAI:
         return self._base_url
 
     def start(self) -> FakeOpenAI:
-        srv = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
+        srv = _Server(("127.0.0.1", 0), self._handler_class())
         srv.daemon_threads = True
         srv.block_on_close = False  # slow-fault threads must not delay shutdown
         self._server = srv
