@@ -225,6 +225,16 @@ def throttled(slots: int, latency: float, meter: Meter, answer):
     return respond
 
 
+def listen_overflows() -> int | None:
+    """The kernel's count of connections dropped because a listen queue was full (Linux): a
+    dropped SYN comes back a second later, which would read as a request that started late."""
+    try:
+        head, values = [line.split() for line in Path("/proc/net/netstat").read_text().splitlines()[:2]]
+        return int(dict(zip(head, values, strict=True))["ListenOverflows"])
+    except (OSError, KeyError, ValueError):
+        return None
+
+
 def run_workflow(
     work: Path, slots: int, latency: float, cores: int, llm_jobs: int, answer
 ) -> tuple[float, Meter, str | None]:
@@ -340,9 +350,12 @@ def main() -> None:
                 f"({answers.misses - misses} requests not in the record)"
             )
     misses = answers.misses
+    overflows = listen_overflows()
     wall, meter, failed = run_workflow(work / "measured", args.slots, args.latency, args.cores, llm_jobs, answers)
     if not args.no_memo:
         print(f"measured run: {answers.misses - misses} requests not in the record (computed while it ran)")
+    if overflows is not None:
+        print(f"connections the endpoint's listen queue dropped during it: {listen_overflows() - overflows}")
     if failed:
         print(failed)
     s = meter.summary(args.slots)
