@@ -65,26 +65,20 @@ PHASES = {
 }
 
 
-def by_phase(spans: list[tuple[str, float, float]]) -> dict[str, dict]:
+def by_phase(meter: Meter) -> dict[str, dict]:
     """Per phase: its requests, its window (its first start to its last end) and the mean in
     flight (all requests) over the part of the window in which any was served."""
     out = {}
     for name, prefixes in PHASES.items():
-        mine = [(t0, t1) for task, t0, t1 in spans if task.startswith(prefixes)]
+        mine = [(t0, t1) for task, t0, t1 in meter.spans if task.startswith(prefixes)]
         if not mine:
             continue
         lo, hi = min(t0 for t0, _ in mine), max(t1 for _, t1 in mine)
-        events = sorted(
-            [(max(t0, lo), 1) for _, t0, t1 in spans if t1 > lo and t0 < hi]
-            + [(min(t1, hi), -1) for _, t0, t1 in spans if t1 > lo and t0 < hi]
-        )
         area = busy = 0.0
-        n, last = 0, lo
-        for t, d in events:
+        for n, dt in meter.intervals(lo, hi):
             if n:
-                area += n * (t - last)
-                busy += t - last
-            n, last = n + d, t
+                area += n * dt
+                busy += dt
         out[name] = {
             "requests": len(mine),
             "from_s": lo,
@@ -143,13 +137,19 @@ class Meter:
             if task and d > 0:
                 self.tasks[task] = self.tasks.get(task, 0) + 1
 
+    def intervals(self, lo: float = float("-inf"), hi: float = float("inf")):
+        """``(requests in flight, seconds)`` for each step of the function, clipped to [lo, hi]."""
+        for (t0, n), (t1, _) in zip(self.events, self.events[1:], strict=False):
+            dt = min(t1, hi) - max(t0, lo)
+            if dt > 0:
+                yield n, dt
+
     def summary(self, slots: int) -> dict:
         ev = self.events
         if not ev:
             return {"requests": 0}
         span = busy = area = full = 0.0
-        for (t0, n), (t1, _) in zip(ev, ev[1:], strict=False):
-            dt = t1 - t0
+        for n, dt in self.intervals():
             span += dt
             area += n * dt
             if n > 0:
@@ -161,10 +161,10 @@ class Meter:
         width = max(1, slots // 4)
         bands = [(lo, min(lo + width - 1, slots)) for lo in range(1, slots + 1, width)]
         by_band = {f"{lo}-{hi}": 0.0 for lo, hi in bands}
-        for (t0, n), (t1, _) in zip(ev, ev[1:], strict=False):
+        for n, dt in self.intervals():
             for lo, hi in bands:
                 if lo <= n <= hi:
-                    by_band[f"{lo}-{hi}"] += t1 - t0
+                    by_band[f"{lo}-{hi}"] += dt
         return {
             "busy_s_by_in_flight": by_band,
             "requests": sum(self.tasks.values()),
@@ -329,17 +329,17 @@ def main() -> None:
         yaml.safe_load((REPO / "profiles/default/profile.yaml").read_text())["resources"]["llm"]
     )
     cpu_what = "given" if args.cpu_s is not None else "endpoint idle" if args.no_memo else "the latency-0 run"
-    if not args.no_memo and args.answers and args.answers.exists():
-        answers.known = json.loads(args.answers.read_text())
-        print(f"{len(answers.known)} answers read from {args.answers}")
-    elif not args.no_memo:
-        wall0, _, failed = run_workflow(work / "warm-up", args.slots, 0.0, args.cores, llm_jobs, answers)
-        if failed:
-            raise SystemExit(f"warm-up run: {failed}")
-        print(f"warm-up run (latency 0, answers computed here): {wall0:.1f} s, {answers.misses} answers recorded")
-        if args.answers:
-            args.answers.write_text(json.dumps(answers.known))
     if not args.no_memo:
+        if args.answers and args.answers.exists():
+            answers.known = json.loads(args.answers.read_text())
+            print(f"{len(answers.known)} answers read from {args.answers}")
+        else:
+            wall0, _, failed = run_workflow(work / "warm-up", args.slots, 0.0, args.cores, llm_jobs, answers)
+            if failed:
+                raise SystemExit(f"warm-up run: {failed}")
+            print(f"warm-up run (latency 0, answers computed here): {wall0:.1f} s, {answers.misses} answers recorded")
+            if args.answers:
+                args.answers.write_text(json.dumps(answers.known))
         if args.cpu_s is None:
             misses = answers.misses
             args.cpu_s, _, failed = run_workflow(work / "cpu-bound", args.slots, 0.0, args.cores, llm_jobs, answers)
@@ -394,7 +394,7 @@ def main() -> None:
         )
     first = s["first_request_s"]
     print("mean in flight by LLM phase (its first request to its last answer, while any was served):")
-    for name, ph in by_phase(meter.spans).items():
+    for name, ph in by_phase(meter).items():
         print(
             f"  {name:<42} {ph['requests']:4d} requests, {ph['from_s'] - first:6.1f} -> {ph['to_s'] - first:6.1f} s: "
             f"{ph['mean_in_flight_busy']:.2f} / {args.slots} = {ph['mean_in_flight_busy'] / args.slots:.1%}"

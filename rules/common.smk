@@ -273,9 +273,10 @@ def per_domain(pattern):
 
 
 def domain_outputs(wildcards):
-    """Every artifact up to each domain's rollouts and the aggregates, not only the dataset:
-    Snakemake does not rebuild a deleted intermediate file whose consumers are up to date, so
-    each one is requested here. Apart from pair_outputs because an input function is all or
+    """Every artifact of the catalogue and of each domain, up to its rollouts: with
+    pair_outputs, every artifact, not only the dataset (Snakemake does not rebuild a deleted
+    intermediate file whose consumers are up to date, so each one is requested). Apart from
+    pair_outputs because an input function is all or
     nothing: while the s10 checkpoint is incomplete, one that asks for it yields nothing, and
     a domain's queries and rollouts would wait for s10 (that is, for every domain's tasks)."""
     files = [
@@ -316,6 +317,7 @@ def pair_outputs(wildcards):
 
 
 def env_outputs(env):
+    """An env's s14-s17 and rollout artifacts."""
     return [
         out(f"task_templates/{env}.json"),
         out(f"instances/{env}.json"),
